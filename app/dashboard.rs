@@ -1,0 +1,37 @@
+//! The terminal dashboard: starts (or attaches to) a cluster and shows it tab by tab.
+//! The UI only reads snapshots from a `ClusterHandle`; it never awaits the cluster while drawing.
+
+pub mod action;
+pub mod app;
+mod event_loop;
+pub mod render;
+pub mod tabs;
+pub mod views;
+
+use crate::cli::Cli;
+use devcluster::control::AdminClient;
+use devcluster::{Cluster, ClusterHandle};
+use std::process::ExitCode;
+
+pub fn run(args: &Cli) -> anyhow::Result<ExitCode> {
+    let rt = crate::runtime()?;
+    let env = args.environment();
+    rt.block_on(async {
+        match &args.attach {
+            Some(url) => {
+                let handle = ClusterHandle::remote(AdminClient::new(url));
+                let title = format!("attached to {url}");
+                event_loop::run(handle, app::Header { mode: title, env }).await?;
+            }
+            None => {
+                let cluster = Cluster::start(args.cluster_options()?).await?;
+                let title = format!("embedded cluster · registry {}", cluster.registry_url());
+                let result =
+                    event_loop::run(cluster.handle(), app::Header { mode: title, env }).await;
+                cluster.shutdown().await;
+                result?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,148 @@
+//! Draws the whole screen from `App`: header, tab bar, the active tab, footer, overlays.
+
+use super::action::bindings;
+use super::app::App;
+use super::tabs::Tab;
+use super::views;
+use devcluster::registry::Health;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Row, Table, Tabs};
+use widgets::{Notice, Theme};
+
+/// Below this the layout cannot fit; a message is shown instead.
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 16;
+
+pub fn health_style(h: Health, theme: &Theme) -> Style {
+    match h {
+        Health::Passing => theme.passing,
+        Health::Warning => theme.warning,
+        Health::Critical => theme.critical,
+    }
+}
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let theme = Theme::default();
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let msg = Notice::new([
+            "terminal too small".to_string(),
+            format!(
+                "need {MIN_WIDTH}×{MIN_HEIGHT}, have {}×{}",
+                area.width, area.height
+            ),
+            "q quits".to_string(),
+        ])
+        .theme(theme);
+        frame.render_widget(&msg, area);
+        return;
+    }
+    let [header, tabs, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_header(frame, header, app, &theme);
+    draw_tabs(frame, tabs, app, &theme);
+    match app.tab {
+        Tab::Services => views::services::render(frame, body, &app.services, &app.snapshot, &theme),
+        other => {
+            let n = Notice::new(other.placeholder().iter().copied())
+                .title(other.title())
+                .theme(theme);
+            frame.render_widget(&n, body);
+        }
+    }
+    draw_footer(frame, footer, app, &theme);
+    if app.help {
+        draw_help(frame, body, &theme);
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let snap = &app.snapshot;
+    let total = snap.instances.len();
+    let passing = snap
+        .instances
+        .iter()
+        .filter(|i| i.view.health == Health::Passing)
+        .count();
+    let mut spans = vec![
+        Span::styled(" lgo-dash ", theme.tab_active),
+        Span::styled(
+            format!("· {} · env {} · ", app.header.mode, app.header.env),
+            theme.dim,
+        ),
+        Span::styled(
+            format!("{passing}/{total} instances passing"),
+            if passing == total {
+                theme.passing
+            } else {
+                theme.warning
+            },
+        ),
+    ];
+    if app.paused {
+        spans.push(Span::styled("  ⏸ PAUSED (p resumes)", theme.warning));
+    }
+    frame.render_widget(Line::from(spans), area);
+}
+
+fn draw_tabs(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let titles = Tab::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{} {}", i + 1, t.title()));
+    let tabs = Tabs::new(titles)
+        .select(app.tab.index())
+        .style(theme.dim)
+        .highlight_style(theme.tab_active)
+        .divider("│");
+    frame.render_widget(tabs, area);
+}
+
+fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    if let Some(t) = &app.toast {
+        let style = if t.error { theme.error } else { theme.passing };
+        frame.render_widget(
+            Line::from(Span::styled(format!(" {}", t.text), style)),
+            area,
+        );
+        return;
+    }
+    let mut spans = Vec::new();
+    for b in bindings().iter().filter(|b| b.in_footer) {
+        spans.push(Span::styled(format!(" {}", b.keys), theme.key));
+        spans.push(Span::styled(
+            format!(" {} ", b.help.split(" (").next().unwrap_or(b.help)),
+            theme.dim,
+        ));
+    }
+    frame.render_widget(Line::from(spans), area);
+}
+
+fn draw_help(frame: &mut Frame, area: Rect, theme: &Theme) {
+    let all = bindings();
+    let height = (all.len() as u16 + 2).min(area.height);
+    let [popup] = Layout::vertical([Constraint::Length(height)])
+        .flex(Flex::Center)
+        .areas(area);
+    let [popup] = Layout::horizontal([Constraint::Length(64.min(area.width))])
+        .flex(Flex::Center)
+        .areas(popup);
+    let rows = all
+        .iter()
+        .map(|b| Row::new([Span::styled(b.keys, theme.key), Span::raw(b.help)]));
+    let table = Table::new(rows, [Constraint::Length(14), Constraint::Fill(1)]).block(
+        Block::bordered()
+            .title(Line::styled(" Keys (? or Esc closes) ", theme.title))
+            .border_style(theme.border_focused),
+    );
+    frame.render_widget(Clear, popup);
+    frame.render_widget(table, popup);
+}

@@ -1,0 +1,89 @@
+//! The seven tabs, their titles, and what the ones not built yet will hold.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tab {
+    #[default]
+    Services,
+    Balancer,
+    Breakers,
+    Metrics,
+    Traces,
+    Config,
+    Logs,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 7] = [
+        Tab::Services,
+        Tab::Balancer,
+        Tab::Breakers,
+        Tab::Metrics,
+        Tab::Traces,
+        Tab::Config,
+        Tab::Logs,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Services => "Services",
+            Tab::Balancer => "Balancer",
+            Tab::Breakers => "Breakers",
+            Tab::Metrics => "Metrics",
+            Tab::Traces => "Traces",
+            Tab::Config => "Config",
+            Tab::Logs => "Logs",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+
+    pub fn from_index(i: usize) -> Tab {
+        Tab::ALL[i % Tab::ALL.len()]
+    }
+
+    /// What an empty tab says until its feature lands.
+    pub fn placeholder(self) -> &'static [&'static str] {
+        match self {
+            Tab::Services => &[],
+            Tab::Balancer => &[
+                "Load balancing is not wired in yet.",
+                "",
+                "Here you will see, per target service: the strategy (round robin, random, smooth",
+                "weighted, least request, P2C, consistent hash), each instance's share of picks,",
+                "and a live stream of picks with the candidates and why one was chosen.",
+            ],
+            Tab::Breakers => &[
+                "Circuit breakers are not wired in yet.",
+                "",
+                "Here you will see every CALLER->TARGET breaker: state, mode, failure rate in its",
+                "window, recent transitions; o / c / a force it open, closed, or back to auto.",
+            ],
+            Tab::Metrics => &[
+                "Metrics are not collected yet.",
+                "",
+                "Here you will see per service req/s, error %, p50/p99 latency over time,",
+                "and the process's and host's CPU and memory.",
+            ],
+            Tab::Traces => &[
+                "Tracing is not wired in yet.",
+                "",
+                "Here you will browse recent traces (and OTLP spans from your own services)",
+                "and open a waterfall of any request across the gateway and services.",
+            ],
+            Tab::Config => &[
+                "The config center is not wired in yet.",
+                "",
+                "Here you will browse and edit the live config (strategies, breakers, timeouts,",
+                "routes, faults) per environment, with validation, history and undo.",
+            ],
+            Tab::Logs => &[
+                "Log capture is not wired in yet.",
+                "",
+                "Here you will read the cluster's logs and OTLP logs, filter by level and",
+                "service, follow them live, and jump to a log line's trace.",
+            ],
+        }
+    }
+}

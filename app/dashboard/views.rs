@@ -1,0 +1,3 @@
+//! One module per tab that has its own view.
+
+pub mod services;

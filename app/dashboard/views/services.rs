@@ -1,0 +1,230 @@
+//! The Services tab: services on the left, the selected service's instances on the right with
+//! health, process state and last check, and the selected instance's details below.
+
+use crate::dashboard::action::Action;
+use devcluster::handle::{ClusterSnapshot, InstanceSnapshot, ProcessState};
+use devcluster::registry::Health;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, TableState, Wrap};
+use widgets::{HealthMark, InstanceRow, InstanceTable, Notice, Theme};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Focus {
+    #[default]
+    Services,
+    Instances,
+}
+
+#[derive(Debug, Default)]
+pub struct ServicesView {
+    pub service: usize,
+    pub instance: usize,
+    pub focus: Focus,
+}
+
+impl ServicesView {
+    /// Keeps the selection inside what the snapshot holds.
+    pub fn clamp(&mut self, snap: &ClusterSnapshot) {
+        let groups = snap.services();
+        self.service = self.service.min(groups.len().saturating_sub(1));
+        let n = groups.get(self.service).map_or(0, |g| g.instances.len());
+        self.instance = self.instance.min(n.saturating_sub(1));
+    }
+
+    pub fn on_action(&mut self, action: &Action, snap: &ClusterSnapshot) {
+        let groups = snap.services();
+        match (action, self.focus) {
+            (Action::Down, Focus::Services) if self.service + 1 < groups.len() => {
+                self.service += 1;
+                self.instance = 0;
+            }
+            (Action::Up, Focus::Services) if self.service > 0 => {
+                self.service -= 1;
+                self.instance = 0;
+            }
+            (Action::Down, Focus::Instances) => {
+                let n = groups.get(self.service).map_or(0, |g| g.instances.len());
+                if self.instance + 1 < n {
+                    self.instance += 1;
+                }
+            }
+            (Action::Up, Focus::Instances) => self.instance = self.instance.saturating_sub(1),
+            (Action::Open, _) => self.focus = Focus::Instances,
+            (Action::Back, _) => self.focus = Focus::Services,
+            _ => {}
+        }
+    }
+
+    pub fn selected_instance<'a>(&self, snap: &'a ClusterSnapshot) -> Option<&'a InstanceSnapshot> {
+        snap.services()
+            .get(self.service)
+            .and_then(|g| g.instances.get(self.instance).copied())
+    }
+}
+
+pub fn health_mark(h: Health) -> HealthMark {
+    match h {
+        Health::Passing => HealthMark::Passing,
+        Health::Warning => HealthMark::Warning,
+        Health::Critical => HealthMark::Critical,
+    }
+}
+
+fn process_label(p: ProcessState) -> &'static str {
+    match p {
+        ProcessState::Running => "running",
+        ProcessState::Killed => "killed",
+        ProcessState::External => "external",
+    }
+}
+
+/// Converts an instance into the widget's plain row.
+pub fn row(i: &InstanceSnapshot) -> InstanceRow {
+    let v = &i.view;
+    InstanceRow {
+        id: v.id.clone(),
+        health: health_mark(v.health),
+        process: process_label(i.process).into(),
+        address: format!("{}:{}", v.address, v.port),
+        version: v.version.clone(),
+        weight: v.weight,
+        tags: v.tags.clone(),
+        check: v
+            .checks
+            .iter()
+            .max_by_key(|c| c.status)
+            .map(|c| c.output.clone())
+            .unwrap_or_else(|| "no checks".into()),
+    }
+}
+
+pub fn render(
+    frame: &mut Frame,
+    area: Rect,
+    view: &ServicesView,
+    snap: &ClusterSnapshot,
+    theme: &Theme,
+) {
+    let groups = snap.services();
+    if groups.is_empty() {
+        let notice = Notice::new([
+            "No service is registered yet.",
+            "",
+            "Register one through the Consul API on the registry port:",
+            "PUT /v1/agent/service/register {\"Name\":\"my-svc\",\"Port\":9000}",
+        ])
+        .title("Services")
+        .theme(*theme);
+        frame.render_widget(&notice, area);
+        return;
+    }
+    let [left, right] =
+        Layout::horizontal([Constraint::Length(32), Constraint::Fill(1)]).areas(area);
+    let focus_style = |f: Focus| {
+        if view.focus == f {
+            theme.border_focused
+        } else {
+            theme.border
+        }
+    };
+
+    let items: Vec<ListItem> = groups
+        .iter()
+        .map(|g| {
+            let total = g.instances.len();
+            let passing = g.passing();
+            let style = if passing == total {
+                theme.passing
+            } else if passing == 0 {
+                theme.critical
+            } else {
+                theme.warning
+            };
+            ListItem::new(Line::from(vec![
+                Span::raw(format!("{:<20}", g.name)),
+                Span::styled(format!("{passing}/{total} up"), style),
+            ]))
+        })
+        .collect();
+    let mut list_state = ListState::default().with_selected(Some(view.service));
+    let list = List::new(items)
+        .block(
+            Block::bordered()
+                .title(Line::styled(" Services ", theme.title))
+                .border_style(focus_style(Focus::Services)),
+        )
+        .highlight_style(theme.selected);
+    frame.render_stateful_widget(list, left, &mut list_state);
+
+    let Some(group) = groups.get(view.service) else {
+        return;
+    };
+    let [table_area, detail_area] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(9)]).areas(right);
+    let rows: Vec<InstanceRow> = group.instances.iter().map(|i| row(i)).collect();
+    let title = format!(
+        " {} · {} instances · {} passing ",
+        group.name,
+        rows.len(),
+        group.passing()
+    );
+    let table = InstanceTable::new(&rows).theme(*theme).block(
+        Block::bordered()
+            .title(Line::styled(title, theme.title))
+            .border_style(focus_style(Focus::Instances)),
+    );
+    let mut table_state = TableState::default().with_selected(Some(view.instance));
+    frame.render_stateful_widget(&table, table_area, &mut table_state);
+
+    if let Some(inst) = group.instances.get(view.instance) {
+        frame.render_widget(details(inst, theme), detail_area);
+    }
+}
+
+fn details<'a>(inst: &'a InstanceSnapshot, theme: &Theme) -> Paragraph<'a> {
+    let v = &inst.view;
+    let meta = v
+        .meta
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("  ");
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(v.id.as_str(), theme.title),
+            Span::raw(format!(
+                "  {}  {}  ",
+                v.base_url(),
+                process_label(inst.process)
+            )),
+            Span::styled(
+                v.health.as_str(),
+                crate::dashboard::render::health_style(v.health, theme),
+            ),
+        ]),
+        Line::from(vec![Span::styled("meta  ", theme.dim), Span::raw(meta)]),
+    ];
+    for c in &v.checks {
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!("{:<9}", c.status.as_str()),
+                crate::dashboard::render::health_style(c.status, theme),
+            ),
+            Span::raw(format!("{}  ", c.id)),
+            Span::styled(c.definition.as_str(), theme.dim),
+        ]));
+        if !c.output.is_empty() {
+            lines.push(Line::from(Span::styled(
+                format!("         {}", c.output),
+                theme.dim,
+            )));
+        }
+    }
+    Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+        Block::bordered()
+            .title(Line::styled(" Instance ", theme.title))
+            .border_style(theme.border),
+    )
+}

@@ -1,0 +1,47 @@
+//! `lgo-dash serve`: the cluster without a terminal. Prints `NAME URL` per endpoint and `ready`;
+//! SIGINT or SIGTERM deregisters the instances, drains, and exits 0.
+
+use crate::cli::Cli;
+use devcluster::Cluster;
+use std::io::Write;
+use std::process::ExitCode;
+
+pub fn run(args: &Cli) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let opts = args.cluster_options()?;
+    let rt = crate::runtime()?;
+    rt.block_on(async {
+        let cluster = Cluster::start(opts).await?;
+        let mut out = std::io::stdout().lock();
+        for e in cluster.endpoints() {
+            writeln!(out, "{} {}", e.name, e.url)?;
+        }
+        writeln!(out, "ready")?;
+        out.flush()?;
+        drop(out);
+        wait_for_stop_signal().await?;
+        tracing::info!("stop signal received: deregistering and draining");
+        cluster.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// Logs go to stderr so stdout stays the machine-readable endpoint list.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(crate::ENV_LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,63 @@
+//! The admin API (axum, on the admin port) and its client: every command the dashboard and
+//! `lgo-dash ctl` can give, over HTTP, so they work the same against a remote cluster.
+
+mod api;
+mod client;
+
+pub use api::router;
+pub use client::AdminClient;
+
+use serde::{Deserialize, Serialize};
+
+/// A named URL the cluster listens on (`serve` prints these as `NAME URL`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub url: String,
+}
+
+impl Endpoint {
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
+        Endpoint {
+            name: name.into(),
+            url: url.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no instance \"{0}\" (see `lgo-dash ctl instances`)")]
+    UnknownInstance(String),
+    #[error(
+        "instance \"{0}\" was registered from outside; lgo-dash can only kill or restart the instances it runs"
+    )]
+    NotManaged(String),
+    #[error("cannot restart {id} on {addr}: {message}")]
+    Restart {
+        id: String,
+        addr: String,
+        message: String,
+    },
+    #[error("this view is read-only (a fixed snapshot): commands need a live cluster")]
+    ReadOnly,
+    #[error(
+        "admin API at {url} is unreachable: {message} (is `lgo-dash serve` running? pass --admin URL or set LGO_ADMIN)"
+    )]
+    Unreachable { url: String, message: String },
+    #[error("admin API answered {status}: {message}")]
+    Remote { status: u16, message: String },
+}
+
+impl ControlError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ControlError::UnknownInstance(_) => 404,
+            ControlError::NotManaged(_) => 409,
+            ControlError::Restart { .. } => 500,
+            ControlError::ReadOnly => 405,
+            ControlError::Unreachable { .. } => 502,
+            ControlError::Remote { status, .. } => *status,
+        }
+    }
+}

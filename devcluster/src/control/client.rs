@@ -1,0 +1,114 @@
+//! A client of the admin API, used by `lgo-dash ctl` and by `--attach`.
+
+use super::ControlError;
+use crate::duration::format_go_duration;
+use crate::handle::{ClusterSnapshot, InstanceSnapshot};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Bound on an ordinary admin call (long polls add their wait on top).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub struct AdminClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    pub fn new(base: impl Into<String>) -> Self {
+        let base = base.into().trim_end_matches('/').to_string();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        AdminClient { base, http }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<T, ControlError> {
+        let resp = req
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| ControlError::Unreachable {
+                url: self.base.clone(),
+                message: e.to_string(),
+            })?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| ControlError::Unreachable {
+            url: self.base.clone(),
+            message: e.to_string(),
+        })?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(ControlError::Remote {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| ControlError::Remote {
+            status: status.as_u16(),
+            message: format!("unreadable answer: {e}"),
+        })
+    }
+
+    /// The snapshot; with `after > 0`, waits up to `wait` for a newer one.
+    pub async fn snapshot(
+        &self,
+        after: u64,
+        wait: Duration,
+    ) -> Result<ClusterSnapshot, ControlError> {
+        let url = format!(
+            "{}/api/snapshot?after={after}&wait={}",
+            self.base,
+            format_go_duration(wait)
+        );
+        self.call(self.http.get(url), CALL_TIMEOUT + wait).await
+    }
+
+    pub async fn instances(&self) -> Result<Vec<InstanceSnapshot>, ControlError> {
+        self.call(
+            self.http.get(format!("{}/api/instances", self.base)),
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    pub async fn kill(&self, id: &str) -> Result<(), ControlError> {
+        let url = format!("{}/api/instances/{}/kill", self.base, encode(id));
+        self.call::<serde_json::Value>(self.http.post(url), CALL_TIMEOUT)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn restart(&self, id: &str) -> Result<(), ControlError> {
+        let url = format!("{}/api/instances/{}/restart", self.base, encode(id));
+        self.call::<serde_json::Value>(self.http.post(url), CALL_TIMEOUT)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Percent-encodes a path segment (instance ids may hold anything a Consul client sent).
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,169 @@
+//! `ClusterHandle`: the one way the dashboard and `ctl` see and steer a cluster, whether it runs
+//! in this process, behind an admin URL (`--attach`), or is a fixed snapshot (tests, recordings).
+
+use crate::cluster::Core;
+use crate::control::{AdminClient, ControlError, Endpoint};
+use crate::registry::{Health, InstanceView};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Whether an instance's process is up, as opposed to what its health check last saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessState {
+    #[default]
+    Running,
+    /// Stopped with `kill`: the port is closed, the registration stays.
+    Killed,
+    /// Registered from outside (through the Consul API); lgo-dash does not run it.
+    External,
+}
+
+/// One instance: what the registry knows plus whether its process runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSnapshot {
+    #[serde(flatten)]
+    pub view: InstanceView,
+    pub process: ProcessState,
+}
+
+/// Everything the dashboard draws from, cheap to clone (it is shared behind an `Arc`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ClusterSnapshot {
+    /// Bumped on every publish; `--attach` long-polls on it.
+    pub version: u64,
+    pub registry_index: u64,
+    pub endpoints: Vec<Endpoint>,
+    pub instances: Vec<InstanceSnapshot>,
+}
+
+/// One service and its instances, for grouped views.
+pub struct ServiceGroup<'a> {
+    pub name: &'a str,
+    pub instances: Vec<&'a InstanceSnapshot>,
+}
+
+impl ServiceGroup<'_> {
+    pub fn passing(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.view.health == Health::Passing)
+            .count()
+    }
+}
+
+impl ClusterSnapshot {
+    /// Instances grouped by service, services sorted by name.
+    pub fn services(&self) -> Vec<ServiceGroup<'_>> {
+        let mut out: Vec<ServiceGroup<'_>> = Vec::new();
+        for inst in &self.instances {
+            match out.iter_mut().find(|g| g.name == inst.view.service) {
+                Some(g) => g.instances.push(inst),
+                None => out.push(ServiceGroup {
+                    name: &inst.view.service,
+                    instances: vec![inst],
+                }),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(b.name));
+        out
+    }
+}
+
+#[derive(Clone)]
+pub struct ClusterHandle {
+    kind: Kind,
+    snapshots: watch::Receiver<Arc<ClusterSnapshot>>,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Local(Arc<Core>),
+    Remote(AdminClient),
+    /// Holds the sender so receivers stay open (`changed()` pends instead of failing).
+    Fixed {
+        _sender: Arc<watch::Sender<Arc<ClusterSnapshot>>>,
+    },
+}
+
+/// How long one `--attach` long-poll may wait for a change.
+const REMOTE_POLL_WAIT: Duration = Duration::from_secs(10);
+/// Pause before polling again after the remote admin API failed.
+const REMOTE_RETRY: Duration = Duration::from_secs(1);
+
+impl ClusterHandle {
+    pub(crate) fn local(core: Arc<Core>) -> Self {
+        ClusterHandle {
+            snapshots: core.subscribe(),
+            kind: Kind::Local(core),
+        }
+    }
+
+    /// A handle on a cluster behind an admin URL. It follows changes by long-polling
+    /// `/api/snapshot`; the returned handle shows an empty snapshot until the first answer.
+    pub fn remote(client: AdminClient) -> Self {
+        let (tx, rx) = watch::channel(Arc::new(ClusterSnapshot::default()));
+        let poll_client = client.clone();
+        tokio::spawn(async move {
+            let mut after = 0;
+            loop {
+                if tx.is_closed() {
+                    return;
+                }
+                match poll_client.snapshot(after, REMOTE_POLL_WAIT).await {
+                    Ok(s) => {
+                        after = s.version;
+                        tx.send_replace(Arc::new(s));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "attach: admin API unreachable");
+                        tokio::time::sleep(REMOTE_RETRY).await;
+                    }
+                }
+            }
+        });
+        ClusterHandle {
+            kind: Kind::Remote(client),
+            snapshots: rx,
+        }
+    }
+
+    /// A read-only handle on a fixed snapshot (tests, offline views).
+    pub fn fixed(snapshot: ClusterSnapshot) -> Self {
+        let (tx, rx) = watch::channel(Arc::new(snapshot));
+        ClusterHandle {
+            kind: Kind::Fixed {
+                _sender: Arc::new(tx),
+            },
+            snapshots: rx,
+        }
+    }
+
+    /// The latest snapshot: a cheap `Arc` clone, never waits.
+    pub fn snapshot(&self) -> Arc<ClusterSnapshot> {
+        self.snapshots.borrow().clone()
+    }
+
+    /// A receiver that wakes on every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterSnapshot>> {
+        self.snapshots.clone()
+    }
+
+    pub async fn kill(&self, id: &str) -> Result<(), ControlError> {
+        match &self.kind {
+            Kind::Local(core) => core.kill(id).await,
+            Kind::Remote(c) => c.kill(id).await,
+            Kind::Fixed { .. } => Err(ControlError::ReadOnly),
+        }
+    }
+
+    pub async fn restart(&self, id: &str) -> Result<(), ControlError> {
+        match &self.kind {
+            Kind::Local(core) => core.restart(id).await,
+            Kind::Remote(c) => c.restart(id).await,
+            Kind::Fixed { .. } => Err(ControlError::ReadOnly),
+        }
+    }
+}

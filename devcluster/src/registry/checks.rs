@@ -1,0 +1,80 @@
+//! HTTP health checks: one task per check, polling the instance like a Consul agent does.
+
+use super::model::{CheckKind, CheckSpec, Health};
+use super::store::{Inner, record_check};
+use std::sync::Weak;
+use std::time::Duration;
+
+/// Runs `spec` (an HTTP check) until the instance is deregistered or the registry dropped.
+/// The first probe runs at once so a fresh instance turns passing without waiting an interval.
+pub(crate) async fn run_http_check(inner: Weak<Inner>, instance_id: String, spec: CheckSpec) {
+    let CheckKind::Http {
+        url,
+        method,
+        interval,
+        timeout,
+        headers,
+    } = spec.kind.clone()
+    else {
+        return;
+    };
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(client) = inner.upgrade().map(|i| i.http.clone()) else {
+            return;
+        };
+        let (status, output) = probe(&client, &method, &url, timeout, &headers).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if !record_check(&inner, &instance_id, &spec.id, status, output) {
+            return;
+        }
+    }
+}
+
+async fn probe(
+    client: &reqwest::Client,
+    method: &reqwest::Method,
+    url: &str,
+    timeout: Duration,
+    headers: &[(String, String)],
+) -> (Health, String) {
+    let mut req = client.request(method.clone(), url).timeout(timeout);
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let code = resp.status();
+            let health = if code.is_success() {
+                Health::Passing
+            } else if code.as_u16() == 429 {
+                Health::Warning
+            } else {
+                Health::Critical
+            };
+            (health, format!("HTTP {method} {url}: {code}"))
+        }
+        Err(e) if e.is_timeout() => (
+            Health::Critical,
+            format!("HTTP {method} {url}: timed out after {timeout:?}"),
+        ),
+        Err(e) => (
+            Health::Critical,
+            format!("HTTP {method} {url}: {}", error_chain(&e)),
+        ),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

@@ -1,0 +1,55 @@
+//! Consul blocking queries: `?index=N&wait=D` holds a read until the registry changes past N
+//! or D elapses; every answer carries `X-Consul-Index`.
+
+use crate::duration::parse_go_duration;
+use crate::registry::Registry;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Consul's default and maximum `wait`.
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+pub(super) struct Blocking {
+    index: u64,
+    wait: Duration,
+}
+
+impl Blocking {
+    pub(super) fn from_query(q: &HashMap<String, String>) -> Result<Blocking, String> {
+        let index = match q.get("index").map(String::as_str) {
+            None | Some("") => 0,
+            Some(s) => s
+                .parse()
+                .map_err(|_| format!("index: expected a non-negative integer, got \"{s}\""))?,
+        };
+        let wait = match q.get("wait").map(String::as_str) {
+            None | Some("") => DEFAULT_WAIT,
+            Some(s) => parse_go_duration(s).map_err(|e| format!("wait: {e}"))?,
+        };
+        Ok(Blocking {
+            index,
+            wait: wait.min(MAX_WAIT),
+        })
+    }
+
+    /// Returns at once when `index` is 0 or already behind the registry; otherwise waits.
+    pub(super) async fn wait(&self, reg: &Registry) {
+        if self.index > 0 && reg.index() <= self.index {
+            reg.wait_for_change(self.index, self.wait).await;
+        }
+    }
+}
+
+/// Consul's presence-based boolean flags (`?passing`, `?passing=1`, `?passing=false`), read
+/// like Go's `strconv.ParseBool` with an empty value meaning true.
+pub(super) fn flag(q: &HashMap<String, String>, name: &str) -> Result<bool, String> {
+    match q.get(name).map(String::as_str) {
+        None => Ok(false),
+        Some("" | "1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+        Some(other) => Err(format!(
+            "{name}: expected a boolean such as true or 1, got \"{other}\""
+        )),
+    }
+}

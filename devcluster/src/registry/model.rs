@@ -1,0 +1,133 @@
+//! What the registry holds: registrations as given, and the views it hands out.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Health of a check or of an instance (the worst of its checks), with Consul's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Passing,
+    Warning,
+    Critical,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Passing => "passing",
+            Health::Warning => "warning",
+            Health::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Health> {
+        match s.to_ascii_lowercase().as_str() {
+            "passing" => Some(Health::Passing),
+            "warning" => Some(Health::Warning),
+            "critical" => Some(Health::Critical),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a check decides its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// GET `url` every `interval`: 2xx passing, 429 warning, anything else critical.
+    Http {
+        url: String,
+        method: String,
+        interval: Duration,
+        timeout: Duration,
+        headers: Vec<(String, String)>,
+    },
+    /// Critical unless refreshed (pass/warn/fail) within `ttl`.
+    Ttl { ttl: Duration },
+}
+
+impl CheckKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            CheckKind::Http { .. } => "http",
+            CheckKind::Ttl { .. } => "ttl",
+        }
+    }
+}
+
+/// One check as registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSpec {
+    /// Empty means "derive it": `service:<id>` (or `service:<id>:<n>` with several checks).
+    pub id: String,
+    pub name: String,
+    pub kind: CheckKind,
+    pub initial: Option<Health>,
+    pub notes: String,
+    pub deregister_critical_after: Option<Duration>,
+}
+
+/// A service instance as registered, in-process or through the Consul API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registration {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub tags: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    /// Consul's `Weights.Passing`; the balancer weight also reads `meta.weight`.
+    pub weight_passing: u32,
+    pub weight_warning: u32,
+    pub checks: Vec<CheckSpec>,
+}
+
+/// A check as the registry reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckView {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: Health,
+    pub output: String,
+    pub notes: String,
+    /// HTTP URL or TTL, for display.
+    pub definition: String,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+/// An instance as the registry reports it, health included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceView {
+    pub id: String,
+    pub service: String,
+    pub version: String,
+    pub address: String,
+    pub port: u16,
+    pub tags: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    /// Balancer weight: `meta.weight` when it parses, else Consul's `Weights.Passing`.
+    pub weight: u32,
+    pub weight_warning: u32,
+    pub protocol: String,
+    pub health_path: String,
+    pub health: Health,
+    pub checks: Vec<CheckView>,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+impl InstanceView {
+    pub fn base_url(&self) -> String {
+        format!("http://{}:{}", self.address, self.port)
+    }
+}

@@ -1,0 +1,507 @@
+//! The registry's state: instances and checks behind one lock, a global change index that
+//! blocking queries and watchers wait on, and the background tasks that run the checks.
+
+use super::checks;
+use super::model::{CheckKind, CheckSpec, CheckView, Health, InstanceView, Registration};
+use crate::duration::format_go_duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// How often TTL deadlines and `DeregisterCriticalServiceAfter` timers are looked at.
+const REAPER_TICK: Duration = Duration::from_millis(100);
+/// HTTP checks faster than this are raised to it (Consul's own floor is 1s; a dev cluster
+/// wants faster feedback, but not a busy loop).
+pub(crate) const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error(
+        "Unknown service ID \"{0}\". Ensure that the service ID is passed, not the service name."
+    )]
+    UnknownService(String),
+    #[error("Unknown check ID \"{0}\". Ensure that the check ID is passed, not the check name.")]
+    UnknownCheck(String),
+    #[error("CheckID \"{0}\" does not have associated TTL")]
+    NotTtl(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A cheap, clonable handle on the embedded registry.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    state: Mutex<State>,
+    index_tx: watch::Sender<u64>,
+    pub(crate) http: reqwest::Client,
+    reaper: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct State {
+    index: u64,
+    entries: BTreeMap<String, Entry>,
+}
+
+struct Entry {
+    reg: Registration,
+    create_index: u64,
+    modify_index: u64,
+    checks: Vec<CheckState>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct CheckState {
+    spec: CheckSpec,
+    status: Health,
+    output: String,
+    create_index: u64,
+    modify_index: u64,
+    ttl_deadline: Option<Instant>,
+    critical_since: Option<Instant>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.reaper.lock()
+            && let Some(t) = r.take()
+        {
+            t.abort();
+        }
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// Creates an empty registry. Must be called inside a tokio runtime: it starts the task that
+    /// expires TTL checks and reaps long-critical instances.
+    pub fn new() -> Self {
+        let (index_tx, _) = watch::channel(1);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                index: 1,
+                entries: BTreeMap::new(),
+            }),
+            index_tx,
+            http,
+            reaper: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&inner);
+        let reaper = tokio::spawn(reap_loop(weak));
+        if let Ok(mut r) = inner.reaper.lock() {
+            *r = Some(reaper);
+        }
+        Registry { inner }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock_state(&self.inner)
+    }
+
+    /// The current change index (≥ 1). Every write that changes what a read returns bumps it.
+    pub fn index(&self) -> u64 {
+        *self.inner.index_tx.borrow()
+    }
+
+    /// A receiver that sees the index move on every change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.index_tx.subscribe()
+    }
+
+    /// Waits until the index passes `after` or `wait` elapses; returns the index then.
+    pub async fn wait_for_change(&self, after: u64, wait: Duration) -> u64 {
+        let mut rx = self.subscribe();
+        let _ = tokio::time::timeout(wait, rx.wait_for(|i| *i > after)).await;
+        *rx.borrow()
+    }
+
+    /// Registers (or replaces, same ID) an instance and starts its checks.
+    pub fn register(&self, mut reg: Registration) -> Result<InstanceView, RegistryError> {
+        if reg.name.trim().is_empty() {
+            return Err(RegistryError::Invalid("Missing service name".into()));
+        }
+        if reg.id.is_empty() {
+            reg.id = reg.name.clone();
+        }
+        if reg.address.is_empty() {
+            reg.address = "127.0.0.1".into();
+        }
+        let n = reg.checks.len();
+        for (i, c) in reg.checks.iter_mut().enumerate() {
+            if c.id.is_empty() {
+                c.id = if n == 1 {
+                    format!("service:{}", reg.id)
+                } else {
+                    format!("service:{}:{}", reg.id, i + 1)
+                };
+            }
+            if c.name.is_empty() {
+                c.name = format!("Service '{}' check", reg.name);
+            }
+            if let CheckKind::Http { interval, .. } = &mut c.kind {
+                *interval = (*interval).max(MIN_CHECK_INTERVAL);
+            }
+        }
+        let now = Instant::now();
+        let mut st = self.lock();
+        let index = bump(&mut st, &self.inner);
+        let create_index = st
+            .entries
+            .get(&reg.id)
+            .map(|e| e.create_index)
+            .unwrap_or(index);
+        let checks = reg
+            .checks
+            .iter()
+            .map(|spec| {
+                let status = spec.initial.unwrap_or(Health::Critical);
+                let ttl_deadline = match spec.kind {
+                    CheckKind::Ttl { ttl } => Some(now + ttl),
+                    CheckKind::Http { .. } => None,
+                };
+                CheckState {
+                    spec: spec.clone(),
+                    status,
+                    output: String::new(),
+                    create_index: index,
+                    modify_index: index,
+                    ttl_deadline,
+                    critical_since: (status == Health::Critical).then_some(now),
+                }
+            })
+            .collect();
+        let tasks = reg
+            .checks
+            .iter()
+            .filter_map(|spec| match &spec.kind {
+                CheckKind::Http { .. } => Some(tokio::spawn(checks::run_http_check(
+                    Arc::downgrade(&self.inner),
+                    reg.id.clone(),
+                    spec.clone(),
+                ))),
+                CheckKind::Ttl { .. } => None,
+            })
+            .collect();
+        let entry = Entry {
+            reg: reg.clone(),
+            create_index,
+            modify_index: index,
+            checks,
+            tasks,
+        };
+        let view = entry.view();
+        // Replacing drops the old entry, which aborts its check tasks.
+        st.entries.insert(reg.id.clone(), entry);
+        Ok(view)
+    }
+
+    /// Removes an instance and its checks.
+    pub fn deregister(&self, id: &str) -> Result<(), RegistryError> {
+        let mut st = self.lock();
+        if st.entries.remove(id).is_none() {
+            return Err(RegistryError::UnknownService(id.to_string()));
+        }
+        bump(&mut st, &self.inner);
+        Ok(())
+    }
+
+    /// Sets a TTL check's status (Consul's `check/pass|warn|fail`), resetting its TTL clock.
+    pub fn update_ttl(
+        &self,
+        check_id: &str,
+        status: Health,
+        output: &str,
+    ) -> Result<(), RegistryError> {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let found = st
+            .entries
+            .values()
+            .flat_map(|e| e.checks.iter())
+            .find(|c| c.spec.id == check_id)
+            .map(|c| c.spec.kind.clone());
+        let ttl = match found {
+            None => return Err(RegistryError::UnknownCheck(check_id.to_string())),
+            Some(CheckKind::Ttl { ttl }) => ttl,
+            Some(_) => return Err(RegistryError::NotTtl(check_id.to_string())),
+        };
+        let changed = {
+            let check = st
+                .entries
+                .values_mut()
+                .flat_map(|e| e.checks.iter_mut())
+                .find(|c| c.spec.id == check_id);
+            match check {
+                Some(c) => {
+                    c.ttl_deadline = Some(now + ttl);
+                    let changed = c.status != status || c.output != output;
+                    c.output = output.to_string();
+                    changed
+                }
+                None => false,
+            }
+        };
+        if changed {
+            set_status_locked(&mut st, &self.inner, None, check_id, status, None);
+        }
+        Ok(())
+    }
+
+    /// Every instance, sorted by service then id.
+    pub fn instances(&self) -> Vec<InstanceView> {
+        let st = self.lock();
+        let mut v: Vec<_> = st.entries.values().map(Entry::view).collect();
+        v.sort_by(|a, b| (&a.service, &a.id).cmp(&(&b.service, &b.id)));
+        v
+    }
+
+    /// The instances of one service, all or passing only.
+    pub fn service(&self, name: &str, passing_only: bool) -> Vec<InstanceView> {
+        self.instances()
+            .into_iter()
+            .filter(|i| i.service == name && (!passing_only || i.health == Health::Passing))
+            .collect()
+    }
+
+    /// The passing instances of a service: what callers may send traffic to.
+    pub fn discover(&self, name: &str) -> Vec<InstanceView> {
+        self.service(name, true)
+    }
+
+    pub fn instance(&self, id: &str) -> Option<InstanceView> {
+        self.lock().entries.get(id).map(Entry::view)
+    }
+
+    /// Service name → the union of its instances' tags (Consul's `/v1/catalog/services`).
+    pub fn services(&self) -> BTreeMap<String, Vec<String>> {
+        let st = self.lock();
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for e in st.entries.values() {
+            out.entry(e.reg.name.clone())
+                .or_default()
+                .extend(e.reg.tags.iter().cloned());
+        }
+        out.into_iter()
+            .map(|(k, v)| (k, v.into_iter().collect()))
+            .collect()
+    }
+}
+
+fn lock_state(inner: &Inner) -> MutexGuard<'_, State> {
+    // A panic while holding the lock cannot leave the maps half-written in a way that matters
+    // more than stopping the whole registry would, so keep serving.
+    inner.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn bump(st: &mut State, inner: &Inner) -> u64 {
+    st.index += 1;
+    inner.index_tx.send_replace(st.index);
+    st.index
+}
+
+/// Records a check result (from an HTTP check task). Returns false when the instance is gone,
+/// so the task stops.
+pub(crate) fn record_check(
+    inner: &Inner,
+    instance_id: &str,
+    check_id: &str,
+    status: Health,
+    output: String,
+) -> bool {
+    let mut st = lock_state(inner);
+    if !st.entries.contains_key(instance_id) {
+        return false;
+    }
+    set_status_locked(
+        &mut st,
+        inner,
+        Some(instance_id),
+        check_id,
+        status,
+        Some(output),
+    );
+    true
+}
+
+fn set_status_locked(
+    st: &mut State,
+    inner: &Inner,
+    instance_id: Option<&str>,
+    check_id: &str,
+    status: Health,
+    output: Option<String>,
+) {
+    let now = Instant::now();
+    let next_index = st.index + 1;
+    let mut changed = false;
+    for (id, e) in st.entries.iter_mut() {
+        if instance_id.is_some_and(|want| want != id) {
+            continue;
+        }
+        let before = e.health();
+        for c in e.checks.iter_mut().filter(|c| c.spec.id == check_id) {
+            if let Some(out) = &output {
+                c.output.clone_from(out);
+            }
+            if c.status != status {
+                c.status = status;
+                c.modify_index = next_index;
+                c.critical_since = (status == Health::Critical).then_some(now);
+                changed = true;
+            }
+        }
+        if changed && e.health() != before {
+            e.modify_index = next_index;
+        }
+    }
+    if changed {
+        bump(st, inner);
+    }
+}
+
+async fn reap_loop(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(REAPER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        reap_once(&inner);
+    }
+}
+
+/// Expires TTL checks whose deadline passed and removes instances critical for longer than
+/// their `DeregisterCriticalServiceAfter`.
+fn reap_once(inner: &Inner) {
+    let now = Instant::now();
+    let mut st = lock_state(inner);
+    let expired: Vec<(String, String)> = st
+        .entries
+        .iter()
+        .flat_map(|(id, e)| {
+            e.checks
+                .iter()
+                .filter(|c| {
+                    c.status != Health::Critical && c.ttl_deadline.is_some_and(|d| d <= now)
+                })
+                .map(move |c| (id.clone(), c.spec.id.clone()))
+        })
+        .collect();
+    for (id, check) in expired {
+        set_status_locked(
+            &mut st,
+            inner,
+            Some(&id),
+            &check,
+            Health::Critical,
+            Some("TTL expired".into()),
+        );
+    }
+    let doomed: Vec<String> = st
+        .entries
+        .iter()
+        .filter(|(_, e)| {
+            e.checks.iter().any(
+                |c| match (c.spec.deregister_critical_after, c.critical_since) {
+                    (Some(after), Some(since)) => {
+                        c.status == Health::Critical && now.duration_since(since) >= after
+                    }
+                    _ => false,
+                },
+            )
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    if !doomed.is_empty() {
+        for id in &doomed {
+            tracing::info!(instance = %id, "deregistered: critical for longer than DeregisterCriticalServiceAfter");
+            st.entries.remove(id);
+        }
+        bump(&mut st, inner);
+    }
+}
+
+impl Entry {
+    fn health(&self) -> Health {
+        self.checks
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Health::Passing)
+    }
+
+    fn view(&self) -> InstanceView {
+        let r = &self.reg;
+        let weight = r
+            .meta
+            .get("weight")
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(r.weight_passing.max(1));
+        InstanceView {
+            id: r.id.clone(),
+            service: r.name.clone(),
+            version: r.meta.get("version").cloned().unwrap_or_default(),
+            address: r.address.clone(),
+            port: r.port,
+            tags: r.tags.clone(),
+            meta: r.meta.clone(),
+            weight,
+            weight_warning: r.weight_warning,
+            protocol: r
+                .meta
+                .get("protocol")
+                .cloned()
+                .unwrap_or_else(|| "http".into()),
+            health_path: r.meta.get("health_path").cloned().unwrap_or_default(),
+            health: self.health(),
+            checks: self.checks.iter().map(CheckState::view).collect(),
+            create_index: self.create_index,
+            modify_index: self.modify_index,
+        }
+    }
+}
+
+impl CheckState {
+    fn view(&self) -> CheckView {
+        let definition = match &self.spec.kind {
+            CheckKind::Http { url, interval, .. } => {
+                format!("GET {url} every {}", format_go_duration(*interval))
+            }
+            CheckKind::Ttl { ttl } => format!("TTL {}", format_go_duration(*ttl)),
+        };
+        CheckView {
+            id: self.spec.id.clone(),
+            name: self.spec.name.clone(),
+            kind: self.spec.kind.type_name().into(),
+            status: self.status,
+            output: self.output.clone(),
+            notes: self.spec.notes.clone(),
+            definition,
+            create_index: self.create_index,
+            modify_index: self.modify_index,
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The sample services that make the dev cluster alive: user-service (CRUD on users) and
+//! order-service (orders that embed their user, fetched from user-service through discovery).
+
+mod api_error;
+pub mod order;
+pub mod user;
+
+pub use api_error::ApiError;
+
+use axum::Router;
+use axum::http::HeaderValue;
+use axum::response::Response;
+use axum::routing::get;
+use serde_json::json;
+
+/// Response header naming the instance that answered, so callers can see the balancing.
+pub const SERVED_BY_HEADER: &str = "x-served-by";
+
+/// What every sample service adds to its routes: `GET /health`, a JSON 404 and `x-served-by`.
+pub(crate) fn finish(router: Router, service: &'static str, instance_id: &str) -> Router {
+    let served_by =
+        HeaderValue::from_str(instance_id).unwrap_or(HeaderValue::from_static("unknown"));
+    router
+        .route(
+            "/health",
+            get(
+                move || async move { axum::Json(json!({"status": "healthy", "service": service})) },
+            ),
+        )
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::map_response(move |mut res: Response| {
+            let served_by = served_by.clone();
+            async move {
+                res.headers_mut().insert(SERVED_BY_HEADER, served_by);
+                res
+            }
+        }))
+}
+
+/// Reads a JSON body into `T`, turning every decode problem into a 400 that says what was wrong.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("empty body: expected a JSON object"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Parses a numeric path id, answering 400 (not 404) when it is not a number.
+pub(crate) fn parse_id(raw: &str) -> Result<u64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("id must be a positive integer, got \"{raw}\"")))
+}

@@ -1,0 +1,240 @@
+//! order-service: orders that come back with their user embedded, fetched from user-service by
+//! discovering a passing instance in the registry.
+
+use super::user::{SERVICE as USER_SERVICE, User};
+use super::{ApiError, finish, parse_id, parse_json};
+use crate::registry::Registry;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub const SERVICE: &str = "order-service";
+
+/// How long order-service waits for user-service before answering 504.
+const USER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: u64,
+    pub user_id: u64,
+    pub item: String,
+    pub quantity: u32,
+    pub amount_cents: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderInput {
+    user_id: u64,
+    item: String,
+    quantity: u32,
+    amount_cents: u64,
+}
+
+/// An order as answered by `GET /orders/{id}`: the order and its user.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OrderWithUser {
+    #[serde(flatten)]
+    pub order: Order,
+    pub user: User,
+}
+
+#[derive(Debug, Default)]
+pub struct OrderStore {
+    inner: RwLock<(u64, BTreeMap<u64, Order>)>,
+}
+
+impl OrderStore {
+    pub fn seeded() -> Arc<OrderStore> {
+        let seed = [
+            (1, "keyboard", 1, 4_900),
+            (2, "monitor", 2, 31_800),
+            (3, "cable", 5, 1_250),
+            (1, "mouse", 1, 2_500),
+            (5, "laptop stand", 1, 3_999),
+        ];
+        let orders = seed
+            .iter()
+            .enumerate()
+            .map(|(i, (user_id, item, quantity, amount_cents))| {
+                let id = i as u64 + 1;
+                let o = Order {
+                    id,
+                    user_id: *user_id,
+                    item: (*item).into(),
+                    quantity: *quantity,
+                    amount_cents: *amount_cents,
+                };
+                (id, o)
+            })
+            .collect::<BTreeMap<_, _>>();
+        Arc::new(OrderStore {
+            inner: RwLock::new((orders.len() as u64, orders)),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, (u64, BTreeMap<u64, Order>)> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, (u64, BTreeMap<u64, Order>)> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Finds users by asking a passing user-service instance, taking them in turn.
+pub struct UserLookup {
+    registry: Registry,
+    http: reqwest::Client,
+    next: AtomicUsize,
+}
+
+impl UserLookup {
+    pub fn new(registry: Registry) -> Self {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(USER_CALL_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        UserLookup {
+            registry,
+            http,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The user, `None` when user-service says 404. An instance that refuses the connection is
+    /// skipped for the next one (it may have died since its last health check).
+    pub async fn user(&self, id: u64) -> Result<Option<User>, ApiError> {
+        let candidates = self.registry.discover(USER_SERVICE);
+        if candidates.is_empty() {
+            return Err(ApiError::unavailable(format!(
+                "no passing instance of {USER_SERVICE}"
+            )));
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last_error = String::new();
+        for k in 0..candidates.len() {
+            let inst = &candidates[(start + k) % candidates.len()];
+            let url = format!("{}/users/{id}", inst.base_url());
+            match self.http.get(&url).send().await {
+                Ok(resp) if resp.status() == StatusCode::NOT_FOUND => return Ok(None),
+                Ok(resp) if resp.status().is_success() => {
+                    return resp.json::<User>().await.map(Some).map_err(|e| {
+                        ApiError::bad_gateway(format!("{} sent an unreadable user: {e}", inst.id))
+                    });
+                }
+                Ok(resp) => {
+                    return Err(ApiError::bad_gateway(format!(
+                        "{} answered {}",
+                        inst.id,
+                        resp.status()
+                    )));
+                }
+                Err(e) if e.is_timeout() => {
+                    return Err(ApiError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("{} did not answer within {USER_CALL_TIMEOUT:?}", inst.id),
+                    ));
+                }
+                Err(e) => last_error = format!("{}: {e}", inst.id),
+            }
+        }
+        Err(ApiError::bad_gateway(format!(
+            "no {USER_SERVICE} instance reachable ({last_error})"
+        )))
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    orders: Arc<OrderStore>,
+    users: Arc<UserLookup>,
+}
+
+/// The router of one order-service instance.
+pub fn router(orders: Arc<OrderStore>, users: Arc<UserLookup>, instance_id: &str) -> Router {
+    let routes = Router::new()
+        .route("/orders", get(list).post(create))
+        .route("/orders/{id}", get(read).delete(remove))
+        .with_state(AppState { orders, users });
+    finish(routes, SERVICE, instance_id)
+}
+
+async fn list(State(s): State<AppState>) -> Response {
+    let orders: Vec<Order> = s.orders.read().1.values().cloned().collect();
+    axum::Json(orders).into_response()
+}
+
+async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let order = s
+        .orders
+        .read()
+        .1
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("order {id} not found")))?;
+    let user = s.users.user(order.user_id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "order {id} belongs to user {} who no longer exists",
+                order.user_id
+            ),
+        )
+    })?;
+    Ok(axum::Json(OrderWithUser { order, user }).into_response())
+}
+
+async fn create(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let input: OrderInput = parse_json(&body)?;
+    if input.item.trim().is_empty() {
+        return Err(ApiError::bad_request("item: expected a non-empty string"));
+    }
+    if input.quantity == 0 {
+        return Err(ApiError::bad_request(
+            "quantity: expected at least 1, got 0",
+        ));
+    }
+    let Some(user) = s.users.user(input.user_id).await? else {
+        return Err(ApiError::bad_request(format!(
+            "user_id: user {} does not exist",
+            input.user_id
+        )));
+    };
+    let order = {
+        let mut w = s.orders.write();
+        w.0 += 1;
+        let order = Order {
+            id: w.0,
+            user_id: input.user_id,
+            item: input.item.trim().to_string(),
+            quantity: input.quantity,
+            amount_cents: input.amount_cents,
+        };
+        w.1.insert(order.id, order.clone());
+        order
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(OrderWithUser { order, user }),
+    )
+        .into_response())
+}
+
+async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    match s.orders.write().1.remove(&id) {
+        Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        None => Err(ApiError::not_found(format!("order {id} not found"))),
+    }
+}

@@ -1,0 +1,229 @@
+//! A table of service instances: health mark, process state, address, version, weight, tags and
+//! the last health-check output. Selection lives in a `TableState` kept by the caller.
+
+use crate::theme::Theme;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Row, StatefulWidget, Table, TableState};
+
+/// Health as the table shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthMark {
+    Passing,
+    Warning,
+    Critical,
+}
+
+impl HealthMark {
+    fn label(self) -> &'static str {
+        match self {
+            HealthMark::Passing => "● passing",
+            HealthMark::Warning => "▲ warning",
+            HealthMark::Critical => "✖ critical",
+        }
+    }
+
+    fn style(self, theme: &Theme) -> Style {
+        match self {
+            HealthMark::Passing => theme.passing,
+            HealthMark::Warning => theme.warning,
+            HealthMark::Critical => theme.critical,
+        }
+    }
+}
+
+/// One row: plain data, already formatted by the caller where formatting is domain knowledge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRow {
+    pub id: String,
+    pub health: HealthMark,
+    /// "running", "killed", "external".
+    pub process: String,
+    pub address: String,
+    pub version: String,
+    pub weight: u32,
+    pub tags: Vec<String>,
+    /// The last check output, e.g. "HTTP GET http://…/health: 200 OK".
+    pub check: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InstanceTable<'a> {
+    rows: &'a [InstanceRow],
+    block: Option<Block<'a>>,
+    theme: Theme,
+}
+
+impl<'a> InstanceTable<'a> {
+    pub fn new(rows: &'a [InstanceRow]) -> Self {
+        InstanceTable {
+            rows,
+            block: None,
+            theme: Theme::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn block(mut self, block: Block<'a>) -> Self {
+        self.block = Some(block);
+        self
+    }
+
+    #[must_use]
+    pub fn theme(mut self, theme: Theme) -> Self {
+        self.theme = theme;
+        self
+    }
+}
+
+impl StatefulWidget for &InstanceTable<'_> {
+    type State = TableState;
+
+    fn render(self, area: Rect, buf: &mut Buffer, state: &mut TableState) {
+        if area.is_empty() {
+            return;
+        }
+        let t = &self.theme;
+        let header = Row::new([
+            "INSTANCE",
+            "HEALTH",
+            "PROCESS",
+            "ADDRESS",
+            "VERSION",
+            "WEIGHT",
+            "TAGS",
+            "LAST CHECK",
+        ])
+        .style(t.title);
+        let rows = self.rows.iter().map(|r| {
+            let process_style = if r.process == "running" {
+                t.dim
+            } else {
+                t.killed
+            };
+            Row::new([
+                Cell::from(r.id.as_str()),
+                Cell::from(Span::styled(r.health.label(), r.health.style(t))),
+                Cell::from(Span::styled(r.process.as_str(), process_style)),
+                Cell::from(r.address.as_str()),
+                Cell::from(r.version.as_str()),
+                Cell::from(Line::from(r.weight.to_string()).right_aligned()),
+                Cell::from(r.tags.join(",")),
+                Cell::from(Span::styled(r.check.as_str(), t.dim)),
+            ])
+        });
+        let widths = [
+            Constraint::Length(longest(self.rows.iter().map(|r| r.id.as_str()), 8, 28)),
+            Constraint::Length(10),
+            Constraint::Length(8),
+            Constraint::Length(longest(self.rows.iter().map(|r| r.address.as_str()), 7, 22)),
+            Constraint::Length(8),
+            Constraint::Length(6),
+            Constraint::Length(14),
+            Constraint::Fill(1),
+        ];
+        let mut table = Table::new(rows, widths)
+            .header(header)
+            .column_spacing(1)
+            .row_highlight_style(t.selected);
+        if let Some(b) = &self.block {
+            table = table.block(b.clone());
+        }
+        StatefulWidget::render(table, area, buf, state);
+    }
+}
+
+fn longest<'s>(items: impl Iterator<Item = &'s str>, min: u16, max: u16) -> u16 {
+    items
+        .map(|s| s.chars().count() as u16)
+        .max()
+        .unwrap_or(0)
+        .clamp(min, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, health: HealthMark, process: &str) -> InstanceRow {
+        InstanceRow {
+            id: id.into(),
+            health,
+            process: process.into(),
+            address: "127.0.0.1:8081".into(),
+            version: "1.0.0".into(),
+            weight: 1,
+            tags: vec!["sample".into()],
+            check: "HTTP GET /health: 200 OK".into(),
+        }
+    }
+
+    fn render(rows: &[InstanceRow], w: u16, h: u16) -> Buffer {
+        let area = Rect::new(0, 0, w, h);
+        let mut buf = Buffer::empty(area);
+        let mut state = TableState::default().with_selected(Some(1));
+        StatefulWidget::render(&InstanceTable::new(rows), area, &mut buf, &mut state);
+        buf
+    }
+
+    fn line(buf: &Buffer, y: u16) -> String {
+        (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect()
+    }
+
+    #[test]
+    fn shows_each_instance_with_its_health_and_process() {
+        let rows = [
+            row("user-service-1", HealthMark::Passing, "running"),
+            row("user-service-2", HealthMark::Critical, "killed"),
+        ];
+        let buf = render(&rows, 110, 4);
+        assert!(line(&buf, 0).starts_with("INSTANCE"));
+        let first = line(&buf, 1);
+        assert!(
+            first.contains("user-service-1")
+                && first.contains("● passing")
+                && first.contains("running")
+        );
+        let second = line(&buf, 2);
+        assert!(
+            second.contains("user-service-2")
+                && second.contains("✖ critical")
+                && second.contains("killed")
+        );
+        assert!(second.contains("127.0.0.1:8081") && second.contains("200 OK"));
+    }
+
+    #[test]
+    fn health_is_coloured_and_selection_highlighted() {
+        let rows = [
+            row("a", HealthMark::Passing, "running"),
+            row("b", HealthMark::Critical, "killed"),
+        ];
+        let buf = render(&rows, 110, 4);
+        let t = Theme::default();
+        // "● passing" starts at the HEALTH column (after an 8-wide id column and a space).
+        assert_eq!(buf[(9, 1)].fg, t.passing.fg.unwrap_or_default());
+        assert_eq!(buf[(9, 2)].fg, t.critical.fg.unwrap_or_default());
+        assert!(
+            buf[(0, 2)]
+                .modifier
+                .contains(ratatui::style::Modifier::REVERSED)
+        );
+        assert!(
+            !buf[(0, 1)]
+                .modifier
+                .contains(ratatui::style::Modifier::REVERSED)
+        );
+    }
+
+    #[test]
+    fn never_panics_on_tiny_areas() {
+        let rows = [row("a", HealthMark::Warning, "running")];
+        for (w, h) in [(0, 0), (1, 1), (5, 2), (20, 1)] {
+            render(&rows, w, h);
+        }
+        render(&[], 40, 5);
+    }
+}
