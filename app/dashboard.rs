@@ -35,3 +35,6 @@ pub fn run(args: &Cli) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     })
 }
+
+#[cfg(test)]
+mod tests;

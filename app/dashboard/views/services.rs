@@ -95,7 +95,13 @@ pub fn row(i: &InstanceSnapshot) -> InstanceRow {
             .checks
             .iter()
             .max_by_key(|c| c.status)
-            .map(|c| c.output.clone())
+            // "HTTP GET http://…/health: 200 OK" → "200 OK": the URL is in the details pane.
+            .map(|c| {
+                c.output
+                    .split_once(": ")
+                    .map_or(c.output.as_str(), |(_, r)| r)
+                    .to_string()
+            })
             .unwrap_or_else(|| "no checks".into()),
     }
 }

@@ -61,20 +61,24 @@ async fn probe(
             Health::Critical,
             format!("HTTP {method} {url}: timed out after {timeout:?}"),
         ),
+        Err(e) if e.is_connect() => (
+            Health::Critical,
+            format!("HTTP {method} {url}: connect: {}", root_cause(&e)),
+        ),
         Err(e) => (
             Health::Critical,
-            format!("HTTP {method} {url}: {}", error_chain(&e)),
+            format!("HTTP {method} {url}: {}", root_cause(&e)),
         ),
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+/// The innermost error: "Connection refused (os error 111)" rather than reqwest's wrapping.
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut last = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        last = inner.to_string();
         src = inner.source();
     }
-    s
+    last
 }

@@ -1,0 +1,357 @@
+//! The whole cluster over real sockets: sample services registered with HTTP checks, `kill`
+//! noticed by health checks, `restart` bringing the instance back, CRUD with JSON errors,
+//! order-service finding users through discovery, and a busy port named in the error.
+
+use devcluster::cluster::{Cluster, ClusterOptions};
+use devcluster::config::{Config, DEFAULTS_TOML};
+use devcluster::control::AdminClient;
+use devcluster::handle::ProcessState;
+use devcluster::registry::Health;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const INTERVAL: Duration = Duration::from_millis(300);
+
+async fn start() -> Cluster {
+    let cfg = Config::from_layers(&[
+        ("defaults", DEFAULTS_TOML),
+        ("test", "[health]\ninterval_ms = 300\ntimeout_ms = 250\n"),
+    ])
+    .unwrap();
+    let cluster = Cluster::start(ClusterOptions::new(cfg).auto_ports(true))
+        .await
+        .unwrap();
+    let reg = cluster.registry().clone();
+    wait_until(Duration::from_secs(10), || {
+        reg.instances().len() == 5 && reg.instances().iter().all(|i| i.health == Health::Passing)
+    })
+    .await
+    .expect("all five sample instances pass their first health check");
+    cluster
+}
+
+async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if f() {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+async fn passing_ids(registry_url: &str, service: &str) -> Vec<String> {
+    let v: Value = http()
+        .get(format!(
+            "{registry_url}/v1/health/service/{service}?passing"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Service"]["ID"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_instance_turns_critical_leaves_passing_and_comes_back_on_restart() {
+    let cluster = start().await;
+    let reg = cluster.registry().clone();
+    let handle = cluster.handle();
+    let url = cluster.registry_url();
+    assert_eq!(
+        passing_ids(&url, "user-service").await,
+        ["user-service-1", "user-service-2", "user-service-3"]
+    );
+
+    handle.kill("user-service-2").await.unwrap();
+    let snap = handle.snapshot();
+    let killed = snap
+        .instances
+        .iter()
+        .find(|i| i.view.id == "user-service-2")
+        .unwrap();
+    assert_eq!(killed.process, ProcessState::Killed);
+    // The registration stays: a crash does not deregister.
+    assert!(reg.instance("user-service-2").is_some());
+
+    // Two intervals, plus scheduling slack for a loaded 2-core machine.
+    let limit = 2 * INTERVAL + Duration::from_millis(700);
+    let took = wait_until(limit, || {
+        reg.instance("user-service-2")
+            .is_some_and(|i| i.health == Health::Critical)
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "the HTTP check did not notice the kill within {limit:?}"
+    );
+    assert_eq!(
+        passing_ids(&url, "user-service").await,
+        ["user-service-1", "user-service-3"]
+    );
+    let check = reg.instance("user-service-2").unwrap().checks[0]
+        .output
+        .clone();
+    assert!(
+        check.contains("/health"),
+        "the check output says what failed: {check}"
+    );
+
+    // order-service keeps working: it only calls passing instances.
+    let order_port = reg.instance("order-service-1").unwrap().port;
+    for _ in 0..6 {
+        let r = http()
+            .get(format!("http://127.0.0.1:{order_port}/orders/2"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    handle.restart("user-service-2").await.unwrap();
+    wait_until(limit, || {
+        reg.instance("user-service-2")
+            .is_some_and(|i| i.health == Health::Passing)
+    })
+    .await
+    .expect("restarted instance passes again");
+    assert_eq!(passing_ids(&url, "user-service").await.len(), 3);
+    assert_eq!(
+        handle
+            .snapshot()
+            .instances
+            .iter()
+            .find(|i| i.view.id == "user-service-2")
+            .unwrap()
+            .process,
+        ProcessState::Running
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_service_crud_validates_and_answers_json_errors() {
+    let cluster = start().await;
+    let inst = cluster.registry().discover("user-service").remove(0);
+    let base = inst.base_url();
+    let c = http();
+
+    let r = c.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"status": "healthy", "service": "user-service"})
+    );
+
+    let r = c.get(format!("{base}/users/1")).send().await.unwrap();
+    assert_eq!(r.headers()["x-served-by"], inst.id.as_str());
+    assert_eq!(r.json::<Value>().await.unwrap()["name"], "Ada Lovelace");
+
+    let r = c
+        .post(format!("{base}/users"))
+        .json(&json!({"name": "Ken Thompson", "email": "ken@example.com", "age": 83}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let id = created["id"].as_u64().unwrap();
+
+    // The store is shared: another instance sees the new user.
+    let other = cluster.registry().discover("user-service").remove(1);
+    let r = c
+        .get(format!("{}/users/{id}", other.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["email"], "ken@example.com");
+
+    let bad: [(&str, &str, &str, &str); 6] = [
+        ("POST", "/users", "{\"name\": ", "invalid JSON"),
+        (
+            "POST",
+            "/users",
+            r#"{"name":"x","email":"not-an-email"}"#,
+            "email",
+        ),
+        ("POST", "/users", r#"{"name":"","email":"a@b.io"}"#, "name"),
+        (
+            "POST",
+            "/users",
+            r#"{"name":"x","email":"a@b.io","admin":true}"#,
+            "admin",
+        ),
+        (
+            "PUT",
+            "/users/1",
+            r#"{"name":"x","email":"a@b.io","age":900}"#,
+            "age",
+        ),
+        ("GET", "/users/abc", "", "positive integer"),
+    ];
+    for (method, path, body, want) in bad {
+        let r = c
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::BAD_REQUEST,
+            "{method} {path} {body}"
+        );
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["error"].as_str().unwrap().contains(want),
+            "{v} should mention {want}"
+        );
+    }
+
+    let r = c.get(format!("{base}/users/999")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "user 999 not found"
+    );
+
+    let r = c
+        .put(format!("{base}/users/{id}"))
+        .json(&json!({"name": "Ken", "email": "ken@bell-labs.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["name"], "Ken");
+    let r = c.delete(format!("{base}/users/{id}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = c.get(format!("{base}/users/{id}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_embed_their_user_found_through_discovery() {
+    let cluster = start().await;
+    let base = cluster
+        .registry()
+        .discover("order-service")
+        .remove(0)
+        .base_url();
+    let c = http();
+    let v: Value = c
+        .get(format!("{base}/orders/2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["item"], "monitor");
+    assert_eq!(v["user"]["name"], "Alan Turing");
+
+    let r = c
+        .post(format!("{base}/orders"))
+        .json(&json!({"user_id": 3, "item": "book", "quantity": 2, "amount_cents": 1999}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["user"]["name"],
+        "Grace Hopper"
+    );
+
+    let r = c
+        .post(format!("{base}/orders"))
+        .json(&json!({"user_id": 404, "item": "book", "quantity": 1, "amount_cents": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // With every user-service instance down, order-service says so instead of hanging.
+    let handle = cluster.handle();
+    for id in ["user-service-1", "user-service-2", "user-service-3"] {
+        handle.kill(id).await.unwrap();
+    }
+    let reg = cluster.registry().clone();
+    wait_until(Duration::from_secs(5), || {
+        reg.discover("user-service").is_empty()
+    })
+    .await
+    .expect("all user-service instances critical");
+    let r = c.get(format!("{base}/orders/2")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("user-service"), "{v}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_lists_kills_and_explains_unknown_ids() {
+    let cluster = start().await;
+    let admin = AdminClient::new(cluster.admin_url());
+    let list = admin.instances().await.unwrap();
+    assert_eq!(list.len(), 5);
+    let json = serde_json::to_value(&list[0]).unwrap();
+    for field in ["id", "service", "address", "port", "health", "weight"] {
+        assert!(
+            json.get(field).is_some(),
+            "instance JSON has `{field}`: {json}"
+        );
+    }
+    admin.kill("order-service-2").await.unwrap();
+    let list = admin.instances().await.unwrap();
+    assert_eq!(
+        list.iter()
+            .find(|i| i.view.id == "order-service-2")
+            .unwrap()
+            .process,
+        ProcessState::Killed
+    );
+    let err = admin.kill("nope-1").await.unwrap_err().to_string();
+    assert!(err.contains("404") && err.contains("nope-1"), "{err}");
+
+    // Externally registered instances are listed but cannot be killed by lgo-dash.
+    http()
+        .put(format!(
+            "{}/v1/agent/service/register",
+            cluster.registry_url()
+        ))
+        .body(r#"{"Name":"ext","ID":"ext-1","Port":1}"#)
+        .send()
+        .await
+        .unwrap();
+    let err = admin.kill("ext-1").await.unwrap_err().to_string();
+    assert!(err.contains("registered from outside"), "{err}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_busy_port_is_named_with_the_way_out() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let cfg = Config::from_layers(&[
+        ("defaults", DEFAULTS_TOML),
+        ("test", &format!("[ports]\nregistry = {port}\n")),
+    ])
+    .unwrap();
+    let err = match Cluster::start(ClusterOptions::new(cfg)).await {
+        Ok(_) => panic!("started on a busy port"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&format!("port {port} (registry)")), "{err}");
+    assert!(err.contains("--ports auto"), "{err}");
+}

@@ -1,0 +1,222 @@
+//! The built binary end to end: `serve` prints its endpoints and `ready`, the user-service
+//! answers through discovery, `ctl` lists and kills instances, SIGTERM exits 0; a busy port
+//! and a bad config file are refused with messages that say what to do.
+
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lgo-dash");
+
+struct Served {
+    child: Child,
+    endpoints: Vec<(String, String)>,
+}
+
+impl Served {
+    fn url(&self, name: &str) -> String {
+        self.endpoints
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, u)| u.clone())
+            .unwrap_or_else(|| panic!("serve printed no `{name}` endpoint: {:?}", self.endpoints))
+    }
+}
+
+async fn serve(extra: &[&str]) -> Served {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--ports", "auto"])
+        .args(extra)
+        .env("LGO_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run lgo-dash serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut endpoints = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line == "ready" {
+                return true;
+            }
+            let (name, url) = line
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("not `NAME URL`: {line:?}"));
+            assert!(
+                url.starts_with("http://127.0.0.1:"),
+                "listens on loopback: {line}"
+            );
+            endpoints.push((name.to_string(), url.to_string()));
+        }
+        false
+    })
+    .await;
+    assert_eq!(read, Ok(true), "serve printed `ready`");
+    Served { child, endpoints }
+}
+
+async fn ctl(admin: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .arg("ctl")
+        .args(["--admin", admin])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+async fn passing_user_instances(registry: &str) -> Vec<Value> {
+    let v: Value = http()
+        .get(format!("{registry}/v1/health/service/user-service?passing"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v.as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_is_ready_answers_through_discovery_and_stops_on_sigterm() {
+    let served = serve(&[]).await;
+    let registry = served.url("registry");
+    let admin = served.url("admin");
+
+    // Discover a passing user-service instance the way any Consul client would, then call it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut passing = passing_user_instances(&registry).await;
+    while passing.len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        passing = passing_user_instances(&registry).await;
+    }
+    assert_eq!(passing.len(), 3, "three user-service instances pass");
+    let svc = &passing[0]["Service"];
+    let url = format!(
+        "http://{}:{}/users/1",
+        svc["Address"].as_str().unwrap(),
+        svc["Port"]
+    );
+    let user: Value = http().get(url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(user["name"], "Ada Lovelace");
+
+    // ctl: list, kill, see it turn critical, unknown ids are an error.
+    let (ok, out, err) = ctl(&admin, &["instances", "--json"]).await;
+    assert!(ok, "{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 5);
+    let (ok, out, _) = ctl(&admin, &["instances"]).await;
+    assert!(
+        ok && out.starts_with("ID") && out.contains("user-service-3"),
+        "{out}"
+    );
+    let (ok, _, err) = ctl(&admin, &["kill", "user-service-1"]).await;
+    assert!(ok, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, out, _) = ctl(&admin, &["instances", "--json"]).await;
+        let list: Value = serde_json::from_str(&out).unwrap();
+        let one = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == "user-service-1")
+            .cloned()
+            .unwrap();
+        if one["health"] == "critical" {
+            assert_eq!(one["process"], "killed");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "killed instance never turned critical: {one}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ok, _, err) = ctl(&admin, &["kill", "no-such-instance"]).await;
+    assert!(!ok && err.contains("no-such-instance"), "{err}");
+
+    // SIGTERM: deregister, drain, exit 0.
+    let mut child = served.child;
+    let pid = child.id().unwrap().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("serve exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        http().get(&registry).send().await.is_err(),
+        "the registry port is closed"
+    );
+}
+
+#[tokio::test]
+async fn ctl_without_a_cluster_says_where_it_looked() {
+    let (ok, _, err) = ctl("http://127.0.0.1:9", &["instances"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("http://127.0.0.1:9") && err.contains("LGO_ADMIN"),
+        "{err}"
+    );
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("lgo-dash-test-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_busy_port_and_a_bad_config_are_refused_with_a_way_out() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let cfg = temp_file("busy.toml", &format!("[ports]\nregistry = {port}\n"));
+    let out = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("port {port} (registry)")) && err.contains("--ports auto"),
+        "{err}"
+    );
+
+    let cfg = temp_file("typo.toml", "[health]\nintervl_ms = 10\n");
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--ports",
+            "auto",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("typo.toml") && err.contains("intervl_ms"),
+        "{err}"
+    );
+}
