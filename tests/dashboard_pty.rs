@@ -1,6 +1,8 @@
 //! The dashboard binary in a real pseudo-terminal (tmux): it starts its embedded cluster, shows
 //! the Services tab with live health, switches tabs on keys, and `q` restores the terminal.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,8 @@
 //! answers through discovery, `ctl` lists and kills instances, SIGTERM exits 0; a busy port
 //! and a bad config file are refused with messages that say what to do.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::{Duration, Instant};

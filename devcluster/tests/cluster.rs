@@ -2,6 +2,8 @@
 //! noticed by health checks, `restart` bringing the instance back, CRUD with JSON errors,
 //! order-service finding users through discovery, and a busy port named in the error.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use devcluster::cluster::{Cluster, ClusterOptions};
 use devcluster::config::{Config, DEFAULTS_TOML};
 use devcluster::control::AdminClient;

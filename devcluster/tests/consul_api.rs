@@ -1,6 +1,8 @@
 //! The registry's Consul API over real loopback sockets, with the request shapes real clients
 //! send (Go/Spring PascalCase, py-consul lowercase, python-consul `check`) and Consul's answers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use devcluster::registry::{Registry, consul};
 use devcluster::server::HttpServer;
 use reqwest::StatusCode;
