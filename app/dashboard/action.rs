@@ -24,49 +24,54 @@ pub struct Binding {
     pub keys: &'static str,
     pub action: Action,
     pub help: &'static str,
-    /// Shown in the footer (the most used ones only).
-    pub in_footer: bool,
+    /// The footer's short label (the most used bindings only).
+    pub footer: Option<&'static str>,
 }
 
 /// Every binding, global ones first. Order here is the order in `?` and the footer.
 pub fn bindings() -> Vec<Binding> {
-    let b = |keys, action, help, in_footer| Binding {
+    let b = |keys, action, help, footer| Binding {
         keys,
         action,
         help,
-        in_footer,
+        footer,
     };
     vec![
-        b("1-7", Action::GoToTab(0), "switch tab", true),
-        b("Tab / S-Tab", Action::NextTab, "next / previous tab", false),
-        b("j k ↑ ↓", Action::Down, "move selection", true),
+        b("1-7", Action::GoToTab(0), "switch tab", Some("tab")),
+        b("Tab / S-Tab", Action::NextTab, "next / previous tab", None),
+        b("j k ↑ ↓", Action::Down, "move selection", Some("move")),
         b(
             "Enter",
             Action::Open,
             "open (services: focus its instances)",
-            true,
+            Some("open"),
         ),
-        b("Esc", Action::Back, "back", false),
+        b("Esc", Action::Back, "back", None),
         b(
             "x",
             Action::KillSelected,
             "kill selected instance (like a crash)",
-            true,
+            Some("kill"),
         ),
         b(
             "r",
             Action::RestartSelected,
             "restart selected instance",
-            true,
+            Some("restart"),
         ),
         b(
             "p",
             Action::TogglePause,
             "pause / resume live updates",
-            true,
+            Some("pause"),
         ),
-        b("?", Action::ToggleHelp, "show / hide this help", true),
-        b("q", Action::Quit, "quit", true),
+        b(
+            "?",
+            Action::ToggleHelp,
+            "show / hide this help",
+            Some("help"),
+        ),
+        b("q", Action::Quit, "quit", Some("quit")),
     ]
 }
 

@@ -116,12 +116,11 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         return;
     }
     let mut spans = Vec::new();
-    for b in bindings().iter().filter(|b| b.in_footer) {
-        spans.push(Span::styled(format!(" {}", b.keys), theme.key));
-        spans.push(Span::styled(
-            format!(" {} ", b.help.split(" (").next().unwrap_or(b.help)),
-            theme.dim,
-        ));
+    for b in bindings() {
+        if let Some(label) = b.footer {
+            spans.push(Span::styled(format!(" {}", b.keys), theme.key));
+            spans.push(Span::styled(format!(" {label} "), theme.dim));
+        }
     }
     frame.render_widget(Line::from(spans), area);
 }
