@@ -1,6 +1,7 @@
 //! The lgo-dash dev cluster: an embedded service registry with a Consul-compatible HTTP API, sample
 //! services, and the admin API that the dashboard and `lgo-dash ctl` drive. No terminal code lives here.
 
+pub mod balance;
 pub mod cluster;
 pub mod config;
 pub mod control;
