@@ -2,6 +2,7 @@
 //! services, and the admin API that the dashboard and `lgo-dash ctl` drive. No terminal code lives here.
 
 pub mod balance;
+pub mod breaker;
 pub mod cluster;
 pub mod config;
 pub mod control;

@@ -1,0 +1,441 @@
+//! Circuit breakers, one per `CALLER->TARGET`. Closed: calls flow and their outcomes fill a
+//! count-based sliding window; past `minimum_calls`, a failure rate or slow-call rate at or over
+//! its threshold opens the breaker. Open: calls are refused at once for `open_for`. Half-open:
+//! exactly `half_open_probes` calls are let through; their outcome closes or re-opens it.
+//! Manual modes force it open or closed until set back to auto.
+//!
+//! All state changes happen under one mutex (never under a read lock, unlike the sample code we
+//! follow), except the hot path of a closed breaker, which only reads an atomic gate.
+
+mod registry;
+mod settings;
+mod window;
+
+pub use registry::Breakers;
+pub use settings::BreakerSettings;
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+use window::Window;
+
+/// Transitions each breaker remembers.
+const TRANSITIONS_KEPT: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Auto,
+    ForcedOpen,
+    ForcedClosed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+        }
+    }
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::ForcedOpen => "forced_open",
+            Mode::ForcedClosed => "forced_closed",
+        }
+    }
+
+    /// auto → forced_open → forced_closed → auto (the dashboard's space key).
+    pub fn next(self) -> Mode {
+        match self {
+            Mode::Auto => Mode::ForcedOpen,
+            Mode::ForcedOpen => Mode::ForcedClosed,
+            Mode::ForcedClosed => Mode::Auto,
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "auto" => Ok(Mode::Auto),
+            "open" | "forced_open" => Ok(Mode::ForcedOpen),
+            "closed" | "forced_closed" => Ok(Mode::ForcedClosed),
+            other => Err(format!(
+                "unknown breaker mode \"{other}\": expected open, closed or auto"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at_unix_ms: u64,
+    pub from: State,
+    pub to: State,
+    pub reason: String,
+}
+
+/// A call the breaker refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rejected by breaker {breaker}, {}", if *.mode == Mode::Auto { .state.as_str() } else { .mode.as_str() })]
+pub struct Rejected {
+    pub breaker: String,
+    pub state: State,
+    pub mode: Mode,
+}
+
+/// How a call ended, as the breaker counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub failure: bool,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakerSnapshot {
+    pub name: String,
+    pub state: State,
+    pub mode: Mode,
+    /// Percent of failed calls in the window (0 when empty).
+    pub failure_rate: f64,
+    pub slow_rate: f64,
+    pub calls_in_window: u32,
+    pub failures_in_window: u32,
+    pub total_calls: u64,
+    pub rejected: u64,
+    pub in_state_ms: u64,
+    pub probes_in_flight: u32,
+    pub settings: BreakerSettings,
+    pub transitions: Vec<Transition>,
+}
+
+// The gate: what a caller can learn without the lock. `epoch` changes on every transition so
+// outcomes of calls admitted before a transition are not counted after it.
+const GATE_ADMIT: u64 = 0;
+const GATE_REJECT: u64 = 1;
+const GATE_LOCKED: u64 = 2;
+
+pub struct Breaker {
+    name: String,
+    gate: AtomicU64,
+    rejected: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    state: State,
+    mode: Mode,
+    since: Instant,
+    epoch: u64,
+    settings: BreakerSettings,
+    window: Window,
+    probes_admitted: u32,
+    probes_done: u32,
+    probe_failures: u32,
+    probe_slow: u32,
+    total_calls: u64,
+    transitions: VecDeque<Transition>,
+}
+
+/// Permission to make one call. Report its outcome with [`Permit::record`]; dropping it
+/// unrecorded (the call was cancelled) frees a half-open probe slot without counting anything.
+#[must_use = "record the outcome, or drop the permit if the call never happened"]
+pub struct Permit<'a> {
+    breaker: &'a Breaker,
+    epoch: u64,
+    probe: bool,
+    done: bool,
+}
+
+fn gate(epoch: u64, code: u64) -> u64 {
+    (epoch << 2) | code
+}
+
+impl Breaker {
+    pub fn new(name: impl Into<String>, settings: BreakerSettings) -> Breaker {
+        Breaker {
+            name: name.into(),
+            gate: AtomicU64::new(gate(0, GATE_ADMIT)),
+            rejected: AtomicU64::new(0),
+            inner: Mutex::new(Inner {
+                state: State::Closed,
+                mode: Mode::Auto,
+                since: Instant::now(),
+                epoch: 0,
+                window: Window::new(settings.window),
+                settings,
+                probes_admitted: 0,
+                probes_done: 0,
+                probe_failures: 0,
+                probe_slow: 0,
+                total_calls: 0,
+                transitions: VecDeque::new(),
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reject(&self, state: State, mode: Mode) -> Rejected {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        Rejected {
+            breaker: self.name.clone(),
+            state,
+            mode,
+        }
+    }
+
+    /// Asks to make a call. A closed (or forced-closed) breaker answers from an atomic; a
+    /// forced-open one too, so refusing costs no lock and never touches the upstream.
+    pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
+        let g = self.gate.load(Ordering::Acquire);
+        match g & 3 {
+            GATE_ADMIT => {
+                return Ok(Permit {
+                    breaker: self,
+                    epoch: g >> 2,
+                    probe: false,
+                    done: false,
+                });
+            }
+            GATE_REJECT => return Err(self.reject(State::Open, Mode::ForcedOpen)),
+            _ => {}
+        }
+        let mut inner = self.lock();
+        let now = Instant::now();
+        if inner.mode == Mode::Auto
+            && inner.state == State::Open
+            && now.saturating_duration_since(inner.since) >= inner.settings.open_for()
+        {
+            self.transition(
+                &mut inner,
+                State::HalfOpen,
+                "open time elapsed: probing".into(),
+                now,
+            );
+        }
+        match (inner.mode, inner.state) {
+            (Mode::ForcedClosed, _) | (Mode::Auto, State::Closed) => Ok(Permit {
+                breaker: self,
+                epoch: inner.epoch,
+                probe: false,
+                done: false,
+            }),
+            (Mode::Auto, State::HalfOpen)
+                if inner.probes_admitted < inner.settings.half_open_probes =>
+            {
+                inner.probes_admitted += 1;
+                Ok(Permit {
+                    breaker: self,
+                    epoch: inner.epoch,
+                    probe: true,
+                    done: false,
+                })
+            }
+            (mode, state) => {
+                drop(inner);
+                Err(self.reject(state, mode))
+            }
+        }
+    }
+
+    /// Sets the manual mode. Back to auto starts closed with an empty window.
+    pub fn set_mode(&self, mode: Mode) {
+        let mut inner = self.lock();
+        if inner.mode == mode {
+            return;
+        }
+        let now = Instant::now();
+        inner.mode = mode;
+        let (to, why) = match mode {
+            Mode::ForcedOpen => (State::Open, "forced open by hand"),
+            Mode::ForcedClosed => (State::Closed, "forced closed by hand"),
+            Mode::Auto => (State::Closed, "set back to auto"),
+        };
+        self.transition(&mut inner, to, why.into(), now);
+    }
+
+    /// Applies new settings; the window restarts at the new size.
+    pub fn set_settings(&self, settings: BreakerSettings) {
+        let mut inner = self.lock();
+        inner.window = Window::new(settings.window);
+        inner.settings = settings;
+    }
+
+    pub fn state(&self) -> (State, Mode) {
+        let inner = self.lock();
+        (inner.state, inner.mode)
+    }
+
+    pub fn snapshot(&self) -> BreakerSnapshot {
+        let inner = self.lock();
+        let now = Instant::now();
+        BreakerSnapshot {
+            name: self.name.clone(),
+            state: inner.state,
+            mode: inner.mode,
+            failure_rate: inner.window.failure_rate(),
+            slow_rate: inner.window.slow_rate(),
+            calls_in_window: inner.window.calls(),
+            failures_in_window: inner.window.failures(),
+            total_calls: inner.total_calls,
+            rejected: self.rejected.load(Ordering::Relaxed),
+            in_state_ms: now.saturating_duration_since(inner.since).as_millis() as u64,
+            probes_in_flight: inner.probes_admitted.saturating_sub(inner.probes_done),
+            settings: inner.settings.clone(),
+            transitions: inner.transitions.iter().cloned().collect(),
+        }
+    }
+
+    fn record(&self, permit_epoch: u64, probe: bool, outcome: Outcome) {
+        let mut inner = self.lock();
+        if permit_epoch != inner.epoch {
+            return; // admitted before a transition: its outcome belongs to a past state
+        }
+        inner.total_calls += 1;
+        let slow = outcome.duration >= inner.settings.slow_call();
+        let now = Instant::now();
+        match (inner.mode, inner.state) {
+            (Mode::Auto, State::Closed) => {
+                inner.window.push(outcome.failure, slow);
+                let s = &inner.settings;
+                if inner.window.calls() >= s.minimum_calls {
+                    let (fr, sr) = (inner.window.failure_rate(), inner.window.slow_rate());
+                    let reason = if fr >= f64::from(s.failure_rate_threshold) {
+                        Some(format!(
+                            "failure rate {fr:.0}% ≥ {}% over the last {} calls",
+                            s.failure_rate_threshold,
+                            inner.window.calls()
+                        ))
+                    } else if sr >= f64::from(s.slow_call_rate_threshold) {
+                        Some(format!(
+                            "slow-call rate {sr:.0}% ≥ {}% (calls ≥ {}ms) over the last {} calls",
+                            s.slow_call_rate_threshold,
+                            s.slow_call_ms,
+                            inner.window.calls()
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = reason {
+                        self.transition(&mut inner, State::Open, reason, now);
+                    }
+                }
+            }
+            (Mode::Auto, State::HalfOpen) if probe => {
+                inner.probes_done += 1;
+                inner.probe_failures += u32::from(outcome.failure);
+                inner.probe_slow += u32::from(slow);
+                let n = inner.settings.half_open_probes.max(1);
+                let threshold = inner.settings.failure_rate_threshold;
+                let slow_threshold = inner.settings.slow_call_rate_threshold;
+                // Re-open as soon as the probes can no longer come out under the thresholds.
+                if inner.probe_failures * 100 >= threshold * n {
+                    let r = format!("{} of {n} probes failed", inner.probe_failures);
+                    self.transition(&mut inner, State::Open, r, now);
+                } else if inner.probe_slow * 100 >= slow_threshold * n {
+                    let r = format!("{} of {n} probes were slow", inner.probe_slow);
+                    self.transition(&mut inner, State::Open, r, now);
+                } else if inner.probes_done >= n {
+                    let r = format!("{n} probes done, {} failed", inner.probe_failures);
+                    self.transition(&mut inner, State::Closed, r, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn release_probe(&self, permit_epoch: u64) {
+        let mut inner = self.lock();
+        if permit_epoch == inner.epoch && inner.state == State::HalfOpen {
+            inner.probes_admitted = inner.probes_admitted.saturating_sub(1);
+        }
+    }
+
+    fn transition(&self, inner: &mut Inner, to: State, reason: String, now: Instant) {
+        let from = inner.state;
+        inner.state = to;
+        inner.since = now;
+        inner.epoch += 1;
+        inner.window = Window::new(inner.settings.window);
+        inner.probes_admitted = 0;
+        inner.probes_done = 0;
+        inner.probe_failures = 0;
+        inner.probe_slow = 0;
+        let code = match (inner.mode, to) {
+            (Mode::ForcedClosed, _) | (Mode::Auto, State::Closed) => GATE_ADMIT,
+            (Mode::ForcedOpen, _) => GATE_REJECT,
+            _ => GATE_LOCKED,
+        };
+        self.gate.store(gate(inner.epoch, code), Ordering::Release);
+        tracing::info!(breaker = %self.name, %from, %to, %reason, "breaker transition");
+        if inner.transitions.len() == TRANSITIONS_KEPT {
+            inner.transitions.pop_front();
+        }
+        inner.transitions.push_back(Transition {
+            at_unix_ms: crate::balance::service::unix_ms(),
+            from,
+            to,
+            reason,
+        });
+    }
+}
+
+impl Permit<'_> {
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    pub fn record(mut self, outcome: Outcome) {
+        self.done = true;
+        self.breaker.record(self.epoch, self.probe, outcome);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.probe {
+            self.breaker.release_probe(self.epoch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
