@@ -66,9 +66,79 @@ pub enum CtlCommand {
         json: bool,
     },
     /// Stop an instance like a crash (port closed, still registered): health checks must notice.
-    Kill { id: String },
+    Kill {
+        id: String,
+        /// Restart by itself after this many seconds.
+        #[arg(long = "for", value_name = "SECONDS")]
+        for_s: Option<u64>,
+    },
     /// Bring a killed instance back on its port.
     Restart { id: String },
+    /// Every circuit breaker: state, mode, failure rate, calls.
+    Breakers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Force a breaker open or closed, or give it back to its thresholds (auto).
+    Breaker {
+        /// CALLER->TARGET, e.g. gateway->user-service
+        name: String,
+        #[arg(value_parser = ["open", "closed", "auto"])]
+        mode: String,
+    },
+    /// Each target service's balancer: strategy and share of picks per instance.
+    Balancers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Switch a service's balancing strategy.
+    Strategy {
+        service: String,
+        /// round_robin | random | weighted | least_request | p2c | consistent_hash
+        strategy: String,
+    },
+    /// Set an instance's balancer weight.
+    Weight { id: String, weight: u32 },
+    /// Inject a fault into an instance (`fault ID clear` removes it).
+    Fault {
+        id: String,
+        /// `clear` to remove the instance's fault.
+        #[arg(value_parser = ["clear"])]
+        clear: Option<String>,
+        /// Added latency in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        latency: u64,
+        /// Random extra latency, 0 to MS.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        jitter: u64,
+        /// Share of requests answered 500, 0.0 to 1.0.
+        #[arg(long, value_name = "R", default_value_t = 0.0)]
+        error_rate: f64,
+        /// Never answer (health checks included).
+        #[arg(long)]
+        hang: bool,
+        /// Revert by itself after this many seconds.
+        #[arg(long = "for", value_name = "SECONDS")]
+        for_s: Option<u64>,
+    },
+    /// Set the traffic generator's rate (0 pauses it).
+    Traffic { rps: u32 },
+    /// The gateway's route table, step by step.
+    Route {
+        #[command(subcommand)]
+        command: RouteCommand,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RouteCommand {
+    /// Which route, rewritten path, service, candidates, balancer choice and breaker decision.
+    Explain {
+        method: String,
+        path: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cli {

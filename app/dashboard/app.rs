@@ -18,11 +18,7 @@ pub struct Header {
 }
 
 /// A request for the cluster, carried out by the event loop off the drawing path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Kill(String),
-    Restart(String),
-}
+pub use devcluster::control::Command;
 
 #[derive(Debug, Clone)]
 pub struct Toast {
@@ -102,9 +98,9 @@ impl App {
                 };
                 let id = inst.view.id.clone();
                 return Some(if action == Action::KillSelected {
-                    Command::Kill(id)
+                    Command::Kill { id, for_s: None }
                 } else {
-                    Command::Restart(id)
+                    Command::Restart { id }
                 });
             }
             _ => {}

@@ -101,14 +101,7 @@ fn on_event(
 /// Runs a cluster command off the drawing path; its outcome comes back as a toast.
 fn spawn_command(cmd: Command, handle: ClusterHandle, done: mpsc::Sender<(String, bool)>) {
     tokio::spawn(async move {
-        let outcome = match &cmd {
-            Command::Kill(id) => handle
-                .kill(id)
-                .await
-                .map(|()| format!("killed {id}: its health check will turn critical")),
-            Command::Restart(id) => handle.restart(id).await.map(|()| format!("restarted {id}")),
-        };
-        let msg = match outcome {
+        let msg = match handle.send(cmd).await {
             Ok(text) => (text, false),
             Err(e) => (e.to_string(), true),
         };

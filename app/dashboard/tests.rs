@@ -51,6 +51,9 @@ fn instance(
             modify_index: 1,
         },
         process,
+        fault: None,
+        restart_in_ms: None,
+        load: None,
     }
 }
 
@@ -89,6 +92,7 @@ fn snapshot() -> Arc<ClusterSnapshot> {
                 ProcessState::Running,
             ),
         ],
+        ..Default::default()
     })
 }
 
@@ -195,12 +199,17 @@ fn kill_and_restart_keys_target_the_selected_instance() {
     press(&mut app, KeyCode::Char('j')); // user-service-2
     assert_eq!(
         press(&mut app, KeyCode::Char('r')),
-        Some(Command::Restart("user-service-2".into()))
+        Some(Command::Restart {
+            id: "user-service-2".into()
+        })
     );
     press(&mut app, KeyCode::Char('j'));
     assert_eq!(
         press(&mut app, KeyCode::Char('x')),
-        Some(Command::Kill("user-service-3".into()))
+        Some(Command::Kill {
+            id: "user-service-3".into(),
+            for_s: None
+        })
     );
     // The selection is drawn where the keys put it.
     let lines = screen(&app, 140, 30);

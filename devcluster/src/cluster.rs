@@ -1,19 +1,36 @@
-//! Starts and stops the whole dev cluster: registry (Consul API), sample service instances, admin
-//! API. Hands out a [`ClusterHandle`] through which the dashboard and `ctl` watch and steer it.
+//! Starts and stops the whole dev cluster: registry (Consul API), sample service instances,
+//! gateway, traffic generator, admin API. Hands out a [`ClusterHandle`] through which the
+//! dashboard and `ctl` watch and steer it.
 
+mod commands;
+
+pub use commands::RouteExplain;
+
+use crate::balance::service::Balancers;
+use crate::breaker::Breakers;
+use crate::client::{ClientSettings, ServiceClient};
 use crate::config::Config;
 use crate::control::{self, ControlError, Endpoint};
+use crate::gateway::{Gateway, routes::RouteTable};
 use crate::handle::{ClusterHandle, ClusterSnapshot, InstanceSnapshot, ProcessState};
 use crate::registry::{CheckKind, CheckSpec, Registration, Registry};
 use crate::server::HttpServer;
+use crate::services::faults::Faults;
+use crate::services::traffic::{self, Traffic};
 use crate::services::{order, user};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// How often the snapshot is rebuilt even without registry changes (loads, picks, breakers).
+const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+/// Picks per balancer carried in each snapshot.
+const SNAPSHOT_PICKS: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -36,6 +53,8 @@ pub enum ClusterError {
     },
     #[error("cannot register {id}: {message}")]
     Register { id: String, message: String },
+    #[error("invalid config: {0}")]
+    Config(String),
 }
 
 /// How the cluster is started.
@@ -44,6 +63,8 @@ pub struct ClusterOptions {
     pub config: Config,
     /// Take free ports instead of the configured ones (`--ports auto`).
     pub auto_ports: bool,
+    /// Start the traffic generator (`--no-traffic` turns it off; `ctl traffic RPS` resumes).
+    pub traffic: bool,
     pub bind: IpAddr,
 }
 
@@ -52,12 +73,18 @@ impl ClusterOptions {
         ClusterOptions {
             config,
             auto_ports: false,
+            traffic: true,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
 
     pub fn auto_ports(mut self, yes: bool) -> Self {
         self.auto_ports = yes;
+        self
+    }
+
+    pub fn traffic(mut self, yes: bool) -> Self {
+        self.traffic = yes;
         self
     }
 }
@@ -74,16 +101,22 @@ pub struct Core {
     pub(crate) registry: Registry,
     pub(crate) instances: Vec<ManagedInstance>,
     pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) balancers: Arc<Balancers>,
+    pub(crate) breakers: Arc<Breakers>,
+    pub(crate) gateway: Arc<Gateway>,
+    pub(crate) faults: Arc<Faults>,
+    pub(crate) traffic: Arc<Traffic>,
+    /// Instances killed for a while: when they come back by themselves.
+    pub(crate) restarts: Mutex<HashMap<String, (tokio::time::Instant, JoinHandle<()>)>>,
     version: AtomicU64,
     snapshot_tx: watch::Sender<Arc<ClusterSnapshot>>,
 }
 
 pub struct Cluster {
     core: Arc<Core>,
-    registry_server: HttpServer,
-    admin_server: HttpServer,
-    publisher: JoinHandle<()>,
-    drain: std::time::Duration,
+    servers: Vec<HttpServer>,
+    tasks: Vec<JoinHandle<()>>,
+    drain: Duration,
 }
 
 async fn bind(
@@ -131,12 +164,23 @@ fn started(
     })
 }
 
+fn client_settings(cfg: &Config) -> ClientSettings {
+    ClientSettings {
+        call_timeout: cfg.call_timeout(),
+        attempts: cfg.retries.attempts,
+        budget_percent: cfg.retries.budget_percent,
+        min_retries_per_second: cfg.retries.min_per_second,
+    }
+}
+
 impl Cluster {
     /// Binds every port first (so a busy one fails before anything starts), then starts the
-    /// registry, the sample instances (each registering itself with an HTTP check) and the admin API.
+    /// registry, the sample instances (each registering itself with an HTTP check), the
+    /// gateway, the admin API and the traffic generator.
     pub async fn start(opts: ClusterOptions) -> Result<Cluster, ClusterError> {
         let cfg = &opts.config;
         let registry_l = bind(&opts, "registry", "registry", cfg.ports.registry).await?;
+        let gateway_l = bind(&opts, "gateway", "gateway", cfg.ports.gateway).await?;
         let admin_l = bind(&opts, "admin", "admin", cfg.ports.admin).await?;
         let mut planned = Vec::new();
         for (service, key, first) in [
@@ -149,6 +193,7 @@ impl Cluster {
                 planned.push((service, id.clone(), bind(&opts, &id, key, port).await?));
             }
         }
+        let routes = RouteTable::new(&cfg.routes).map_err(ClusterError::Config)?;
 
         let registry = Registry::new();
         let registry_server = started(
@@ -156,16 +201,49 @@ impl Cluster {
             registry_l,
             crate::registry::consul::router(registry.clone()),
         )?;
+        let balancers = Arc::new(Balancers::new(cfg.strategies(), cfg.outlier.clone()));
+        let named: BTreeMap<_, _> = cfg
+            .breaker
+            .iter()
+            .filter(|(k, _)| k.as_str() != "default")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let breakers = Arc::new(Breakers::new(cfg.breaker_defaults(), named));
+        let hash_keys: BTreeMap<String, String> = cfg
+            .balancer
+            .iter()
+            .filter_map(|(k, v)| v.hash_key.clone().map(|h| (k.clone(), h)))
+            .collect();
+        let new_client = |caller: &str| {
+            Arc::new(ServiceClient::new(
+                caller,
+                registry.clone(),
+                balancers.clone(),
+                breakers.clone(),
+                client_settings(cfg),
+                hash_keys.clone(),
+            ))
+        };
+        // The call paths exist from the start, so their breakers and balancers show at once.
+        for (caller, target) in [
+            ("gateway", user::SERVICE),
+            ("gateway", order::SERVICE),
+            (order::SERVICE, user::SERVICE),
+        ] {
+            breakers.get(&Breakers::name(caller, target));
+            balancers.get(target);
+        }
 
+        let faults = Faults::new();
         let users = user::UserStore::seeded();
         let orders = order::OrderStore::seeded();
-        let lookup = Arc::new(order::UserLookup::new(registry.clone()));
+        let lookup = Arc::new(order::UserLookup::new(new_client(order::SERVICE)));
         let mut instances = Vec::new();
         for (service, id, listener) in planned {
             let router = if service == user::SERVICE {
-                user::router(users.clone(), &id)
+                user::router(users.clone(), &id, faults.clone())
             } else {
-                order::router(orders.clone(), lookup.clone(), &id)
+                order::router(orders.clone(), lookup.clone(), &id, faults.clone())
             };
             let server = started(&id, listener, router)?;
             let registration = sample_registration(cfg, service, &id, server.addr());
@@ -182,23 +260,35 @@ impl Cluster {
             });
         }
 
+        let gateway = Gateway::new(new_client("gateway"), routes);
+        let gateway_server = started(
+            "gateway",
+            gateway_l,
+            crate::gateway::router(gateway.clone()),
+        )?;
+        let admin_url = format!(
+            "http://{}",
+            admin_l
+                .local_addr()
+                .map_or_else(|_| "?".into(), |a| a.to_string())
+        );
         let endpoints = vec![
             Endpoint::new("registry", registry_server.url()),
-            Endpoint::new(
-                "admin",
-                format!(
-                    "http://{}",
-                    admin_l
-                        .local_addr()
-                        .map_or_else(|_| "?".into(), |a| a.to_string())
-                ),
-            ),
+            Endpoint::new("gateway", gateway_server.url()),
+            Endpoint::new("admin", admin_url),
         ];
+        let traffic = Traffic::new(if opts.traffic { cfg.traffic.rps } else { 0 });
         let (snapshot_tx, _) = watch::channel(Arc::new(ClusterSnapshot::default()));
         let core = Arc::new(Core {
             registry,
             instances,
             endpoints,
+            balancers,
+            breakers,
+            gateway,
+            faults,
+            traffic: traffic.clone(),
+            restarts: Mutex::new(HashMap::new()),
             version: AtomicU64::new(0),
             snapshot_tx,
         });
@@ -207,18 +297,20 @@ impl Cluster {
             Arc::downgrade(&core),
             core.registry.subscribe(),
         ));
+        let generator = traffic::spawn(gateway_server.url(), traffic);
         let admin_server = started("admin", admin_l, control::router(core.clone()))?;
         tracing::info!(
             registry = %registry_server.url(),
+            gateway = %gateway_server.url(),
             admin = %admin_server.url(),
             instances = core.instances.len(),
             "cluster started"
         );
         Ok(Cluster {
             core,
-            registry_server,
-            admin_server,
-            publisher,
+            // Stopped in this order: the gateway first (no new traffic), the registry last.
+            servers: vec![gateway_server, admin_server, registry_server],
+            tasks: vec![generator, publisher],
             drain: opts.config.drain(),
         })
     }
@@ -228,34 +320,61 @@ impl Cluster {
         &self.core.endpoints
     }
 
+    fn endpoint(&self, name: &str) -> String {
+        self.core
+            .endpoints
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.url.clone())
+            .unwrap_or_default()
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.core.registry
     }
 
     pub fn registry_url(&self) -> String {
-        self.registry_server.url()
+        self.endpoint("registry")
+    }
+
+    pub fn gateway_url(&self) -> String {
+        self.endpoint("gateway")
     }
 
     pub fn admin_url(&self) -> String {
-        self.admin_server.url()
+        self.endpoint("admin")
     }
 
     pub fn handle(&self) -> ClusterHandle {
         ClusterHandle::local(self.core.clone())
     }
 
-    /// Graceful stop: instances deregister first (so callers stop picking them), then drain.
+    /// Graceful stop: traffic stops, instances deregister (so callers stop picking them),
+    /// then every server drains.
     pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for (_, (_, t)) in self
+            .core
+            .restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            t.abort();
+        }
         for inst in &self.core.instances {
             let _ = self.core.registry.deregister(&inst.id);
         }
         // Idle keep-alive connections close at once; only requests in flight take drain time.
+        self.servers[0].shutdown(self.drain).await;
         for inst in &self.core.instances {
             inst.server.shutdown(self.drain).await;
         }
-        self.admin_server.shutdown(self.drain).await;
-        self.registry_server.shutdown(self.drain).await;
-        self.publisher.abort();
+        for s in &self.servers[1..] {
+            s.shutdown(self.drain).await;
+        }
         tracing::info!("cluster stopped");
     }
 }
@@ -296,8 +415,16 @@ fn sample_registration(cfg: &Config, service: &str, id: &str, addr: SocketAddr) 
     }
 }
 
+/// Rebuilds the snapshot on every registry change, and on a slow tick for what changes without
+/// one (loads, picks, breaker windows, countdowns).
 async fn publish_loop(core: std::sync::Weak<Core>, mut changes: watch::Receiver<u64>) {
-    while changes.changed().await.is_ok() {
+    let mut tick = tokio::time::interval(PUBLISH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+        }
         let Some(core) = core.upgrade() else { return };
         core.publish();
     }
@@ -307,6 +434,14 @@ impl Core {
     /// Rebuilds the snapshot and wakes whoever watches it.
     pub(crate) fn publish(&self) {
         let version = self.version.fetch_add(1, Ordering::Relaxed) + 1;
+        let balancers: Vec<_> = self
+            .balancers
+            .all()
+            .iter()
+            .map(|b| b.snapshot(SNAPSHOT_PICKS))
+            .collect();
+        let now = tokio::time::Instant::now();
+        let restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
         let instances = self
             .registry
             .instances()
@@ -317,14 +452,32 @@ impl Core {
                     Some(_) => ProcessState::Killed,
                     None => ProcessState::External,
                 };
-                InstanceSnapshot { view, process }
+                let load = balancers
+                    .iter()
+                    .filter(|b| b.target == view.service)
+                    .flat_map(|b| b.loads.iter())
+                    .find(|l| l.id == view.id)
+                    .cloned();
+                InstanceSnapshot {
+                    fault: self.faults.view(&view.id),
+                    restart_in_ms: restarts
+                        .get(&view.id)
+                        .map(|(at, _)| at.saturating_duration_since(now).as_millis() as u64),
+                    load,
+                    view,
+                    process,
+                }
             })
             .collect();
+        drop(restarts);
         self.snapshot_tx.send_replace(Arc::new(ClusterSnapshot {
             version,
             registry_index: self.registry.index(),
             endpoints: self.endpoints.clone(),
             instances,
+            balancers,
+            breakers: self.breakers.snapshots(),
+            traffic: self.traffic.view(),
         }));
     }
 
@@ -340,34 +493,5 @@ impl Core {
                 ControlError::UnknownInstance(id.to_string())
             }
         })
-    }
-
-    /// Stops an instance like a crash: its port closes, it stays registered, health checks
-    /// have to notice.
-    pub(crate) async fn kill(&self, id: &str) -> Result<(), ControlError> {
-        let inst = self.managed(id)?;
-        inst.server.kill().await;
-        tracing::warn!(instance = %id, "killed");
-        self.publish();
-        Ok(())
-    }
-
-    /// Brings a killed instance back on its port (and re-registers it if it was removed).
-    pub(crate) async fn restart(&self, id: &str) -> Result<(), ControlError> {
-        let inst = self.managed(id)?;
-        inst.server
-            .restart()
-            .await
-            .map_err(|e| ControlError::Restart {
-                id: id.to_string(),
-                addr: inst.server.addr().to_string(),
-                message: e.to_string(),
-            })?;
-        if self.registry.instance(id).is_none() {
-            let _ = self.registry.register(inst.registration.clone());
-        }
-        tracing::info!(instance = %id, "restarted");
-        self.publish();
-        Ok(())
     }
 }

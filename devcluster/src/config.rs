@@ -1,7 +1,10 @@
 //! The cluster's settings: defaults from `assets/lgo.toml` (embedded), overridden by a file the
 //! user names. Unknown keys are refused with the key's path, so a typo never passes silently.
 
-use serde::Deserialize;
+use crate::balance::Strategy;
+use crate::balance::load::OutlierSettings;
+use crate::breaker::BreakerSettings;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -16,6 +19,54 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     pub health: HealthConfig,
     pub shutdown: ShutdownConfig,
+    pub balancer: BTreeMap<String, BalancerConfig>,
+    /// `default` plus one entry per named breaker (already merged over `default`).
+    pub breaker: BTreeMap<String, BreakerSettings>,
+    pub timeouts: TimeoutsConfig,
+    pub retries: RetriesConfig,
+    pub outlier: OutlierSettings,
+    pub traffic: TrafficConfig,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BalancerConfig {
+    pub strategy: Strategy,
+    /// For consistent_hash: `header:NAME` or `path:NAME`.
+    #[serde(default)]
+    pub hash_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    pub call_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetriesConfig {
+    pub attempts: u32,
+    pub budget_percent: u32,
+    pub min_per_second: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficConfig {
+    pub rps: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub path: String,
+    pub service: String,
+    pub rewrite: String,
+    /// Allowed methods; empty means any.
+    #[serde(default)]
+    pub methods: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -95,6 +146,7 @@ impl Config {
             })?;
             merge(&mut merged, table);
         }
+        inherit_breaker_defaults(&mut merged);
         let origin = layers.last().map(|l| l.0).unwrap_or("defaults").to_string();
         let cfg: Config = toml::Value::Table(merged)
             .try_into()
@@ -130,7 +182,65 @@ impl Config {
         if self.health.timeout_ms == 0 {
             return Err("health.timeout_ms = 0: expected at least 1".into());
         }
+        for (service, b) in &self.balancer {
+            if let Some(k) = &b.hash_key
+                && !(k.starts_with("header:") || k.starts_with("path:"))
+            {
+                return Err(format!(
+                    "balancer.{service}.hash_key = \"{k}\": expected \"header:NAME\" or \"path:NAME\""
+                ));
+            }
+        }
+        for (name, b) in &self.breaker {
+            b.validate(name)?;
+        }
+        if self.timeouts.call_ms == 0 {
+            return Err("timeouts.call_ms = 0: expected at least 1".into());
+        }
+        if !(1..=10).contains(&self.retries.attempts) {
+            return Err(format!(
+                "retries.attempts = {}: expected 1 to 10",
+                self.retries.attempts
+            ));
+        }
+        if self.retries.budget_percent > 100 {
+            return Err(format!(
+                "retries.budget_percent = {}: expected 0 to 100",
+                self.retries.budget_percent
+            ));
+        }
+        if self.outlier.max_ejected_percent > 100 {
+            return Err(format!(
+                "outlier.max_ejected_percent = {}: expected 0 to 100",
+                self.outlier.max_ejected_percent
+            ));
+        }
+        if self.traffic.rps > 10_000 {
+            return Err(format!(
+                "traffic.rps = {}: expected 0 to 10000",
+                self.traffic.rps
+            ));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            crate::gateway::routes::Route::compile(r).map_err(|e| format!("routes[{i}]: {e}"))?;
+        }
         Ok(())
+    }
+
+    pub fn strategies(&self) -> BTreeMap<String, Strategy> {
+        self.balancer
+            .iter()
+            .map(|(k, v)| (k.clone(), v.strategy))
+            .collect()
+    }
+
+    /// Settings for breakers without a section of their own.
+    pub fn breaker_defaults(&self) -> BreakerSettings {
+        self.breaker.get("default").cloned().unwrap_or_default()
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.timeouts.call_ms)
     }
 
     pub fn instances(&self, service: &str) -> usize {
@@ -153,6 +263,25 @@ impl Config {
 
     pub fn drain(&self) -> Duration {
         Duration::from_millis(self.shutdown.drain_ms)
+    }
+}
+
+/// Each `[breaker.NAME]` starts from `[breaker.default]` and overrides only the keys it sets.
+fn inherit_breaker_defaults(root: &mut toml::Table) {
+    let Some(toml::Value::Table(breakers)) = root.get_mut("breaker") else {
+        return;
+    };
+    let Some(toml::Value::Table(defaults)) = breakers.get("default").cloned() else {
+        return;
+    };
+    for (name, v) in breakers.iter_mut() {
+        if name != "default"
+            && let toml::Value::Table(t) = v
+        {
+            let mut merged = defaults.clone();
+            merge(&mut merged, std::mem::take(t));
+            *t = merged;
+        }
     }
 }
 
@@ -214,5 +343,42 @@ mod tests {
         ])
         .expect_err("too fast");
         assert!(err.to_string().contains("health.interval_ms = 5"), "{err}");
+        let err = Config::from_layers(&[
+            ("defaults", DEFAULTS_TOML),
+            (
+                "mine.toml",
+                "[balancer.user-service]\nstrategy = \"fastest\"\n",
+            ),
+        ])
+        .expect_err("unknown strategy");
+        assert!(err.to_string().contains("fastest"), "{err}");
+    }
+
+    #[test]
+    fn a_named_breaker_inherits_the_defaults_it_does_not_set() {
+        let c = Config::from_layers(&[
+            ("defaults", DEFAULTS_TOML),
+            (
+                "mine.toml",
+                "[breaker.\"gateway->user-service\"]\nwindow = 40\n",
+            ),
+        ])
+        .expect("valid");
+        let b = &c.breaker["gateway->user-service"];
+        assert_eq!(b.window, 40);
+        assert_eq!(b.minimum_calls, c.breaker_defaults().minimum_calls);
+        let err = Config::from_layers(&[
+            ("defaults", DEFAULTS_TOML),
+            (
+                "mine.toml",
+                "[breaker.\"a->b\"]\nfailure_rate_threshold = 150\n",
+            ),
+        ])
+        .expect_err("out of range");
+        assert!(
+            err.to_string()
+                .contains("breaker.\"a->b\".failure_rate_threshold = 150"),
+            "{err}"
+        );
     }
 }

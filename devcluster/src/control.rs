@@ -3,9 +3,11 @@
 
 mod api;
 mod client;
+mod command;
 
 pub use api::router;
 pub use client::AdminClient;
+pub use command::Command;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +41,10 @@ pub enum ControlError {
         addr: String,
         message: String,
     },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error("this view is read-only (a fixed snapshot): commands need a live cluster")]
     ReadOnly,
     #[error(
@@ -52,7 +58,8 @@ pub enum ControlError {
 impl ControlError {
     pub fn status(&self) -> u16 {
         match self {
-            ControlError::UnknownInstance(_) => 404,
+            ControlError::UnknownInstance(_) | ControlError::NotFound(_) => 404,
+            ControlError::Invalid(_) => 400,
             ControlError::NotManaged(_) => 409,
             ControlError::Restart { .. } => 500,
             ControlError::ReadOnly => 405,

@@ -1,9 +1,14 @@
 //! `ClusterHandle`: the one way the dashboard and `ctl` see and steer a cluster, whether it runs
 //! in this process, behind an admin URL (`--attach`), or is a fixed snapshot (tests, recordings).
 
+use crate::balance::service::{BalancerSnapshot, LoadView};
+use crate::breaker::BreakerSnapshot;
 use crate::cluster::Core;
-use crate::control::{AdminClient, ControlError, Endpoint};
+use crate::cluster::RouteExplain;
+use crate::control::{AdminClient, Command, ControlError, Endpoint};
 use crate::registry::{Health, InstanceView};
+use crate::services::faults::FaultView;
+use crate::services::traffic::TrafficView;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +32,15 @@ pub struct InstanceSnapshot {
     #[serde(flatten)]
     pub view: InstanceView,
     pub process: ProcessState,
+    /// The injected fault, with its countdown.
+    #[serde(default)]
+    pub fault: Option<FaultView>,
+    /// When killed for a while: time until it restarts by itself.
+    #[serde(default)]
+    pub restart_in_ms: Option<u64>,
+    /// What its balancer measured: in flight, requests, failures, ejection.
+    #[serde(default)]
+    pub load: Option<LoadView>,
 }
 
 /// Everything the dashboard draws from, cheap to clone (it is shared behind an `Arc`).
@@ -37,6 +51,12 @@ pub struct ClusterSnapshot {
     pub registry_index: u64,
     pub endpoints: Vec<Endpoint>,
     pub instances: Vec<InstanceSnapshot>,
+    #[serde(default)]
+    pub balancers: Vec<BalancerSnapshot>,
+    #[serde(default)]
+    pub breakers: Vec<BreakerSnapshot>,
+    #[serde(default)]
+    pub traffic: TrafficView,
 }
 
 /// One service and its instances, for grouped views.
@@ -151,18 +171,32 @@ impl ClusterHandle {
         self.snapshots.clone()
     }
 
-    pub async fn kill(&self, id: &str) -> Result<(), ControlError> {
+    /// Carries out a command; the answer is a sentence to show.
+    pub async fn send(&self, cmd: Command) -> Result<String, ControlError> {
         match &self.kind {
-            Kind::Local(core) => core.kill(id).await,
-            Kind::Remote(c) => c.kill(id).await,
+            Kind::Local(core) => core.execute(cmd).await,
+            Kind::Remote(c) => c.send(&cmd).await,
             Kind::Fixed { .. } => Err(ControlError::ReadOnly),
         }
     }
 
-    pub async fn restart(&self, id: &str) -> Result<(), ControlError> {
+    pub async fn kill(&self, id: &str) -> Result<String, ControlError> {
+        self.send(Command::Kill {
+            id: id.into(),
+            for_s: None,
+        })
+        .await
+    }
+
+    pub async fn restart(&self, id: &str) -> Result<String, ControlError> {
+        self.send(Command::Restart { id: id.into() }).await
+    }
+
+    /// Where the gateway would send `METHOD PATH`, and why.
+    pub async fn explain(&self, method: &str, path: &str) -> Result<RouteExplain, ControlError> {
         match &self.kind {
-            Kind::Local(core) => core.restart(id).await,
-            Kind::Remote(c) => c.restart(id).await,
+            Kind::Local(core) => Ok(core.explain(method, path)),
+            Kind::Remote(c) => c.explain(method, path).await,
             Kind::Fixed { .. } => Err(ControlError::ReadOnly),
         }
     }

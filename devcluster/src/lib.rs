@@ -3,10 +3,12 @@
 
 pub mod balance;
 pub mod breaker;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod duration;
+pub mod gateway;
 pub mod handle;
 pub mod registry;
 pub mod server;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use tower::ServiceExt;
 
 pub struct HttpServer {
     name: String,
@@ -108,9 +109,15 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown: watch:
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let svc = TowerToHyperService::new(router.clone());
+                    // Handlers that want the peer (the gateway's X-Forwarded-For) read ConnectInfo.
+                    let svc = TowerToHyperService::new(router.clone().map_request(
+                        move |mut req: http::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                            req
+                        },
+                    ));
                     let mut stop = shutdown.clone();
                     conns.spawn(async move {
                         let conn = hyper::server::conn::http1::Builder::new()

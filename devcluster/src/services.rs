@@ -2,7 +2,9 @@
 //! order-service (orders that embed their user, fetched from user-service through discovery).
 
 mod api_error;
+pub mod faults;
 pub mod order;
+pub mod traffic;
 pub mod user;
 
 pub use api_error::ApiError;
@@ -11,13 +13,21 @@ use axum::Router;
 use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::routing::get;
+use faults::{FaultLayerState, Faults};
 use serde_json::json;
+use std::sync::Arc;
 
 /// Response header naming the instance that answered, so callers can see the balancing.
 pub const SERVED_BY_HEADER: &str = "x-served-by";
 
-/// What every sample service adds to its routes: `GET /health`, a JSON 404 and `x-served-by`.
-pub(crate) fn finish(router: Router, service: &'static str, instance_id: &str) -> Router {
+/// What every sample service adds to its routes: `GET /health`, a JSON 404, `x-served-by`, and
+/// the fault injection of its instance.
+pub(crate) fn finish(
+    router: Router,
+    service: &'static str,
+    instance_id: &str,
+    faults: Arc<Faults>,
+) -> Router {
     let served_by =
         HeaderValue::from_str(instance_id).unwrap_or(HeaderValue::from_static("unknown"));
     router
@@ -28,6 +38,13 @@ pub(crate) fn finish(router: Router, service: &'static str, instance_id: &str) -
             ),
         )
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            FaultLayerState {
+                faults,
+                instance: Arc::from(instance_id),
+            },
+            faults::inject,
+        ))
         .layer(axum::middleware::map_response(move |mut res: Response| {
             let served_by = served_by.clone();
             async move {

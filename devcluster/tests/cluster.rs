@@ -6,7 +6,7 @@
 
 use devcluster::cluster::{Cluster, ClusterOptions};
 use devcluster::config::{Config, DEFAULTS_TOML};
-use devcluster::control::AdminClient;
+use devcluster::control::{AdminClient, Command};
 use devcluster::handle::ProcessState;
 use devcluster::registry::Health;
 use reqwest::StatusCode;
@@ -314,7 +314,13 @@ async fn admin_api_lists_kills_and_explains_unknown_ids() {
             "instance JSON has `{field}`: {json}"
         );
     }
-    admin.kill("order-service-2").await.unwrap();
+    admin
+        .send(&Command::Kill {
+            id: "order-service-2".into(),
+            for_s: None,
+        })
+        .await
+        .unwrap();
     let list = admin.instances().await.unwrap();
     assert_eq!(
         list.iter()
@@ -323,7 +329,14 @@ async fn admin_api_lists_kills_and_explains_unknown_ids() {
             .process,
         ProcessState::Killed
     );
-    let err = admin.kill("nope-1").await.unwrap_err().to_string();
+    let err = admin
+        .send(&Command::Kill {
+            id: "nope-1".into(),
+            for_s: None,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("404") && err.contains("nope-1"), "{err}");
 
     // Externally registered instances are listed but cannot be killed by lgo-dash.
@@ -336,7 +349,14 @@ async fn admin_api_lists_kills_and_explains_unknown_ids() {
         .send()
         .await
         .unwrap();
-    let err = admin.kill("ext-1").await.unwrap_err().to_string();
+    let err = admin
+        .send(&Command::Kill {
+            id: "ext-1".into(),
+            for_s: None,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("registered from outside"), "{err}");
     cluster.shutdown().await;
 }

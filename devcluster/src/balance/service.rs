@@ -126,6 +126,30 @@ impl ServiceBalancer {
         trace_id: Option<&str>,
         attempt: u32,
     ) -> Result<Picked, NoCandidate> {
+        self.choose(caller, instances, key, exclude, trace_id, attempt, true)
+    }
+
+    /// What `pick` would choose now, without recording it (the route inspector). A rotating
+    /// strategy still advances by one turn.
+    pub fn preview(
+        &self,
+        instances: &[InstanceView],
+        key: Option<&str>,
+    ) -> Result<Picked, NoCandidate> {
+        self.choose("explain", instances, key, &[], None, 1, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn choose(
+        &self,
+        caller: &str,
+        instances: &[InstanceView],
+        key: Option<&str>,
+        exclude: &[String],
+        trace_id: Option<&str>,
+        attempt: u32,
+        record: bool,
+    ) -> Result<Picked, NoCandidate> {
         let now = Instant::now();
         let loads: Vec<Arc<InstanceLoad>> = instances.iter().map(|i| self.load(&i.id)).collect();
         let passing = |i: usize| instances[i].health == Health::Passing;
@@ -163,7 +187,7 @@ impl ServiceBalancer {
         let (k, reason) = picker.pick(&cands, key);
         let chosen = eligible[k];
         let names: Vec<&str> = cands.iter().map(|c| c.id).collect();
-        let record = self.log.push(PickRecord {
+        let rec = PickRecord {
             seq: 0,
             at_unix_ms: unix_ms(),
             caller: caller.to_string(),
@@ -185,7 +209,12 @@ impl ServiceBalancer {
             reason: reason.describe(&names),
             trace_id: trace_id.map(str::to_string),
             attempt,
-        });
+        };
+        let record = if record {
+            self.log.push(rec)
+        } else {
+            Arc::new(rec)
+        };
         Ok(Picked {
             instance: instances[chosen].clone(),
             load: loads[chosen].clone(),

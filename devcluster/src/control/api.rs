@@ -1,10 +1,11 @@
 //! Admin API routes. Answers are JSON; errors are `{"error": ...}` with a fitting status.
 
-use super::ControlError;
+use super::{Command, ControlError};
 use crate::cluster::Core;
 use crate::duration::parse_go_duration;
 use crate::handle::ClusterSnapshot;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -23,6 +24,10 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/instances", get(instances))
         .route("/api/instances/{id}/kill", post(kill))
         .route("/api/instances/{id}/restart", post(restart))
+        .route("/api/breakers", get(breakers))
+        .route("/api/balancers", get(balancers))
+        .route("/api/commands", post(command))
+        .route("/api/route/explain", get(explain))
         .route(
             "/health",
             get(|| async { axum::Json(json!({"status": "healthy", "service": "admin"})) }),
@@ -81,14 +86,49 @@ async fn kill(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
 ) -> Result<Response, ControlError> {
-    core.kill(&id).await?;
-    Ok(axum::Json(json!({"ok": true, "instance": id, "process": "killed"})).into_response())
+    let message = core.execute(Command::Kill { id, for_s: None }).await?;
+    Ok(axum::Json(json!({"ok": true, "message": message})).into_response())
 }
 
 async fn restart(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
 ) -> Result<Response, ControlError> {
-    core.restart(&id).await?;
-    Ok(axum::Json(json!({"ok": true, "instance": id, "process": "running"})).into_response())
+    let message = core.execute(Command::Restart { id }).await?;
+    Ok(axum::Json(json!({"ok": true, "message": message})).into_response())
+}
+
+async fn breakers(State(core): State<Arc<Core>>) -> Response {
+    axum::Json(core.breakers.snapshots()).into_response()
+}
+
+async fn balancers(State(core): State<Arc<Core>>) -> Response {
+    let list: Vec<_> = core
+        .balancers
+        .all()
+        .iter()
+        .map(|b| b.snapshot(50))
+        .collect();
+    axum::Json(list).into_response()
+}
+
+/// `POST /api/commands` with a JSON [`Command`]; malformed JSON is a 400 saying what is wrong.
+async fn command(State(core): State<Arc<Core>>, body: Bytes) -> Result<Response, ControlError> {
+    let cmd: Command = serde_json::from_slice(&body)
+        .map_err(|e| ControlError::Invalid(format!("invalid command JSON: {e}")))?;
+    let message = core.execute(cmd).await?;
+    Ok(axum::Json(json!({"ok": true, "message": message})).into_response())
+}
+
+async fn explain(
+    State(core): State<Arc<Core>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (Some(method), Some(path)) = (q.get("method"), q.get("path")) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected ?method=GET&path=/api/users/1",
+        );
+    };
+    axum::Json(core.explain(method, path)).into_response()
 }

@@ -1,6 +1,9 @@
 //! A client of the admin API, used by `lgo-dash ctl` and by `--attach`.
 
-use super::ControlError;
+use super::{Command, ControlError};
+use crate::balance::service::BalancerSnapshot;
+use crate::breaker::BreakerSnapshot;
+use crate::cluster::RouteExplain;
 use crate::duration::format_go_duration;
 use crate::handle::{ClusterSnapshot, InstanceSnapshot};
 use serde::de::DeserializeOwned;
@@ -85,18 +88,38 @@ impl AdminClient {
         .await
     }
 
-    pub async fn kill(&self, id: &str) -> Result<(), ControlError> {
-        let url = format!("{}/api/instances/{}/kill", self.base, encode(id));
-        self.call::<serde_json::Value>(self.http.post(url), CALL_TIMEOUT)
-            .await
-            .map(|_| ())
+    pub async fn send(&self, cmd: &Command) -> Result<String, ControlError> {
+        let url = format!("{}/api/commands", self.base);
+        let v: serde_json::Value = self
+            .call(self.http.post(url).json(cmd), CALL_TIMEOUT)
+            .await?;
+        Ok(v["message"].as_str().unwrap_or_default().to_string())
     }
 
-    pub async fn restart(&self, id: &str) -> Result<(), ControlError> {
-        let url = format!("{}/api/instances/{}/restart", self.base, encode(id));
-        self.call::<serde_json::Value>(self.http.post(url), CALL_TIMEOUT)
-            .await
-            .map(|_| ())
+    pub async fn breakers(&self) -> Result<Vec<BreakerSnapshot>, ControlError> {
+        self.call(
+            self.http.get(format!("{}/api/breakers", self.base)),
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    pub async fn balancers(&self) -> Result<Vec<BalancerSnapshot>, ControlError> {
+        self.call(
+            self.http.get(format!("{}/api/balancers", self.base)),
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    pub async fn explain(&self, method: &str, path: &str) -> Result<RouteExplain, ControlError> {
+        let url = format!(
+            "{}/api/route/explain?method={}&path={}",
+            self.base,
+            encode(method),
+            encode(path)
+        );
+        self.call(self.http.get(url), CALL_TIMEOUT).await
     }
 }
 

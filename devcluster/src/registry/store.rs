@@ -271,6 +271,21 @@ impl Registry {
         Ok(())
     }
 
+    /// Sets an instance's balancer weight (`meta.weight` and Consul's `Weights.Passing`).
+    pub fn set_weight(&self, id: &str, weight: u32) -> Result<(), RegistryError> {
+        let mut st = self.lock();
+        let Some(e) = st.entries.get_mut(id) else {
+            return Err(RegistryError::UnknownService(id.to_string()));
+        };
+        e.reg.meta.insert("weight".into(), weight.to_string());
+        e.reg.weight_passing = weight;
+        let index = bump(&mut st, &self.inner);
+        if let Some(e) = st.entries.get_mut(id) {
+            e.modify_index = index;
+        }
+        Ok(())
+    }
+
     /// Every instance, sorted by service then id.
     pub fn instances(&self) -> Vec<InstanceView> {
         let st = self.lock();

@@ -3,23 +3,18 @@
 
 use super::user::{SERVICE as USER_SERVICE, User};
 use super::{ApiError, finish, parse_id, parse_json};
-use crate::registry::Registry;
+use crate::client::{Call, ServiceClient};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 pub const SERVICE: &str = "order-service";
-
-/// How long order-service waits for user-service before answering 504.
-const USER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
@@ -90,69 +85,56 @@ impl OrderStore {
     }
 }
 
-/// Finds users by asking a passing user-service instance, taking them in turn.
+/// Finds users by calling user-service through the service client (discovery, balancer,
+/// breaker `order-service->user-service`, timeout, retries), passing the trace context on.
 pub struct UserLookup {
-    registry: Registry,
-    http: reqwest::Client,
-    next: AtomicUsize,
+    client: Arc<ServiceClient>,
 }
 
 impl UserLookup {
-    pub fn new(registry: Registry) -> Self {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(USER_CALL_TIMEOUT)
-            .build()
-            .unwrap_or_default();
-        UserLookup {
-            registry,
-            http,
-            next: AtomicUsize::new(0),
-        }
+    pub fn new(client: Arc<ServiceClient>) -> Self {
+        UserLookup { client }
     }
 
-    /// The user, `None` when user-service says 404. An instance that refuses the connection is
-    /// skipped for the next one (it may have died since its last health check).
-    pub async fn user(&self, id: u64) -> Result<Option<User>, ApiError> {
-        let candidates = self.registry.discover(USER_SERVICE);
-        if candidates.is_empty() {
-            return Err(ApiError::unavailable(format!(
-                "no passing instance of {USER_SERVICE}"
-            )));
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut last_error = String::new();
-        for k in 0..candidates.len() {
-            let inst = &candidates[(start + k) % candidates.len()];
-            let url = format!("{}/users/{id}", inst.base_url());
-            match self.http.get(&url).send().await {
-                Ok(resp) if resp.status() == StatusCode::NOT_FOUND => return Ok(None),
-                Ok(resp) if resp.status().is_success() => {
-                    return resp.json::<User>().await.map(Some).map_err(|e| {
-                        ApiError::bad_gateway(format!("{} sent an unreadable user: {e}", inst.id))
-                    });
-                }
-                Ok(resp) => {
-                    return Err(ApiError::bad_gateway(format!(
-                        "{} answered {}",
-                        inst.id,
-                        resp.status()
-                    )));
-                }
-                Err(e) if e.is_timeout() => {
-                    return Err(ApiError::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        format!("{} did not answer within {USER_CALL_TIMEOUT:?}", inst.id),
-                    ));
-                }
-                Err(e) => last_error = format!("{}: {e}", inst.id),
+    /// The user, `None` when user-service says 404.
+    pub async fn user(&self, id: u64, inbound: &HeaderMap) -> Result<Option<User>, ApiError> {
+        let mut call = Call::get(format!("/users/{id}"));
+        for name in TRACE_HEADERS {
+            if let Some(v) = inbound.get(name) {
+                call.headers.insert(name, v.clone());
             }
         }
-        Err(ApiError::bad_gateway(format!(
-            "no {USER_SERVICE} instance reachable ({last_error})"
-        )))
+        call.params = vec![("id".into(), id.to_string())];
+        let resp = self
+            .client
+            .call(USER_SERVICE, call)
+            .await
+            .map_err(|e| ApiError::new(e.status(), format!("{USER_SERVICE}: {e}")))?;
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(ApiError::bad_gateway(format!(
+                "{USER_SERVICE} answered {status}"
+            )));
+        }
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .map_err(|e| ApiError::bad_gateway(format!("{USER_SERVICE}: body cut short: {e}")))?;
+        serde_json::from_slice(&body).map(Some).map_err(|e| {
+            ApiError::bad_gateway(format!("{USER_SERVICE} sent an unreadable user: {e}"))
+        })
     }
 }
+
+const TRACE_HEADERS: [&str; 5] = [
+    "traceparent",
+    "tracestate",
+    "x-trace-id",
+    "x-span-id",
+    "x-request-id",
+];
 
 #[derive(Clone)]
 struct AppState {
@@ -161,12 +143,17 @@ struct AppState {
 }
 
 /// The router of one order-service instance.
-pub fn router(orders: Arc<OrderStore>, users: Arc<UserLookup>, instance_id: &str) -> Router {
+pub fn router(
+    orders: Arc<OrderStore>,
+    users: Arc<UserLookup>,
+    instance_id: &str,
+    faults: Arc<super::faults::Faults>,
+) -> Router {
     let routes = Router::new()
         .route("/orders", get(list).post(create))
         .route("/orders/{id}", get(read).delete(remove))
         .with_state(AppState { orders, users });
-    finish(routes, SERVICE, instance_id)
+    finish(routes, SERVICE, instance_id, faults)
 }
 
 async fn list(State(s): State<AppState>) -> Response {
@@ -174,7 +161,11 @@ async fn list(State(s): State<AppState>) -> Response {
     axum::Json(orders).into_response()
 }
 
-async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn read(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let order = s
         .orders
@@ -183,19 +174,27 @@ async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Respo
         .get(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found(format!("order {id} not found")))?;
-    let user = s.users.user(order.user_id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "order {id} belongs to user {} who no longer exists",
-                order.user_id
-            ),
-        )
-    })?;
+    let user = s
+        .users
+        .user(order.user_id, &headers)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "order {id} belongs to user {} who no longer exists",
+                    order.user_id
+                ),
+            )
+        })?;
     Ok(axum::Json(OrderWithUser { order, user }).into_response())
 }
 
-async fn create(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+async fn create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let input: OrderInput = parse_json(&body)?;
     if input.item.trim().is_empty() {
         return Err(ApiError::bad_request("item: expected a non-empty string"));
@@ -205,7 +204,7 @@ async fn create(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiE
             "quantity: expected at least 1, got 0",
         ));
     }
-    let Some(user) = s.users.user(input.user_id).await? else {
+    let Some(user) = s.users.user(input.user_id, &headers).await? else {
         return Err(ApiError::bad_request(format!(
             "user_id: user {} does not exist",
             input.user_id

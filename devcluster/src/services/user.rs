@@ -114,12 +114,16 @@ impl UserStore {
 }
 
 /// The router of one user-service instance.
-pub fn router(store: Arc<UserStore>, instance_id: &str) -> Router {
+pub fn router(
+    store: Arc<UserStore>,
+    instance_id: &str,
+    faults: Arc<super::faults::Faults>,
+) -> Router {
     let routes = Router::new()
         .route("/users", get(list).post(create))
         .route("/users/{id}", get(read).put(update).delete(remove))
         .with_state(store);
-    finish(routes, SERVICE, instance_id)
+    finish(routes, SERVICE, instance_id, faults)
 }
 
 async fn list(State(store): State<Arc<UserStore>>) -> Response {

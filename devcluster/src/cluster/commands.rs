@@ -1,0 +1,268 @@
+//! Carrying out commands on the running cluster: kill and restart, breaker modes, strategies,
+//! weights, faults, traffic rate, and the route inspector.
+
+use super::Core;
+use crate::balance::record::CandidateView;
+use crate::breaker::{Breakers, Mode, State};
+use crate::control::{Command, ControlError};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What `ctl route explain METHOD PATH` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteExplain {
+    pub method: String,
+    pub path: String,
+    pub route: Option<String>,
+    pub service: Option<String>,
+    pub rewritten: Option<String>,
+    pub hash_key: Option<String>,
+    pub strategy: Option<String>,
+    pub candidates: Vec<CandidateView>,
+    pub chosen: Option<String>,
+    pub reason: Option<String>,
+    pub breaker: Option<String>,
+    pub breaker_state: Option<State>,
+    pub breaker_mode: Option<Mode>,
+    /// What the gateway would do with the request.
+    pub outcome: String,
+}
+
+impl Core {
+    /// Executes a command; the answer is a sentence for a toast or `ctl`.
+    pub async fn execute(self: &Arc<Self>, cmd: Command) -> Result<String, ControlError> {
+        let msg = match cmd {
+            Command::Kill { id, for_s } => {
+                self.kill(&id).await?;
+                match for_s {
+                    Some(s) => {
+                        self.restart_later(&id, Duration::from_secs(s));
+                        format!("killed {id} for {s}s: it restarts by itself")
+                    }
+                    None => format!(
+                        "killed {id}: port closed, still registered; its health check will turn critical"
+                    ),
+                }
+            }
+            Command::Restart { id } => {
+                self.restart(&id).await?;
+                format!("restarted {id}")
+            }
+            Command::BreakerMode { name, mode } => {
+                self.breakers
+                    .set_mode(&name, mode)
+                    .map_err(ControlError::NotFound)?;
+                format!("breaker {name} is now {mode}")
+            }
+            Command::Strategy { service, strategy } => {
+                self.balancers.set_strategy(&service, strategy);
+                format!("{service} is now balanced by {strategy}")
+            }
+            Command::Weight { id, weight } => {
+                if weight > 1000 {
+                    return Err(ControlError::Invalid(format!(
+                        "weight = {weight}: expected 0 to 1000"
+                    )));
+                }
+                self.registry
+                    .set_weight(&id, weight)
+                    .map_err(|_| ControlError::UnknownInstance(id.clone()))?;
+                format!("{id} now has weight {weight}")
+            }
+            Command::Fault { id, fault, for_s } => {
+                self.managed(&id)?;
+                fault.validate().map_err(ControlError::Invalid)?;
+                self.faults
+                    .set(&id, fault.clone(), for_s.map(Duration::from_secs));
+                let mut parts = Vec::new();
+                if fault.latency_ms > 0 || fault.jitter_ms > 0 {
+                    parts.push(format!("+{}ms (±{}ms)", fault.latency_ms, fault.jitter_ms));
+                }
+                if fault.error_rate > 0.0 {
+                    parts.push(format!("{:.0}% errors", fault.error_rate * 100.0));
+                }
+                if fault.hang {
+                    parts.push("hang".into());
+                }
+                let what = if parts.is_empty() {
+                    "no fault".into()
+                } else {
+                    parts.join(", ")
+                };
+                match for_s {
+                    Some(s) => format!("{id}: {what} for {s}s"),
+                    None => format!("{id}: {what} until cleared"),
+                }
+            }
+            Command::ClearFault { id } => {
+                self.managed(&id)?;
+                self.faults.clear(&id);
+                format!("{id}: faults cleared")
+            }
+            Command::Traffic { rps } => {
+                if rps > 10_000 {
+                    return Err(ControlError::Invalid(format!(
+                        "rps = {rps}: expected 0 to 10000"
+                    )));
+                }
+                self.traffic.set_rps(rps);
+                if rps == 0 {
+                    "traffic paused".into()
+                } else {
+                    format!("traffic at {rps} req/s")
+                }
+            }
+        };
+        self.publish();
+        Ok(msg)
+    }
+
+    /// Stops an instance like a crash: its port closes, it stays registered, health checks
+    /// have to notice.
+    pub(crate) async fn kill(&self, id: &str) -> Result<(), ControlError> {
+        let inst = self.managed(id)?;
+        inst.server.kill().await;
+        tracing::warn!(instance = %id, "killed");
+        self.publish();
+        Ok(())
+    }
+
+    /// Brings a killed instance back on its port (and re-registers it if it was removed).
+    pub(crate) async fn restart(&self, id: &str) -> Result<(), ControlError> {
+        let inst = self.managed(id)?;
+        if let Some((_, t)) = self
+            .restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+        {
+            t.abort();
+        }
+        inst.server
+            .restart()
+            .await
+            .map_err(|e| ControlError::Restart {
+                id: id.to_string(),
+                addr: inst.server.addr().to_string(),
+                message: e.to_string(),
+            })?;
+        if self.registry.instance(id).is_none() {
+            let _ = self.registry.register(inst.registration.clone());
+        }
+        tracing::info!(instance = %id, "restarted");
+        self.publish();
+        Ok(())
+    }
+
+    fn restart_later(self: &Arc<Self>, id: &str, after: Duration) {
+        let core = Arc::downgrade(self);
+        let owned = id.to_string();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Some(core) = core.upgrade() {
+                core.restarts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&owned);
+                if let Err(e) = core.restart(&owned).await {
+                    tracing::warn!(instance = %owned, error = %e, "timed restart failed");
+                }
+            }
+        });
+        let at = tokio::time::Instant::now() + after;
+        if let Some((_, old)) = self
+            .restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), (at, task))
+        {
+            old.abort();
+        }
+    }
+
+    /// Where the gateway would send `METHOD PATH` right now, and why.
+    pub fn explain(&self, method: &str, path: &str) -> RouteExplain {
+        let method = method.to_ascii_uppercase();
+        let mut out = RouteExplain {
+            method: method.clone(),
+            path: path.to_string(),
+            route: None,
+            service: None,
+            rewritten: None,
+            hash_key: None,
+            strategy: None,
+            candidates: Vec::new(),
+            chosen: None,
+            reason: None,
+            breaker: None,
+            breaker_state: None,
+            breaker_mode: None,
+            outcome: String::new(),
+        };
+        let (route_path, query) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
+        let table = self.gateway.routes();
+        let m = match table.find(&method, route_path) {
+            Ok(m) => m,
+            Err(Some(r)) => {
+                out.route = Some(r.pattern.clone());
+                out.outcome = format!("405: route {} does not allow {method}", r.pattern);
+                return out;
+            }
+            Err(None) => {
+                out.outcome = format!("404: no route matches {route_path}");
+                return out;
+            }
+        };
+        out.route = Some(m.route.clone());
+        out.service = Some(m.service.clone());
+        out.rewritten = Some(match query {
+            Some(q) => format!("{}?{q}", m.path),
+            None => m.path.clone(),
+        });
+        let key = self
+            .gateway
+            .client
+            .hash_key(&m.service, &http::HeaderMap::new(), &m.params);
+        out.hash_key = key.clone();
+        let balancer = self.balancers.get(&m.service);
+        out.strategy = Some(balancer.strategy().to_string());
+        let breaker_name = Breakers::name("gateway", &m.service);
+        let breaker = self.breakers.get(&breaker_name);
+        let (state, mode) = breaker.state();
+        out.breaker = Some(breaker_name.clone());
+        out.breaker_state = Some(state);
+        out.breaker_mode = Some(mode);
+        match balancer.preview(&self.registry.service(&m.service, false), key.as_deref()) {
+            Ok(p) => {
+                out.candidates = p.record.candidates.clone();
+                out.chosen = Some(p.instance.id.clone());
+                out.reason = Some(p.record.reason.clone());
+            }
+            Err(e) => {
+                out.outcome = format!("503: {e}");
+                return out;
+            }
+        }
+        out.outcome = match (mode, state) {
+            (Mode::ForcedOpen, _) => {
+                format!("503: rejected by breaker {breaker_name}, forced_open")
+            }
+            (Mode::Auto, State::Open) => {
+                format!("503 unless its open time is over: breaker {breaker_name} is open")
+            }
+            (Mode::Auto, State::HalfOpen) => {
+                format!("sent if a probe slot is free (breaker {breaker_name} is half-open)")
+            }
+            _ => format!(
+                "sent to {} as {} {}",
+                out.chosen.clone().unwrap_or_default(),
+                method,
+                out.rewritten.clone().unwrap_or_default()
+            ),
+        };
+        out
+    }
+}
