@@ -1,0 +1,395 @@
+//! The traffic path over real sockets: the gateway forwards faithfully (rewrite, query,
+//! headers, X-Forwarded-For, streamed bodies), answers 502/503/504 with JSON that says why,
+//! a forced-open breaker never reaches the upstream, and a killed instance under load costs no
+//! idempotent request (retries and outlier ejection absorb it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, Method, Uri};
+use devcluster::breaker::Mode;
+use devcluster::cluster::{Cluster, ClusterOptions};
+use devcluster::config::{Config, DEFAULTS_TOML};
+use devcluster::control::Command;
+use devcluster::registry::Health;
+use devcluster::server::HttpServer;
+use devcluster::services::faults::Fault;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const TEST_CONFIG: &str = r#"
+[health]
+interval_ms = 300
+timeout_ms = 250
+[timeouts]
+call_ms = 500
+[[routes]]
+path = "/api/users/{id}"
+service = "user-service"
+rewrite = "/users/{id}"
+[[routes]]
+path = "/api/orders/{id}"
+service = "order-service"
+rewrite = "/orders/{id}"
+[[routes]]
+path = "/echo/{rest}"
+service = "echo"
+rewrite = "/e/{rest}"
+[[routes]]
+path = "/slow"
+service = "echo"
+rewrite = "/slow"
+[[routes]]
+path = "/ghost"
+service = "ghost"
+rewrite = "/"
+[[routes]]
+path = "/dead"
+service = "dead"
+rewrite = "/"
+"#;
+
+async fn start() -> Cluster {
+    let cfg = Config::from_layers(&[("defaults", DEFAULTS_TOML), ("test", TEST_CONFIG)]).unwrap();
+    let cluster = Cluster::start(ClusterOptions::new(cfg).auto_ports(true).traffic(false))
+        .await
+        .unwrap();
+    let reg = cluster.registry().clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(reg.instances().len() == 5
+        && reg.instances().iter().all(|i| i.health == Health::Passing))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "sample instances never all passed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster
+}
+
+/// The next snapshot published after now (they are rebuilt on a short tick).
+async fn fresh(handle: &devcluster::ClusterHandle) -> Arc<devcluster::handle::ClusterSnapshot> {
+    let mut rx = handle.subscribe();
+    rx.borrow_and_update();
+    rx.changed().await.unwrap();
+    let snap = rx.borrow().clone();
+    snap
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// An upstream that echoes what it received and counts requests.
+async fn echo_server() -> (HttpServer, Arc<AtomicU64>) {
+    let hits = Arc::new(AtomicU64::new(0));
+    async fn echo(
+        State(hits): State<Arc<AtomicU64>>,
+        ConnectInfo(_peer): ConnectInfo<SocketAddr>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> axum::Json<Value> {
+        hits.fetch_add(1, Ordering::SeqCst);
+        if uri.path() == "/slow" {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        let h: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+            .collect();
+        axum::Json(json!({
+            "method": method.as_str(), "path": uri.path(), "query": uri.query(),
+            "headers": h, "body_len": body.len(),
+        }))
+    }
+    let router = Router::new().fallback(echo).with_state(hits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    (HttpServer::start("echo", listener, router).unwrap(), hits)
+}
+
+async fn register(cluster: &Cluster, name: &str, id: &str, port: u16, status: &str) {
+    let body = json!({"Name": name, "ID": id, "Address": "127.0.0.1", "Port": port,
+        "Check": {"TTL": "1h", "Status": status}});
+    let r = http()
+        .put(format!(
+            "{}/v1/agent/service/register",
+            cluster.registry_url()
+        ))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_forwards_rewritten_paths_query_headers_and_bodies() {
+    let cluster = start().await;
+    let (echo, _) = echo_server().await;
+    register(&cluster, "echo", "echo-1", echo.addr().port(), "passing").await;
+    let gw = cluster.gateway_url();
+
+    let v: Value = http()
+        .get(format!("{gw}/echo/abc?x=1&y=two"))
+        .header("connection", "x-secret")
+        .header("x-secret", "must not pass")
+        .header("x-custom", "kept")
+        .header("x-forwarded-for", "10.0.0.1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["path"], "/e/abc");
+    assert_eq!(v["query"], "x=1&y=two");
+    assert_eq!(v["headers"]["x-custom"], "kept");
+    assert!(
+        v["headers"].get("x-secret").is_none(),
+        "headers named by Connection are hop-by-hop: {v}"
+    );
+    assert_eq!(v["headers"]["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    let tp = v["headers"]["traceparent"].as_str().unwrap();
+    assert!(
+        tp.starts_with("00-") && tp.len() == 55,
+        "a trace context is started: {tp}"
+    );
+
+    let big = vec![b'z'; 300_000];
+    let v: Value = http()
+        .post(format!("{gw}/echo/upload"))
+        .body(big)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["method"].as_str(), v["body_len"].as_u64()),
+        (Some("POST"), Some(300_000))
+    );
+
+    // Through to the sample services, path parameters included.
+    let r = http()
+        .get(format!("{gw}/api/orders/3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["user"]["name"], "Grace Hopper");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_answered_with_the_right_status_and_a_reason() {
+    let cluster = start().await;
+    let (echo, hits) = echo_server().await;
+    register(&cluster, "echo", "echo-1", echo.addr().port(), "passing").await;
+    register(&cluster, "ghost", "ghost-1", 1, "critical").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    register(&cluster, "dead", "dead-1", dead_port, "passing").await;
+    let gw = cluster.gateway_url();
+    let get = |path: &str| {
+        let url = format!("{gw}{path}");
+        async move {
+            let r = http().get(url).send().await.unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    let (s, v) = get("/ghost").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("no passing instance of ghost"),
+        "{v}"
+    );
+    let (s, v) = get("/dead").await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    assert!(v["error"].as_str().unwrap().contains("dead-1"), "{v}");
+    let (s, v) = get("/slow").await;
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within"),
+        "{v}"
+    );
+    let (s, v) = get("/nowhere").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(v["error"].as_str().is_some());
+
+    // A forced-open breaker answers at once and never touches the upstream.
+    let handle = cluster.handle();
+    handle
+        .send(Command::BreakerMode {
+            name: "gateway->echo".into(),
+            mode: Mode::ForcedOpen,
+        })
+        .await
+        .unwrap();
+    let before = hits.load(Ordering::SeqCst);
+    for _ in 0..20 {
+        let (s, v) = get("/echo/x").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(v["breaker"], "gateway->echo");
+        assert_eq!(v["mode"], "forced_open");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        before,
+        "the upstream's counter did not move"
+    );
+    let snap = fresh(&cluster.handle()).await;
+    let b = snap
+        .breakers
+        .iter()
+        .find(|b| b.name == "gateway->echo")
+        .unwrap();
+    assert!(b.rejected >= 20);
+    cluster.shutdown().await;
+}
+
+/// Sends `n` GETs through the gateway, `conc` at a time; returns the failures.
+async fn hammer(gw: String, n: usize, conc: usize) -> Vec<String> {
+    let client = http();
+    let sem = Arc::new(tokio::sync::Semaphore::new(conc));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let (client, url) = (client.clone(), format!("{gw}/api/users/{}", i % 5 + 1));
+        tasks.push(tokio::spawn(async move {
+            let r = client.get(&url).send().await;
+            drop(permit);
+            match r {
+                Ok(r) if r.status() == StatusCode::OK => None,
+                Ok(r) => Some(format!("{url}: {}", r.status())),
+                Err(e) => Some(format!("{url}: {e}")),
+            }
+        }));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut failures = Vec::new();
+    for t in tasks {
+        if let Some(f) = t.await.unwrap() {
+            failures.push(f);
+        }
+    }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_of_three_under_traffic_fails_no_idempotent_request() {
+    let cluster = start().await;
+    let handle = cluster.handle();
+    handle.send(Command::Traffic { rps: 50 }).await.unwrap();
+    let load = tokio::spawn(hammer(cluster.gateway_url(), 400, 8));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    handle.kill("user-service-2").await.unwrap();
+    let failures = load.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+
+    let snap = fresh(&handle).await;
+    let t = &snap.traffic;
+    assert!(t.sent > 50, "the generator ran: {t:?}");
+    assert_eq!(t.failed_idempotent, 0, "{t:?}");
+    let killed = snap
+        .instances
+        .iter()
+        .find(|i| i.view.id == "user-service-2")
+        .unwrap();
+    assert_eq!(killed.view.health, Health::Critical);
+    let load = killed.load.as_ref().unwrap();
+    assert!(
+        load.failures >= 3,
+        "the balancer saw its failures: {load:?}"
+    );
+    assert!(load.ejected_for_ms.is_some(), "and ejected it: {load:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2c_avoids_a_slow_instance_and_strategy_switches_drop_nothing() {
+    let cluster = start().await;
+    let handle = cluster.handle();
+    handle
+        .send(Command::Strategy {
+            service: "user-service".into(),
+            strategy: "p2c".parse().unwrap(),
+        })
+        .await
+        .unwrap();
+    handle
+        .send(Command::Fault {
+            id: "user-service-1".into(),
+            fault: Fault {
+                latency_ms: 200,
+                ..Fault::default()
+            },
+            for_s: None,
+        })
+        .await
+        .unwrap();
+    let failures = hammer(cluster.gateway_url(), 300, 8).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let snap = fresh(&handle).await;
+    let b = snap
+        .balancers
+        .iter()
+        .find(|b| b.target == "user-service")
+        .unwrap();
+    let total: u64 = b.counts.values().sum();
+    let slow = b.counts.get("user-service-1").copied().unwrap_or(0);
+    assert!(total >= 300);
+    assert!(
+        (slow as f64) < 0.05 * total as f64,
+        "slow instance got {slow} of {total}: {:?}",
+        b.counts
+    );
+
+    // Every strategy in turn while requests flow: none fails.
+    let gw = cluster.gateway_url();
+    let load = tokio::spawn(hammer(gw, 300, 8));
+    for s in [
+        "round_robin",
+        "random",
+        "weighted",
+        "least_request",
+        "consistent_hash",
+        "p2c",
+    ] {
+        handle
+            .send(Command::Strategy {
+                service: "user-service".into(),
+                strategy: s.parse().unwrap(),
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let failures = load.await.unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    cluster.shutdown().await;
+}
