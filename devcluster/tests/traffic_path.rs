@@ -79,8 +79,7 @@ async fn fresh(handle: &devcluster::ClusterHandle) -> Arc<devcluster::handle::Cl
     let mut rx = handle.subscribe();
     rx.borrow_and_update();
     rx.changed().await.unwrap();
-    let snap = rx.borrow().clone();
-    snap
+    rx.borrow().clone()
 }
 
 fn http() -> reqwest::Client {
