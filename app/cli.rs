@@ -161,7 +161,8 @@ impl Cli {
     pub fn cluster_options(&self) -> anyhow::Result<devcluster::cluster::ClusterOptions> {
         Ok(
             devcluster::cluster::ClusterOptions::new(self.load_config()?)
-                .auto_ports(self.ports == Some(PortsMode::Auto)),
+                .auto_ports(self.ports == Some(PortsMode::Auto))
+                .traffic(!self.no_traffic),
         )
     }
 }

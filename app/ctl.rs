@@ -36,7 +36,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                 command: RouteCommand::Explain { method, path, json },
             } => {
                 let e = client.explain(method, path).await?;
-                print_or_json(*json, &e, explain_text)?;
+                print_or_json(*json, &e, RouteExplain::text)?;
                 return Ok(ExitCode::SUCCESS);
             }
             CtlCommand::Kill { id, for_s } => Command::Kill {
@@ -133,21 +133,7 @@ pub fn instances_table(list: &[InstanceSnapshot]) -> String {
         .iter()
         .map(|i| {
             let v = &i.view;
-            let mut notes = Vec::new();
-            if let Some(f) = &i.fault {
-                notes.push(format!(
-                    "fault +{}ms {:.0}%err{}",
-                    f.fault.latency_ms,
-                    f.fault.error_rate * 100.0,
-                    if f.fault.hang { " hang" } else { "" }
-                ));
-            }
-            if let Some(ms) = i.load.as_ref().and_then(|l| l.ejected_for_ms) {
-                notes.push(format!("ejected {}s", ms.div_ceil(1000)));
-            }
-            if let Some(ms) = i.restart_in_ms {
-                notes.push(format!("restarts in {}s", ms.div_ceil(1000)));
-            }
+            let notes = i.notes();
             [
                 v.id.clone(),
                 v.service.clone(),
@@ -214,51 +200,5 @@ fn balancers_table(list: &[BalancerSnapshot]) -> String {
             let _ = writeln!(out, "  {id:<20} {n:>8}  {share:5.1}%");
         }
     }
-    out
-}
-
-fn explain_text(e: &RouteExplain) -> String {
-    let mut out = String::new();
-    let or_dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-    let _ = writeln!(out, "request     {} {}", e.method, e.path);
-    let _ = writeln!(out, "route       {}", or_dash(&e.route));
-    let _ = writeln!(out, "rewritten   {}", or_dash(&e.rewritten));
-    let _ = writeln!(out, "service     {}", or_dash(&e.service));
-    let key = match (&e.strategy, &e.hash_key) {
-        (Some(s), Some(k)) if s == "consistent_hash" => format!(" (key {k})"),
-        _ => String::new(),
-    };
-    let _ = writeln!(out, "strategy    {}{key}", or_dash(&e.strategy));
-    for c in &e.candidates {
-        let mark = if e.chosen.as_deref() == Some(c.id.as_str()) {
-            "→"
-        } else {
-            " "
-        };
-        let _ = writeln!(
-            out,
-            "  {mark} {:<18} {:<8} weight {:<3} in-flight {:<3}{}{}",
-            c.id,
-            c.health.to_string(),
-            c.weight,
-            c.in_flight,
-            if c.ejected { " ejected" } else { "" },
-            if c.eligible { "" } else { " (not a candidate)" }
-        );
-    }
-    let _ = writeln!(
-        out,
-        "chosen      {} — {}",
-        or_dash(&e.chosen),
-        or_dash(&e.reason)
-    );
-    let _ = writeln!(
-        out,
-        "breaker     {} {} ({})",
-        or_dash(&e.breaker),
-        e.breaker_state.map(|s| s.to_string()).unwrap_or_default(),
-        e.breaker_mode.map(|m| m.to_string()).unwrap_or_default()
-    );
-    let _ = writeln!(out, "outcome     {}", e.outcome);
     out
 }

@@ -14,7 +14,30 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn new() -> Tmux {
+    /// A tmux server of its own (`name` keeps tests in one process apart) running `cmd` in a
+    /// 160×48 window named "dash".
+    fn start(name: &str, cmd: &str) -> Tmux {
+        let tmux = Tmux::new(name);
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "48",
+            "-s",
+            "dash",
+            cmd,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
+    fn new(name: &str) -> Tmux {
         let found = Command::new("tmux")
             .arg("-V")
             .output()
@@ -25,7 +48,7 @@ impl Tmux {
              install it (apt-get install tmux; .ci/run does this)"
         );
         Tmux {
-            socket: format!("lgo-dash-test-{}", std::process::id()),
+            socket: format!("lgo-dash-test-{name}-{}", std::process::id()),
         }
     }
 
@@ -66,25 +89,9 @@ impl Drop for Tmux {
 
 #[test]
 fn dashboard_shows_live_services_switches_tabs_and_restores_the_terminal() {
-    let tmux = Tmux::new();
     // The shell prints the exit code after the dashboard ends, on the restored screen.
     let cmd = format!("{BIN} --ports auto; echo \"EXITED $?\"; sleep 60");
-    let out = tmux.run(&[
-        "new-session",
-        "-d",
-        "-x",
-        "160",
-        "-y",
-        "48",
-        "-s",
-        "dash",
-        &cmd,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tmux = Tmux::start("tabs", &cmd);
 
     let s = tmux.wait_for("all instances passing", |s| {
         s.contains("5/5 instances passing")
@@ -116,4 +123,75 @@ fn dashboard_shows_live_services_switches_tabs_and_restores_the_terminal() {
         !s.contains("1 Services"),
         "the alternate screen is gone after quitting:\n{s}"
     );
+}
+
+/// The admin URL the header shows ("· admin http://127.0.0.1:PORT").
+fn admin_url(screen: &str) -> String {
+    let at = screen
+        .find("admin http://")
+        .expect("the header names the admin URL")
+        + 6;
+    screen[at..].split_whitespace().next().unwrap().to_string()
+}
+
+/// `lgo-dash ctl breakers --json`, the named breaker's `(state, mode)`.
+fn ctl_breaker(admin: &str, name: &str) -> (String, String) {
+    let out = Command::new(BIN)
+        .args(["ctl", "--admin", admin, "breakers", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let b = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .unwrap_or_else(|| panic!("no breaker {name} in {list}"));
+    (
+        b["state"].as_str().unwrap().to_string(),
+        b["mode"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn pressing_o_on_a_breaker_forces_it_open_as_ctl_sees_it() {
+    let tmux = Tmux::start("breaker", &format!("{BIN} --ports auto"));
+    let s = tmux.wait_for("all instances passing", |s| {
+        s.contains("5/5 instances passing")
+    });
+    let admin = admin_url(&s);
+    assert_eq!(
+        ctl_breaker(&admin, "gateway->user-service"),
+        ("closed".into(), "auto".into())
+    );
+
+    // Breakers tab; the second row is gateway->user-service (rows are sorted by name).
+    tmux.run(&["send-keys", "-t", "dash", "3"]);
+    tmux.wait_for("the breakers table", |s| {
+        s.contains("order-service->user-service")
+    });
+    tmux.run(&["send-keys", "-t", "dash", "j", "o"]);
+    tmux.wait_for("gateway->user-service forced open", |s| {
+        s.lines()
+            .any(|l| l.contains("gateway->user-service") && l.contains("forced_open"))
+    });
+    assert_eq!(
+        ctl_breaker(&admin, "gateway->user-service"),
+        ("open".into(), "forced_open".into())
+    );
+    // The others are untouched.
+    assert_eq!(ctl_breaker(&admin, "gateway->order-service").1, "auto");
+
+    tmux.run(&["send-keys", "-t", "dash", "a"]);
+    tmux.wait_for("gateway->user-service back to auto", |s| {
+        s.lines()
+            .any(|l| l.contains("gateway->user-service") && l.contains(" auto "))
+    });
+    assert_eq!(ctl_breaker(&admin, "gateway->user-service").1, "auto");
+    tmux.run(&["send-keys", "-t", "dash", "q"]);
 }

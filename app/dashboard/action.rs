@@ -1,6 +1,7 @@
 //! Keys become `Action`s through one table, which also feeds the footer hints and the `?`
 //! overlay, so they cannot disagree.
 
+use super::tabs::Tab;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,15 @@ pub enum Action {
     Back,
     KillSelected,
     RestartSelected,
+    NextStrategy,
+    PrevStrategy,
+    WeightUp,
+    WeightDown,
+    ForceOpen,
+    ForceClosed,
+    BreakerAuto,
+    CycleBreakerMode,
+    Inspect,
     TogglePause,
     ToggleHelp,
 }
@@ -26,52 +36,124 @@ pub struct Binding {
     pub help: &'static str,
     /// The footer's short label (the most used bindings only).
     pub footer: Option<&'static str>,
+    /// The tab it acts on; `None` for keys that work everywhere.
+    pub tab: Option<Tab>,
 }
 
 /// Every binding, global ones first. Order here is the order in `?` and the footer.
 pub fn bindings() -> Vec<Binding> {
-    let b = |keys, action, help, footer| Binding {
+    let b = |keys, action, help, footer, tab| Binding {
         keys,
         action,
         help,
         footer,
+        tab,
     };
+    let services = Some(Tab::Services);
+    let balancer = Some(Tab::Balancer);
+    let breakers = Some(Tab::Breakers);
     vec![
-        b("1-7", Action::GoToTab(0), "switch tab", Some("tab")),
-        b("Tab / S-Tab", Action::NextTab, "next / previous tab", None),
-        b("j k ↑ ↓", Action::Down, "move selection", Some("move")),
+        b("1-7", Action::GoToTab(0), "switch tab", Some("tab"), None),
+        b(
+            "Tab / S-Tab",
+            Action::NextTab,
+            "next / previous tab",
+            None,
+            None,
+        ),
+        b(
+            "j k ↑ ↓",
+            Action::Down,
+            "move selection",
+            Some("move"),
+            None,
+        ),
         b(
             "Enter",
             Action::Open,
-            "open (services: focus its instances)",
+            "open (focus the instances of the selection)",
             Some("open"),
+            None,
         ),
-        b("Esc", Action::Back, "back", None),
+        b("Esc", Action::Back, "back", None, None),
         b(
             "x",
             Action::KillSelected,
             "kill selected instance (like a crash)",
             Some("kill"),
+            services,
         ),
         b(
             "r",
             Action::RestartSelected,
             "restart selected instance",
             Some("restart"),
+            services,
+        ),
+        b(
+            "s / S",
+            Action::NextStrategy,
+            "next / previous balancing strategy",
+            Some("strategy"),
+            balancer,
+        ),
+        b(
+            "+ / -",
+            Action::WeightUp,
+            "raise / lower the selected instance's weight",
+            Some("weight"),
+            balancer,
+        ),
+        b(
+            "o",
+            Action::ForceOpen,
+            "force the breaker open",
+            Some("open"),
+            breakers,
+        ),
+        b(
+            "c",
+            Action::ForceClosed,
+            "force the breaker closed",
+            Some("closed"),
+            breakers,
+        ),
+        b(
+            "a",
+            Action::BreakerAuto,
+            "back to automatic",
+            Some("auto"),
+            breakers,
+        ),
+        b(
+            "space",
+            Action::CycleBreakerMode,
+            "cycle auto → forced open → forced closed",
+            None,
+            breakers,
+        ),
+        b(
+            "e",
+            Action::Inspect,
+            "route inspector: how would the gateway route METHOD PATH?",
+            Some("explain"),
+            None,
         ),
         b(
             "p",
             Action::TogglePause,
             "pause / resume live updates",
             Some("pause"),
+            None,
         ),
         b(
             "?",
             Action::ToggleHelp,
             "show / hide this help",
             Some("help"),
+            None,
         ),
-        b("q", Action::Quit, "quit", Some("quit")),
+        b("q", Action::Quit, "quit", Some("quit"), None),
     ]
 }
 
@@ -94,6 +176,15 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Esc | KeyCode::Char('h') | KeyCode::Left => Action::Back,
         KeyCode::Char('x') => Action::KillSelected,
         KeyCode::Char('r') => Action::RestartSelected,
+        KeyCode::Char('s') => Action::NextStrategy,
+        KeyCode::Char('S') => Action::PrevStrategy,
+        KeyCode::Char('+' | '=') => Action::WeightUp,
+        KeyCode::Char('-') => Action::WeightDown,
+        KeyCode::Char('o') => Action::ForceOpen,
+        KeyCode::Char('c') => Action::ForceClosed,
+        KeyCode::Char('a') => Action::BreakerAuto,
+        KeyCode::Char(' ') => Action::CycleBreakerMode,
+        KeyCode::Char('e') => Action::Inspect,
         KeyCode::Char('p') => Action::TogglePause,
         KeyCode::Char('?') => Action::ToggleHelp,
         _ => return None,

@@ -1,9 +1,16 @@
 //! The dashboard's state and how actions change it. Drawing reads this; nothing here awaits.
 
 use super::action::Action;
+use super::rates::Rates;
 use super::tabs::Tab;
+use super::views::balancer::{self, BalancerView};
+use super::views::breakers::{self as breaker_view, BreakersView};
+use super::views::inspector::{Answer, Inspector, InspectorKey};
 use super::views::services::ServicesView;
+use devcluster::breaker::Mode;
+use devcluster::cluster::RouteExplain;
 use devcluster::handle::ClusterSnapshot;
+use ratatui::crossterm::event::KeyEvent;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +24,22 @@ pub struct Header {
     pub env: String,
 }
 
-/// A request for the cluster, carried out by the event loop off the drawing path.
 pub use devcluster::control::Command;
+
+/// A request for the cluster, carried out by the event loop off the drawing path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Command(Command),
+    Explain { method: String, path: String },
+}
+
+/// What came back from a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Done(String),
+    Failed(String),
+    Explained(Box<Result<RouteExplain, String>>),
+}
 
 #[derive(Debug, Clone)]
 pub struct Toast {
@@ -35,6 +56,11 @@ pub struct App {
     pub paused: bool,
     pub help: bool,
     pub services: ServicesView,
+    pub balancer: BalancerView,
+    pub breakers: BreakersView,
+    pub rates: Rates,
+    /// The route inspector overlay, when open; it takes the keyboard.
+    pub inspector: Option<Inspector>,
     pub toast: Option<Toast>,
     pub quit: bool,
 }
@@ -48,6 +74,10 @@ impl App {
             paused: false,
             help: false,
             services: ServicesView::default(),
+            balancer: BalancerView::default(),
+            breakers: BreakersView::default(),
+            rates: Rates::default(),
+            inspector: None,
             toast: None,
             quit: false,
         }
@@ -58,54 +88,184 @@ impl App {
         if self.paused {
             return false;
         }
+        self.rates.observe(&snapshot, Instant::now());
         self.snapshot = snapshot;
         self.services.clamp(&self.snapshot);
+        self.balancer.clamp(&self.snapshot);
+        self.breakers.clamp(&self.snapshot);
         true
     }
 
-    /// Applies an action; returns a command for the cluster when the action needs one.
-    pub fn on_action(&mut self, action: Action) -> Option<Command> {
+    /// A key while the inspector is open: it edits the input instead of acting.
+    pub fn on_inspector_key(&mut self, key: KeyEvent) -> Option<Request> {
+        let insp = self.inspector.as_mut()?;
+        match insp.on_key(key) {
+            InspectorKey::Close => self.inspector = None,
+            InspectorKey::Explain { method, path } => {
+                return Some(Request::Explain { method, path });
+            }
+            InspectorKey::Invalid(e) => insp.answer = Some(Answer::Failed(e)),
+            InspectorKey::Edited | InspectorKey::Ignored => {}
+        }
+        None
+    }
+
+    pub fn on_reply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Done(text) => self.toast(text, false),
+            Reply::Failed(text) => self.toast(text, true),
+            Reply::Explained(r) => {
+                if let Some(insp) = &mut self.inspector {
+                    insp.answer = Some(match *r {
+                        Ok(e) => Answer::Explained(Box::new(e)),
+                        Err(e) => Answer::Failed(e),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Applies an action; returns a request for the cluster when the action needs one.
+    pub fn on_action(&mut self, action: Action) -> Option<Request> {
         if self.help && !matches!(action, Action::Quit | Action::ToggleHelp | Action::Back) {
             return None;
         }
-        match action {
-            Action::Quit => self.quit = true,
-            Action::ToggleHelp => self.help = !self.help,
-            Action::Back if self.help => self.help = false,
-            Action::NextTab => self.tab = Tab::from_index(self.tab.index() + 1),
-            Action::PrevTab => self.tab = Tab::from_index(self.tab.index() + Tab::ALL.len() - 1),
-            Action::GoToTab(i) => self.tab = Tab::from_index(i),
-            Action::TogglePause => {
+        let cmd = match (action, self.tab) {
+            (Action::Quit, _) => {
+                self.quit = true;
+                None
+            }
+            (Action::ToggleHelp, _) => {
+                self.help = !self.help;
+                None
+            }
+            (Action::Back, _) if self.help => {
+                self.help = false;
+                None
+            }
+            (Action::NextTab, _) => {
+                self.tab = Tab::from_index(self.tab.index() + 1);
+                None
+            }
+            (Action::PrevTab, _) => {
+                self.tab = Tab::from_index(self.tab.index() + Tab::ALL.len() - 1);
+                None
+            }
+            (Action::GoToTab(i), _) => {
+                self.tab = Tab::from_index(i);
+                None
+            }
+            (Action::TogglePause, _) => {
                 self.paused = !self.paused;
-                self.toast(
-                    if self.paused {
-                        "paused: the view is frozen (p resumes)"
-                    } else {
-                        "live"
-                    },
-                    false,
-                );
+                let text = if self.paused {
+                    "paused: the view is frozen (p resumes)"
+                } else {
+                    "live"
+                };
+                self.toast(text, false);
+                None
             }
-            Action::Up | Action::Down | Action::Open | Action::Back
-                if self.tab == Tab::Services =>
-            {
-                self.services.on_action(&action, &self.snapshot);
+            (Action::Inspect, _) => {
+                self.inspector = Some(Inspector::default());
+                None
             }
-            Action::KillSelected | Action::RestartSelected if self.tab == Tab::Services => {
-                let Some(inst) = self.services.selected_instance(&self.snapshot) else {
-                    self.toast("no instance selected", true);
+            (a @ (Action::Up | Action::Down | Action::Open | Action::Back), tab) => {
+                match tab {
+                    Tab::Services => self.services.on_action(&a, &self.snapshot),
+                    Tab::Balancer => self.balancer.on_action(&a, &self.snapshot),
+                    Tab::Breakers => self.breakers.on_action(&a, &self.snapshot),
+                    _ => {}
+                }
+                None
+            }
+            (a @ (Action::KillSelected | Action::RestartSelected), Tab::Services) => {
+                self.services_command(&a)
+            }
+            (a @ (Action::NextStrategy | Action::PrevStrategy), Tab::Balancer) => {
+                let b = self.balancer.selected_balancer(&self.snapshot)?;
+                Some(Command::Strategy {
+                    service: b.target.clone(),
+                    strategy: balancer::cycle(b.strategy, a == Action::NextStrategy),
+                })
+            }
+            (a @ (Action::WeightUp | Action::WeightDown), Tab::Balancer) => {
+                let Some(inst) = self.balancer.selected_instance(&self.snapshot) else {
+                    self.toast("select an instance first (Enter, then j/k)", true);
                     return None;
                 };
-                let id = inst.view.id.clone();
-                return Some(if action == Action::KillSelected {
-                    Command::Kill { id, for_s: None }
+                let w = inst.view.weight;
+                let weight = if a == Action::WeightUp {
+                    (w + 1).min(1000)
                 } else {
-                    Command::Restart { id }
-                });
+                    w.saturating_sub(1)
+                };
+                Some(Command::Weight {
+                    id: inst.view.id.clone(),
+                    weight,
+                })
+            }
+            (
+                a @ (Action::ForceOpen
+                | Action::ForceClosed
+                | Action::BreakerAuto
+                | Action::CycleBreakerMode),
+                Tab::Breakers,
+            ) => {
+                let b = self.breakers.selected_breaker(&self.snapshot)?;
+                let mode = match a {
+                    Action::ForceOpen => Mode::ForcedOpen,
+                    Action::ForceClosed => Mode::ForcedClosed,
+                    Action::BreakerAuto => Mode::Auto,
+                    _ => breaker_view::next_mode(b.mode),
+                };
+                Some(Command::BreakerMode {
+                    name: b.name.clone(),
+                    mode,
+                })
+            }
+            _ => None,
+        };
+        if let Some(c) = &cmd {
+            self.apply_locally(c);
+        }
+        cmd.map(Request::Command)
+    }
+
+    /// Shows a change at once, before the cluster's next snapshot confirms it, so that pressing
+    /// a key twice quickly steps twice (`s s` moves two strategies on, `+ +` adds two).
+    fn apply_locally(&mut self, cmd: &Command) {
+        let snap = Arc::make_mut(&mut self.snapshot);
+        match cmd {
+            Command::Strategy { service, strategy } => {
+                if let Some(b) = snap.balancers.iter_mut().find(|b| &b.target == service) {
+                    b.strategy = *strategy;
+                }
+            }
+            Command::Weight { id, weight } => {
+                if let Some(i) = snap.instances.iter_mut().find(|i| &i.view.id == id) {
+                    i.view.weight = *weight;
+                }
+            }
+            Command::BreakerMode { name, mode } => {
+                if let Some(b) = snap.breakers.iter_mut().find(|b| &b.name == name) {
+                    b.mode = *mode;
+                }
             }
             _ => {}
         }
-        None
+    }
+
+    fn services_command(&mut self, action: &Action) -> Option<Command> {
+        let Some(inst) = self.services.selected_instance(&self.snapshot) else {
+            self.toast("no instance selected", true);
+            return None;
+        };
+        let id = inst.view.id.clone();
+        Some(if *action == Action::KillSelected {
+            Command::Kill { id, for_s: None }
+        } else {
+            Command::Restart { id }
+        })
     }
 
     pub fn toast(&mut self, text: impl Into<String>, error: bool) {

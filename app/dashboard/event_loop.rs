@@ -2,10 +2,10 @@
 //! per batch of changes, never when idle. The terminal is restored on every exit and on panic.
 
 use super::action::action_for;
-use super::app::{App, Command, Header};
+use super::app::{App, Header, Reply, Request};
 use super::render;
 use devcluster::ClusterHandle;
-use ratatui::crossterm::event::{self, Event};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -35,7 +35,7 @@ pub async fn run(handle: ClusterHandle, header: Header) -> anyhow::Result<()> {
             }
         }
     });
-    let (done_tx, mut done) = mpsc::channel::<(String, bool)>(16);
+    let (done_tx, mut done) = mpsc::channel::<Reply>(16);
     let mut snapshots = handle.subscribe();
     let mut app = App::new(header, handle.snapshot());
     let mut tick = tokio::time::interval(TICK);
@@ -65,8 +65,8 @@ pub async fn run(handle: ClusterHandle, header: Header) -> anyhow::Result<()> {
                     dirty |= app.on_snapshot(snap);
                 }
             }
-            Some((text, error)) = done.recv() => {
-                app.toast(text, error);
+            Some(reply) = done.recv() => {
+                app.on_reply(reply);
                 dirty = true;
             }
             _ = tick.tick() => dirty |= app.expire_toast(Instant::now()),
@@ -77,19 +77,23 @@ pub async fn run(handle: ClusterHandle, header: Header) -> anyhow::Result<()> {
     }
 }
 
-fn on_event(
-    app: &mut App,
-    ev: Event,
-    handle: &ClusterHandle,
-    done: &mpsc::Sender<(String, bool)>,
-) -> bool {
+fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sender<Reply>) -> bool {
     match ev {
+        Event::Key(key) if app.inspector.is_some() && !is_ctrl_c(key) => {
+            if key.kind != KeyEventKind::Press && key.kind != KeyEventKind::Repeat {
+                return false;
+            }
+            if let Some(req) = app.on_inspector_key(key) {
+                spawn_request(req, handle.clone(), done.clone());
+            }
+            true
+        }
         Event::Key(key) => {
             let Some(action) = action_for(key) else {
                 return false;
             };
-            if let Some(cmd) = app.on_action(action) {
-                spawn_command(cmd, handle.clone(), done.clone());
+            if let Some(req) = app.on_action(action) {
+                spawn_request(req, handle.clone(), done.clone());
             }
             true
         }
@@ -98,13 +102,25 @@ fn on_event(
     }
 }
 
-/// Runs a cluster command off the drawing path; its outcome comes back as a toast.
-fn spawn_command(cmd: Command, handle: ClusterHandle, done: mpsc::Sender<(String, bool)>) {
+fn is_ctrl_c(key: KeyEvent) -> bool {
+    key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c')
+}
+
+/// Runs a request off the drawing path; its outcome comes back as a `Reply`.
+fn spawn_request(req: Request, handle: ClusterHandle, done: mpsc::Sender<Reply>) {
     tokio::spawn(async move {
-        let msg = match handle.send(cmd).await {
-            Ok(text) => (text, false),
-            Err(e) => (e.to_string(), true),
+        let reply = match req {
+            Request::Command(cmd) => match handle.send(cmd).await {
+                Ok(text) => Reply::Done(text),
+                Err(e) => Reply::Failed(e.to_string()),
+            },
+            Request::Explain { method, path } => Reply::Explained(Box::new(
+                handle
+                    .explain(&method, &path)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )),
         };
-        let _ = done.send(msg).await;
+        let _ = done.send(reply).await;
     });
 }

@@ -50,7 +50,16 @@ pub fn draw(frame: &mut Frame, app: &App) {
     draw_header(frame, header, app, &theme);
     draw_tabs(frame, tabs, app, &theme);
     match app.tab {
-        Tab::Services => views::services::render(frame, body, &app.services, &app.snapshot, &theme),
+        Tab::Services => views::services::render(
+            frame,
+            body,
+            &app.services,
+            &app.snapshot,
+            &app.rates,
+            &theme,
+        ),
+        Tab::Balancer => views::balancer::render(frame, body, &app.balancer, &app.snapshot, &theme),
+        Tab::Breakers => views::breakers::render(frame, body, &app.breakers, &app.snapshot, &theme),
         other => {
             let n = Notice::new(other.placeholder().iter().copied())
                 .title(other.title())
@@ -59,6 +68,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
         }
     }
     draw_footer(frame, footer, app, &theme);
+    if let Some(insp) = &app.inspector {
+        views::inspector::render(frame, body, insp, &theme);
+    }
     if app.help {
         draw_help(frame, body, &theme);
     }
@@ -87,6 +99,10 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             },
         ),
     ];
+    // The admin URL is what `ctl --admin` and `--attach` need, so it is always in sight.
+    if let Some(admin) = snap.endpoints.iter().find(|e| e.name == "admin") {
+        spans.push(Span::styled(format!(" · admin {}", admin.url), theme.dim));
+    }
     if app.paused {
         spans.push(Span::styled("  ⏸ PAUSED (p resumes)", theme.warning));
     }
@@ -117,6 +133,9 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     }
     let mut spans = Vec::new();
     for b in bindings() {
+        if b.tab.is_some_and(|t| t != app.tab) {
+            continue;
+        }
         if let Some(label) = b.footer {
             spans.push(Span::styled(format!(" {}", b.keys), theme.key));
             spans.push(Span::styled(format!(" {label} "), theme.dim));
@@ -131,13 +150,22 @@ fn draw_help(frame: &mut Frame, area: Rect, theme: &Theme) {
     let [popup] = Layout::vertical([Constraint::Length(height)])
         .flex(Flex::Center)
         .areas(area);
-    let [popup] = Layout::horizontal([Constraint::Length(64.min(area.width))])
+    let [popup] = Layout::horizontal([Constraint::Length(84.min(area.width))])
         .flex(Flex::Center)
         .areas(popup);
-    let rows = all
-        .iter()
-        .map(|b| Row::new([Span::styled(b.keys, theme.key), Span::raw(b.help)]));
-    let table = Table::new(rows, [Constraint::Length(14), Constraint::Fill(1)]).block(
+    let rows = all.iter().map(|b| {
+        Row::new([
+            Span::styled(b.keys, theme.key),
+            Span::styled(b.tab.map_or("", |t| t.title()), theme.dim),
+            Span::raw(b.help),
+        ])
+    });
+    let widths = [
+        Constraint::Length(12),
+        Constraint::Length(9),
+        Constraint::Fill(1),
+    ];
+    let table = Table::new(rows, widths).block(
         Block::bordered()
             .title(Line::styled(" Keys (? or Esc closes) ", theme.title))
             .border_style(theme.border_focused),

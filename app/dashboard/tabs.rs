@@ -46,20 +46,7 @@ impl Tab {
     /// What an empty tab says until its feature lands.
     pub fn placeholder(self) -> &'static [&'static str] {
         match self {
-            Tab::Services => &[],
-            Tab::Balancer => &[
-                "Load balancing is not wired in yet.",
-                "",
-                "Here you will see, per target service: the strategy (round robin, random, smooth",
-                "weighted, least request, P2C, consistent hash), each instance's share of picks,",
-                "and a live stream of picks with the candidates and why one was chosen.",
-            ],
-            Tab::Breakers => &[
-                "Circuit breakers are not wired in yet.",
-                "",
-                "Here you will see every CALLER->TARGET breaker: state, mode, failure rate in its",
-                "window, recent transitions; o / c / a force it open, closed, or back to auto.",
-            ],
+            Tab::Services | Tab::Balancer | Tab::Breakers => &[],
             Tab::Metrics => &[
                 "Metrics are not collected yet.",
                 "",

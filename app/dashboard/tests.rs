@@ -1,7 +1,7 @@
 //! Whole-screen tests: a fixed snapshot → App → TestBackend, and keys → actions → commands.
 
 use super::action::{Action, action_for};
-use super::app::{App, Command, Header};
+use super::app::{App, Command, Header, Reply, Request};
 use super::render::draw;
 use super::tabs::Tab;
 use devcluster::handle::{ClusterSnapshot, InstanceSnapshot, ProcessState};
@@ -117,14 +117,17 @@ fn screen(app: &App, w: u16, h: u16) -> Vec<String> {
 
 fn press(app: &mut App, code: KeyCode) -> Option<Command> {
     let action = action_for(KeyEvent::new(code, KeyModifiers::NONE))?;
-    app.on_action(action)
+    match app.on_action(action)? {
+        Request::Command(c) => Some(c),
+        other => panic!("expected a command, got {other:?}"),
+    }
 }
 
 #[test]
 fn services_tab_shows_services_instances_and_their_health() {
     let mut app = app();
     press(&mut app, KeyCode::Char('j')); // select user-service
-    let lines = screen(&app, 140, 30);
+    let lines = screen(&app, 160, 30);
     let all = lines.join("\n");
     for (i, tab) in Tab::ALL.iter().enumerate() {
         assert!(
@@ -166,18 +169,15 @@ fn services_tab_shows_services_instances_and_their_health() {
 #[test]
 fn empty_tabs_say_what_they_will_hold() {
     let mut app = app();
-    press(&mut app, KeyCode::Char('3'));
-    assert_eq!(app.tab, Tab::Breakers);
-    let all = screen(&app, 120, 24).join("\n");
-    assert!(
-        all.contains("Circuit breakers are not wired in yet"),
-        "{all}"
-    );
-    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char('4'));
     assert_eq!(app.tab, Tab::Metrics);
+    let all = screen(&app, 120, 24).join("\n");
+    assert!(all.contains("Metrics are not collected yet"), "{all}");
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.tab, Tab::Traces);
     press(&mut app, KeyCode::BackTab);
     press(&mut app, KeyCode::BackTab);
-    assert_eq!(app.tab, Tab::Balancer);
+    assert_eq!(app.tab, Tab::Breakers);
 }
 
 #[test]
@@ -254,4 +254,370 @@ fn pause_freezes_the_view_and_help_lists_every_key() {
     );
     press(&mut app, KeyCode::Char('q'));
     assert!(app.quit);
+}
+
+use devcluster::balance::Strategy;
+use devcluster::balance::record::{CandidateView, PickRecord};
+use devcluster::balance::service::{BalancerSnapshot, LoadView};
+use devcluster::breaker::{BreakerSettings, BreakerSnapshot, Mode, State, Transition};
+use devcluster::control::Endpoint;
+
+fn load(id: &str, requests: u64, failures: u64, ejected_for_ms: Option<u64>) -> LoadView {
+    LoadView {
+        id: id.into(),
+        in_flight: 2,
+        ewma_ms: 1.5,
+        requests,
+        failures,
+        consecutive_failures: 0,
+        ejected_for_ms,
+    }
+}
+
+fn pick(seq: u64, chosen: &str, attempt: u32) -> PickRecord {
+    PickRecord {
+        seq,
+        at_unix_ms: 3_723_045 + seq,
+        caller: "gateway".into(),
+        target: "user-service".into(),
+        strategy: Strategy::P2c,
+        candidates: ["user-service-1", "user-service-3"]
+            .iter()
+            .map(|id| CandidateView {
+                id: (*id).into(),
+                health: Health::Passing,
+                weight: 1,
+                in_flight: 0,
+                ejected: false,
+                eligible: true,
+            })
+            .collect(),
+        chosen: chosen.into(),
+        reason: format!("lower cost than the other draw (seq {seq})"),
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        attempt,
+    }
+}
+
+fn breaker(name: &str, state: State, mode: Mode) -> BreakerSnapshot {
+    BreakerSnapshot {
+        name: name.into(),
+        state,
+        mode,
+        failure_rate: 60.0,
+        slow_rate: 0.0,
+        calls_in_window: 10,
+        failures_in_window: 6,
+        total_calls: 1234,
+        rejected: 56,
+        in_state_ms: 12_300,
+        probes_in_flight: 0,
+        settings: BreakerSettings::default(),
+        transitions: vec![Transition {
+            at_unix_ms: 3_723_045,
+            from: State::Closed,
+            to: State::Open,
+            reason: "failure rate 60% ≥ 50% over 10 calls".into(),
+        }],
+    }
+}
+
+/// The fixed snapshot plus balancers, breakers, an admin endpoint and live load.
+fn busy_snapshot() -> Arc<ClusterSnapshot> {
+    let mut s = (*snapshot()).clone();
+    s.endpoints = vec![Endpoint::new("admin", "http://127.0.0.1:9900")];
+    s.balancers = vec![
+        BalancerSnapshot {
+            target: "order-service".into(),
+            strategy: Strategy::RoundRobin,
+            counts: [("order-service-1".to_string(), 10)].into(),
+            loads: vec![],
+            recent: vec![],
+        },
+        BalancerSnapshot {
+            target: "user-service".into(),
+            strategy: Strategy::P2c,
+            counts: [
+                ("user-service-1".to_string(), 75),
+                ("user-service-3".to_string(), 25),
+            ]
+            .into(),
+            loads: vec![
+                load("user-service-1", 75, 0, None),
+                load("user-service-3", 25, 5, Some(3_500)),
+            ],
+            recent: vec![pick(1, "user-service-1", 1), pick(2, "user-service-3", 2)],
+        },
+    ];
+    s.breakers = vec![
+        breaker("gateway->order-service", State::Closed, Mode::Auto),
+        breaker("gateway->user-service", State::Open, Mode::ForcedOpen),
+    ];
+    for i in &mut s.instances {
+        if i.view.id == "user-service-3" {
+            i.load = Some(load("user-service-3", 25, 5, Some(3_500)));
+        }
+    }
+    Arc::new(s)
+}
+
+fn busy_app() -> App {
+    let mut app = app();
+    app.on_snapshot(busy_snapshot());
+    app
+}
+
+#[test]
+fn header_names_the_admin_url_for_ctl_and_attach() {
+    let app = busy_app();
+    assert!(
+        screen(&app, 160, 30)[0].contains("admin http://127.0.0.1:9900"),
+        "{}",
+        screen(&app, 160, 30)[0]
+    );
+}
+
+#[test]
+fn balancer_tab_shows_strategy_shares_ejection_and_the_pick_stream() {
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Char('j')); // user-service
+    let lines = screen(&app, 160, 40);
+    let all = lines.join("\n");
+    assert!(all.contains("user-service · p2c · 100 picks"), "{all}");
+    let row = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(id) && l.contains('%'))
+            .cloned()
+            .unwrap_or_else(|| panic!("no bar for {id}:\n{all}"))
+    };
+    assert!(row("user-service-1").contains("75.0%"), "{all}");
+    assert!(row("user-service-3").contains("25.0%"), "{all}");
+    assert!(row("user-service-3").contains("ejected 4s"), "{all}");
+    // The killed instance is listed with no share, marked critical.
+    assert!(
+        row("user-service-2").contains("0.0%") && row("user-service-2").contains("critical"),
+        "{all}"
+    );
+    assert!(
+        row("user-service-1").matches('█').count() > row("user-service-3").matches('█').count()
+    );
+    // Newest pick first, with the retry marked and the trace id shortened.
+    let first = lines.iter().position(|l| l.contains("(seq 2)")).unwrap();
+    let second = lines.iter().position(|l| l.contains("(seq 1)")).unwrap();
+    assert!(first < second, "{all}");
+    assert!(lines[first].contains("retry 2") && lines[first].contains("4bf92f35"));
+    assert!(lines[first].contains("01:02:03.047"), "{}", lines[first]);
+}
+
+#[test]
+fn balancer_keys_change_strategy_and_weight_of_the_selection() {
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Char('j'));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('s')),
+        Some(Command::Strategy {
+            service: "user-service".into(),
+            strategy: Strategy::ConsistentHash
+        })
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Char('S')),
+        Some(Command::Strategy {
+            service: "user-service".into(),
+            strategy: Strategy::P2c
+        }),
+        "a second key press steps on from the first, before the cluster confirms"
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Char('S')),
+        Some(Command::Strategy {
+            service: "user-service".into(),
+            strategy: Strategy::LeastRequest
+        })
+    );
+    // No instance selected yet: a hint, no command.
+    assert_eq!(press(&mut app, KeyCode::Char('+')), None);
+    assert!(app.toast.as_ref().is_some_and(|t| t.error));
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('j'));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('+')),
+        Some(Command::Weight {
+            id: "user-service-2".into(),
+            weight: 2
+        })
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Char('+')),
+        Some(Command::Weight {
+            id: "user-service-2".into(),
+            weight: 3
+        })
+    );
+    press(&mut app, KeyCode::Char('-'));
+    press(&mut app, KeyCode::Char('-'));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('-')),
+        Some(Command::Weight {
+            id: "user-service-2".into(),
+            weight: 0
+        })
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Char('-')),
+        Some(Command::Weight {
+            id: "user-service-2".into(),
+            weight: 0
+        }),
+        "weights do not go below zero"
+    );
+    // Breaker keys mean nothing here.
+    assert_eq!(press(&mut app, KeyCode::Char('o')), None);
+}
+
+#[test]
+fn breakers_tab_shows_state_mode_rates_and_transitions() {
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char('3'));
+    press(&mut app, KeyCode::Char('j'));
+    let lines = screen(&app, 160, 40);
+    let all = lines.join("\n");
+    let row = lines
+        .iter()
+        .find(|l| l.contains("gateway->user-service") && l.contains("forced_open"))
+        .unwrap_or_else(|| panic!("{all}"));
+    assert!(row.contains("✖ open ⚿"), "{row}");
+    assert!(row.contains("60%") && row.contains("10/") && row.contains("1234"));
+    assert!(row.contains("56") && row.contains("12.3s"), "{row}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("gateway->order-service") && l.contains("● closed"))
+    );
+    assert!(all.contains("closed    → open"), "{all}");
+    assert!(
+        all.contains("failure rate 60% ≥ 50% over 10 calls"),
+        "{all}"
+    );
+    // The footer offers this tab's keys, not the Services tab's.
+    let footer = lines.last().unwrap();
+    assert!(
+        footer.contains("auto") && !footer.contains("kill"),
+        "{footer}"
+    );
+}
+
+#[test]
+fn breaker_keys_set_the_selected_breakers_mode() {
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char('3'));
+    let mode = |app: &mut App, key| match press(app, key) {
+        Some(Command::BreakerMode { name, mode }) => (name, mode),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        mode(&mut app, KeyCode::Char('o')),
+        ("gateway->order-service".into(), Mode::ForcedOpen)
+    );
+    press(&mut app, KeyCode::Char('j'));
+    assert_eq!(mode(&mut app, KeyCode::Char('c')).1, Mode::ForcedClosed);
+    assert_eq!(mode(&mut app, KeyCode::Char('a')).1, Mode::Auto);
+    // Space goes on from the mode just set: auto → forced open → forced closed.
+    assert_eq!(
+        mode(&mut app, KeyCode::Char(' ')),
+        ("gateway->user-service".into(), Mode::ForcedOpen)
+    );
+    assert_eq!(mode(&mut app, KeyCode::Char(' ')).1, Mode::ForcedClosed);
+    assert_eq!(
+        press(&mut app, KeyCode::Char('x')),
+        None,
+        "kill is a Services key"
+    );
+}
+
+#[test]
+fn services_tab_shows_live_rates_and_countdowns() {
+    let mut app = busy_app();
+    // Two samples a second apart: 20 more requests, 5 of them failed.
+    let t0 = std::time::Instant::now();
+    let mut later = (*busy_snapshot()).clone();
+    for i in &mut later.instances {
+        if let Some(l) = &mut i.load {
+            l.requests += 20;
+            l.failures += 5;
+        }
+    }
+    app.rates.observe(&busy_snapshot(), t0);
+    app.rates
+        .observe(&later, t0 + std::time::Duration::from_secs(2));
+    press(&mut app, KeyCode::Char('j'));
+    let lines = screen(&app, 160, 30);
+    let row = lines
+        .iter()
+        .find(|l| l.contains("user-service-3") && l.contains("passing"))
+        .unwrap_or_else(|| panic!("{}", lines.join("\n")));
+    // 20 requests over 2 s; 25 % of them failed; in flight 2; ejected with 3.5 s left.
+    assert!(row.contains("10.0") && row.contains("25.0"), "{row}");
+    assert!(row.contains("ejected 4s"), "{row}");
+    let other = lines
+        .iter()
+        .find(|l| l.contains("user-service-1") && l.contains("passing"))
+        .unwrap();
+    assert!(other.contains(" - "), "no load, no rate: {other}");
+}
+
+#[test]
+fn route_inspector_takes_typing_and_shows_the_explanation() {
+    use devcluster::cluster::RouteExplain;
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char('e'));
+    assert!(app.inspector.is_some());
+    let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
+    for _ in 0.."GET /api/users/1".len() {
+        app.on_inspector_key(key(KeyCode::Backspace));
+    }
+    for c in "post /api/orders q".chars() {
+        app.on_inspector_key(key(KeyCode::Char(c)));
+    }
+    assert!(
+        !app.quit,
+        "q is typed, not obeyed, while the inspector is open"
+    );
+    assert_eq!(app.on_inspector_key(key(KeyCode::Enter)), None);
+    let all = screen(&app, 160, 40).join("\n");
+    assert!(all.contains("expected METHOD PATH"), "{all}");
+    app.on_inspector_key(key(KeyCode::Backspace));
+    app.on_inspector_key(key(KeyCode::Backspace));
+    assert_eq!(
+        app.on_inspector_key(key(KeyCode::Enter)),
+        Some(Request::Explain {
+            method: "POST".into(),
+            path: "/api/orders".into()
+        })
+    );
+    app.on_reply(Reply::Explained(Box::new(Ok(RouteExplain {
+        method: "POST".into(),
+        path: "/api/orders".into(),
+        route: Some("/api/orders".into()),
+        service: Some("order-service".into()),
+        rewritten: Some("/orders".into()),
+        hash_key: None,
+        strategy: Some("round_robin".into()),
+        candidates: vec![],
+        chosen: Some("order-service-1".into()),
+        reason: Some("next in turn".into()),
+        breaker: Some("gateway->order-service".into()),
+        breaker_state: Some(State::Closed),
+        breaker_mode: Some(Mode::Auto),
+        outcome: "forwarded to order-service-1".into(),
+    }))));
+    let all = screen(&app, 160, 40).join("\n");
+    assert!(all.contains("Route inspector"), "{all}");
+    assert!(all.contains("rewritten   /orders"), "{all}");
+    assert!(all.contains("forwarded to order-service-1"), "{all}");
+    app.on_inspector_key(key(KeyCode::Esc));
+    assert!(app.inspector.is_none());
 }

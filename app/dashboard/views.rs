@@ -1,3 +1,6 @@
-//! One module per tab that has its own view.
+//! One module per tab that has its own view, and the overlays.
 
+pub mod balancer;
+pub mod breakers;
+pub mod inspector;
 pub mod services;

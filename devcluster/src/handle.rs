@@ -43,6 +43,28 @@ pub struct InstanceSnapshot {
     pub load: Option<LoadView>,
 }
 
+impl InstanceSnapshot {
+    /// What is unusual about it, with countdowns: "fault +200ms 18s", "ejected 4s",
+    /// "restarts in 9s". Shared by the dashboard and `ctl instances`.
+    pub fn notes(&self) -> Vec<String> {
+        let secs = |ms: u64| ms.div_ceil(1000);
+        let mut notes = Vec::new();
+        if let Some(f) = &self.fault {
+            notes.push(match f.remaining_ms {
+                Some(ms) => format!("fault {} {}s", f.fault.summary(), secs(ms)),
+                None => format!("fault {}", f.fault.summary()),
+            });
+        }
+        if let Some(ms) = self.load.as_ref().and_then(|l| l.ejected_for_ms) {
+            notes.push(format!("ejected {}s", secs(ms)));
+        }
+        if let Some(ms) = self.restart_in_ms {
+            notes.push(format!("restarts in {}s", secs(ms)));
+        }
+        notes
+    }
+}
+
 /// Everything the dashboard draws from, cheap to clone (it is shared behind an `Arc`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ClusterSnapshot {

@@ -1,5 +1,6 @@
-//! A table of service instances: health mark, process state, address, version, weight, tags and
-//! the last health-check output. Selection lives in a `TableState` kept by the caller.
+//! A table of service instances: health mark, process state, address, weight, live load (in
+//! flight, req/s, error %), version, notes (faults, ejection, countdowns) and the last
+//! health-check output. Selection lives in a `TableState` kept by the caller.
 
 use crate::theme::Theme;
 use ratatui::buffer::Buffer;
@@ -35,7 +36,7 @@ impl HealthMark {
 }
 
 /// One row: plain data, already formatted by the caller where formatting is domain knowledge.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InstanceRow {
     pub id: String,
     pub health: HealthMark,
@@ -44,7 +45,13 @@ pub struct InstanceRow {
     pub address: String,
     pub version: String,
     pub weight: u32,
-    pub tags: Vec<String>,
+    pub in_flight: u32,
+    /// Requests per second through the balancer; `None` until two samples exist.
+    pub rps: Option<f64>,
+    /// Percent of those that failed.
+    pub error_pct: Option<f64>,
+    /// Short flags with countdowns: "ejected 4s", "fault +200ms 18s".
+    pub notes: Vec<String>,
     /// The last check output, e.g. "HTTP GET http://…/health: 200 OK".
     pub check: String,
 }
@@ -91,9 +98,12 @@ impl StatefulWidget for &InstanceTable<'_> {
             "HEALTH",
             "PROCESS",
             "ADDRESS",
-            "VERSION",
             "WEIGHT",
-            "TAGS",
+            "INFL",
+            "REQ/S",
+            "ERR%",
+            "VERSION",
+            "NOTES",
             "LAST CHECK",
         ])
         .style(t.title);
@@ -103,14 +113,29 @@ impl StatefulWidget for &InstanceTable<'_> {
             } else {
                 t.killed
             };
+            let right = |s: String| Cell::from(Line::from(s).right_aligned());
+            let err_style = match r.error_pct {
+                Some(e) if e >= 5.0 => t.critical,
+                Some(e) if e > 0.0 => t.warning,
+                _ => t.text,
+            };
             Row::new([
                 Cell::from(r.id.as_str()),
                 Cell::from(Span::styled(r.health.label(), r.health.style(t))),
                 Cell::from(Span::styled(r.process.as_str(), process_style)),
                 Cell::from(r.address.as_str()),
+                right(r.weight.to_string()),
+                right(r.in_flight.to_string()),
+                right(r.rps.map_or("-".into(), |v| format!("{v:.1}"))),
+                Cell::from(
+                    Line::from(Span::styled(
+                        r.error_pct.map_or("-".into(), |v| format!("{v:.1}")),
+                        err_style,
+                    ))
+                    .right_aligned(),
+                ),
                 Cell::from(r.version.as_str()),
-                Cell::from(Line::from(r.weight.to_string()).right_aligned()),
-                Cell::from(r.tags.join(",")),
+                Cell::from(Span::styled(r.notes.join(" "), t.warning)),
                 Cell::from(Span::styled(r.check.as_str(), t.dim)),
             ])
         });
@@ -119,9 +144,21 @@ impl StatefulWidget for &InstanceTable<'_> {
             Constraint::Length(10),
             Constraint::Length(8),
             Constraint::Length(longest(self.rows.iter().map(|r| r.address.as_str()), 7, 22)),
-            Constraint::Length(8),
             Constraint::Length(6),
-            Constraint::Length(14),
+            Constraint::Length(4),
+            Constraint::Length(6),
+            Constraint::Length(5),
+            Constraint::Length(7),
+            Constraint::Length(longest(
+                self.rows
+                    .iter()
+                    .map(|r| r.notes.join(" "))
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str),
+                5,
+                26,
+            )),
             Constraint::Fill(1),
         ];
         let mut table = Table::new(rows, widths)
@@ -155,7 +192,10 @@ mod tests {
             address: "127.0.0.1:8081".into(),
             version: "1.0.0".into(),
             weight: 1,
-            tags: vec!["sample".into()],
+            in_flight: 0,
+            rps: None,
+            error_pct: None,
+            notes: vec![],
             check: "HTTP GET /health: 200 OK".into(),
         }
     }
@@ -178,7 +218,7 @@ mod tests {
             row("user-service-1", HealthMark::Passing, "running"),
             row("user-service-2", HealthMark::Critical, "killed"),
         ];
-        let buf = render(&rows, 110, 4);
+        let buf = render(&rows, 130, 4);
         assert!(line(&buf, 0).starts_with("INSTANCE"));
         let first = line(&buf, 1);
         assert!(
@@ -193,6 +233,23 @@ mod tests {
                 && second.contains("killed")
         );
         assert!(second.contains("127.0.0.1:8081") && second.contains("200 OK"));
+    }
+
+    #[test]
+    fn shows_live_load_and_notes() {
+        let mut r = row("user-service-2", HealthMark::Passing, "running");
+        r.in_flight = 3;
+        r.rps = Some(6.5);
+        r.error_pct = Some(12.5);
+        r.notes = vec!["ejected 4s".into()];
+        let buf = render(&[row("a", HealthMark::Passing, "running"), r], 140, 4);
+        let l = line(&buf, 2);
+        assert!(
+            l.contains("  3 ") && l.contains("6.5") && l.contains("12.5"),
+            "{l}"
+        );
+        assert!(l.contains("ejected 4s"), "{l}");
+        assert!(line(&buf, 1).contains(" - "), "no rate yet shows a dash");
     }
 
     #[test]

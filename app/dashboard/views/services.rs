@@ -1,7 +1,9 @@
 //! The Services tab: services on the left, the selected service's instances on the right with
-//! health, process state and last check, and the selected instance's details below.
+//! health, process state, live load (in flight, req/s, error %), faults and ejection with their
+//! countdowns, the last check, and the selected instance's details below.
 
 use crate::dashboard::action::Action;
+use crate::dashboard::rates::Rates;
 use devcluster::handle::{ClusterSnapshot, InstanceSnapshot, ProcessState};
 use devcluster::registry::Health;
 use ratatui::Frame;
@@ -81,8 +83,9 @@ fn process_label(p: ProcessState) -> &'static str {
 }
 
 /// Converts an instance into the widget's plain row.
-pub fn row(i: &InstanceSnapshot) -> InstanceRow {
+pub fn row(i: &InstanceSnapshot, rates: &Rates) -> InstanceRow {
     let v = &i.view;
+    let rate = rates.get(&v.id);
     InstanceRow {
         id: v.id.clone(),
         health: health_mark(v.health),
@@ -90,7 +93,10 @@ pub fn row(i: &InstanceSnapshot) -> InstanceRow {
         address: format!("{}:{}", v.address, v.port),
         version: v.version.clone(),
         weight: v.weight,
-        tags: v.tags.clone(),
+        in_flight: i.load.as_ref().map_or(0, |l| l.in_flight),
+        rps: rate.map(|r| r.rps),
+        error_pct: rate.and_then(|r| r.error_pct),
+        notes: i.notes(),
         check: v
             .checks
             .iter()
@@ -111,6 +117,7 @@ pub fn render(
     area: Rect,
     view: &ServicesView,
     snap: &ClusterSnapshot,
+    rates: &Rates,
     theme: &Theme,
 ) {
     let groups = snap.services();
@@ -169,7 +176,7 @@ pub fn render(
     };
     let [table_area, detail_area] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(9)]).areas(right);
-    let rows: Vec<InstanceRow> = group.instances.iter().map(|i| row(i)).collect();
+    let rows: Vec<InstanceRow> = group.instances.iter().map(|i| row(i, rates)).collect();
     let title = format!(
         " {} · {} instances · {} passing ",
         group.name,
@@ -210,8 +217,20 @@ fn details<'a>(inst: &'a InstanceSnapshot, theme: &Theme) -> Paragraph<'a> {
                 crate::dashboard::render::health_style(v.health, theme),
             ),
         ]),
-        Line::from(vec![Span::styled("meta  ", theme.dim), Span::raw(meta)]),
+        Line::from(vec![
+            Span::styled("tags  ", theme.dim),
+            Span::raw(v.tags.join(",")),
+            Span::styled("   meta  ", theme.dim),
+            Span::raw(meta),
+        ]),
     ];
+    let notes = inst.notes();
+    if !notes.is_empty() {
+        lines.push(Line::from(vec![
+            Span::styled("now   ", theme.dim),
+            Span::styled(notes.join(" · "), theme.warning),
+        ]));
+    }
     for c in &v.checks {
         lines.push(Line::from(vec![
             Span::styled(

@@ -6,6 +6,7 @@ use crate::balance::record::CandidateView;
 use crate::breaker::{Breakers, Mode, State};
 use crate::control::{Command, ControlError};
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,56 @@ pub struct RouteExplain {
     pub breaker_mode: Option<Mode>,
     /// What the gateway would do with the request.
     pub outcome: String,
+}
+
+impl RouteExplain {
+    /// The explanation as aligned lines, for `ctl` and the dashboard's inspector.
+    pub fn text(&self) -> String {
+        let e = self;
+        let mut out = String::new();
+        let or_dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+        let _ = writeln!(out, "request     {} {}", e.method, e.path);
+        let _ = writeln!(out, "route       {}", or_dash(&e.route));
+        let _ = writeln!(out, "rewritten   {}", or_dash(&e.rewritten));
+        let _ = writeln!(out, "service     {}", or_dash(&e.service));
+        let key = match (&e.strategy, &e.hash_key) {
+            (Some(s), Some(k)) if s == "consistent_hash" => format!(" (key {k})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "strategy    {}{key}", or_dash(&e.strategy));
+        for c in &e.candidates {
+            let mark = if e.chosen.as_deref() == Some(c.id.as_str()) {
+                "→"
+            } else {
+                " "
+            };
+            let _ = writeln!(
+                out,
+                "  {mark} {:<18} {:<8} weight {:<3} in-flight {:<3}{}{}",
+                c.id,
+                c.health.to_string(),
+                c.weight,
+                c.in_flight,
+                if c.ejected { " ejected" } else { "" },
+                if c.eligible { "" } else { " (not a candidate)" }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "chosen      {} — {}",
+            or_dash(&e.chosen),
+            or_dash(&e.reason)
+        );
+        let _ = writeln!(
+            out,
+            "breaker     {} {} ({})",
+            or_dash(&e.breaker),
+            e.breaker_state.map(|s| s.to_string()).unwrap_or_default(),
+            e.breaker_mode.map(|m| m.to_string()).unwrap_or_default()
+        );
+        let _ = writeln!(out, "outcome     {}", e.outcome);
+        out
+    }
 }
 
 impl Core {

@@ -46,6 +46,28 @@ impl Fault {
     pub fn is_none(&self) -> bool {
         *self == Fault::default()
     }
+
+    /// A short label: "+200±50ms 30%err hang".
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if self.latency_ms > 0 || self.jitter_ms > 0 {
+            parts.push(if self.jitter_ms > 0 {
+                format!("+{}±{}ms", self.latency_ms, self.jitter_ms)
+            } else {
+                format!("+{}ms", self.latency_ms)
+            });
+        }
+        if self.error_rate > 0.0 {
+            parts.push(format!("{:.0}%err", self.error_rate * 100.0));
+        }
+        if self.hang {
+            parts.push("hang".into());
+        }
+        if parts.is_empty() {
+            parts.push("none".into());
+        }
+        parts.join(" ")
+    }
 }
 
 /// A fault as the dashboard shows it, with its countdown.

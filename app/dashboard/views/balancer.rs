@@ -1,0 +1,291 @@
+//! The Balancer tab: per target service its strategy, each instance's share of picks as bars,
+//! and a live stream of picks with the candidate set and why one was chosen. `s` / `S` change
+//! the strategy, `+` / `-` the selected instance's weight.
+
+use crate::dashboard::action::Action;
+use devcluster::balance::Strategy;
+use devcluster::balance::service::BalancerSnapshot;
+use devcluster::handle::{ClusterSnapshot, InstanceSnapshot};
+use devcluster::registry::Health;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, List, ListItem, ListState, Row, Table};
+use widgets::{DistributionBars, Notice, ShareKind, ShareRow, Theme};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Focus {
+    #[default]
+    Targets,
+    Instances,
+}
+
+#[derive(Debug, Default)]
+pub struct BalancerView {
+    pub target: usize,
+    pub instance: usize,
+    pub focus: Focus,
+}
+
+/// The instances a balancer chooses among (its service's registered instances), by id.
+fn instances_of<'a>(snap: &'a ClusterSnapshot, target: &str) -> Vec<&'a InstanceSnapshot> {
+    let mut v: Vec<_> = snap
+        .instances
+        .iter()
+        .filter(|i| i.view.service == target)
+        .collect();
+    v.sort_by(|a, b| a.view.id.cmp(&b.view.id));
+    v
+}
+
+impl BalancerView {
+    pub fn selected_balancer<'a>(&self, snap: &'a ClusterSnapshot) -> Option<&'a BalancerSnapshot> {
+        snap.balancers.get(self.target)
+    }
+
+    pub fn selected_instance<'a>(&self, snap: &'a ClusterSnapshot) -> Option<&'a InstanceSnapshot> {
+        if self.focus != Focus::Instances {
+            return None;
+        }
+        let b = self.selected_balancer(snap)?;
+        instances_of(snap, &b.target).get(self.instance).copied()
+    }
+
+    pub fn clamp(&mut self, snap: &ClusterSnapshot) {
+        self.target = self.target.min(snap.balancers.len().saturating_sub(1));
+        let n = self
+            .selected_balancer(snap)
+            .map_or(0, |b| instances_of(snap, &b.target).len());
+        self.instance = self.instance.min(n.saturating_sub(1));
+    }
+
+    pub fn on_action(&mut self, action: &Action, snap: &ClusterSnapshot) {
+        let n = self
+            .selected_balancer(snap)
+            .map_or(0, |b| instances_of(snap, &b.target).len());
+        match (action, self.focus) {
+            (Action::Down, Focus::Targets) if self.target + 1 < snap.balancers.len() => {
+                self.target += 1;
+                self.instance = 0;
+            }
+            (Action::Up, Focus::Targets) if self.target > 0 => {
+                self.target -= 1;
+                self.instance = 0;
+            }
+            (Action::Down, Focus::Instances) if self.instance + 1 < n => self.instance += 1,
+            (Action::Up, Focus::Instances) => self.instance = self.instance.saturating_sub(1),
+            (Action::Open, _) => self.focus = Focus::Instances,
+            (Action::Back, _) => self.focus = Focus::Targets,
+            _ => {}
+        }
+    }
+}
+
+/// The strategy after (or before) `s` in the fixed order, wrapping around.
+pub fn cycle(s: Strategy, forward: bool) -> Strategy {
+    let all = Strategy::ALL;
+    let i = all.iter().position(|x| *x == s).unwrap_or(0);
+    let n = all.len();
+    all[if forward {
+        (i + 1) % n
+    } else {
+        (i + n - 1) % n
+    }]
+}
+
+/// Share rows for the bars: every registered instance, with its picks since the strategy was set.
+pub fn share_rows(snap: &ClusterSnapshot, b: &BalancerSnapshot) -> Vec<ShareRow> {
+    instances_of(snap, &b.target)
+        .into_iter()
+        .map(|i| {
+            let load = b.loads.iter().find(|l| l.id == i.view.id);
+            let ejected = load.and_then(|l| l.ejected_for_ms);
+            let kind = if i.view.health != Health::Passing {
+                ShareKind::Down
+            } else if ejected.is_some() {
+                ShareKind::Ejected
+            } else {
+                ShareKind::Normal
+            };
+            let mut note = format!("w={}", i.view.weight);
+            if let Some(l) = load {
+                note.push_str(&format!(
+                    " in-flight {} ewma {:.1}ms",
+                    l.in_flight, l.ewma_ms
+                ));
+            }
+            match kind {
+                ShareKind::Down => note.push_str(&format!(" {}", i.view.health)),
+                ShareKind::Ejected => {
+                    note.push_str(&format!(
+                        " ejected {}s",
+                        ejected.unwrap_or(0).div_ceil(1000)
+                    ));
+                }
+                ShareKind::Normal => {}
+            }
+            ShareRow {
+                label: i.view.id.clone(),
+                count: b.counts.get(&i.view.id).copied().unwrap_or(0),
+                note,
+                kind,
+            }
+        })
+        .collect()
+}
+
+/// "12:04:31.250" (UTC) from unix milliseconds.
+pub fn clock(unix_ms: u64) -> String {
+    let day_ms = unix_ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day_ms / 3_600_000,
+        day_ms / 60_000 % 60,
+        day_ms / 1000 % 60,
+        day_ms % 1000
+    )
+}
+
+pub fn render(
+    frame: &mut Frame,
+    area: Rect,
+    view: &BalancerView,
+    snap: &ClusterSnapshot,
+    theme: &Theme,
+) {
+    if snap.balancers.is_empty() {
+        let notice = Notice::new([
+            "No balancer yet.",
+            "",
+            "A balancer appears for each target service once something calls it",
+            "(the gateway, order-service, or the traffic generator).",
+        ])
+        .title("Balancer")
+        .theme(*theme);
+        frame.render_widget(&notice, area);
+        return;
+    }
+    let border = |f: Focus| {
+        if view.focus == f {
+            theme.border_focused
+        } else {
+            theme.border
+        }
+    };
+    let [left, right] =
+        Layout::horizontal([Constraint::Length(34), Constraint::Fill(1)]).areas(area);
+    let items: Vec<ListItem> = snap
+        .balancers
+        .iter()
+        .map(|b| {
+            ListItem::new(Line::from(vec![
+                Span::raw(format!("{:<17}", b.target)),
+                Span::styled(b.strategy.as_str(), theme.key),
+            ]))
+        })
+        .collect();
+    let mut state = ListState::default().with_selected(Some(view.target));
+    frame.render_stateful_widget(
+        List::new(items)
+            .block(
+                Block::bordered()
+                    .title(Line::styled(" Targets ", theme.title))
+                    .border_style(border(Focus::Targets)),
+            )
+            .highlight_style(theme.selected),
+        left,
+        &mut state,
+    );
+
+    let Some(b) = view.selected_balancer(snap) else {
+        return;
+    };
+    let rows = share_rows(snap, b);
+    let bars_height = rows.len() as u16 + 2;
+    let [bars_area, picks_area] =
+        Layout::vertical([Constraint::Length(bars_height), Constraint::Fill(1)]).areas(right);
+    let total: u64 = rows.iter().map(|r| r.count).sum();
+    let title = Line::from(vec![
+        Span::styled(format!(" {} · ", b.target), theme.title),
+        Span::styled(b.strategy.as_str(), theme.key),
+        Span::styled(
+            format!(" · {total} picks since the strategy was set "),
+            theme.dim,
+        ),
+    ]);
+    let selected = (view.focus == Focus::Instances).then_some(view.instance);
+    let bars = DistributionBars::new(&rows)
+        .selected(selected)
+        .theme(*theme)
+        .block(
+            Block::bordered()
+                .title(title)
+                .border_style(border(Focus::Instances)),
+        );
+    frame.render_widget(&bars, bars_area);
+
+    // Newest first: the stream reads top-down like a log being written.
+    let picks = b.recent.iter().rev().map(|p| {
+        let eligible = p.candidates.iter().filter(|c| c.eligible).count();
+        Row::new([
+            Span::styled(clock(p.at_unix_ms), theme.dim),
+            Span::raw(p.caller.clone()),
+            Span::styled(p.chosen.clone(), theme.passing),
+            Span::raw(format!("{eligible}/{}", p.candidates.len())),
+            Span::raw(if p.attempt > 1 {
+                format!("retry {}", p.attempt)
+            } else {
+                String::new()
+            }),
+            Span::raw(p.reason.clone()),
+            Span::styled(
+                p.trace_id
+                    .as_deref()
+                    .map(|t| t.chars().take(8).collect::<String>())
+                    .unwrap_or_default(),
+                theme.dim,
+            ),
+        ])
+    });
+    let table = Table::new(
+        picks,
+        [
+            Constraint::Length(12),
+            Constraint::Length(14),
+            Constraint::Length(16),
+            Constraint::Length(5),
+            Constraint::Length(7),
+            Constraint::Fill(1),
+            Constraint::Length(8),
+        ],
+    )
+    .header(Row::new(["TIME", "CALLER", "CHOSEN", "CAND", "", "WHY", "TRACE"]).style(theme.title))
+    .block(
+        Block::bordered()
+            .title(Line::styled(" Recent picks (newest first) ", theme.title))
+            .border_style(theme.border),
+    );
+    frame.render_widget(table, picks_area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategies_cycle_both_ways_and_wrap() {
+        let mut s = Strategy::RoundRobin;
+        for _ in 0..Strategy::ALL.len() {
+            s = cycle(s, true);
+        }
+        assert_eq!(s, Strategy::RoundRobin);
+        assert_eq!(cycle(Strategy::RoundRobin, false), Strategy::ConsistentHash);
+        assert_eq!(cycle(Strategy::RoundRobin, true), Strategy::Random);
+    }
+
+    #[test]
+    fn clock_reads_utc_time_of_day() {
+        assert_eq!(clock(0), "00:00:00.000");
+        assert_eq!(clock(86_400_000 + 3_723_045), "01:02:03.045");
+    }
+}

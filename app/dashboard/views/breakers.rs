@@ -1,0 +1,229 @@
+//! The Breakers tab: every `CALLER->TARGET` breaker with state, mode, failure and slow-call
+//! rates in its window, calls, rejections and time in state; the selected one's settings and
+//! last transitions below. `o` / `c` / `a` force it open, closed or back to auto; space cycles.
+
+use crate::dashboard::action::Action;
+use crate::dashboard::views::balancer::clock;
+use devcluster::breaker::{BreakerSnapshot, Mode, State};
+use devcluster::handle::ClusterSnapshot;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use widgets::{BreakerBadge, BreakerLight, Notice, Theme};
+
+#[derive(Debug, Default)]
+pub struct BreakersView {
+    pub selected: usize,
+}
+
+impl BreakersView {
+    pub fn clamp(&mut self, snap: &ClusterSnapshot) {
+        self.selected = self.selected.min(snap.breakers.len().saturating_sub(1));
+    }
+
+    pub fn on_action(&mut self, action: &Action, snap: &ClusterSnapshot) {
+        match action {
+            Action::Down if self.selected + 1 < snap.breakers.len() => self.selected += 1,
+            Action::Up => self.selected = self.selected.saturating_sub(1),
+            _ => {}
+        }
+    }
+
+    pub fn selected_breaker<'a>(&self, snap: &'a ClusterSnapshot) -> Option<&'a BreakerSnapshot> {
+        snap.breakers.get(self.selected)
+    }
+}
+
+/// Space cycles auto → forced open → forced closed → auto.
+pub fn next_mode(m: Mode) -> Mode {
+    match m {
+        Mode::Auto => Mode::ForcedOpen,
+        Mode::ForcedOpen => Mode::ForcedClosed,
+        Mode::ForcedClosed => Mode::Auto,
+    }
+}
+
+pub fn badge(b: &BreakerSnapshot) -> BreakerBadge {
+    BreakerBadge {
+        light: match b.state {
+            State::Closed => BreakerLight::Closed,
+            State::HalfOpen => BreakerLight::HalfOpen,
+            State::Open => BreakerLight::Open,
+        },
+        forced: b.mode != Mode::Auto,
+    }
+}
+
+/// "850ms", "12.3s", "4m05s".
+pub fn span_of(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+    }
+}
+
+pub fn render(
+    frame: &mut Frame,
+    area: Rect,
+    view: &BreakersView,
+    snap: &ClusterSnapshot,
+    theme: &Theme,
+) {
+    if snap.breakers.is_empty() {
+        let notice = Notice::new([
+            "No circuit breaker yet.",
+            "",
+            "Each CALLER->TARGET pair gets one on its first call.",
+        ])
+        .title("Breakers")
+        .theme(*theme);
+        frame.render_widget(&notice, area);
+        return;
+    }
+    let [table_area, detail_area] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(10)]).areas(area);
+    let rows = snap.breakers.iter().map(|b| {
+        let rate_style = |rate: f64, threshold: u32| {
+            if rate >= f64::from(threshold) {
+                theme.critical
+            } else if rate > 0.0 {
+                theme.warning
+            } else {
+                theme.text
+            }
+        };
+        let s = &b.settings;
+        Row::new([
+            Cell::from(b.name.as_str()),
+            Cell::from(badge(b).span(theme)),
+            Cell::from(Span::styled(
+                b.mode.as_str(),
+                if b.mode == Mode::Auto {
+                    theme.dim
+                } else {
+                    theme.warning
+                },
+            )),
+            Cell::from(
+                Line::from(Span::styled(
+                    format!("{:.0}%", b.failure_rate),
+                    rate_style(b.failure_rate, s.failure_rate_threshold),
+                ))
+                .right_aligned(),
+            ),
+            Cell::from(
+                Line::from(Span::styled(
+                    format!("{:.0}%", b.slow_rate),
+                    rate_style(b.slow_rate, s.slow_call_rate_threshold),
+                ))
+                .right_aligned(),
+            ),
+            Cell::from(Line::from(format!("{}/{}", b.calls_in_window, s.window)).right_aligned()),
+            Cell::from(Line::from(b.total_calls.to_string()).right_aligned()),
+            Cell::from(Line::from(b.rejected.to_string()).right_aligned()),
+            Cell::from(Line::from(span_of(b.in_state_ms)).right_aligned()),
+            Cell::from(
+                Line::from(format!("{}/{}", b.probes_in_flight, s.half_open_probes))
+                    .right_aligned(),
+            ),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(30),
+            Constraint::Length(12),
+            Constraint::Length(13),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Length(6),
+        ],
+    )
+    .header(
+        Row::new([
+            "BREAKER", "STATE", "MODE", "FAIL%", "SLOW%", "WINDOW", "CALLS", "REJECTED",
+            "IN STATE", "PROBES",
+        ])
+        .style(theme.title),
+    )
+    .row_highlight_style(theme.selected)
+    .block(
+        Block::bordered()
+            .title(Line::styled(" Circuit breakers ", theme.title))
+            .border_style(theme.border_focused),
+    );
+    let mut state = TableState::default().with_selected(Some(view.selected));
+    frame.render_stateful_widget(table, table_area, &mut state);
+
+    if let Some(b) = view.selected_breaker(snap) {
+        frame.render_widget(details(b, theme), detail_area);
+    }
+}
+
+fn details<'a>(b: &'a BreakerSnapshot, theme: &Theme) -> Paragraph<'a> {
+    let s = &b.settings;
+    let mut lines = vec![Line::from(vec![
+        Span::styled("settings  ", theme.dim),
+        Span::raw(format!(
+            "opens at {}% failures or {}% slower than {}ms, over the last {} calls (at least {}); \
+             open {}; {} probe(s) half-open",
+            s.failure_rate_threshold,
+            s.slow_call_rate_threshold,
+            s.slow_call_ms,
+            s.window,
+            s.minimum_calls,
+            span_of(s.open_for_ms),
+            s.half_open_probes
+        )),
+    ])];
+    if b.transitions.is_empty() {
+        lines.push(Line::styled("no transitions yet", theme.dim));
+    }
+    for t in b.transitions.iter().rev() {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{}  ", clock(t.at_unix_ms)), theme.dim),
+            Span::raw(format!("{:<9} → {:<9}  ", t.from.as_str(), t.to.as_str())),
+            Span::styled(t.reason.as_str(), theme.dim),
+        ]));
+    }
+    Paragraph::new(lines).block(
+        Block::bordered()
+            .title(Line::styled(
+                format!(" {} · last transitions ", b.name),
+                theme.title,
+            ))
+            .border_style(theme.border),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn space_cycles_through_every_mode() {
+        let mut m = Mode::Auto;
+        let mut seen = vec![m];
+        for _ in 0..3 {
+            m = next_mode(m);
+            seen.push(m);
+        }
+        assert_eq!(
+            seen,
+            [Mode::Auto, Mode::ForcedOpen, Mode::ForcedClosed, Mode::Auto]
+        );
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(span_of(850), "850ms");
+        assert_eq!(span_of(12_345), "12.3s");
+        assert_eq!(span_of(245_000), "4m05s");
+    }
+}

@@ -1,0 +1,201 @@
+//! Horizontal bars showing each item's share of a total: "is it really balancing?" at a glance.
+//! One row per item: label, bar scaled to the largest share, percent, count and a note.
+
+use crate::theme::Theme;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Widget};
+
+/// How a row is drawn: an item that cannot receive picks right now is greyed or marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShareKind {
+    #[default]
+    Normal,
+    /// Temporarily out (ejected by outlier detection).
+    Ejected,
+    /// Not a candidate (unhealthy).
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShareRow {
+    pub label: String,
+    pub count: u64,
+    /// Shown after the numbers, e.g. "w=5 in-flight 2".
+    pub note: String,
+    pub kind: ShareKind,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DistributionBars<'a> {
+    rows: &'a [ShareRow],
+    selected: Option<usize>,
+    block: Option<Block<'a>>,
+    theme: Theme,
+}
+
+/// Eighths of a cell, so short bars still differ.
+const PARTIAL: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+
+impl<'a> DistributionBars<'a> {
+    pub fn new(rows: &'a [ShareRow]) -> Self {
+        DistributionBars {
+            rows,
+            ..Default::default()
+        }
+    }
+
+    #[must_use]
+    pub fn selected(mut self, i: Option<usize>) -> Self {
+        self.selected = i;
+        self
+    }
+
+    #[must_use]
+    pub fn block(mut self, block: Block<'a>) -> Self {
+        self.block = Some(block);
+        self
+    }
+
+    #[must_use]
+    pub fn theme(mut self, theme: Theme) -> Self {
+        self.theme = theme;
+        self
+    }
+}
+
+/// A bar of `width` cells filled to `frac` (0..=1), in eighths.
+pub fn bar(frac: f64, width: u16) -> String {
+    let eighths = (frac.clamp(0.0, 1.0) * f64::from(width) * 8.0).round() as usize;
+    let mut s = "█".repeat(eighths / 8);
+    s.push_str(PARTIAL[eighths % 8]);
+    s
+}
+
+impl Widget for &DistributionBars<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let inner = match &self.block {
+            Some(b) => {
+                b.clone().render(area, buf);
+                b.inner(area)
+            }
+            None => area,
+        };
+        if inner.is_empty() {
+            return;
+        }
+        let t = &self.theme;
+        let total: u64 = self.rows.iter().map(|r| r.count).sum();
+        let max = self.rows.iter().map(|r| r.count).max().unwrap_or(0);
+        let label_w = self
+            .rows
+            .iter()
+            .map(|r| r.label.chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp(4, 28) as u16;
+        // label, bar, " 100.0% 1234567 ", note
+        let bar_w = inner.width.saturating_sub(label_w + 1 + 18).clamp(4, 50);
+        for (i, r) in self.rows.iter().enumerate().take(inner.height as usize) {
+            let share = if total == 0 {
+                0.0
+            } else {
+                r.count as f64 / total as f64
+            };
+            let frac = if max == 0 {
+                0.0
+            } else {
+                r.count as f64 / max as f64
+            };
+            let bar_style = match r.kind {
+                ShareKind::Normal => t.passing,
+                ShareKind::Ejected => t.warning,
+                ShareKind::Down => t.dim,
+            };
+            let label: String = r.label.chars().take(label_w as usize).collect();
+            let line = Line::from(vec![
+                Span::raw(format!("{label:<w$} ", w = label_w as usize)),
+                Span::styled(
+                    format!("{:<w$}", bar(frac, bar_w), w = bar_w as usize),
+                    bar_style,
+                ),
+                Span::raw(format!(" {:>5.1}% {:>8} ", share * 100.0, r.count)),
+                Span::styled(r.note.as_str(), note_style(r.kind, t)),
+            ]);
+            let y = inner.y + i as u16;
+            let row = Rect::new(inner.x, y, inner.width, 1);
+            let line = if self.selected == Some(i) {
+                line.style(t.selected)
+            } else {
+                line
+            };
+            line.render(row, buf);
+        }
+    }
+}
+
+fn note_style(kind: ShareKind, t: &Theme) -> Style {
+    match kind {
+        ShareKind::Normal => t.dim,
+        ShareKind::Ejected => t.warning,
+        ShareKind::Down => t.critical,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    fn screen(rows: &[ShareRow], w: u16) -> Vec<String> {
+        let mut term = Terminal::new(TestBackend::new(w, rows.len() as u16)).unwrap();
+        term.draw(|f| f.render_widget(&DistributionBars::new(rows), f.area()))
+            .unwrap();
+        let buf = term.backend().buffer().clone();
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .collect()
+    }
+
+    fn row(label: &str, count: u64) -> ShareRow {
+        ShareRow {
+            label: label.into(),
+            count,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bars_scale_to_the_largest_and_show_shares() {
+        let lines = screen(&[row("a", 50), row("b", 25), row("c", 25)], 60);
+        let full = lines[0].matches('█').count();
+        let half = lines[1].matches('█').count();
+        assert!(full >= 8, "{lines:#?}");
+        assert!(half * 2 >= full - 1 && half * 2 <= full + 1, "{lines:#?}");
+        assert!(lines[0].contains("50.0%"), "{lines:#?}");
+        assert!(lines[2].contains("25.0%"), "{lines:#?}");
+    }
+
+    #[test]
+    fn no_picks_yet_draws_empty_bars_without_dividing_by_zero() {
+        let lines = screen(&[row("a", 0), row("b", 0)], 50);
+        assert!(lines[0].contains("0.0%"), "{lines:#?}");
+        assert!(!lines[0].contains('█'));
+    }
+
+    #[test]
+    fn partial_cells_in_eighths() {
+        assert_eq!(bar(0.0, 10), "");
+        assert_eq!(bar(1.0, 2), "██");
+        assert_eq!(bar(1.0 / 8.0, 1), "▏");
+        assert_eq!(bar(0.01, 1), "", "under half an eighth rounds to nothing");
+        assert_eq!(bar(0.25, 1), "▎");
+    }
+}
