@@ -4,7 +4,7 @@ use super::action::Action;
 use super::rates::Rates;
 use super::tabs::Tab;
 use super::views::balancer::{self, BalancerView};
-use super::views::breakers::{self as breaker_view, BreakersView};
+use super::views::breakers::BreakersView;
 use super::views::inspector::{Answer, Inspector, InspectorKey};
 use super::views::services::ServicesView;
 use devcluster::breaker::Mode;
@@ -216,7 +216,7 @@ impl App {
                     Action::ForceOpen => Mode::ForcedOpen,
                     Action::ForceClosed => Mode::ForcedClosed,
                     Action::BreakerAuto => Mode::Auto,
-                    _ => breaker_view::next_mode(b.mode),
+                    _ => b.mode.next(),
                 };
                 Some(Command::BreakerMode {
                     name: b.name.clone(),

@@ -281,6 +281,7 @@ fn pick(seq: u64, chosen: &str, attempt: u32) -> PickRecord {
         caller: "gateway".into(),
         target: "user-service".into(),
         strategy: Strategy::P2c,
+        candidates_total: 2,
         candidates: ["user-service-1", "user-service-3"]
             .iter()
             .map(|id| CandidateView {

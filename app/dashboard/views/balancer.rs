@@ -227,11 +227,17 @@ pub fn render(
     // Newest first: the stream reads top-down like a log being written.
     let picks = b.recent.iter().rev().map(|p| {
         let eligible = p.candidates.iter().filter(|c| c.eligible).count();
+        // A record of a very large service keeps only some candidates: then show the total.
+        let cand = if p.candidates_total > p.candidates.len() {
+            p.candidates_total.to_string()
+        } else {
+            format!("{eligible}/{}", p.candidates.len())
+        };
         Row::new([
             Span::styled(clock(p.at_unix_ms), theme.dim),
             Span::raw(p.caller.clone()),
             Span::styled(p.chosen.clone(), theme.passing),
-            Span::raw(format!("{eligible}/{}", p.candidates.len())),
+            Span::raw(cand),
             Span::raw(if p.attempt > 1 {
                 format!("retry {}", p.attempt)
             } else {

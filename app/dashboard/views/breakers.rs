@@ -35,15 +35,6 @@ impl BreakersView {
     }
 }
 
-/// Space cycles auto → forced open → forced closed → auto.
-pub fn next_mode(m: Mode) -> Mode {
-    match m {
-        Mode::Auto => Mode::ForcedOpen,
-        Mode::ForcedOpen => Mode::ForcedClosed,
-        Mode::ForcedClosed => Mode::Auto,
-    }
-}
-
 pub fn badge(b: &BreakerSnapshot) -> BreakerBadge {
     BreakerBadge {
         light: match b.state {
@@ -205,20 +196,6 @@ fn details<'a>(b: &'a BreakerSnapshot, theme: &Theme) -> Paragraph<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn space_cycles_through_every_mode() {
-        let mut m = Mode::Auto;
-        let mut seen = vec![m];
-        for _ in 0..3 {
-            m = next_mode(m);
-            seen.push(m);
-        }
-        assert_eq!(
-            seen,
-            [Mode::Auto, Mode::ForcedOpen, Mode::ForcedClosed, Mode::Auto]
-        );
-    }
 
     #[test]
     fn durations_read_naturally() {

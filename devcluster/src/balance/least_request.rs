@@ -17,9 +17,9 @@ impl Pick for LeastRequest {
     fn pick(&self, candidates: &[Candidate<'_>], _key: Option<&str>) -> (usize, Reason) {
         let n = candidates.len();
         let start = self.start.fetch_add(1, Ordering::Relaxed) % n;
+        // Scan from a rotating start so equals take turns; two ranges, no division per step.
         let mut best = start;
-        for k in 1..n {
-            let i = (start + k) % n;
+        for i in (start + 1..n).chain(0..start) {
             if candidates[i].in_flight < candidates[best].in_flight {
                 best = i;
             }

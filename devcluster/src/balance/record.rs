@@ -25,7 +25,11 @@ pub struct PickRecord {
     pub caller: String,
     pub target: String,
     pub strategy: super::Strategy,
+    /// The candidate set, chosen instance first, at most `RECORDED_CANDIDATES` of them.
     pub candidates: Vec<CandidateView>,
+    /// How many instances there were in all.
+    #[serde(default)]
+    pub candidates_total: usize,
     pub chosen: String,
     pub reason: String,
     pub trace_id: Option<String>,
@@ -107,6 +111,7 @@ mod tests {
             caller: "gateway".into(),
             target: "user-service".into(),
             strategy: super::super::Strategy::RoundRobin,
+            candidates_total: 2,
             candidates: Vec::new(),
             chosen: chosen.into(),
             reason: String::new(),

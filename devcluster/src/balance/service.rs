@@ -61,6 +61,20 @@ pub struct ServiceBalancer {
     log: PickLog,
 }
 
+/// The instances a pick record describes, in registry order: all of them up to
+/// `RECORDED_CANDIDATES`, and always the chosen one.
+fn recorded_indices(chosen: usize, n: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = std::iter::once(chosen)
+        .chain((0..n).filter(|&i| i != chosen))
+        .take(RECORDED_CANDIDATES)
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// How many candidates a pick record keeps (the chosen one always among them).
+pub const RECORDED_CANDIDATES: usize = 32;
+
 pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -151,7 +165,16 @@ impl ServiceBalancer {
         record: bool,
     ) -> Result<Picked, NoCandidate> {
         let now = Instant::now();
-        let loads: Vec<Arc<InstanceLoad>> = instances.iter().map(|i| self.load(&i.id)).collect();
+        let loads: Vec<Arc<InstanceLoad>> = {
+            let mut map = self.loads.lock().unwrap_or_else(|e| e.into_inner());
+            instances
+                .iter()
+                .map(|i| match map.get(&i.id) {
+                    Some(l) => l.clone(),
+                    None => map.entry(i.id.clone()).or_default().clone(),
+                })
+                .collect()
+        };
         let passing = |i: usize| instances[i].health == Health::Passing;
         let ejected: Vec<bool> = loads.iter().map(|l| l.is_ejected(now)).collect();
         let excluded = |i: usize| exclude.iter().any(|x| *x == instances[i].id);
@@ -193,16 +216,19 @@ impl ServiceBalancer {
             caller: caller.to_string(),
             target: self.target.clone(),
             strategy: picker.strategy(),
-            candidates: instances
-                .iter()
-                .enumerate()
+            candidates_total: instances.len(),
+            // The chosen one first, then the rest up to a bound: a pick costs the same whether
+            // the service has 3 instances or 1000.
+            candidates: recorded_indices(chosen, instances.len())
+                .into_iter()
+                .map(|i| (i, &instances[i]))
                 .map(|(i, inst)| CandidateView {
                     id: inst.id.clone(),
                     health: inst.health,
                     weight: inst.weight,
                     in_flight: loads[i].in_flight(),
                     ejected: ejected[i],
-                    eligible: eligible.contains(&i),
+                    eligible: eligible.binary_search(&i).is_ok(),
                 })
                 .collect(),
             chosen: instances[chosen].id.clone(),
@@ -399,6 +425,26 @@ mod tests {
         let b_view = last.candidates.iter().find(|c| c.id == "b").unwrap();
         assert!(!b_view.eligible && b_view.health == Health::Critical);
         assert!(last.reason.contains("turn"));
+    }
+
+    #[test]
+    fn a_large_service_records_a_bounded_candidate_set_with_the_chosen_one() {
+        let b = ServiceBalancer::new("svc", Strategy::RoundRobin, OutlierSettings::default(), 1);
+        let insts: Vec<InstanceView> = (0..100)
+            .map(|i| inst(&format!("i{i:03}"), Health::Passing))
+            .collect();
+        for _ in 0..60 {
+            b.pick("gateway", &insts, None, &[], None, 1).unwrap();
+        }
+        let last = b.snapshot(1).recent.pop().unwrap();
+        assert_eq!(last.chosen, "i059");
+        assert_eq!(last.candidates_total, 100);
+        assert_eq!(last.candidates.len(), RECORDED_CANDIDATES);
+        assert!(last.candidates.iter().any(|c| c.id == "i059"));
+        assert!(
+            last.candidates.windows(2).all(|w| w[0].id < w[1].id),
+            "kept in order"
+        );
     }
 
     #[test]

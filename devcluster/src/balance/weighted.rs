@@ -8,8 +8,37 @@ use std::sync::Mutex;
 
 #[derive(Debug, Default)]
 pub struct SmoothWeighted {
-    /// Current weight per instance id; instances that left the candidate set are dropped.
-    current: Mutex<HashMap<String, i64>>,
+    state: Mutex<State>,
+}
+
+/// Current weights aligned with the last candidate set, so a pick is one pass over plain
+/// vectors; a changed set is re-aligned by id, keeping the weights of those still there.
+#[derive(Debug, Default)]
+struct State {
+    ids: Vec<String>,
+    current: Vec<i64>,
+}
+
+impl State {
+    fn align(&mut self, candidates: &[Candidate<'_>]) {
+        let same = self.ids.len() == candidates.len()
+            && self.ids.iter().zip(candidates).all(|(a, c)| a == c.id);
+        if same {
+            return;
+        }
+        let old: HashMap<&str, i64> = self
+            .ids
+            .iter()
+            .map(String::as_str)
+            .zip(self.current.iter().copied())
+            .collect();
+        let current = candidates
+            .iter()
+            .map(|c| old.get(c.id).copied().unwrap_or(0))
+            .collect();
+        self.current = current;
+        self.ids = candidates.iter().map(|c| c.id.to_string()).collect();
+    }
 }
 
 impl Pick for SmoothWeighted {
@@ -18,28 +47,20 @@ impl Pick for SmoothWeighted {
     }
 
     fn pick(&self, candidates: &[Candidate<'_>], _key: Option<&str>) -> (usize, Reason) {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.len() != candidates.len()
-            || candidates.iter().any(|c| !current.contains_key(c.id))
-        {
-            current.retain(|id, _| candidates.iter().any(|c| c.id == id));
-        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.align(candidates);
         let mut total = 0i64;
         let mut best: Option<(usize, i64)> = None;
-        for (i, c) in candidates.iter().enumerate() {
+        for (i, (c, cw)) in candidates.iter().zip(st.current.iter_mut()).enumerate() {
             let w = i64::from(c.weight);
             total += w;
-            let cw = match current.get_mut(c.id) {
-                Some(v) => v,
-                None => current.entry(c.id.to_string()).or_insert(0),
-            };
             *cw += w;
             if best.is_none_or(|(_, b)| *cw > b) {
                 best = Some((i, *cw));
             }
         }
         let (i, cw) = best.unwrap_or((0, 0));
-        if let Some(v) = current.get_mut(candidates[i].id) {
+        if let Some(v) = st.current.get_mut(i) {
             *v -= total;
         }
         (i, Reason::CurrentWeight { current: cw, total })
@@ -85,5 +106,27 @@ mod tests {
         assert!((0..10).all(|_| p.pick(&c, None).0 == 0));
         let alone = weighted(&["b"], &[0]);
         assert_eq!(p.pick(&alone, None).0, 0);
+    }
+
+    #[test]
+    fn a_changed_candidate_set_keeps_the_others_turns() {
+        let p = SmoothWeighted::default();
+        let abc = weighted(&["a", "b", "c"], &[3, 2, 1]);
+        for _ in 0..4 {
+            p.pick(&abc, None);
+        }
+        // b leaves: a and c go on at 3:1, a and c keeping their accumulated weights.
+        let ac = weighted(&["a", "c"], &[3, 1]);
+        let mut counts = [0; 2];
+        for _ in 0..400 {
+            counts[p.pick(&ac, None).0] += 1;
+        }
+        assert!((299..=301).contains(&counts[0]), "{counts:?}");
+        // b comes back with no history and gets its share at once.
+        let mut counts = [0; 3];
+        for _ in 0..600 {
+            counts[p.pick(&abc, None).0] += 1;
+        }
+        assert!((199..=201).contains(&counts[1]), "{counts:?}");
     }
 }

@@ -296,10 +296,16 @@ impl Registry {
 
     /// The instances of one service, all or passing only.
     pub fn service(&self, name: &str, passing_only: bool) -> Vec<InstanceView> {
-        self.instances()
-            .into_iter()
-            .filter(|i| i.service == name && (!passing_only || i.health == Health::Passing))
-            .collect()
+        // Filter before building views: every call through the client asks for this.
+        let st = self.lock();
+        let mut v: Vec<InstanceView> = st
+            .entries
+            .values()
+            .filter(|e| e.reg.name == name && (!passing_only || e.health() == Health::Passing))
+            .map(Entry::view)
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
     }
 
     /// The passing instances of a service: what callers may send traffic to.
