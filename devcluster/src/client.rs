@@ -210,7 +210,7 @@ impl ServiceClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let instances = self.registry.service(target, false);
+            let instances = self.registry.service_shared(target);
             let picked = balancer.pick(
                 &self.caller,
                 &instances,
@@ -220,7 +220,7 @@ impl ServiceClient {
                 attempt,
             )?;
             let permit = breaker.try_acquire()?;
-            let inst = &picked.instance;
+            let inst = &instances[picked.index];
             let uri = format!(
                 "http://{}:{}{}",
                 inst.address, inst.port, call.path_and_query

@@ -25,7 +25,8 @@ pub struct NoCandidate {
 
 /// The chosen instance, with its load handle (to count in-flight and report the outcome).
 pub struct Picked {
-    pub instance: InstanceView,
+    /// Position of the chosen instance in the slice given to `pick`.
+    pub index: usize,
     pub load: Arc<InstanceLoad>,
     pub record: Arc<PickRecord>,
 }
@@ -242,7 +243,7 @@ impl ServiceBalancer {
             Arc::new(rec)
         };
         Ok(Picked {
-            instance: instances[chosen].clone(),
+            index: chosen,
             load: loads[chosen].clone(),
             record,
         })
@@ -409,8 +410,9 @@ mod tests {
             .map(|_| {
                 b.pick("gateway", &insts, None, &[], Some("t1"), 1)
                     .unwrap()
-                    .instance
-                    .id
+                    .record
+                    .chosen
+                    .clone()
             })
             .collect();
         assert_eq!(chosen, ["a", "c", "a", "c"]);
@@ -453,13 +455,13 @@ mod tests {
         let insts = [inst("a", Health::Passing), inst("b", Health::Passing)];
         for _ in 0..5 {
             let p = b.pick("c", &insts, None, &["a".into()], None, 2).unwrap();
-            assert_eq!(p.instance.id, "b");
+            assert_eq!(p.record.chosen, "b");
         }
         // Nowhere new to go: back to a tried one rather than failing.
         let p = b
             .pick("c", &insts, None, &["a".into(), "b".into()], None, 3)
             .unwrap();
-        assert!(["a", "b"].contains(&p.instance.id.as_str()));
+        assert!(["a", "b"].contains(&p.record.chosen.as_str()));
         let none = b
             .pick("c", &[inst("x", Health::Critical)], None, &[], None, 1)
             .err()
@@ -487,9 +489,13 @@ mod tests {
             b.report("a", &la, Duration::from_millis(1), true),
             Some(Duration::from_secs(1))
         );
-        assert!(
-            (0..4).all(|_| b.pick("c", &insts, None, &[], None, 1).unwrap().instance.id == "b")
-        );
+        assert!((0..4).all(|_| {
+            b.pick("c", &insts, None, &[], None, 1)
+                .unwrap()
+                .record
+                .chosen
+                == "b"
+        }));
         assert_eq!(b.snapshot(1).loads[0].ejected_for_ms, Some(1000));
         // The 50 % cap: b cannot be ejected while a is.
         let lb = b.load("b");
@@ -497,7 +503,13 @@ mod tests {
         assert_eq!(b.report("b", &lb, Duration::from_millis(1), true), None);
         tokio::time::advance(Duration::from_millis(1001)).await;
         let ids: Vec<String> = (0..2)
-            .map(|_| b.pick("c", &insts, None, &[], None, 1).unwrap().instance.id)
+            .map(|_| {
+                b.pick("c", &insts, None, &[], None, 1)
+                    .unwrap()
+                    .record
+                    .chosen
+                    .clone()
+            })
             .collect();
         assert!(
             ids.contains(&"a".to_string()),
@@ -514,7 +526,7 @@ mod tests {
         let la = b.load("a");
         let _busy = la.start();
         let p = b.pick("c", &insts, None, &[], None, 1).unwrap();
-        assert_eq!(p.instance.id, "b");
+        assert_eq!(p.record.chosen, "b");
         assert_eq!(p.record.strategy, Strategy::LeastRequest);
     }
 }

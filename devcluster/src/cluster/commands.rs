@@ -289,7 +289,7 @@ impl Core {
         match balancer.preview(&self.registry.service(&m.service, false), key.as_deref()) {
             Ok(p) => {
                 out.candidates = p.record.candidates.clone();
-                out.chosen = Some(p.instance.id.clone());
+                out.chosen = Some(p.record.chosen.clone());
                 out.reason = Some(p.record.reason.clone());
             }
             Err(e) => {

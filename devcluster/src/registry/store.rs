@@ -4,7 +4,7 @@
 use super::checks;
 use super::model::{CheckKind, CheckSpec, CheckView, Health, InstanceView, Registration};
 use crate::duration::format_go_duration;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -47,6 +47,9 @@ pub(crate) struct Inner {
 struct State {
     index: u64,
     entries: BTreeMap<String, Entry>,
+    /// Per service, its instances as of an index: callers ask on every request, and views are
+    /// costly to build (strings, maps, check descriptions).
+    by_service: HashMap<String, (u64, Arc<[InstanceView]>)>,
 }
 
 struct Entry {
@@ -105,6 +108,7 @@ impl Registry {
             state: Mutex::new(State {
                 index: 1,
                 entries: BTreeMap::new(),
+                by_service: HashMap::new(),
             }),
             index_tx,
             http,
@@ -305,6 +309,29 @@ impl Registry {
             .map(Entry::view)
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// All instances of a service, shared: built once per registry change, so the call path
+    /// does not rebuild views on every request.
+    pub fn service_shared(&self, name: &str) -> Arc<[InstanceView]> {
+        let mut st = self.lock();
+        let index = st.index;
+        if let Some((at, v)) = st.by_service.get(name)
+            && *at == index
+        {
+            return v.clone();
+        }
+        let mut v: Vec<InstanceView> = st
+            .entries
+            .values()
+            .filter(|e| e.reg.name == name)
+            .map(Entry::view)
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        let v: Arc<[InstanceView]> = v.into();
+        // Bounded by the number of services ever asked for; stale ones are replaced on use.
+        st.by_service.insert(name.to_string(), (index, v.clone()));
         v
     }
 
@@ -524,5 +551,62 @@ impl CheckState {
             create_index: self.create_index,
             modify_index: self.modify_index,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{CheckKind, CheckSpec};
+
+    fn reg(id: &str, service: &str) -> Registration {
+        Registration {
+            id: id.into(),
+            name: service.into(),
+            address: "127.0.0.1".into(),
+            port: 9000,
+            checks: vec![CheckSpec {
+                id: format!("ttl:{id}"),
+                name: "ttl".into(),
+                kind: CheckKind::Ttl {
+                    ttl: Duration::from_secs(60),
+                },
+                initial: Some(Health::Passing),
+                notes: String::new(),
+                deregister_critical_after: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_shared_service_view_follows_every_change() {
+        let r = Registry::new();
+        r.register(reg("a", "svc")).unwrap();
+        r.register(reg("x", "other")).unwrap();
+        let first = r.service_shared("svc");
+        assert_eq!(first.len(), 1);
+        assert!(
+            Arc::ptr_eq(&first, &r.service_shared("svc")),
+            "no change, no rebuild"
+        );
+
+        r.register(reg("b", "svc")).unwrap();
+        let ids: Vec<_> = r
+            .service_shared("svc")
+            .iter()
+            .map(|i| i.id.clone())
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+
+        r.update_ttl("ttl:a", Health::Critical, "down").unwrap();
+        assert_eq!(r.service_shared("svc")[0].health, Health::Critical);
+
+        r.set_weight("b", 7).unwrap();
+        assert_eq!(r.service_shared("svc")[1].weight, 7);
+
+        r.deregister("a").unwrap();
+        assert_eq!(r.service_shared("svc").len(), 1);
+        assert!(r.service_shared("nothing").is_empty());
     }
 }
