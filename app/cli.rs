@@ -23,7 +23,7 @@ pub struct Cli {
         default_value = "development"
     )]
     pub env: String,
-    /// `auto`: take free ports instead of the defaults (8500, 9900, 8081-8083, 8091-8092).
+    /// `auto`: take free ports instead of the defaults (8500, 9900, 8080, 8081-8083, 8091-8092).
     #[arg(long, global = true, value_name = "MODE")]
     pub ports: Option<PortsMode>,
     /// Start without the traffic generator.
