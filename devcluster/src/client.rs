@@ -11,6 +11,7 @@ pub use budget::RetryBudget;
 use crate::balance::service::{Balancers, NoCandidate};
 use crate::breaker::{Breakers, Outcome, Rejected};
 use crate::registry::Registry;
+use crate::telemetry;
 use axum::body::Body;
 use axum::response::IntoResponse;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -22,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Largest request body kept in memory so an idempotent request can be retried; bigger ones
 /// stream through once.
@@ -189,9 +191,44 @@ impl ServiceClient {
 
     /// Sends `call` to a passing instance of `target`. An upstream 5xx after the last attempt
     /// is returned as the upstream sent it; failures to get any answer are `CallError`s.
-    pub async fn call(&self, target: &str, mut call: Call) -> Result<Response<Body>, CallError> {
+    pub async fn call(&self, target: &str, call: Call) -> Result<Response<Body>, CallError> {
+        // One span for the call (a child of the caller's span: it inherits its service), one
+        // per attempt below it; the attempt's context is what the callee sees as its parent.
+        let span = tracing::info_span!(
+            "call",
+            otel.name = %format_args!("call {target}"),
+            peer.service = %target,
+            http.method = %call.method,
+            attempts = tracing::field::Empty,
+            http.status_code = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let result = self
+            .call_in(target, call, &span)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(resp) => {
+                span.record("http.status_code", resp.status().as_u16());
+                if resp.status().is_server_error() {
+                    span.record("error", true);
+                }
+            }
+            Err(e) => {
+                span.record("http.status_code", e.status().as_u16());
+                span.record("error", true);
+            }
+        }
+        result
+    }
+
+    async fn call_in(
+        &self,
+        target: &str,
+        mut call: Call,
+        call_span: &tracing::Span,
+    ) -> Result<Response<Body>, CallError> {
         let settings = self.settings();
-        let trace_id = headers::ensure_trace(&mut call.headers);
         headers::strip_hop_by_hop(&mut call.headers);
         let key = self.hash_key(target, &call.headers, &call.params);
         let retryable = idempotent(&call.method) && settings.attempts > 1;
@@ -204,23 +241,63 @@ impl ServiceClient {
             None
         };
         let balancer = self.balancers.get(target);
-        let breaker = self.breakers.get(&Breakers::name(&self.caller, target));
+        let breaker_name = Breakers::name(&self.caller, target);
+        let breaker = self.breakers.get(&breaker_name);
         self.budget.deposit();
         let mut tried: Vec<String> = Vec::new();
         let mut attempt = 0;
         loop {
             attempt += 1;
+            call_span.record("attempts", attempt);
+            let span = tracing::info_span!(
+                "attempt",
+                otel.name = %format_args!("{} {target}", call.method),
+                attempt,
+                peer.instance = tracing::field::Empty,
+                balancer.strategy = %balancer.strategy(),
+                balancer.reason = tracing::field::Empty,
+                breaker = %breaker_name,
+                breaker.state = tracing::field::Empty,
+                http.status_code = tracing::field::Empty,
+                error = tracing::field::Empty,
+            );
+            let trace_id = headers::propagate(
+                &mut call.headers,
+                telemetry::context_of(&span),
+                telemetry::context_of(call_span),
+            );
+            let trace = trace_id.to_string();
             let instances = self.registry.service_shared(target);
             let picked = balancer.pick(
                 &self.caller,
                 &instances,
                 key.as_deref(),
                 &tried,
-                Some(&trace_id),
+                Some(&trace),
                 attempt,
-            )?;
-            let permit = breaker.try_acquire()?;
+            );
+            let picked = match picked {
+                Ok(p) => p,
+                Err(e) => {
+                    span.record("otel.name", e.to_string());
+                    span.record("error", true);
+                    return Err(e.into());
+                }
+            };
             let inst = &instances[picked.index];
+            span.record("peer.instance", inst.id.as_str());
+            span.record("balancer.reason", picked.record.reason.as_str());
+            let (state, _) = breaker.state();
+            span.record("breaker.state", state.as_str());
+            // A refused call is a span of its own that says so.
+            let permit = match breaker.try_acquire() {
+                Ok(p) => p,
+                Err(r) => {
+                    span.record("otel.name", r.to_string());
+                    span.record("error", true);
+                    return Err(r.into());
+                }
+            };
             let uri = format!(
                 "http://{}:{}{}",
                 inst.address, inst.port, call.path_and_query
@@ -243,12 +320,15 @@ impl ServiceClient {
             })?;
             let started = Instant::now();
             let in_flight = picked.load.start();
-            let result = tokio::time::timeout(settings.call_timeout, self.http.request(req)).await;
+            let result = tokio::time::timeout(settings.call_timeout, self.http.request(req))
+                .instrument(span.clone())
+                .await;
             drop(in_flight);
             let elapsed = started.elapsed();
             let (outcome, error) = match result {
                 Ok(Ok(resp)) => {
                     let failure = resp.status().is_server_error();
+                    span.record("http.status_code", resp.status().as_u16());
                     (Ok(resp.map(Body::new)), failure)
                 }
                 Ok(Err(e)) => (
@@ -266,6 +346,12 @@ impl ServiceClient {
                     true,
                 ),
             };
+            if error {
+                span.record("error", true);
+            }
+            if let Err(e) = &outcome {
+                span.in_scope(|| tracing::warn!(instance = %inst.id, "{e}"));
+            }
             permit.record(Outcome {
                 failure: error,
                 duration: elapsed,
@@ -276,7 +362,9 @@ impl ServiceClient {
             if !again {
                 return outcome;
             }
-            tracing::debug!(caller = %self.caller, %target, instance = %inst.id, attempt, "retrying on another instance");
+            span.in_scope(|| {
+                tracing::debug!(caller = %self.caller, %target, instance = %inst.id, attempt, "retrying on another instance");
+            });
             tried.push(inst.id.clone());
         }
     }

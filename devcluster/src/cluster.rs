@@ -178,6 +178,8 @@ impl Cluster {
     /// registry, the sample instances (each registering itself with an HTTP check), the
     /// gateway, the admin API and the traffic generator.
     pub async fn start(opts: ClusterOptions) -> Result<Cluster, ClusterError> {
+        // Spans reach the store through the `tracing` dispatcher; without one there are none.
+        crate::telemetry::install_if_absent();
         let cfg = &opts.config;
         let registry_l = bind(&opts, "registry", "registry", cfg.ports.registry).await?;
         let gateway_l = bind(&opts, "gateway", "gateway", cfg.ports.gateway).await?;

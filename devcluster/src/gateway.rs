@@ -6,6 +6,7 @@
 pub mod routes;
 
 use crate::client::{Call, ServiceClient};
+use crate::telemetry::http::{ServerSpan, trace_request};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -42,8 +43,17 @@ impl Gateway {
 }
 
 pub fn router(gw: Arc<Gateway>) -> Router {
-    Router::new().fallback(proxy).with_state(gw)
+    Router::new()
+        .fallback(proxy)
+        .with_state(gw)
+        .layer(axum::middleware::from_fn_with_state(
+            ServerSpan::new(GATEWAY, GATEWAY),
+            trace_request,
+        ))
 }
+
+/// The gateway's name as a caller (breakers `gateway->…`) and in traces.
+pub const GATEWAY: &str = "gateway";
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": msg.into()}))).into_response()
@@ -77,6 +87,13 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             );
         }
     };
+    // The span was named after the raw path; the route pattern groups requests better.
+    let span = tracing::Span::current();
+    span.record(
+        "otel.name",
+        format!("{} {}", parts.method, matched.route).as_str(),
+    );
+    span.record("http.route", matched.route.as_str());
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("{}?{q}", matched.path),
         None => matched.path.clone(),

@@ -9,6 +9,7 @@ use crate::control::{AdminClient, Command, ControlError, Endpoint};
 use crate::registry::{Health, InstanceView};
 use crate::services::faults::FaultView;
 use crate::services::traffic::TrafficView;
+use crate::telemetry::{SpanRecord, TraceFilter, TraceId, TraceSummary};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -220,6 +221,24 @@ impl ClusterHandle {
             Kind::Local(core) => Ok(core.explain(method, path)),
             Kind::Remote(c) => c.explain(method, path).await,
             Kind::Fixed { .. } => Err(ControlError::ReadOnly),
+        }
+    }
+
+    /// Recent traces matching `f`, newest first. A fixed handle has none.
+    pub async fn traces(&self, f: &TraceFilter) -> Result<Vec<TraceSummary>, ControlError> {
+        match &self.kind {
+            Kind::Local(_) => Ok(crate::telemetry::store().traces(f)),
+            Kind::Remote(c) => c.traces(f).await,
+            Kind::Fixed { .. } => Ok(Vec::new()),
+        }
+    }
+
+    /// Every span of one trace, by start time.
+    pub async fn trace(&self, id: TraceId) -> Result<Vec<SpanRecord>, ControlError> {
+        match &self.kind {
+            Kind::Local(_) => Ok(crate::telemetry::store().trace(id)),
+            Kind::Remote(c) => c.trace(id).await,
+            Kind::Fixed { .. } => Ok(Vec::new()),
         }
     }
 }

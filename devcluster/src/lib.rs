@@ -13,6 +13,7 @@ pub mod handle;
 pub mod registry;
 pub mod server;
 pub mod services;
+pub mod telemetry;
 
 pub use cluster::{Cluster, ClusterError};
 pub use config::Config;

@@ -9,6 +9,7 @@ pub mod user;
 
 pub use api_error::ApiError;
 
+use crate::telemetry::http::{ServerSpan, trace_request};
 use axum::Router;
 use axum::http::HeaderValue;
 use axum::response::Response;
@@ -52,6 +53,11 @@ pub(crate) fn finish(
                 res
             }
         }))
+        // Outermost, so the span sees injected faults' answers and their latency too.
+        .layer(axum::middleware::from_fn_with_state(
+            ServerSpan::new(service, instance_id),
+            trace_request,
+        ))
 }
 
 /// Reads a JSON body into `T`, turning every decode problem into a 400 that says what was wrong.

@@ -2,14 +2,8 @@
 //! on — W3C `traceparent`/`tracestate` and the framework's `X-Trace-ID`/`X-Span-ID`/`X-Parent-ID`.
 //! An invalid or missing context starts a new trace; it is never an error.
 
-use crate::balance::SeededRng;
-use http::{HeaderMap, HeaderName, HeaderValue};
-use std::sync::OnceLock;
-
-pub const TRACEPARENT: &str = "traceparent";
-pub const X_TRACE_ID: &str = "x-trace-id";
-pub const X_SPAN_ID: &str = "x-span-id";
-pub const X_PARENT_ID: &str = "x-parent-id";
+use crate::telemetry::context::{self, SpanContext, SpanId, TraceId};
+use http::HeaderMap;
 
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -42,88 +36,28 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove("proxy-connection");
 }
 
-fn rng() -> &'static SeededRng {
-    static RNG: OnceLock<SeededRng> = OnceLock::new();
-    RNG.get_or_init(|| {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ u64::from(std::process::id()) << 32;
-        SeededRng::new(seed)
-    })
-}
-
-pub fn new_trace_id() -> String {
-    format!("{:016x}{:016x}", rng().next_u64(), rng().next_u64() | 1)
-}
-
-pub fn new_span_id() -> String {
-    format!("{:016x}", rng().next_u64() | 1)
-}
-
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        && s.bytes().any(|b| b != b'0')
-}
-
-/// `(trace id, parent span id)` from a valid `traceparent` (version 00).
-pub fn parse_traceparent(v: &str) -> Option<(String, String)> {
-    let mut parts = v.trim().split('-');
-    let (version, trace, span, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some()
-        || version != "00"
-        || !is_hex(trace, 32)
-        || !is_hex(span, 16)
-        || flags.len() != 2
-    {
-        return None;
-    }
-    Some((trace.to_string(), span.to_string()))
-}
-
-fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        h.insert(HeaderName::from_static(name), v);
-    }
-}
-
-/// Makes the outgoing headers carry this hop's trace context and returns the trace id: the
-/// incoming trace continues (from `traceparent`, else `X-Trace-ID`), with a new span whose
-/// parent is the caller's span; without a usable context a new trace starts.
-pub fn ensure_trace(h: &mut HeaderMap) -> String {
-    let incoming = get(h, TRACEPARENT).and_then(parse_traceparent).or_else(|| {
-        let t = get(h, X_TRACE_ID)?.trim().to_ascii_lowercase();
-        let t = if is_hex(&t, 32) {
-            t
-        } else if is_hex(&t, 16) {
-            format!("{t:0>32}")
-        } else {
-            return None;
-        };
-        let parent = get(h, X_SPAN_ID)
-            .map(|s| s.trim().to_ascii_lowercase())
-            .filter(|s| is_hex(s, 16))
-            .unwrap_or_default();
-        Some((t, parent))
-    });
-    let (trace, parent) = incoming.unwrap_or_else(|| (new_trace_id(), String::new()));
-    let span = new_span_id();
-    set(h, TRACEPARENT, &format!("00-{trace}-{span}-01"));
-    set(h, X_TRACE_ID, &trace);
-    set(h, X_SPAN_ID, &span);
-    if parent.is_empty() {
-        h.remove(X_PARENT_ID);
-    } else {
-        set(h, X_PARENT_ID, &parent);
-    }
-    trace
+/// Makes the outgoing headers carry the calling span's context and returns its trace id.
+/// `span` is the span of this attempt and `parent` the one above it, as the tracing layer
+/// recorded them; without a layer (no subscriber), the incoming trace continues under a new
+/// span id, or a new trace starts — never an error.
+pub fn propagate(
+    h: &mut HeaderMap,
+    span: Option<SpanContext>,
+    parent: Option<SpanContext>,
+) -> TraceId {
+    let (ctx, parent_id) = match span {
+        Some(ctx) => (ctx, parent.map(|p| p.span_id)),
+        None => {
+            let remote = context::extract(h);
+            let ctx = SpanContext {
+                trace_id: remote.map_or_else(TraceId::random, |r| r.trace_id),
+                span_id: SpanId::random(),
+            };
+            (ctx, remote.and_then(|r| r.parent))
+        }
+    };
+    context::inject(h, ctx, parent_id);
+    ctx.trace_id
 }
 
 /// The innermost cause of an error chain: "Connection refused (os error 111)" rather than the
@@ -142,36 +76,60 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
+    use crate::telemetry::context::{TRACEPARENT, X_PARENT_ID, X_SPAN_ID, X_TRACE_ID};
+    use http::{HeaderName, HeaderValue};
+
+    fn set(h: &mut HeaderMap, name: &'static str, v: &str) {
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+
+    fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+        h.get(name).and_then(|v| v.to_str().ok())
+    }
+
     #[test]
-    fn continues_a_w3c_trace_with_a_new_span() {
+    fn the_attempt_span_is_what_the_callee_sees() {
+        let span = SpanContext {
+            trace_id: TraceId(0xabc),
+            span_id: SpanId(0x22),
+        };
+        let parent = SpanContext {
+            trace_id: TraceId(0xabc),
+            span_id: SpanId(0x11),
+        };
         let mut h = HeaderMap::new();
         set(
             &mut h,
             TRACEPARENT,
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         );
-        let t = ensure_trace(&mut h);
-        assert_eq!(t, "4bf92f3577b34da6a3ce929d0e0e4736");
-        let (trace, span) = parse_traceparent(get(&h, TRACEPARENT).unwrap()).unwrap();
-        assert_eq!(trace, t);
-        assert_ne!(span, "00f067aa0ba902b7");
-        assert_eq!(get(&h, X_PARENT_ID), Some("00f067aa0ba902b7"));
-        assert_eq!(get(&h, X_TRACE_ID), Some(t.as_str()));
+        assert_eq!(propagate(&mut h, Some(span), Some(parent)), TraceId(0xabc));
+        assert_eq!(
+            get(&h, TRACEPARENT),
+            Some("00-00000000000000000000000000000abc-0000000000000022-01")
+        );
+        assert_eq!(get(&h, X_SPAN_ID), Some("0000000000000022"));
+        assert_eq!(get(&h, X_PARENT_ID), Some("0000000000000011"));
     }
 
     #[test]
-    fn accepts_the_frameworks_headers_and_ignores_garbage() {
+    fn without_a_layer_the_incoming_trace_continues_or_a_new_one_starts() {
         let mut h = HeaderMap::new();
         set(&mut h, X_TRACE_ID, "ABCDEF0123456789abcdef0123456789");
         set(&mut h, X_SPAN_ID, "1111222233334444");
-        assert_eq!(ensure_trace(&mut h), "abcdef0123456789abcdef0123456789");
+        let t = propagate(&mut h, None, None);
+        assert_eq!(t.to_string(), "abcdef0123456789abcdef0123456789");
         assert_eq!(get(&h, X_PARENT_ID), Some("1111222233334444"));
+        assert_ne!(get(&h, X_SPAN_ID), Some("1111222233334444"));
 
         let mut bad = HeaderMap::new();
         set(&mut bad, TRACEPARENT, "00-zzzz-1234-01");
         set(&mut bad, X_TRACE_ID, "not a trace");
-        let t = ensure_trace(&mut bad);
-        assert!(is_hex(&t, 32), "a new trace starts: {t}");
+        let t = propagate(&mut bad, None, None);
+        assert_ne!(t, TraceId(0), "a new trace starts");
         assert!(bad.get(X_PARENT_ID).is_none());
     }
 

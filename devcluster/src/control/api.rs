@@ -4,6 +4,7 @@ use super::{Command, ControlError};
 use crate::cluster::Core;
 use crate::duration::parse_go_duration;
 use crate::handle::ClusterSnapshot;
+use crate::telemetry::{self, TraceFilter, TraceId};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -28,6 +29,8 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/balancers", get(balancers))
         .route("/api/commands", post(command))
         .route("/api/route/explain", get(explain))
+        .route("/api/traces", get(traces))
+        .route("/api/traces/{id}", get(trace))
         .route(
             "/health",
             get(|| async { axum::Json(json!({"status": "healthy", "service": "admin"})) }),
@@ -131,4 +134,33 @@ async fn explain(
         );
     };
     axum::Json(core.explain(method, path)).into_response()
+}
+
+/// `GET /api/traces[?service=&operation=&min_duration_ms=&errors_only=&limit=]`: recent traces,
+/// newest first.
+async fn traces(
+    q: Result<Query<TraceFilter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match q {
+        Ok(Query(f)) => axum::Json(telemetry::store().traces(&f)).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.body_text()),
+    }
+}
+
+/// `GET /api/traces/{id}`: every span of one trace, by start time.
+async fn trace(Path(id): Path<String>) -> Response {
+    let Some(trace_id) = TraceId::parse(&id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("trace id {id:?}: expected 32 (or 16) hex digits"),
+        );
+    };
+    let spans = telemetry::store().trace(trace_id);
+    if spans.is_empty() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no trace {trace_id} in the store (it may have been evicted)"),
+        );
+    }
+    axum::Json(spans).into_response()
 }

@@ -6,6 +6,7 @@ use crate::breaker::BreakerSnapshot;
 use crate::cluster::RouteExplain;
 use crate::duration::format_go_duration;
 use crate::handle::{ClusterSnapshot, InstanceSnapshot};
+use crate::telemetry::{SpanRecord, TraceFilter, TraceId, TraceSummary};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -120,6 +121,39 @@ impl AdminClient {
             encode(path)
         );
         self.call(self.http.get(url), CALL_TIMEOUT).await
+    }
+
+    pub async fn traces(&self, f: &TraceFilter) -> Result<Vec<TraceSummary>, ControlError> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(v) = &f.service {
+            params.push(("service", v.clone()));
+        }
+        if let Some(v) = &f.operation {
+            params.push(("operation", v.clone()));
+        }
+        if let Some(v) = f.min_duration_ms {
+            params.push(("min_duration_ms", v.to_string()));
+        }
+        if f.errors_only {
+            params.push(("errors_only", "true".into()));
+        }
+        if let Some(v) = f.limit {
+            params.push(("limit", v.to_string()));
+        }
+        let query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        let url = format!("{}/api/traces?{}", self.base, query.join("&"));
+        self.call(self.http.get(url), CALL_TIMEOUT).await
+    }
+
+    pub async fn trace(&self, id: TraceId) -> Result<Vec<SpanRecord>, ControlError> {
+        self.call(
+            self.http.get(format!("{}/api/traces/{id}", self.base)),
+            CALL_TIMEOUT,
+        )
+        .await
     }
 }
 

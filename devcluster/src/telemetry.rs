@@ -1,0 +1,42 @@
+//! Telemetry: distributed tracing built on the `tracing` crate. A subscriber layer
+//! ([`SpanLayer`]) turns every closed span into a [`SpanRecord`] in a bounded [`SpanStore`],
+//! so the cluster's own spans and a user's `tracing` spans land in the same place. Context
+//! crosses HTTP hops in W3C `traceparent` and the framework's `X-Trace-ID` / `X-Span-ID` /
+//! `X-Parent-ID` headers ([`context`]).
+
+pub mod context;
+pub mod http;
+mod layer;
+pub mod span;
+pub mod store;
+
+pub use context::{SpanContext, SpanId, TraceId};
+pub use layer::{SpanLayer, context_of, current_context};
+pub use span::{SpanRecord, TraceSummary};
+pub use store::{SpanStore, TraceFilter};
+
+use std::sync::{Arc, OnceLock};
+
+/// Spans kept by default (the store is bounded by span count).
+pub const DEFAULT_SPAN_CAPACITY: usize = 100_000;
+
+/// The process's span store: one per process, like the `tracing` dispatcher that feeds it.
+pub fn store() -> &'static Arc<SpanStore> {
+    static STORE: OnceLock<Arc<SpanStore>> = OnceLock::new();
+    STORE.get_or_init(|| Arc::new(SpanStore::new(DEFAULT_SPAN_CAPACITY)))
+}
+
+/// The layer to add to a `tracing_subscriber::registry()`; it writes into [`store()`].
+pub fn layer() -> SpanLayer {
+    SpanLayer::new(store().clone())
+}
+
+/// Installs a subscriber with only the span layer when the process has none yet (tests, or an
+/// embedding program that set up nothing). A program with its own subscriber adds [`layer()`].
+pub fn install_if_absent() {
+    use tracing_subscriber::layer::SubscriberExt;
+    if !tracing::dispatcher::has_been_set() {
+        let _ =
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer()));
+    }
+}

@@ -1,0 +1,247 @@
+//! Trace context on the wire. Incoming: W3C `traceparent` (version 00) wins; else
+//! `X-Trace-ID` (32 hex digits, or 16 padded with zeros on the left) with `X-Span-ID` as the
+//! caller's span. Anything invalid starts a new trace, never an error. Outgoing: both forms.
+
+use crate::balance::SeededRng;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::sync::OnceLock;
+
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+pub const X_TRACE_ID: &str = "x-trace-id";
+pub const X_SPAN_ID: &str = "x-span-id";
+pub const X_PARENT_ID: &str = "x-parent-id";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TraceId(pub u128);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SpanId(pub u64);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+fn hex_digits(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl TraceId {
+    /// 32 hex digits, or 16 (the framework's short ids, zero-padded); never all zeros.
+    pub fn parse(s: &str) -> Option<TraceId> {
+        let s = s.trim();
+        if !(hex_digits(s, 32) || hex_digits(s, 16)) {
+            return None;
+        }
+        u128::from_str_radix(s, 16)
+            .ok()
+            .filter(|v| *v != 0)
+            .map(TraceId)
+    }
+
+    pub fn random() -> TraceId {
+        TraceId((u128::from(rng().next_u64()) << 64) | u128::from(rng().next_u64() | 1))
+    }
+}
+
+impl SpanId {
+    pub fn parse(s: &str) -> Option<SpanId> {
+        let s = s.trim();
+        if !hex_digits(s, 16) {
+            return None;
+        }
+        u64::from_str_radix(s, 16)
+            .ok()
+            .filter(|v| *v != 0)
+            .map(SpanId)
+    }
+
+    pub fn random() -> SpanId {
+        SpanId(rng().next_u64() | 1)
+    }
+}
+
+macro_rules! hex_serde {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                <$t>::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("bad id {s:?}")))
+            }
+        }
+    };
+}
+hex_serde!(TraceId);
+hex_serde!(SpanId);
+
+fn rng() -> &'static SeededRng {
+    static RNG: OnceLock<SeededRng> = OnceLock::new();
+    RNG.get_or_init(|| {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()) << 32;
+        SeededRng::new(seed)
+    })
+}
+
+/// One span's place in a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanContext {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+}
+
+/// The caller's context read from request headers: its trace and (when given) its span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remote {
+    pub trace_id: TraceId,
+    pub parent: Option<SpanId>,
+}
+
+fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `(trace, parent)` from a valid version-00 `traceparent`.
+pub fn parse_traceparent(v: &str) -> Option<Remote> {
+    let mut parts = v.trim().split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some()
+        || version != "00"
+        || trace.len() != 32
+        || flags.len() != 2
+        || !hex_digits(flags, 2)
+        || trace.bytes().any(|b| b.is_ascii_uppercase())
+        || span.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    Some(Remote {
+        trace_id: TraceId::parse(trace)?,
+        parent: Some(SpanId::parse(span)?),
+    })
+}
+
+/// The caller's context, if the headers carry a usable one.
+pub fn extract(h: &HeaderMap) -> Option<Remote> {
+    if let Some(r) = get(h, TRACEPARENT).and_then(parse_traceparent) {
+        return Some(r);
+    }
+    let trace_id = TraceId::parse(get(h, X_TRACE_ID)?)?;
+    Some(Remote {
+        trace_id,
+        parent: get(h, X_SPAN_ID).and_then(SpanId::parse),
+    })
+}
+
+fn set(h: &mut HeaderMap, name: &'static str, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// Writes `ctx` as the calling span into outgoing headers, in both forms; `parent` is the
+/// span above it (the framework's `X-Parent-ID`). `tracestate` passes through untouched.
+pub fn inject(h: &mut HeaderMap, ctx: SpanContext, parent: Option<SpanId>) {
+    set(
+        h,
+        TRACEPARENT,
+        format!("00-{}-{}-01", ctx.trace_id, ctx.span_id),
+    );
+    set(h, X_TRACE_ID, ctx.trace_id.to_string());
+    set(h, X_SPAN_ID, ctx.span_id.to_string());
+    match parent {
+        Some(p) => set(h, X_PARENT_ID, p.to_string()),
+        None => {
+            h.remove(X_PARENT_ID);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn traceparent_wins_and_framework_headers_are_understood() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let r = extract(&headers(&[
+            (TRACEPARENT, tp),
+            (X_TRACE_ID, "1234567890abcdef"),
+        ]))
+        .unwrap();
+        assert_eq!(r.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(r.parent.unwrap().to_string(), "00f067aa0ba902b7");
+
+        let r = extract(&headers(&[(X_TRACE_ID, "1234567890abcdef")])).unwrap();
+        assert_eq!(r.trace_id.to_string(), "00000000000000001234567890abcdef");
+        assert_eq!(r.parent, None);
+        let r = extract(&headers(&[
+            (X_TRACE_ID, "4bf92f3577b34da6a3ce929d0e0e4736"),
+            (X_SPAN_ID, "00f067aa0ba902b7"),
+        ]))
+        .unwrap();
+        assert_eq!(r.parent, Some(SpanId(0x00f0_67aa_0ba9_02b7)));
+    }
+
+    #[test]
+    fn invalid_context_is_ignored_never_an_error() {
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "garbage",
+            "",
+        ] {
+            assert_eq!(extract(&headers(&[(TRACEPARENT, bad)])), None, "{bad}");
+        }
+        assert_eq!(extract(&headers(&[(X_TRACE_ID, "xyz")])), None);
+        assert_eq!(extract(&headers(&[(X_TRACE_ID, "0000000000000000")])), None);
+    }
+
+    #[test]
+    fn inject_writes_both_forms_and_round_trips() {
+        let ctx = SpanContext {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+        };
+        let mut h = headers(&[(X_PARENT_ID, "1111111111111111")]);
+        inject(&mut h, ctx, None);
+        assert!(h.get(X_PARENT_ID).is_none());
+        let back = extract(&h).unwrap();
+        assert_eq!(
+            (back.trace_id, back.parent),
+            (ctx.trace_id, Some(ctx.span_id))
+        );
+        assert_eq!(h[X_TRACE_ID].to_str().unwrap(), ctx.trace_id.to_string());
+        inject(&mut h, ctx, Some(SpanId(7)));
+        assert_eq!(h[X_PARENT_ID].to_str().unwrap(), "0000000000000007");
+    }
+}

@@ -1,0 +1,219 @@
+//! The `tracing` layer that records spans into the store.
+//!
+//! Field conventions (all optional): `otel.name` names the operation (else the span's name);
+//! `service` and `instance` say who made it (inherited from the parent span when absent);
+//! `error = true` or `otel.status_code = "ERROR"` marks it failed; `trace_id` and
+//! `parent_span_id` (hex) attach it to a caller in another process or hop. Every other field
+//! becomes an attribute; events inside the span become its events.
+
+use super::context::{SpanContext, SpanId, TraceId};
+use super::span::{SpanEvent, SpanRecord};
+use super::store::SpanStore;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Events kept per span; a chatty loop inside one span must not grow it without bound.
+const MAX_EVENTS: usize = 64;
+
+pub struct SpanLayer {
+    store: Arc<SpanStore>,
+}
+
+impl SpanLayer {
+    pub fn new(store: Arc<SpanStore>) -> Self {
+        SpanLayer { store }
+    }
+}
+
+/// What the layer keeps in a live span's extensions.
+struct SpanData {
+    ctx: SpanContext,
+    parent: Option<SpanId>,
+    fields: Fields,
+    events: Vec<SpanEvent>,
+    start_unix_ns: u64,
+    started: Instant,
+}
+
+#[derive(Default)]
+struct Fields {
+    name: Option<String>,
+    service: Option<String>,
+    instance: Option<String>,
+    error: bool,
+    remote_trace: Option<TraceId>,
+    remote_parent: Option<SpanId>,
+    message: Option<String>,
+    attributes: Vec<(String, String)>,
+}
+
+impl Fields {
+    fn set(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "otel.name" => self.name = Some(value),
+            "service" => self.service = Some(value),
+            "instance" => self.instance = Some(value),
+            "error" => self.error |= value == "true",
+            "otel.status_code" => self.error |= value.eq_ignore_ascii_case("error"),
+            "trace_id" => self.remote_trace = TraceId::parse(&value),
+            "parent_span_id" => self.remote_parent = SpanId::parse(&value),
+            "message" => self.message = Some(value),
+            name => match self.attributes.iter_mut().find(|(k, _)| k == name) {
+                Some((_, v)) => *v = value,
+                None => self.attributes.push((name.to_string(), value)),
+            },
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set(field, value.to_string());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.set(field, value.to_string());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.set(field, value.to_string());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.set(field, value.to_string());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.set(field, value.to_string());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let mut s = String::new();
+        let _ = write!(s, "{value:?}");
+        self.set(field, s);
+    }
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl<S> Layer<S> for SpanLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        let inherited = span.parent().and_then(|p| {
+            let ext = p.extensions();
+            ext.get::<SpanData>()
+                .map(|d| (d.ctx, d.fields.service.clone(), d.fields.instance.clone()))
+        });
+        // An explicit remote context (from request headers) wins over the in-process parent.
+        let (trace_id, parent) = match (fields.remote_trace, &inherited) {
+            (Some(t), _) => (t, fields.remote_parent),
+            (None, Some((p, _, _))) => (p.trace_id, Some(p.span_id)),
+            (None, None) => (TraceId::random(), None),
+        };
+        if let Some((_, service, instance)) = inherited {
+            if fields.service.is_none() {
+                fields.service = service;
+            }
+            if fields.instance.is_none() {
+                fields.instance = instance;
+            }
+        }
+        if fields.service.is_none() {
+            fields.service = Some(attrs.metadata().target().to_string());
+        }
+        let data = SpanData {
+            ctx: SpanContext {
+                trace_id,
+                span_id: SpanId::random(),
+            },
+            parent,
+            fields,
+            events: Vec::new(),
+            start_unix_ns: unix_ns(),
+            started: Instant::now(),
+        };
+        span.extensions_mut().insert(data);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id)
+            && let Some(data) = span.extensions_mut().get_mut::<SpanData>()
+        {
+            values.record(&mut data.fields);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
+        let mut ext = span.extensions_mut();
+        let Some(data) = ext.get_mut::<SpanData>() else {
+            return;
+        };
+        if data.events.len() >= MAX_EVENTS {
+            return;
+        }
+        let mut f = Fields::default();
+        event.record(&mut f);
+        if *event.metadata().level() == tracing::Level::ERROR {
+            data.fields.error = true;
+        }
+        data.events.push(SpanEvent {
+            at_unix_ns: unix_ns(),
+            message: f.message.unwrap_or_default(),
+            attributes: f.attributes,
+        });
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        let Some(data) = span.extensions_mut().remove::<SpanData>() else {
+            return;
+        };
+        let f = data.fields;
+        self.store.push(SpanRecord {
+            trace_id: data.ctx.trace_id,
+            span_id: data.ctx.span_id,
+            parent_id: data.parent,
+            service: f.service.unwrap_or_default(),
+            instance: f.instance.unwrap_or_default(),
+            name: f.name.unwrap_or_else(|| span.name().to_string()),
+            start_unix_ns: data.start_unix_ns,
+            duration_ns: data.started.elapsed().as_nanos() as u64,
+            error: f.error,
+            attributes: f.attributes,
+            events: data.events,
+        });
+    }
+}
+
+/// The trace context of `span`, when our layer records it.
+pub fn context_of(span: &tracing::Span) -> Option<SpanContext> {
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let span = registry.span(id)?;
+        let ext = span.extensions();
+        ext.get::<SpanData>().map(|d| d.ctx)
+    })
+    .flatten()
+}
+
+/// The context of the span the caller is in.
+pub fn current_context() -> Option<SpanContext> {
+    context_of(&tracing::Span::current())
+}

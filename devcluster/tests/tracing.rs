@@ -1,0 +1,226 @@
+//! Distributed tracing over real sockets: one request through the gateway to an order
+//! (gateway → order-service → user-service) is one trace whose spans nest across the three
+//! services with the chosen instances recorded — whether the caller sent `traceparent`, only
+//! the framework's `X-Trace-ID`, or nothing; a breaker's refusal is a span that says so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use devcluster::breaker::Mode;
+use devcluster::cluster::{Cluster, ClusterOptions};
+use devcluster::config::Config;
+use devcluster::control::Command;
+use devcluster::registry::Health;
+use devcluster::telemetry::{SpanId, SpanRecord, TraceFilter, TraceId};
+use std::time::{Duration, Instant};
+
+async fn start() -> Cluster {
+    let cluster = Cluster::start(
+        ClusterOptions::new(Config::defaults())
+            .auto_ports(true)
+            .traffic(false),
+    )
+    .await
+    .unwrap();
+    let reg = cluster.registry().clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reg.instances().iter().all(|i| i.health == Health::Passing) {
+        assert!(
+            Instant::now() < deadline,
+            "sample instances never all passed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster
+}
+
+/// The trace's spans once `want` of them have closed (the last ones close just after the
+/// response is written).
+async fn spans(cluster: &Cluster, id: TraceId, want: usize) -> Vec<SpanRecord> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let spans = cluster.handle().trace(id).await.unwrap();
+        if spans.len() >= want || Instant::now() > deadline {
+            return spans;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn one<'a>(spans: &'a [SpanRecord], what: &str, f: impl Fn(&SpanRecord) -> bool) -> &'a SpanRecord {
+    let found: Vec<&SpanRecord> = spans.iter().filter(|s| f(s)).collect();
+    assert_eq!(found.len(), 1, "expected one {what} span in {spans:#?}");
+    found[0]
+}
+
+/// Checks the seven spans of `GET /api/orders/1` nest gateway → order-service → user-service;
+/// returns the gateway's server span.
+fn assert_order_trace(spans: &[SpanRecord], served_by: &str) -> SpanRecord {
+    assert_eq!(spans.len(), 7, "{spans:#?}");
+    let gw = one(spans, "gateway server", |s| {
+        s.service == "gateway" && s.name == "GET /api/orders/{id}"
+    });
+    let call = one(spans, "gateway call", |s| s.name == "call order-service");
+    assert_eq!(
+        (call.service.as_str(), call.parent_id),
+        ("gateway", Some(gw.span_id))
+    );
+    let attempt = one(spans, "gateway attempt", |s| {
+        s.name == "GET order-service" && s.parent_id == Some(call.span_id)
+    });
+    assert_eq!(attempt.attribute("peer.instance"), Some(served_by));
+    assert_eq!(attempt.attribute("breaker"), Some("gateway->order-service"));
+    assert_eq!(attempt.attribute("http.status_code"), Some("200"));
+
+    let order = one(spans, "order-service server", |s| {
+        s.service == "order-service" && s.name == "GET /orders/{id}"
+    });
+    assert_eq!(
+        order.parent_id,
+        Some(attempt.span_id),
+        "the callee's parent is the caller's attempt"
+    );
+    assert_eq!(order.instance, served_by);
+    let ucall = one(spans, "order call", |s| s.name == "call user-service");
+    assert_eq!(
+        (ucall.service.as_str(), ucall.parent_id),
+        ("order-service", Some(order.span_id))
+    );
+    let uattempt = one(spans, "order attempt", |s| {
+        s.parent_id == Some(ucall.span_id)
+    });
+    let chosen = uattempt.attribute("peer.instance").unwrap();
+    assert!(chosen.starts_with("user-service-"), "{chosen}");
+    let user = one(spans, "user-service server", |s| {
+        s.service == "user-service"
+    });
+    assert_eq!(user.parent_id, Some(uattempt.span_id));
+    assert_eq!(
+        (user.name.as_str(), user.instance.as_str()),
+        ("GET /users/{id}", chosen)
+    );
+    // Children start no earlier and end no later than their parents.
+    for s in spans {
+        if let Some(p) = spans.iter().find(|p| Some(p.span_id) == s.parent_id) {
+            assert!(
+                s.start_unix_ns >= p.start_unix_ns
+                    && s.end_unix_ns() <= p.end_unix_ns() + 1_000_000,
+                "{} inside {}",
+                s.name,
+                p.name
+            );
+        }
+    }
+    assert!(spans.iter().all(|s| !s.error));
+    gw.clone()
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+#[tokio::test]
+async fn one_request_through_three_services_is_one_nested_trace() {
+    let cluster = start().await;
+    let trace = TraceId::random();
+    let caller = SpanId::random();
+    let resp = http()
+        .get(format!("{}/api/orders/1", cluster.gateway_url()))
+        .header("traceparent", format!("00-{trace}-{caller}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let served_by = resp.headers()["x-served-by"].to_str().unwrap().to_string();
+    let spans = spans(&cluster, trace, 7).await;
+    let gw = assert_order_trace(&spans, &served_by);
+    assert_eq!(
+        gw.parent_id,
+        Some(caller),
+        "the gateway continues the caller's span"
+    );
+
+    // The trace list finds it, rooted at the gateway, through all three services.
+    let list = cluster
+        .handle()
+        .traces(&TraceFilter {
+            service: Some("user-service".into()),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let sum = list.iter().find(|t| t.trace_id == trace).expect("listed");
+    assert_eq!(sum.span_count, 7);
+    assert_eq!(sum.services, ["gateway", "order-service", "user-service"]);
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_frameworks_x_trace_id_alone_is_enough() {
+    let cluster = start().await;
+    let resp = http()
+        .get(format!("{}/api/orders/1", cluster.gateway_url()))
+        .header("X-Trace-ID", "1234567890abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let served_by = resp.headers()["x-served-by"].to_str().unwrap().to_string();
+    let trace = TraceId::parse("00000000000000001234567890abcdef").unwrap();
+    let spans = spans(&cluster, trace, 7).await;
+    let gw = assert_order_trace(&spans, &served_by);
+    assert_eq!(
+        gw.parent_id, None,
+        "no X-Span-ID: the gateway span is the root"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_context_starts_a_trace_and_a_refusal_is_a_span_that_says_so() {
+    let cluster = start().await;
+    let handle = cluster.handle();
+    handle
+        .send(Command::BreakerMode {
+            name: "gateway->user-service".into(),
+            mode: Mode::ForcedOpen,
+        })
+        .await
+        .unwrap();
+    let resp = http()
+        .get(format!("{}/api/users/1", cluster.gateway_url()))
+        .header("traceparent", "00-not-a-valid-header-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let errors = handle
+        .traces(&TraceFilter {
+            operation: Some("rejected by breaker gateway->user-service, forced_open".into()),
+            errors_only: true,
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let newest = errors.first().expect("the refusal is in the traces");
+    let spans = spans(&cluster, newest.trace_id, 3).await;
+    let refused = one(&spans, "refusal", |s| {
+        s.name.starts_with("rejected by breaker")
+    });
+    assert!(refused.error);
+    assert_eq!(refused.attribute("breaker"), Some("gateway->user-service"));
+    let gw = one(&spans, "gateway server", |s| {
+        s.service == "gateway" && s.name == "GET /api/users/{id}"
+    });
+    assert_eq!(
+        gw.parent_id, None,
+        "an invalid traceparent starts a new trace"
+    );
+    assert!(gw.error && gw.attribute("http.status_code") == Some("503"));
+    assert!(
+        !spans.iter().any(|s| s.service == "user-service"),
+        "the upstream never saw it"
+    );
+    cluster.shutdown().await;
+}
