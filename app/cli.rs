@@ -123,6 +123,35 @@ pub enum CtlCommand {
     },
     /// Set the traffic generator's rate (0 pauses it).
     Traffic { rps: u32 },
+    /// Recent traces, newest first: root operation, services, spans, duration, errors.
+    Traces {
+        /// Only traces through this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only traces with a span whose operation contains this text.
+        #[arg(long)]
+        operation: Option<String>,
+        /// Only traces at least this long.
+        #[arg(long, value_name = "MS")]
+        min_ms: Option<f64>,
+        /// Only traces with an error.
+        #[arg(long)]
+        errors: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One trace as a waterfall (its spans, nested, on a time axis).
+    Trace {
+        /// The trace id (32 hex digits, or the framework's 16).
+        id: String,
+        /// Width of the waterfall in columns.
+        #[arg(long, default_value_t = 120)]
+        width: u16,
+        #[arg(long)]
+        json: bool,
+    },
     /// The gateway's route table, step by step.
     Route {
         #[command(subcommand)]

@@ -7,6 +7,7 @@ use devcluster::cluster::RouteExplain;
 use devcluster::control::{AdminClient, Command};
 use devcluster::handle::InstanceSnapshot;
 use devcluster::services::faults::Fault;
+use devcluster::telemetry::{SpanRecord, TraceFilter, TraceId, TraceSummary};
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
@@ -30,6 +31,33 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
             CtlCommand::Balancers { json } => {
                 let list = client.balancers().await?;
                 print_or_json(*json, list.as_slice(), balancers_table)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            CtlCommand::Traces {
+                service,
+                operation,
+                min_ms,
+                errors,
+                limit,
+                json,
+            } => {
+                let f = TraceFilter {
+                    service: service.clone(),
+                    operation: operation.clone(),
+                    min_duration_ms: *min_ms,
+                    errors_only: *errors,
+                    limit: Some(*limit),
+                };
+                let list = client.traces(&f).await?;
+                print_or_json(*json, list.as_slice(), traces_table)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            CtlCommand::Trace { id, width, json } => {
+                let id = TraceId::parse(id).ok_or_else(|| {
+                    anyhow::anyhow!("trace id {id:?}: expected 32 (or 16) hex digits")
+                })?;
+                let spans = client.trace(id).await?;
+                print_or_json(*json, spans.as_slice(), |s| waterfall_text(s, *width))?;
                 return Ok(ExitCode::SUCCESS);
             }
             CtlCommand::Route {
@@ -199,6 +227,45 @@ fn balancers_table(list: &[BalancerSnapshot]) -> String {
             };
             let _ = writeln!(out, "  {id:<20} {n:>8}  {share:5.1}%");
         }
+    }
+    out
+}
+
+fn traces_table(list: &[TraceSummary]) -> String {
+    let rows: Vec<[String; 6]> = list
+        .iter()
+        .map(|t| {
+            [
+                t.trace_id.to_string(),
+                t.root.clone(),
+                t.services.join(","),
+                t.span_count.to_string(),
+                format!("{:.1}ms", t.duration_ms),
+                if t.error { "error" } else { "" }.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        ["TRACE", "ROOT", "SERVICES", "SPANS", "DURATION", "STATUS"],
+        &rows,
+    )
+}
+
+/// The dashboard's waterfall widget drawn into a buffer and printed as text.
+pub fn waterfall_text(spans: &[SpanRecord], width: u16) -> String {
+    use ratatui::buffer::Buffer;
+    use ratatui::layout::Rect;
+    use ratatui::widgets::Widget;
+    let flat = crate::dashboard::views::traces::flatten(spans, &Default::default());
+    let height = flat.rows.len() as u16 + 1;
+    let area = Rect::new(0, 0, width.max(40), height);
+    let mut buf = Buffer::empty(area);
+    widgets::Waterfall::new(&flat.rows, flat.total_ns).render(area, &mut buf);
+    let mut out = String::new();
+    for y in 0..height {
+        let line: String = (0..area.width).map(|x| buf[(x, y)].symbol()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }

@@ -112,10 +112,16 @@ fn dashboard_shows_live_services_switches_tabs_and_restores_the_terminal() {
         s.contains("5/5 instances passing")
     });
 
+    // Traces: the traffic generator's requests are listed; Enter opens one as a waterfall.
     tmux.run(&["send-keys", "-t", "dash", "5"]);
-    tmux.wait_for("the Traces placeholder", |s| {
-        s.contains("Tracing is not wired in yet")
+    tmux.wait_for("the trace list", |s| {
+        s.contains("Recent traces") && s.contains("gateway → ")
     });
+    tmux.run(&["send-keys", "-t", "dash", "Enter"]);
+    let s = tmux.wait_for("a waterfall", |s| s.contains("space folds"));
+    assert!(s.contains("call ") && s.contains("attributes"), "{s}");
+    tmux.run(&["send-keys", "-t", "dash", "Escape"]);
+    tmux.wait_for("back to the list", |s| s.contains("Recent traces"));
 
     tmux.run(&["send-keys", "-t", "dash", "q"]);
     let s = tmux.wait_for("the dashboard to exit", |s| s.contains("EXITED 0"));

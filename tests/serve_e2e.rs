@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -221,4 +221,67 @@ async fn a_busy_port_and_a_bad_config_are_refused_with_a_way_out() {
         err.contains("typo.toml") && err.contains("intervl_ms"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn ctl_traces_and_trace_show_a_request_through_the_gateway() {
+    // LGO_LOG=warn (set by `serve`) silences logs, not traces.
+    let served = serve(&["--no-traffic"]).await;
+    let admin = served.url("admin");
+    let gateway = served.url("gateway");
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let resp = http()
+            .get(format!("{gateway}/api/users/2"))
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the gateway never answered 200");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let (ok, out, err) = ctl(&admin, &["traces", "--service", "user-service", "--json"]).await;
+        assert!(ok, "{err}");
+        let list: Value = serde_json::from_str(&out).unwrap();
+        if let Some(t) = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["trace_id"] == trace)
+        {
+            if t["span_count"] == 4 {
+                break t.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trace {trace} never listed: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(listed["root"], "GET /api/users/{id}");
+    assert_eq!(listed["services"], json!(["gateway", "user-service"]));
+
+    let (ok, out, err) = ctl(&admin, &["trace", trace]).await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("SPAN"), "{out}");
+    assert!(lines[1].starts_with("▾ GET /api/users/{id}"), "{out}");
+    assert!(lines[2].starts_with("  ▾ call user-service"), "{out}");
+    assert!(lines[3].starts_with("    ▾ GET user-service"), "{out}");
+    assert!(lines[4].starts_with("        GET /users/{id}"), "{out}");
+
+    let (ok, _, err) = ctl(&admin, &["trace", "not-a-trace"]).await;
+    assert!(
+        !ok && err.contains("expected 32 (or 16) hex digits"),
+        "{err}"
+    );
+    let (ok, _, err) = ctl(&admin, &["trace", "00000000000000000000000000000001"]).await;
+    assert!(!ok && err.contains("no trace"), "{err}");
 }

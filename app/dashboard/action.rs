@@ -23,7 +23,8 @@ pub enum Action {
     ForceOpen,
     ForceClosed,
     BreakerAuto,
-    CycleBreakerMode,
+    /// Space: cycles a breaker's mode, folds a span's subtree.
+    Toggle,
     Inspect,
     TogglePause,
     ToggleHelp,
@@ -71,7 +72,7 @@ pub fn bindings() -> Vec<Binding> {
         b(
             "Enter",
             Action::Open,
-            "open (focus the instances of the selection)",
+            "open (a service's instances, a trace's waterfall)",
             Some("open"),
             None,
         ),
@@ -127,10 +128,17 @@ pub fn bindings() -> Vec<Binding> {
         ),
         b(
             "space",
-            Action::CycleBreakerMode,
+            Action::Toggle,
             "cycle auto → forced open → forced closed",
             None,
             breakers,
+        ),
+        b(
+            "space",
+            Action::Toggle,
+            "fold / unfold the selected span's subtree",
+            Some("fold"),
+            Some(Tab::Traces),
         ),
         b(
             "e",
@@ -183,7 +191,7 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('o') => Action::ForceOpen,
         KeyCode::Char('c') => Action::ForceClosed,
         KeyCode::Char('a') => Action::BreakerAuto,
-        KeyCode::Char(' ') => Action::CycleBreakerMode,
+        KeyCode::Char(' ') => Action::Toggle,
         KeyCode::Char('e') => Action::Inspect,
         KeyCode::Char('p') => Action::TogglePause,
         KeyCode::Char('?') => Action::ToggleHelp,

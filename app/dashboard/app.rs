@@ -7,9 +7,11 @@ use super::views::balancer::{self, BalancerView};
 use super::views::breakers::BreakersView;
 use super::views::inspector::{Answer, Inspector, InspectorKey};
 use super::views::services::ServicesView;
+use super::views::traces::{self, OpenTrace, TracesView};
 use devcluster::breaker::Mode;
 use devcluster::cluster::RouteExplain;
 use devcluster::handle::ClusterSnapshot;
+use devcluster::telemetry::{SpanRecord, TraceFilter, TraceId, TraceSummary};
 use ratatui::crossterm::event::KeyEvent;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +33,8 @@ pub use devcluster::control::Command;
 pub enum Request {
     Command(Command),
     Explain { method: String, path: String },
+    Traces(TraceFilter),
+    Trace(TraceId),
 }
 
 /// What came back from a request.
@@ -39,7 +43,12 @@ pub enum Reply {
     Done(String),
     Failed(String),
     Explained(Box<Result<RouteExplain, String>>),
+    Traces(Result<Vec<TraceSummary>, String>),
+    Trace(TraceId, Result<Vec<SpanRecord>, String>),
 }
+
+/// How often the trace list is refreshed while the Traces tab shows it.
+pub const TRACES_REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Toast {
@@ -58,6 +67,8 @@ pub struct App {
     pub services: ServicesView,
     pub balancer: BalancerView,
     pub breakers: BreakersView,
+    pub traces: TracesView,
+    traces_fetched: Option<Instant>,
     pub rates: Rates,
     /// The route inspector overlay, when open; it takes the keyboard.
     pub inspector: Option<Inspector>,
@@ -76,6 +87,8 @@ impl App {
             services: ServicesView::default(),
             balancer: BalancerView::default(),
             breakers: BreakersView::default(),
+            traces: TracesView::default(),
+            traces_fetched: None,
             rates: Rates::default(),
             inspector: None,
             toast: None,
@@ -114,6 +127,23 @@ impl App {
         match reply {
             Reply::Done(text) => self.toast(text, false),
             Reply::Failed(text) => self.toast(text, true),
+            Reply::Traces(Ok(list)) => {
+                self.traces.error = None;
+                self.traces.set_list(list);
+            }
+            Reply::Traces(Err(e)) => self.traces.error = Some(e),
+            Reply::Trace(id, result) => {
+                if self.traces.loading == Some(id) {
+                    self.traces.loading = None;
+                }
+                match result {
+                    Ok(spans) if !spans.is_empty() => {
+                        self.traces.open = Some(OpenTrace::new(id, spans));
+                    }
+                    Ok(_) => self.toast(format!("trace {id} is no longer in the store"), true),
+                    Err(e) => self.toast(e, true),
+                }
+            }
             Reply::Explained(r) => {
                 if let Some(insp) = &mut self.inspector {
                     insp.answer = Some(match *r {
@@ -145,15 +175,15 @@ impl App {
             }
             (Action::NextTab, _) => {
                 self.tab = Tab::from_index(self.tab.index() + 1);
-                None
+                return self.on_tick(Instant::now());
             }
             (Action::PrevTab, _) => {
                 self.tab = Tab::from_index(self.tab.index() + Tab::ALL.len() - 1);
-                None
+                return self.on_tick(Instant::now());
             }
             (Action::GoToTab(i), _) => {
                 self.tab = Tab::from_index(i);
-                None
+                return self.on_tick(Instant::now());
             }
             (Action::TogglePause, _) => {
                 self.paused = !self.paused;
@@ -167,6 +197,18 @@ impl App {
             }
             (Action::Inspect, _) => {
                 self.inspector = Some(Inspector::default());
+                None
+            }
+            (Action::Open, Tab::Traces) if self.traces.open.is_none() => {
+                let id = self.traces.selected_trace()?.trace_id;
+                if self.traces.loading == Some(id) {
+                    return None;
+                }
+                self.traces.loading = Some(id);
+                return Some(Request::Trace(id));
+            }
+            (a @ (Action::Up | Action::Down | Action::Back | Action::Toggle), Tab::Traces) => {
+                self.traces.on_action(&a);
                 None
             }
             (a @ (Action::Up | Action::Down | Action::Open | Action::Back), tab) => {
@@ -205,10 +247,8 @@ impl App {
                 })
             }
             (
-                a @ (Action::ForceOpen
-                | Action::ForceClosed
-                | Action::BreakerAuto
-                | Action::CycleBreakerMode),
+                a
+                @ (Action::ForceOpen | Action::ForceClosed | Action::BreakerAuto | Action::Toggle),
                 Tab::Breakers,
             ) => {
                 let b = self.breakers.selected_breaker(&self.snapshot)?;
@@ -266,6 +306,24 @@ impl App {
         } else {
             Command::Restart { id }
         })
+    }
+
+    /// Time passing: asks for the trace list again while the Traces tab shows it.
+    pub fn on_tick(&mut self, now: Instant) -> Option<Request> {
+        if self.tab != Tab::Traces || self.traces.open.is_some() || self.paused {
+            return None;
+        }
+        if self
+            .traces_fetched
+            .is_some_and(|at| now.duration_since(at) < TRACES_REFRESH)
+        {
+            return None;
+        }
+        self.traces_fetched = Some(now);
+        Some(Request::Traces(TraceFilter {
+            limit: Some(traces::LIST_LIMIT),
+            ..Default::default()
+        }))
     }
 
     pub fn toast(&mut self, text: impl Into<String>, error: bool) {

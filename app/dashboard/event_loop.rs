@@ -69,7 +69,12 @@ pub async fn run(handle: ClusterHandle, header: Header) -> anyhow::Result<()> {
                 app.on_reply(reply);
                 dirty = true;
             }
-            _ = tick.tick() => dirty |= app.expire_toast(Instant::now()),
+            _ = tick.tick() => {
+                dirty |= app.expire_toast(Instant::now());
+                if let Some(req) = app.on_tick(Instant::now()) {
+                    spawn_request(req, handle.clone(), done_tx.clone());
+                }
+            }
         }
         if app.quit {
             return Ok(());
@@ -114,6 +119,10 @@ fn spawn_request(req: Request, handle: ClusterHandle, done: mpsc::Sender<Reply>)
                 Ok(text) => Reply::Done(text),
                 Err(e) => Reply::Failed(e.to_string()),
             },
+            Request::Traces(f) => Reply::Traces(handle.traces(&f).await.map_err(|e| e.to_string())),
+            Request::Trace(id) => {
+                Reply::Trace(id, handle.trace(id).await.map_err(|e| e.to_string()))
+            }
             Request::Explain { method, path } => Reply::Explained(Box::new(
                 handle
                     .explain(&method, &path)

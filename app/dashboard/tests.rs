@@ -119,6 +119,8 @@ fn press(app: &mut App, code: KeyCode) -> Option<Command> {
     let action = action_for(KeyEvent::new(code, KeyModifiers::NONE))?;
     match app.on_action(action)? {
         Request::Command(c) => Some(c),
+        // Switching to the Traces tab fetches the list; not what these tests look at.
+        Request::Traces(_) => None,
         other => panic!("expected a command, got {other:?}"),
     }
 }
@@ -621,4 +623,138 @@ fn route_inspector_takes_typing_and_shows_the_explanation() {
     assert!(all.contains("forwarded to order-service-1"), "{all}");
     app.on_inspector_key(key(KeyCode::Esc));
     assert!(app.inspector.is_none());
+}
+
+mod traces_tab {
+    use super::*;
+    use devcluster::telemetry::{SpanId, SpanRecord, TraceFilter, TraceId, TraceSummary};
+
+    fn span(
+        id: u64,
+        parent: Option<u64>,
+        service: &str,
+        name: &str,
+        start_ms: u64,
+        dur_ms: u64,
+    ) -> SpanRecord {
+        SpanRecord {
+            trace_id: TraceId(0xabc),
+            span_id: SpanId(id),
+            parent_id: parent.map(SpanId),
+            service: service.into(),
+            instance: format!("{service}-1"),
+            name: name.into(),
+            start_unix_ns: 1_000_000_000 + start_ms * 1_000_000,
+            duration_ns: dur_ms * 1_000_000,
+            error: name.starts_with("rejected"),
+            attributes: vec![("peer.instance".into(), "user-service-2".into())],
+            events: vec![],
+        }
+    }
+
+    fn spans() -> Vec<SpanRecord> {
+        vec![
+            span(1, None, "gateway", "GET /api/orders/{id}", 0, 40),
+            span(2, Some(1), "gateway", "call order-service", 2, 36),
+            span(3, Some(2), "order-service", "GET /orders/{id}", 5, 30),
+            span(
+                4,
+                Some(3),
+                "order-service",
+                "rejected by breaker order-service->user-service, forced_open",
+                6,
+                1,
+            ),
+        ]
+    }
+
+    fn summary() -> TraceSummary {
+        let s = spans();
+        TraceSummary::of(&s.iter().collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn the_tab_asks_for_traces_and_lists_them() {
+        let mut app = busy_app();
+        let action = action_for(KeyEvent::new(KeyCode::Char('5'), KeyModifiers::NONE)).unwrap();
+        match app.on_action(action) {
+            Some(Request::Traces(TraceFilter { limit: Some(_), .. })) => {}
+            other => panic!("switching to Traces asks for them: {other:?}"),
+        }
+        // Not again within the refresh interval; again after it.
+        let now = std::time::Instant::now();
+        assert_eq!(app.on_tick(now), None);
+        assert!(
+            app.on_tick(now + super::super::app::TRACES_REFRESH)
+                .is_some()
+        );
+        app.on_reply(Reply::Traces(Ok(vec![summary()])));
+        let all = screen(&app, 160, 30).join("\n");
+        assert!(all.contains("Recent traces (1)"), "{all}");
+        assert!(all.contains("GET /api/orders/{id}"), "{all}");
+        assert!(all.contains("gateway → order-service"), "{all}");
+        assert!(all.contains("✖") && all.contains("40.0ms"), "{all}");
+    }
+
+    #[test]
+    fn enter_opens_a_waterfall_space_folds_esc_returns() {
+        let mut app = busy_app();
+        press(&mut app, KeyCode::Char('5'));
+        app.on_reply(Reply::Traces(Ok(vec![summary()])));
+        let open = action_for(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)).unwrap();
+        assert_eq!(
+            app.on_action(open.clone()),
+            Some(Request::Trace(TraceId(0xabc)))
+        );
+        assert_eq!(app.on_action(open), None, "no second fetch while loading");
+        app.on_reply(Reply::Trace(TraceId(0xabc), Ok(spans())));
+        let lines = screen(&app, 160, 30);
+        let all = lines.join("\n");
+        assert!(all.contains("4 spans") && all.contains("1 errors"), "{all}");
+        let row = |name: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(name))
+                .unwrap_or_else(|| panic!("{name}:\n{all}"))
+        };
+        assert!(row("GET /api/orders/{id}") < row("call order-service"));
+        assert!(
+            lines[row("GET /orders/{id}")].contains("    ▾ GET /orders/{id}"),
+            "{all}"
+        );
+        assert!(
+            lines[row("rejected by breaker")].contains("✖ rejected"),
+            "{all}"
+        );
+        assert!(
+            all.contains("peer.instance=user-service-2"),
+            "detail pane: {all}"
+        );
+
+        // Down to the order-service span, fold it: its child disappears.
+        press(&mut app, KeyCode::Char('j'));
+        press(&mut app, KeyCode::Char('j'));
+        press(&mut app, KeyCode::Char(' '));
+        let all = screen(&app, 160, 30).join("\n");
+        assert!(
+            all.contains("▸ GET /orders/{id}") && !all.contains("rejected by breaker"),
+            "{all}"
+        );
+        press(&mut app, KeyCode::Esc);
+        assert!(screen(&app, 160, 30).join("\n").contains("Recent traces"));
+    }
+
+    #[test]
+    fn an_evicted_trace_says_so() {
+        let mut app = busy_app();
+        press(&mut app, KeyCode::Char('5'));
+        app.on_reply(Reply::Traces(Ok(vec![summary()])));
+        app.on_reply(Reply::Trace(TraceId(0xabc), Ok(vec![])));
+        assert!(app.traces.open.is_none());
+        assert!(
+            app.toast
+                .as_ref()
+                .is_some_and(|t| t.error && t.text.contains("no longer"))
+        );
+    }
 }

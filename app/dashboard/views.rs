@@ -4,3 +4,4 @@ pub mod balancer;
 pub mod breakers;
 pub mod inspector;
 pub mod services;
+pub mod traces;

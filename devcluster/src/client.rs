@@ -350,7 +350,7 @@ impl ServiceClient {
                 span.record("error", true);
             }
             if let Err(e) = &outcome {
-                span.in_scope(|| tracing::warn!(instance = %inst.id, "{e}"));
+                span.in_scope(|| tracing::warn!("{e}"));
             }
             permit.record(Outcome {
                 failure: error,

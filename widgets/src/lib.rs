@@ -6,9 +6,11 @@ pub mod distribution;
 pub mod instance_table;
 pub mod notice;
 pub mod theme;
+pub mod waterfall;
 
 pub use breaker_badge::{BreakerBadge, BreakerLight};
 pub use distribution::{DistributionBars, ShareKind, ShareRow};
 pub use instance_table::{HealthMark, InstanceRow, InstanceTable};
 pub use notice::Notice;
 pub use theme::Theme;
+pub use waterfall::{Waterfall, WaterfallRow};
