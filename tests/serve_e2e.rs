@@ -253,11 +253,9 @@ async fn ctl_traces_and_trace_show_a_request_through_the_gateway() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|t| t["trace_id"] == trace)
+            .find(|t| t["trace_id"] == trace && t["span_count"] == 4)
         {
-            if t["span_count"] == 4 {
-                break t.clone();
-            }
+            break t.clone();
         }
         assert!(
             Instant::now() < deadline,
