@@ -12,6 +12,7 @@ use crate::balance::service::{Balancers, NoCandidate};
 use crate::breaker::{Breakers, Outcome, Rejected};
 use crate::registry::Registry;
 use crate::telemetry;
+use crate::telemetry::metrics::MetricsHub;
 use axum::body::Body;
 use axum::response::IntoResponse;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -124,6 +125,7 @@ pub struct ServiceClient {
     settings: RwLock<ClientSettings>,
     budget: RetryBudget,
     hash_keys: RwLock<BTreeMap<String, String>>,
+    metrics: Option<Arc<MetricsHub>>,
 }
 
 impl ServiceClient {
@@ -149,6 +151,7 @@ impl ServiceClient {
             breakers,
             http,
             budget: RetryBudget::new(settings.budget_percent, settings.min_retries_per_second),
+            metrics: None,
             settings: RwLock::new(settings),
             hash_keys: RwLock::new(hash_keys),
         }
@@ -220,6 +223,13 @@ impl ServiceClient {
             }
         }
         result
+    }
+
+    /// Counts every attempt into `hub` (the admin port's `/metrics`).
+    #[must_use]
+    pub fn with_metrics(mut self, hub: Arc<MetricsHub>) -> Self {
+        self.metrics = Some(hub);
+        self
     }
 
     async fn call_in(
@@ -348,6 +358,15 @@ impl ServiceClient {
             };
             if error {
                 span.record("error", true);
+            }
+            if let Some(m) = &self.metrics {
+                let outcome_label = match &outcome {
+                    Ok(r) if r.status().is_server_error() => "5xx",
+                    Ok(_) => "ok",
+                    Err(CallError::Timeout { .. }) => "timeout",
+                    Err(_) => "connect_error",
+                };
+                m.record_call(&self.caller, target, &inst.id, outcome_label, elapsed);
             }
             if let Err(e) = &outcome {
                 span.in_scope(|| tracing::warn!("{e}"));

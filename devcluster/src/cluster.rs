@@ -18,6 +18,7 @@ use crate::server::HttpServer;
 use crate::services::faults::Faults;
 use crate::services::traffic::{self, Traffic};
 use crate::services::{order, user};
+use crate::telemetry::metrics::MetricsHub;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,8 @@ use tokio::task::JoinHandle;
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// Picks per balancer carried in each snapshot.
 const SNAPSHOT_PICKS: usize = 50;
+/// Seconds of metric series in each snapshot (the sparklines' width).
+const SNAPSHOT_SECONDS: usize = 120;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -106,6 +109,7 @@ pub struct Core {
     pub(crate) gateway: Arc<Gateway>,
     pub(crate) faults: Arc<Faults>,
     pub(crate) traffic: Arc<Traffic>,
+    pub(crate) metrics: Arc<MetricsHub>,
     /// Instances killed for a while: when they come back by themselves.
     pub(crate) restarts: Mutex<HashMap<String, (tokio::time::Instant, JoinHandle<()>)>>,
     version: AtomicU64,
@@ -216,15 +220,19 @@ impl Cluster {
             .iter()
             .filter_map(|(k, v)| v.hash_key.clone().map(|h| (k.clone(), h)))
             .collect();
+        let metrics = Arc::new(MetricsHub::new());
         let new_client = |caller: &str| {
-            Arc::new(ServiceClient::new(
-                caller,
-                registry.clone(),
-                balancers.clone(),
-                breakers.clone(),
-                client_settings(cfg),
-                hash_keys.clone(),
-            ))
+            Arc::new(
+                ServiceClient::new(
+                    caller,
+                    registry.clone(),
+                    balancers.clone(),
+                    breakers.clone(),
+                    client_settings(cfg),
+                    hash_keys.clone(),
+                )
+                .with_metrics(metrics.clone()),
+            )
         };
         // The call paths exist from the start, so their breakers and balancers show at once.
         for (caller, target) in [
@@ -242,10 +250,11 @@ impl Cluster {
         let lookup = Arc::new(order::UserLookup::new(new_client(order::SERVICE)));
         let mut instances = Vec::new();
         for (service, id, listener) in planned {
+            let m = metrics.server(service, &id);
             let router = if service == user::SERVICE {
-                user::router(users.clone(), &id, faults.clone())
+                user::router(users.clone(), &id, faults.clone(), m)
             } else {
-                order::router(orders.clone(), lookup.clone(), &id, faults.clone())
+                order::router(orders.clone(), lookup.clone(), &id, faults.clone(), m)
             };
             let server = started(&id, listener, router)?;
             let registration = sample_registration(cfg, service, &id, server.addr());
@@ -266,7 +275,10 @@ impl Cluster {
         let gateway_server = started(
             "gateway",
             gateway_l,
-            crate::gateway::router(gateway.clone()),
+            crate::gateway::router(
+                gateway.clone(),
+                metrics.server(crate::gateway::GATEWAY, crate::gateway::GATEWAY),
+            ),
         )?;
         let admin_url = format!(
             "http://{}",
@@ -290,11 +302,15 @@ impl Cluster {
             gateway,
             faults,
             traffic: traffic.clone(),
+            metrics: metrics.clone(),
             restarts: Mutex::new(HashMap::new()),
             version: AtomicU64::new(0),
             snapshot_tx,
         });
         core.publish();
+        let sampler = tokio::spawn(crate::telemetry::metrics::sample_process(Arc::downgrade(
+            &metrics,
+        )));
         let publisher = tokio::spawn(publish_loop(
             Arc::downgrade(&core),
             core.registry.subscribe(),
@@ -312,7 +328,7 @@ impl Cluster {
             core,
             // Stopped in this order: the gateway first (no new traffic), the registry last.
             servers: vec![gateway_server, admin_server, registry_server],
-            tasks: vec![generator, publisher],
+            tasks: vec![generator, publisher, sampler],
             drain: opts.config.drain(),
         })
     }
@@ -480,6 +496,7 @@ impl Core {
             balancers,
             breakers: self.breakers.snapshots(),
             traffic: self.traffic.view(),
+            metrics: self.metrics.view(SNAPSHOT_SECONDS),
         }));
     }
 

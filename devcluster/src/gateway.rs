@@ -6,7 +6,8 @@
 pub mod routes;
 
 use crate::client::{Call, ServiceClient};
-use crate::telemetry::http::{ServerSpan, trace_request};
+use crate::telemetry::http::{RouteName, ServerSpan, trace_request};
+use crate::telemetry::metrics::ServerMetrics;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -42,12 +43,12 @@ impl Gateway {
     }
 }
 
-pub fn router(gw: Arc<Gateway>) -> Router {
+pub fn router(gw: Arc<Gateway>, metrics: Arc<ServerMetrics>) -> Router {
     Router::new()
         .fallback(proxy)
         .with_state(gw)
         .layer(axum::middleware::from_fn_with_state(
-            ServerSpan::new(GATEWAY, GATEWAY),
+            ServerSpan::new(metrics),
             trace_request,
         ))
 }
@@ -115,11 +116,13 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         body: Body::new(body),
         params: matched.params,
     };
-    match gw.client.call(&matched.service, call).await {
+    let mut resp = match gw.client.call(&matched.service, call).await {
         Ok(mut resp) => {
             crate::client::headers::strip_hop_by_hop(resp.headers_mut());
             resp.into_response()
         }
         Err(e) => e.into_response(),
-    }
+    };
+    resp.extensions_mut().insert(RouteName(matched.route));
+    resp
 }

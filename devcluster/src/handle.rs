@@ -9,6 +9,7 @@ use crate::control::{AdminClient, Command, ControlError, Endpoint};
 use crate::registry::{Health, InstanceView};
 use crate::services::faults::FaultView;
 use crate::services::traffic::TrafficView;
+use crate::telemetry::metrics::MetricsView;
 use crate::telemetry::{SpanRecord, TraceFilter, TraceId, TraceSummary};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -80,6 +81,9 @@ pub struct ClusterSnapshot {
     pub breakers: Vec<BreakerSnapshot>,
     #[serde(default)]
     pub traffic: TrafficView,
+    /// Per-second series per service and instance, and the process and host.
+    #[serde(default)]
+    pub metrics: MetricsView,
 }
 
 /// One service and its instances, for grouped views.

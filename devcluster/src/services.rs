@@ -10,8 +10,10 @@ pub mod user;
 pub use api_error::ApiError;
 
 use crate::telemetry::http::{ServerSpan, trace_request};
+use crate::telemetry::metrics::{self, ServerMetrics};
 use axum::Router;
 use axum::http::HeaderValue;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
 use axum::routing::get;
 use faults::{FaultLayerState, Faults};
@@ -28,7 +30,9 @@ pub(crate) fn finish(
     service: &'static str,
     instance_id: &str,
     faults: Arc<Faults>,
+    metrics: Arc<ServerMetrics>,
 ) -> Router {
+    let scrape = metrics.clone();
     let served_by =
         HeaderValue::from_str(instance_id).unwrap_or(HeaderValue::from_static("unknown"));
     router
@@ -37,6 +41,13 @@ pub(crate) fn finish(
             get(
                 move || async move { axum::Json(json!({"status": "healthy", "service": service})) },
             ),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let m = scrape.clone();
+                async move { ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], m.encode()) }
+            }),
         )
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
@@ -55,7 +66,7 @@ pub(crate) fn finish(
         }))
         // Outermost, so the span sees injected faults' answers and their latency too.
         .layer(axum::middleware::from_fn_with_state(
-            ServerSpan::new(service, instance_id),
+            ServerSpan::new(metrics),
             trace_request,
         ))
 }

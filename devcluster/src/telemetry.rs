@@ -7,6 +7,8 @@
 pub mod context;
 pub mod http;
 mod layer;
+pub mod metrics;
+pub mod rolling;
 pub mod span;
 pub mod store;
 

@@ -30,6 +30,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/commands", post(command))
         .route("/api/route/explain", get(explain))
         .route("/api/traces", get(traces))
+        .route("/metrics", get(metrics))
         .route("/api/traces/{id}", get(trace))
         .route(
             "/health",
@@ -163,4 +164,16 @@ async fn trace(Path(id): Path<String>) -> Response {
         );
     }
     axum::Json(spans).into_response()
+}
+
+/// `GET /metrics`: the gateway, the client side and the process, as OpenMetrics text.
+async fn metrics(State(core): State<Arc<Core>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            telemetry::metrics::CONTENT_TYPE,
+        )],
+        core.metrics.encode_admin(),
+    )
+        .into_response()
 }

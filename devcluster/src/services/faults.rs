@@ -156,7 +156,8 @@ pub async fn inject(State(s): State<FaultLayerState>, req: Request, next: Next) 
         // Never answer: callers see their timeout, health checks too.
         std::future::pending::<()>().await;
     }
-    if req.uri().path() == "/health" {
+    // Probes and scrapes see the instance as it is, not the injected fault.
+    if matches!(req.uri().path(), "/health" | "/metrics") {
         return next.run(req).await;
     }
     if f.latency_ms > 0 || f.jitter_ms > 0 {

@@ -148,12 +148,13 @@ pub fn router(
     users: Arc<UserLookup>,
     instance_id: &str,
     faults: Arc<super::faults::Faults>,
+    metrics: Arc<crate::telemetry::metrics::ServerMetrics>,
 ) -> Router {
     let routes = Router::new()
         .route("/orders", get(list).post(create))
         .route("/orders/{id}", get(read).delete(remove))
         .with_state(AppState { orders, users });
-    finish(routes, SERVICE, instance_id, faults)
+    finish(routes, SERVICE, instance_id, faults, metrics)
 }
 
 async fn list(State(s): State<AppState>) -> Response {

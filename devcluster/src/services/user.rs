@@ -118,12 +118,13 @@ pub fn router(
     store: Arc<UserStore>,
     instance_id: &str,
     faults: Arc<super::faults::Faults>,
+    metrics: Arc<crate::telemetry::metrics::ServerMetrics>,
 ) -> Router {
     let routes = Router::new()
         .route("/users", get(list).post(create))
         .route("/users/{id}", get(read).put(update).delete(remove))
         .with_state(store);
-    finish(routes, SERVICE, instance_id, faults)
+    finish(routes, SERVICE, instance_id, faults, metrics)
 }
 
 async fn list(State(store): State<Arc<UserStore>>) -> Response {

@@ -1,8 +1,10 @@
 //! The server side of a hop: a middleware that opens a span per request, continuing the
-//! caller's trace from its headers, and records the status. `/health` is not traced: the
-//! registry probes it every second and it would drown the traces of real requests.
+//! caller's trace from its headers, records the status, and counts the request in the
+//! server's metrics. `/health` and `/metrics` are neither traced nor counted: probes and
+//! scrapers would drown the real requests.
 
 use super::context;
+use super::metrics::ServerMetrics;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -13,21 +15,34 @@ use tracing::Instrument;
 pub struct ServerSpan {
     pub service: Arc<str>,
     pub instance: Arc<str>,
+    pub metrics: Arc<ServerMetrics>,
 }
 
 impl ServerSpan {
-    pub fn new(service: &str, instance: &str) -> Self {
+    pub fn new(metrics: Arc<ServerMetrics>) -> Self {
         ServerSpan {
-            service: Arc::from(service),
-            instance: Arc::from(instance),
+            service: Arc::from(metrics.service.as_str()),
+            instance: Arc::from(metrics.instance.as_str()),
+            metrics,
         }
     }
 }
 
+/// Put into a response's extensions by a handler that routes by itself (the gateway), so the
+/// metrics group by route pattern rather than raw path.
+#[derive(Clone, Debug)]
+pub struct RouteName(pub String);
+
+/// Requests that matched no route share one label, so junk paths cannot grow the series.
+const UNMATCHED: &str = "unmatched";
+
 pub async fn trace_request(State(s): State<ServerSpan>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/health" {
+    if matches!(req.uri().path(), "/health" | "/metrics") {
         return next.run(req).await;
     }
+    let started = std::time::Instant::now();
+    let _in_flight = s.metrics.start();
+    let method = req.method().clone();
     let remote = context::extract(req.headers());
     let trace_id = remote.map(|r| r.trace_id.to_string());
     let parent = remote.and_then(|r| r.parent).map(|p| p.to_string());
@@ -53,5 +68,17 @@ pub async fn trace_request(State(s): State<ServerSpan>, req: Request, next: Next
     if resp.status().is_server_error() {
         span.record("error", true);
     }
+    let route = resp
+        .extensions()
+        .get::<RouteName>()
+        .map(|r| r.0.as_str())
+        .or(route.as_deref())
+        .unwrap_or(UNMATCHED);
+    s.metrics.record(
+        route,
+        method.as_str(),
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
     resp
 }

@@ -1,0 +1,374 @@
+//! Metrics: every instance (and the gateway) counts its requests, errors, in-flight and latency
+//! per route, the service client counts calls per caller, target and instance, and the process
+//! and host are sampled each second. Two views of the same numbers:
+//! - Prometheus (OpenMetrics text, from `prometheus-client`): each instance's own `/metrics`,
+//!   and the admin port's `/metrics` for the gateway, the client side and the process;
+//! - rolling per-second windows (five minutes) for the dashboard's sparklines and percentiles.
+
+use super::rolling::{Rolling, Series};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The content type `/metrics` answers with.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Latency buckets: 0.5 ms doubling up to about 16 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+/// One server (an instance, or the gateway): its own registry and its rolling window.
+pub struct ServerMetrics {
+    pub service: String,
+    pub instance: String,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    errors: Family<RouteLabels, Counter>,
+    duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    in_flight: Gauge,
+    window: Rolling,
+}
+
+impl ServerMetrics {
+    pub fn new(service: &str, instance: &str) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let errors = Family::<RouteLabels, Counter>::default();
+        let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "http_server_requests",
+            "Requests answered, by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_server_errors",
+            "Requests answered with a 5xx status, by route",
+            errors.clone(),
+        );
+        registry.register(
+            "http_server_request_duration_seconds",
+            "Time to answer, by route",
+            duration.clone(),
+        );
+        registry.register(
+            "http_server_in_flight",
+            "Requests being answered now",
+            in_flight.clone(),
+        );
+        ServerMetrics {
+            service: service.into(),
+            instance: instance.into(),
+            registry,
+            requests,
+            errors,
+            duration,
+            in_flight,
+            window: Rolling::default(),
+        }
+    }
+
+    /// A request started; the guard counts it out when dropped.
+    pub fn start(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(self)
+    }
+
+    pub fn record(&self, route: &str, method: &str, status: u16, took: Duration) {
+        let error = status >= 500;
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.into(),
+                method: method.into(),
+                status,
+            })
+            .inc();
+        let route = RouteLabels {
+            route: route.into(),
+        };
+        if error {
+            self.errors.get_or_create(&route).inc();
+        }
+        self.duration
+            .get_or_create(&route)
+            .observe(took.as_secs_f64());
+        self.window.record(took, error);
+    }
+
+    /// The OpenMetrics text of this server's registry.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn window(&self) -> &Rolling {
+        &self.window
+    }
+}
+
+pub struct InFlight<'a>(&'a ServerMetrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    caller: String,
+    target: String,
+    instance: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabels {
+    caller: String,
+    target: String,
+}
+
+/// The process and the host, as sampled each second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessView {
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
+    pub host_cpu_percent: f64,
+    pub host_memory_used_bytes: u64,
+    pub host_memory_total_bytes: u64,
+    pub load_average_1m: f64,
+    pub cpus: usize,
+}
+
+/// Everything the cluster measures: the servers, the client side, the process.
+pub struct MetricsHub {
+    servers: Mutex<BTreeMap<String, Arc<ServerMetrics>>>,
+    registry: Mutex<Registry>,
+    calls: Family<CallLabels, Counter>,
+    call_duration: Family<PathLabels, Histogram, fn() -> Histogram>,
+    process: Mutex<ProcessView>,
+    process_cpu: Gauge<f64, AtomicU64>,
+    process_rss: Gauge,
+    host_cpu: Gauge<f64, AtomicU64>,
+    spans_stored: Gauge,
+}
+
+impl Default for MetricsHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MetricsHub {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let calls = Family::<CallLabels, Counter>::default();
+        let call_duration =
+            Family::<PathLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        let process_cpu = Gauge::<f64, AtomicU64>::default();
+        let process_rss = Gauge::default();
+        let host_cpu = Gauge::<f64, AtomicU64>::default();
+        let spans_stored = Gauge::default();
+        registry.register(
+            "http_client_requests",
+            "Calls made through the service client, by caller, target, instance and outcome",
+            calls.clone(),
+        );
+        registry.register(
+            "http_client_request_duration_seconds",
+            "Time from sending a call to its answer, by caller and target",
+            call_duration.clone(),
+        );
+        registry.register(
+            "process_cpu_percent",
+            "CPU used by this process, percent of one core",
+            process_cpu.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of this process",
+            process_rss.clone(),
+        );
+        registry.register(
+            "host_cpu_percent",
+            "CPU used on the host, percent of all cores",
+            host_cpu.clone(),
+        );
+        registry.register(
+            "trace_spans_stored",
+            "Spans in the trace store",
+            spans_stored.clone(),
+        );
+        MetricsHub {
+            servers: Mutex::new(BTreeMap::new()),
+            registry: Mutex::new(registry),
+            calls,
+            call_duration,
+            process: Mutex::new(ProcessView::default()),
+            process_cpu,
+            process_rss,
+            host_cpu,
+            spans_stored,
+        }
+    }
+
+    /// The metrics of one server, created on first use (a restart keeps counting).
+    pub fn server(&self, service: &str, instance: &str) -> Arc<ServerMetrics> {
+        let mut map = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(instance.to_string())
+            .or_insert_with(|| Arc::new(ServerMetrics::new(service, instance)))
+            .clone()
+    }
+
+    pub fn record_call(
+        &self,
+        caller: &str,
+        target: &str,
+        instance: &str,
+        outcome: &str,
+        took: Duration,
+    ) {
+        self.calls
+            .get_or_create(&CallLabels {
+                caller: caller.into(),
+                target: target.into(),
+                instance: instance.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.call_duration
+            .get_or_create(&PathLabels {
+                caller: caller.into(),
+                target: target.into(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn set_process(&self, p: ProcessView) {
+        self.process_cpu.set(p.cpu_percent);
+        self.process_rss.set(p.rss_bytes as i64);
+        self.host_cpu.set(p.host_cpu_percent);
+        *self.process.lock().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+
+    /// The admin port's `/metrics`: the gateway's server metrics, the client side, the process.
+    pub fn encode_admin(&self) -> String {
+        self.spans_stored.set(super::store().len() as i64);
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &registry);
+        if let Some(gw) = self
+            .servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(crate::gateway::GATEWAY)
+        {
+            let _ = prometheus_client::encoding::text::encode_registry(&mut out, &gw.registry);
+        }
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
+        out
+    }
+
+    /// Per service (instances merged) and per instance, the last `seconds` of each series.
+    pub fn view(&self, seconds: usize) -> MetricsView {
+        let servers: Vec<Arc<ServerMetrics>> = self
+            .servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut by_service: BTreeMap<String, Vec<&Rolling>> = BTreeMap::new();
+        for s in &servers {
+            by_service
+                .entry(s.service.clone())
+                .or_default()
+                .push(s.window());
+        }
+        MetricsView {
+            services: by_service
+                .into_iter()
+                .map(|(name, windows)| (name, Rolling::merged(&windows, seconds)))
+                .collect(),
+            instances: servers
+                .iter()
+                .map(|s| (s.instance.clone(), Rolling::merged(&[s.window()], seconds)))
+                .collect(),
+            process: self
+                .process
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}
+
+/// What the Metrics tab draws: per-second series per service and per instance, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsView {
+    pub services: BTreeMap<String, Series>,
+    pub instances: BTreeMap<String, Series>,
+    pub process: ProcessView,
+}
+
+/// Samples the process and the host every second into `hub` until `hub` is dropped.
+pub async fn sample_process(hub: std::sync::Weak<MetricsHub>) {
+    use sysinfo::{MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+    let Ok(mut sys) = System::new() else {
+        tracing::warn!("sysinfo is not supported here: no process or host figures");
+        return;
+    };
+    let pid = Pid::from_u32(std::process::id());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        sys.refresh_cpu_usage();
+        sys.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
+        sys.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            true,
+            ProcessRefreshKind::nothing().with_cpu().with_memory(),
+        );
+        let (cpu, rss) = sys
+            .process(pid)
+            .map_or((0.0, 0), |p| (f64::from(p.cpu_usage()), p.memory()));
+        hub.set_process(ProcessView {
+            cpu_percent: cpu,
+            rss_bytes: rss,
+            host_cpu_percent: f64::from(sys.global_cpu_usage()),
+            host_memory_used_bytes: sys.used_memory(),
+            host_memory_total_bytes: sys.total_memory(),
+            load_average_1m: System::load_average().map_or(0.0, |l| l.one),
+            cpus: sys.cpus().len(),
+        });
+    }
+}
