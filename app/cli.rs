@@ -123,6 +123,12 @@ pub enum CtlCommand {
     },
     /// Set the traffic generator's rate (0 pauses it).
     Traffic { rps: u32 },
+    /// Requests per second, errors and latency percentiles per service and instance; the
+    /// process's and host's CPU and memory.
+    Metrics {
+        #[arg(long)]
+        json: bool,
+    },
     /// Recent traces, newest first: root operation, services, spans, duration, errors.
     Traces {
         /// Only traces through this service.

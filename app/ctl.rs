@@ -7,6 +7,8 @@ use devcluster::cluster::RouteExplain;
 use devcluster::control::{AdminClient, Command};
 use devcluster::handle::InstanceSnapshot;
 use devcluster::services::faults::Fault;
+use devcluster::telemetry::metrics::MetricsView;
+use devcluster::telemetry::rolling::Series;
 use devcluster::telemetry::{SpanRecord, TraceFilter, TraceId, TraceSummary};
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -31,6 +33,11 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
             CtlCommand::Balancers { json } => {
                 let list = client.balancers().await?;
                 print_or_json(*json, list.as_slice(), balancers_table)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            CtlCommand::Metrics { json } => {
+                let snap = client.snapshot(0, std::time::Duration::ZERO).await?;
+                print_or_json(*json, &snap.metrics, metrics_text)?;
                 return Ok(ExitCode::SUCCESS);
             }
             CtlCommand::Traces {
@@ -267,5 +274,43 @@ pub fn waterfall_text(spans: &[SpanRecord], width: u16) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    out
+}
+
+fn metrics_text(m: &MetricsView) -> String {
+    use crate::dashboard::views::metrics::{bytes, ms};
+    let row = |name: &String, s: &Series| {
+        [
+            name.clone(),
+            format!("{:.1}", s.rps),
+            format!("{:.1}", s.error_pct),
+            ms(s.p50),
+            ms(s.p90),
+            ms(s.p99),
+            s.total_requests.to_string(),
+            s.total_errors.to_string(),
+        ]
+    };
+    let header = [
+        "", "REQ/S", "ERR%", "P50", "P90", "P99", "REQUESTS", "ERRORS",
+    ];
+    let services: Vec<[String; 8]> = m.services.iter().map(|(n, s)| row(n, s)).collect();
+    let instances: Vec<[String; 8]> = m.instances.iter().map(|(n, s)| row(n, s)).collect();
+    let mut out = String::from("per service, last 10 s (requests and errors: last 5 min)\n");
+    out.push_str(&table(header, &services));
+    out.push_str("\nper instance\n");
+    out.push_str(&table(header, &instances));
+    let p = &m.process;
+    let _ = writeln!(
+        out,
+        "\nprocess  cpu {:.1}%  rss {}\nhost     cpu {:.1}% of {} cores  memory {} / {}  load {:.2}",
+        p.cpu_percent,
+        bytes(p.rss_bytes),
+        p.host_cpu_percent,
+        p.cpus,
+        bytes(p.host_memory_used_bytes),
+        bytes(p.host_memory_total_bytes),
+        p.load_average_1m
+    );
     out
 }

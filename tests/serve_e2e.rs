@@ -275,6 +275,27 @@ async fn ctl_traces_and_trace_show_a_request_through_the_gateway() {
     assert!(lines[3].starts_with("    ▾ GET user-service"), "{out}");
     assert!(lines[4].starts_with("        GET /users/{id}"), "{out}");
 
+    // The same request is counted on both sides of the hop.
+    let (ok, out, err) = ctl(&admin, &["metrics", "--json"]).await;
+    assert!(ok, "{err}");
+    let m: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        m["services"]["gateway"]["total_requests"].as_u64().unwrap() >= 1,
+        "{out}"
+    );
+    assert!(
+        m["services"]["user-service"]["total_requests"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{out}"
+    );
+    let (ok, out, _) = ctl(&admin, &["metrics"]).await;
+    assert!(
+        ok && out.contains("REQ/S") && out.contains("user-service-1"),
+        "{out}"
+    );
+
     let (ok, _, err) = ctl(&admin, &["trace", "not-a-trace"]).await;
     assert!(
         !ok && err.contains("expected 32 (or 16) hex digits"),

@@ -6,6 +6,7 @@ use super::tabs::Tab;
 use super::views::balancer::{self, BalancerView};
 use super::views::breakers::BreakersView;
 use super::views::inspector::{Answer, Inspector, InspectorKey};
+use super::views::metrics::MetricsView;
 use super::views::services::ServicesView;
 use super::views::traces::{self, OpenTrace, TracesView};
 use devcluster::breaker::Mode;
@@ -68,6 +69,7 @@ pub struct App {
     pub balancer: BalancerView,
     pub breakers: BreakersView,
     pub traces: TracesView,
+    pub metrics: MetricsView,
     traces_fetched: Option<Instant>,
     pub rates: Rates,
     /// The route inspector overlay, when open; it takes the keyboard.
@@ -88,6 +90,7 @@ impl App {
             balancer: BalancerView::default(),
             breakers: BreakersView::default(),
             traces: TracesView::default(),
+            metrics: MetricsView::default(),
             traces_fetched: None,
             rates: Rates::default(),
             inspector: None,
@@ -106,6 +109,7 @@ impl App {
         self.services.clamp(&self.snapshot);
         self.balancer.clamp(&self.snapshot);
         self.breakers.clamp(&self.snapshot);
+        self.metrics.clamp(&self.snapshot);
         true
     }
 
@@ -216,6 +220,7 @@ impl App {
                     Tab::Services => self.services.on_action(&a, &self.snapshot),
                     Tab::Balancer => self.balancer.on_action(&a, &self.snapshot),
                     Tab::Breakers => self.breakers.on_action(&a, &self.snapshot),
+                    Tab::Metrics => self.metrics.on_action(&a, &self.snapshot),
                     _ => {}
                 }
                 None

@@ -46,13 +46,7 @@ impl Tab {
     /// What an empty tab says until its feature lands.
     pub fn placeholder(self) -> &'static [&'static str] {
         match self {
-            Tab::Services | Tab::Balancer | Tab::Breakers | Tab::Traces => &[],
-            Tab::Metrics => &[
-                "Metrics are not collected yet.",
-                "",
-                "Here you will see per service req/s, error %, p50/p99 latency over time,",
-                "and the process's and host's CPU and memory.",
-            ],
+            Tab::Services | Tab::Balancer | Tab::Breakers | Tab::Metrics | Tab::Traces => &[],
             Tab::Config => &[
                 "The config center is not wired in yet.",
                 "",

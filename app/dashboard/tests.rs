@@ -171,15 +171,18 @@ fn services_tab_shows_services_instances_and_their_health() {
 #[test]
 fn empty_tabs_say_what_they_will_hold() {
     let mut app = app();
-    press(&mut app, KeyCode::Char('4'));
-    assert_eq!(app.tab, Tab::Metrics);
+    press(&mut app, KeyCode::Char('6'));
+    assert_eq!(app.tab, Tab::Config);
     let all = screen(&app, 120, 24).join("\n");
-    assert!(all.contains("Metrics are not collected yet"), "{all}");
+    assert!(
+        all.contains("The config center is not wired in yet"),
+        "{all}"
+    );
     press(&mut app, KeyCode::Tab);
+    assert_eq!(app.tab, Tab::Logs);
+    press(&mut app, KeyCode::BackTab);
+    press(&mut app, KeyCode::BackTab);
     assert_eq!(app.tab, Tab::Traces);
-    press(&mut app, KeyCode::BackTab);
-    press(&mut app, KeyCode::BackTab);
-    assert_eq!(app.tab, Tab::Breakers);
 }
 
 #[test]
@@ -756,5 +759,78 @@ mod traces_tab {
                 .as_ref()
                 .is_some_and(|t| t.error && t.text.contains("no longer"))
         );
+    }
+}
+
+mod metrics_tab {
+    use super::*;
+    use devcluster::telemetry::metrics::{MetricsView, ProcessView};
+    use devcluster::telemetry::rolling::Series;
+
+    fn series(rps: f64, err: f64, p99: f64, total: u64) -> Series {
+        Series {
+            start_unix_s: 1000,
+            requests: (0..120).map(|i| (i % 20) as u32).collect(),
+            errors: vec![0; 120],
+            p50_ms: vec![1.0; 120],
+            p99_ms: (0..120).map(|i| f64::from(i as u32)).collect(),
+            rps,
+            error_pct: err,
+            p50: 0.8,
+            p90: 2.5,
+            p99,
+            total_requests: total,
+            total_errors: 3,
+        }
+    }
+
+    #[test]
+    fn services_with_rates_percentiles_sparklines_and_the_process() {
+        let mut snap = (*busy_snapshot()).clone();
+        snap.metrics = MetricsView {
+            services: [
+                ("gateway".to_string(), series(20.0, 0.0, 12.5, 2400)),
+                ("user-service".to_string(), series(18.3, 7.5, 4.25, 2100)),
+            ]
+            .into(),
+            instances: Default::default(),
+            process: ProcessView {
+                cpu_percent: 3.5,
+                rss_bytes: 21_000_000,
+                host_cpu_percent: 12.0,
+                host_memory_used_bytes: 3_000_000_000,
+                host_memory_total_bytes: 24_000_000_000,
+                load_average_1m: 0.42,
+                cpus: 2,
+            },
+        };
+        let mut app = app();
+        app.on_snapshot(Arc::new(snap));
+        press(&mut app, KeyCode::Char('4'));
+        press(&mut app, KeyCode::Char('j'));
+        let lines = screen(&app, 160, 40);
+        let all = lines.join("\n");
+        let row = lines
+            .iter()
+            .find(|l| l.contains("user-service") && l.contains("18.3"))
+            .unwrap_or_else(|| panic!("{all}"));
+        assert!(
+            row.contains("7.5") && row.contains("4.25ms") && row.contains("2100"),
+            "{row}"
+        );
+        assert!(
+            all.contains("user-service · requests per second"),
+            "the selection's charts: {all}"
+        );
+        assert!(
+            all.contains("(max 19)") && all.contains("max 119ms"),
+            "{all}"
+        );
+        assert!(all.contains("cpu 3.5%  rss 21.0 MB"), "{all}");
+        assert!(
+            all.contains("of 2 cores") && all.contains("load 0.42"),
+            "{all}"
+        );
+        assert!(all.contains('█'), "sparklines drawn: {all}");
     }
 }

@@ -3,5 +3,6 @@
 pub mod balancer;
 pub mod breakers;
 pub mod inspector;
+pub mod metrics;
 pub mod services;
 pub mod traces;

@@ -1,0 +1,210 @@
+//! The Metrics tab: per service (the gateway included) requests per second, error %, p50 / p90
+//! / p99 over the last ten seconds; for the selected one, sparklines of the last two minutes;
+//! and the process's and host's CPU and memory.
+
+use crate::dashboard::action::Action;
+use devcluster::handle::ClusterSnapshot;
+use devcluster::telemetry::metrics::{MetricsView as Metrics, ProcessView};
+use devcluster::telemetry::rolling::Series;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Sparkline, Table, TableState};
+use widgets::{Notice, Theme};
+
+#[derive(Debug, Default)]
+pub struct MetricsView {
+    pub selected: usize,
+}
+
+impl MetricsView {
+    pub fn on_action(&mut self, action: &Action, snap: &ClusterSnapshot) {
+        match action {
+            Action::Down if self.selected + 1 < snap.metrics.services.len() => self.selected += 1,
+            Action::Up => self.selected = self.selected.saturating_sub(1),
+            _ => {}
+        }
+    }
+
+    pub fn clamp(&mut self, snap: &ClusterSnapshot) {
+        self.selected = self
+            .selected
+            .min(snap.metrics.services.len().saturating_sub(1));
+    }
+}
+
+/// "1.2 MB", "3.4 GB".
+pub fn bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else {
+        format!("{:.1} MB", b / 1e6)
+    }
+}
+
+/// Milliseconds with a sensible number of digits.
+pub fn ms(v: f64) -> String {
+    if v == 0.0 {
+        "-".into()
+    } else if v < 10.0 {
+        format!("{v:.2}ms")
+    } else {
+        format!("{v:.0}ms")
+    }
+}
+
+pub fn render(
+    frame: &mut Frame,
+    area: Rect,
+    view: &MetricsView,
+    snap: &ClusterSnapshot,
+    theme: &Theme,
+) {
+    let m: &Metrics = &snap.metrics;
+    if m.services.is_empty() {
+        let notice = Notice::new([
+            "No request measured yet.",
+            "",
+            "Every request to a sample service or the gateway is counted here;",
+            "the traffic generator makes some every second (ctl traffic 20).",
+        ])
+        .title("Metrics")
+        .theme(*theme);
+        frame.render_widget(&notice, area);
+        return;
+    }
+    let [top, charts, process] = Layout::vertical([
+        Constraint::Length(m.services.len() as u16 + 3),
+        Constraint::Fill(1),
+        Constraint::Length(4),
+    ])
+    .areas(area);
+
+    let rows = m.services.iter().map(|(name, s)| {
+        let err_style = if s.error_pct >= 5.0 {
+            theme.critical
+        } else if s.error_pct > 0.0 {
+            theme.warning
+        } else {
+            theme.text
+        };
+        let right = |t: String| Cell::from(Line::from(t).right_aligned());
+        Row::new([
+            Cell::from(name.as_str()),
+            right(format!("{:.1}", s.rps)),
+            Cell::from(
+                Line::from(Span::styled(format!("{:.1}", s.error_pct), err_style)).right_aligned(),
+            ),
+            right(ms(s.p50)),
+            right(ms(s.p90)),
+            right(ms(s.p99)),
+            right(s.total_requests.to_string()),
+            right(s.total_errors.to_string()),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(18),
+            Constraint::Length(8),
+            Constraint::Length(7),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(8),
+        ],
+    )
+    .header(
+        Row::new([
+            "SERVICE", "REQ/S", "ERR%", "P50", "P90", "P99", "REQUESTS", "ERRORS",
+        ])
+        .style(theme.title),
+    )
+    .row_highlight_style(theme.selected)
+    .block(
+        Block::bordered()
+            .title(Line::styled(
+                " Services · last 10 s (requests and errors: last 5 min) ",
+                theme.title,
+            ))
+            .border_style(theme.border_focused),
+    );
+    let mut state = TableState::default().with_selected(Some(view.selected));
+    frame.render_stateful_widget(table, top, &mut state);
+
+    if let Some((name, s)) = m.services.iter().nth(view.selected) {
+        render_charts(frame, charts, name, s, theme);
+    }
+    frame.render_widget(process_panel(&m.process, theme), process);
+}
+
+fn render_charts(frame: &mut Frame, area: Rect, name: &str, s: &Series, theme: &Theme) {
+    let [rate, latency] = Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(area);
+    // The newest seconds on the right; as many as fit.
+    let fit = |v: &[u64], w: u16| -> Vec<u64> {
+        let w = usize::from(w.saturating_sub(2));
+        v[v.len().saturating_sub(w)..].to_vec()
+    };
+    let requests: Vec<u64> = s.requests.iter().map(|&r| u64::from(r)).collect();
+    let max_rps = requests.iter().copied().max().unwrap_or(0);
+    let p99: Vec<u64> = s.p99_ms.iter().map(|&v| (v * 1000.0) as u64).collect();
+    let max_p99 = s.p99_ms.iter().copied().fold(0.0, f64::max);
+    frame.render_widget(
+        Sparkline::default()
+            .data(fit(&requests, rate.width))
+            .style(theme.passing)
+            .block(
+                Block::bordered()
+                    .title(Line::styled(
+                        format!(" {name} · requests per second, last 2 min (max {max_rps}) "),
+                        theme.title,
+                    ))
+                    .border_style(theme.border),
+            ),
+        rate,
+    );
+    frame.render_widget(
+        Sparkline::default()
+            .data(fit(&p99, latency.width))
+            .style(theme.warning)
+            .block(
+                Block::bordered()
+                    .title(Line::styled(
+                        format!(" {name} · p99 latency per second (max {}) ", ms(max_p99)),
+                        theme.title,
+                    ))
+                    .border_style(theme.border),
+            ),
+        latency,
+    );
+}
+
+fn process_panel<'a>(p: &ProcessView, theme: &Theme) -> Paragraph<'a> {
+    let line = Line::from(vec![
+        Span::styled("lgo-dash  ", theme.dim),
+        Span::raw(format!(
+            "cpu {:.1}%  rss {}",
+            p.cpu_percent,
+            bytes(p.rss_bytes)
+        )),
+        Span::styled("     host  ", theme.dim),
+        Span::raw(format!(
+            "cpu {:.1}% of {} cores  memory {} / {}  load {:.2}",
+            p.host_cpu_percent,
+            p.cpus,
+            bytes(p.host_memory_used_bytes),
+            bytes(p.host_memory_total_bytes),
+            p.load_average_1m
+        )),
+    ]);
+    Paragraph::new(vec![line]).block(
+        Block::bordered()
+            .title(Line::styled(
+                " Process and host (sampled each second) ",
+                theme.title,
+            ))
+            .border_style(theme.border),
+    )
+}
