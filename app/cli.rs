@@ -129,6 +129,24 @@ pub enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Recent log lines, oldest first: level, service, message, fields, trace.
+    Logs {
+        /// Minimum level: trace, debug, info, warn, error.
+        #[arg(long, default_value = "info")]
+        level: String,
+        #[arg(long)]
+        service: Option<String>,
+        /// Only lines of this trace.
+        #[arg(long)]
+        trace: Option<String>,
+        /// Only lines whose message or fields contain this text.
+        #[arg(long)]
+        grep: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Recent traces, newest first: root operation, services, spans, duration, errors.
     Traces {
         /// Only traces through this service.

@@ -9,7 +9,9 @@ use devcluster::handle::InstanceSnapshot;
 use devcluster::services::faults::Fault;
 use devcluster::telemetry::metrics::MetricsView;
 use devcluster::telemetry::rolling::Series;
-use devcluster::telemetry::{SpanRecord, TraceFilter, TraceId, TraceSummary};
+use devcluster::telemetry::{
+    Level, LogFilter, LogRecord, SpanRecord, TraceFilter, TraceId, TraceSummary,
+};
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
@@ -38,6 +40,32 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
             CtlCommand::Metrics { json } => {
                 let snap = client.snapshot(0, std::time::Duration::ZERO).await?;
                 print_or_json(*json, &snap.metrics, metrics_text)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            CtlCommand::Logs {
+                level,
+                service,
+                trace,
+                grep,
+                limit,
+                json,
+            } => {
+                let trace = match trace {
+                    Some(t) => Some(TraceId::parse(t).ok_or_else(|| {
+                        anyhow::anyhow!("trace id {t:?}: expected 32 (or 16) hex digits")
+                    })?),
+                    None => None,
+                };
+                let f = LogFilter {
+                    level: Some(level.parse::<Level>().map_err(anyhow::Error::msg)?),
+                    service: service.clone(),
+                    q: grep.clone(),
+                    trace,
+                    after: None,
+                    limit: Some(*limit),
+                };
+                let lines = client.logs(&f).await?;
+                print_or_json(*json, lines.as_slice(), logs_text)?;
                 return Ok(ExitCode::SUCCESS);
             }
             CtlCommand::Traces {
@@ -312,5 +340,33 @@ fn metrics_text(m: &MetricsView) -> String {
         bytes(p.host_memory_total_bytes),
         p.load_average_1m
     );
+    out
+}
+
+fn logs_text(lines: &[LogRecord]) -> String {
+    let mut out = String::new();
+    for r in lines {
+        let fields: Vec<String> = r.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let who = if r.instance.is_empty() || r.instance == r.service {
+            r.service.as_str()
+        } else {
+            r.instance.as_str()
+        };
+        let _ = write!(
+            out,
+            "{} {:<5} {:<16} {}",
+            crate::dashboard::views::balancer::clock(r.at_unix_ns / 1_000_000),
+            r.level.as_str(),
+            who,
+            r.message
+        );
+        if !fields.is_empty() {
+            let _ = write!(out, "  {}", fields.join(" "));
+        }
+        if let Some(t) = r.trace_id {
+            let _ = write!(out, "  trace={t}");
+        }
+        out.push('\n');
+    }
     out
 }

@@ -123,6 +123,18 @@ fn dashboard_shows_live_services_switches_tabs_and_restores_the_terminal() {
     tmux.run(&["send-keys", "-t", "dash", "Escape"]);
     tmux.wait_for("back to the list", |s| s.contains("Recent traces"));
 
+    // Metrics: the gateway's rate and the process panel; Logs: following the access lines.
+    tmux.run(&["send-keys", "-t", "dash", "4"]);
+    tmux.wait_for("the metrics", |s| {
+        s.contains("Process and host")
+            && s.lines().any(|l| l.contains("gateway") && l.contains("ms"))
+    });
+    // info → warn → error → debug
+    tmux.run(&["send-keys", "-t", "dash", "7", "v", "v", "v"]);
+    tmux.wait_for("the logs at debug, following", |s| {
+        s.contains("level ≥ debug") && s.contains("● following") && s.contains("GET /api/")
+    });
+
     tmux.run(&["send-keys", "-t", "dash", "q"]);
     let s = tmux.wait_for("the dashboard to exit", |s| s.contains("EXITED 0"));
     assert!(

@@ -296,6 +296,23 @@ async fn ctl_traces_and_trace_show_a_request_through_the_gateway() {
         "{out}"
     );
 
+    // What was logged for it: the access lines of both hops, with the trace id.
+    let (ok, out, err) = ctl(&admin, &["logs", "--level", "debug", "--trace", trace]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("GET /api/users/{id} → 200") && out.contains("GET /users/{id} → 200"),
+        "{out}"
+    );
+    assert!(
+        out.lines().all(|l| l.ends_with(&format!("trace={trace}"))),
+        "{out}"
+    );
+    let (ok, _, err) = ctl(&admin, &["logs", "--level", "loud"]).await;
+    assert!(
+        !ok && err.contains("expected trace, debug, info, warn or error"),
+        "{err}"
+    );
+
     let (ok, _, err) = ctl(&admin, &["trace", "not-a-trace"]).await;
     assert!(
         !ok && err.contains("expected 32 (or 16) hex digits"),

@@ -6,13 +6,14 @@ use super::tabs::Tab;
 use super::views::balancer::{self, BalancerView};
 use super::views::breakers::BreakersView;
 use super::views::inspector::{Answer, Inspector, InspectorKey};
+use super::views::logs::{LogsView, SearchKey};
 use super::views::metrics::MetricsView;
 use super::views::services::ServicesView;
 use super::views::traces::{self, OpenTrace, TracesView};
 use devcluster::breaker::Mode;
 use devcluster::cluster::RouteExplain;
 use devcluster::handle::ClusterSnapshot;
-use devcluster::telemetry::{SpanRecord, TraceFilter, TraceId, TraceSummary};
+use devcluster::telemetry::{LogFilter, LogRecord, SpanRecord, TraceFilter, TraceId, TraceSummary};
 use ratatui::crossterm::event::KeyEvent;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,7 @@ pub enum Request {
     Explain { method: String, path: String },
     Traces(TraceFilter),
     Trace(TraceId),
+    Logs(LogFilter),
 }
 
 /// What came back from a request.
@@ -46,10 +48,13 @@ pub enum Reply {
     Explained(Box<Result<RouteExplain, String>>),
     Traces(Result<Vec<TraceSummary>, String>),
     Trace(TraceId, Result<Vec<SpanRecord>, String>),
+    Logs(Result<Vec<LogRecord>, String>),
 }
 
 /// How often the trace list is refreshed while the Traces tab shows it.
 pub const TRACES_REFRESH: Duration = Duration::from_secs(1);
+/// How often the Logs tab asks for new lines.
+pub const LOGS_REFRESH: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct Toast {
@@ -70,6 +75,8 @@ pub struct App {
     pub breakers: BreakersView,
     pub traces: TracesView,
     pub metrics: MetricsView,
+    pub logs: LogsView,
+    logs_fetched: Option<Instant>,
     traces_fetched: Option<Instant>,
     pub rates: Rates,
     /// The route inspector overlay, when open; it takes the keyboard.
@@ -91,6 +98,8 @@ impl App {
             breakers: BreakersView::default(),
             traces: TracesView::default(),
             metrics: MetricsView::default(),
+            logs: LogsView::default(),
+            logs_fetched: None,
             traces_fetched: None,
             rates: Rates::default(),
             inspector: None,
@@ -136,6 +145,11 @@ impl App {
                 self.traces.set_list(list);
             }
             Reply::Traces(Err(e)) => self.traces.error = Some(e),
+            Reply::Logs(Ok(records)) => {
+                self.logs.error = None;
+                self.logs.set_records(records);
+            }
+            Reply::Logs(Err(e)) => self.logs.error = Some(e),
             Reply::Trace(id, result) => {
                 if self.traces.loading == Some(id) {
                     self.traces.loading = None;
@@ -208,6 +222,49 @@ impl App {
                 if self.traces.loading == Some(id) {
                     return None;
                 }
+                self.traces.loading = Some(id);
+                return Some(Request::Trace(id));
+            }
+            (Action::TraceLogs, Tab::Traces) => {
+                let id = self.traces.open.as_ref()?.id;
+                self.logs.trace = Some(id);
+                self.logs.search = None;
+                self.logs.follow();
+                self.tab = Tab::Logs;
+                return self.fetch_logs(Instant::now());
+            }
+            (Action::Up, Tab::Logs) => {
+                self.logs.up();
+                None
+            }
+            (Action::Down, Tab::Logs) => {
+                self.logs.down();
+                None
+            }
+            (Action::Follow, Tab::Logs) => {
+                self.logs.follow();
+                None
+            }
+            (Action::CycleLevel, Tab::Logs) => {
+                self.logs.level = self.logs.level.next();
+                return self.fetch_logs(Instant::now());
+            }
+            (Action::Search, Tab::Logs) => {
+                self.logs.editing = Some(self.logs.search.clone().unwrap_or_default());
+                None
+            }
+            (Action::Back, Tab::Logs) => {
+                self.logs.trace = None;
+                self.logs.search = None;
+                return self.fetch_logs(Instant::now());
+            }
+            (Action::Open, Tab::Logs) => {
+                let Some(id) = self.logs.selected_record().and_then(|r| r.trace_id) else {
+                    self.toast("this line belongs to no trace", true);
+                    return None;
+                };
+                self.tab = Tab::Traces;
+                self.traces.open = None;
                 self.traces.loading = Some(id);
                 return Some(Request::Trace(id));
             }
@@ -313,9 +370,35 @@ impl App {
         })
     }
 
-    /// Time passing: asks for the trace list again while the Traces tab shows it.
+    /// A key while the Logs tab's search prompt is open.
+    pub fn on_search_key(&mut self, key: KeyEvent) -> Option<Request> {
+        match self.logs.on_search_key(key) {
+            SearchKey::Applied => self.fetch_logs(Instant::now()),
+            SearchKey::Typed | SearchKey::Cancelled => None,
+        }
+    }
+
+    /// Asks for the Logs tab's lines now.
+    fn fetch_logs(&mut self, now: Instant) -> Option<Request> {
+        self.logs_fetched = Some(now);
+        Some(Request::Logs(self.logs.filter()))
+    }
+
+    /// Time passing: asks for the trace list or the log lines again while their tab shows.
     pub fn on_tick(&mut self, now: Instant) -> Option<Request> {
-        if self.tab != Tab::Traces || self.traces.open.is_some() || self.paused {
+        if self.paused {
+            return None;
+        }
+        if self.tab == Tab::Logs {
+            if self
+                .logs_fetched
+                .is_some_and(|at| now.duration_since(at) < LOGS_REFRESH)
+            {
+                return None;
+            }
+            return self.fetch_logs(now);
+        }
+        if self.tab != Tab::Traces || self.traces.open.is_some() {
             return None;
         }
         if self

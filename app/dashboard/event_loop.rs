@@ -84,6 +84,15 @@ pub async fn run(handle: ClusterHandle, header: Header) -> anyhow::Result<()> {
 
 fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sender<Reply>) -> bool {
     match ev {
+        Event::Key(key) if app.logs.editing.is_some() && !is_ctrl_c(key) => {
+            if key.kind != KeyEventKind::Press && key.kind != KeyEventKind::Repeat {
+                return false;
+            }
+            if let Some(req) = app.on_search_key(key) {
+                spawn_request(req, handle.clone(), done.clone());
+            }
+            true
+        }
         Event::Key(key) if app.inspector.is_some() && !is_ctrl_c(key) => {
             if key.kind != KeyEventKind::Press && key.kind != KeyEventKind::Repeat {
                 return false;
@@ -123,6 +132,7 @@ fn spawn_request(req: Request, handle: ClusterHandle, done: mpsc::Sender<Reply>)
             Request::Trace(id) => {
                 Reply::Trace(id, handle.trace(id).await.map_err(|e| e.to_string()))
             }
+            Request::Logs(f) => Reply::Logs(handle.logs(&f).await.map_err(|e| e.to_string())),
             Request::Explain { method, path } => Reply::Explained(Box::new(
                 handle
                     .explain(&method, &path)

@@ -61,6 +61,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Tab::Balancer => views::balancer::render(frame, body, &app.balancer, &app.snapshot, &theme),
         Tab::Breakers => views::breakers::render(frame, body, &app.breakers, &app.snapshot, &theme),
         Tab::Traces => views::traces::render(frame, body, &app.traces, &theme),
+        Tab::Logs => views::logs::render(frame, body, &app.logs, &theme),
         Tab::Metrics => views::metrics::render(frame, body, &app.metrics, &app.snapshot, &theme),
         other => {
             let n = Notice::new(other.placeholder().iter().copied())

@@ -46,18 +46,17 @@ impl Tab {
     /// What an empty tab says until its feature lands.
     pub fn placeholder(self) -> &'static [&'static str] {
         match self {
-            Tab::Services | Tab::Balancer | Tab::Breakers | Tab::Metrics | Tab::Traces => &[],
+            Tab::Services
+            | Tab::Balancer
+            | Tab::Breakers
+            | Tab::Metrics
+            | Tab::Traces
+            | Tab::Logs => &[],
             Tab::Config => &[
                 "The config center is not wired in yet.",
                 "",
                 "Here you will browse and edit the live config (strategies, breakers, timeouts,",
                 "routes, faults) per environment, with validation, history and undo.",
-            ],
-            Tab::Logs => &[
-                "Log capture is not wired in yet.",
-                "",
-                "Here you will read the cluster's logs and OTLP logs, filter by level and",
-                "service, follow them live, and jump to a log line's trace.",
             ],
         }
     }

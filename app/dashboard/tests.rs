@@ -119,8 +119,8 @@ fn press(app: &mut App, code: KeyCode) -> Option<Command> {
     let action = action_for(KeyEvent::new(code, KeyModifiers::NONE))?;
     match app.on_action(action)? {
         Request::Command(c) => Some(c),
-        // Switching to the Traces tab fetches the list; not what these tests look at.
-        Request::Traces(_) => None,
+        // Switching to the Traces or Logs tab fetches; not what these tests look at.
+        Request::Traces(_) | Request::Logs(_) => None,
         other => panic!("expected a command, got {other:?}"),
     }
 }
@@ -245,7 +245,7 @@ fn pause_freezes_the_view_and_help_lists_every_key() {
     );
 
     press(&mut app, KeyCode::Char('?'));
-    let all = screen(&app, 120, 30).join("\n");
+    let all = screen(&app, 120, 40).join("\n");
     for b in super::action::bindings() {
         assert!(all.contains(b.help), "help lists {:?}", b.help);
     }
@@ -832,5 +832,158 @@ mod metrics_tab {
             "{all}"
         );
         assert!(all.contains('█'), "sparklines drawn: {all}");
+    }
+}
+
+mod logs_tab {
+    use super::*;
+    use devcluster::telemetry::{Level, LogRecord, TraceId};
+
+    fn line(seq: u64, level: Level, service: &str, msg: &str, trace: Option<u128>) -> LogRecord {
+        LogRecord {
+            seq,
+            at_unix_ns: 3_723_045_000_000 + seq * 1_000_000,
+            level,
+            service: service.into(),
+            instance: format!("{service}-2"),
+            target: "devcluster".into(),
+            message: msg.into(),
+            fields: vec![("status".into(), "404".into())],
+            trace_id: trace.map(TraceId),
+            span_id: None,
+        }
+    }
+
+    fn request(app: &mut App, code: KeyCode) -> Option<Request> {
+        app.on_action(action_for(KeyEvent::new(code, KeyModifiers::NONE))?)
+    }
+
+    #[test]
+    fn lines_follow_filter_by_level_search_and_open_their_trace() {
+        let mut app = busy_app();
+        match request(&mut app, KeyCode::Char('7')) {
+            Some(Request::Logs(f)) => assert_eq!(f.level, Some(Level::Info)),
+            other => panic!("{other:?}"),
+        }
+        app.on_reply(Reply::Logs(Ok(vec![
+            line(
+                1,
+                Level::Info,
+                "user-service",
+                "user 999 not found",
+                Some(0xabc),
+            ),
+            line(
+                2,
+                Level::Warn,
+                "gateway",
+                "user-service-1 failed: Connection refused",
+                None,
+            ),
+            line(
+                3,
+                Level::Error,
+                "order-service",
+                "user-service: no passing instance",
+                Some(0xdef),
+            ),
+        ])));
+        let lines = screen(&app, 160, 20);
+        let all = lines.join("\n");
+        assert!(all.contains("● following"), "{all}");
+        let row = lines
+            .iter()
+            .find(|l| l.contains("user 999 not found"))
+            .unwrap();
+        assert!(
+            row.contains("01:02:03.046") && row.contains("info") && row.contains("user-service-2"),
+            "{row}"
+        );
+        assert!(
+            row.contains("status=404") && row.contains("00000000"),
+            "{row}"
+        );
+
+        // Following: Enter opens the newest line's trace, in the Traces tab.
+        assert_eq!(
+            request(&mut app, KeyCode::Enter),
+            Some(Request::Trace(TraceId(0xdef)))
+        );
+        assert_eq!(app.tab, Tab::Traces);
+        press(&mut app, KeyCode::Char('7'));
+        // Up leaves follow mode; the line without a trace says so.
+        press(&mut app, KeyCode::Char('k'));
+        assert!(screen(&app, 160, 20).join("\n").contains("f follows"));
+        assert_eq!(request(&mut app, KeyCode::Enter), None);
+        assert!(
+            app.toast
+                .as_ref()
+                .is_some_and(|t| t.text.contains("no trace"))
+        );
+        press(&mut app, KeyCode::Char('f'));
+        assert_eq!(app.logs.selected, None);
+
+        match request(&mut app, KeyCode::Char('v')) {
+            Some(Request::Logs(f)) => assert_eq!(f.level, Some(Level::Warn)),
+            other => panic!("{other:?}"),
+        }
+        // `/` opens the search prompt; typed keys are text, not commands.
+        assert_eq!(request(&mut app, KeyCode::Char('/')), None);
+        for c in "refused q".chars() {
+            assert_eq!(
+                app.on_search_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
+                None
+            );
+        }
+        assert!(!app.quit);
+        app.on_search_key(KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE));
+        assert!(
+            screen(&app, 160, 20)[2].contains("search › refused"),
+            "{:?}",
+            screen(&app, 160, 20)[2]
+        );
+        match app.on_search_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)) {
+            Some(Request::Logs(f)) => assert_eq!(f.q.as_deref(), Some("refused")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn l_in_a_waterfall_shows_that_traces_logs() {
+        let mut app = busy_app();
+        press(&mut app, KeyCode::Char('5'));
+        app.on_reply(Reply::Trace(TraceId(0xabc), Ok(vec![])));
+        assert_eq!(
+            request(&mut app, KeyCode::Char('L')),
+            None,
+            "no trace open, nothing to show"
+        );
+        app.traces.loading = Some(TraceId(0xabc));
+        app.on_reply(Reply::Trace(
+            TraceId(0xabc),
+            Ok(vec![devcluster::telemetry::SpanRecord {
+                trace_id: TraceId(0xabc),
+                span_id: devcluster::telemetry::SpanId(1),
+                parent_id: None,
+                service: "gateway".into(),
+                instance: String::new(),
+                name: "GET /x".into(),
+                start_unix_ns: 1,
+                duration_ns: 1,
+                error: false,
+                attributes: vec![],
+                events: vec![],
+            }]),
+        ));
+        match request(&mut app, KeyCode::Char('L')) {
+            Some(Request::Logs(f)) => assert_eq!(f.trace, Some(TraceId(0xabc))),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(app.tab, Tab::Logs);
+        assert!(screen(&app, 160, 20)[2].contains("(Esc shows all)"));
+        match request(&mut app, KeyCode::Esc) {
+            Some(Request::Logs(f)) => assert_eq!(f.trace, None),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -3,6 +3,7 @@
 pub mod balancer;
 pub mod breakers;
 pub mod inspector;
+pub mod logs;
 pub mod metrics;
 pub mod services;
 pub mod traces;

@@ -10,7 +10,7 @@ use crate::registry::{Health, InstanceView};
 use crate::services::faults::FaultView;
 use crate::services::traffic::TrafficView;
 use crate::telemetry::metrics::MetricsView;
-use crate::telemetry::{SpanRecord, TraceFilter, TraceId, TraceSummary};
+use crate::telemetry::{LogFilter, LogRecord, SpanRecord, TraceFilter, TraceId, TraceSummary};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,6 +242,15 @@ impl ClusterHandle {
         match &self.kind {
             Kind::Local(_) => Ok(crate::telemetry::store().trace(id)),
             Kind::Remote(c) => c.trace(id).await,
+            Kind::Fixed { .. } => Ok(Vec::new()),
+        }
+    }
+
+    /// The newest log records matching `f`, oldest first.
+    pub async fn logs(&self, f: &LogFilter) -> Result<Vec<LogRecord>, ControlError> {
+        match &self.kind {
+            Kind::Local(_) => Ok(crate::telemetry::logs().query(f)),
+            Kind::Remote(c) => c.logs(f).await,
             Kind::Fixed { .. } => Ok(Vec::new()),
         }
     }

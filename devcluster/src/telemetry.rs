@@ -7,6 +7,7 @@
 pub mod context;
 pub mod http;
 mod layer;
+pub mod logs;
 pub mod metrics;
 pub mod rolling;
 pub mod span;
@@ -14,6 +15,7 @@ pub mod store;
 
 pub use context::{SpanContext, SpanId, TraceId};
 pub use layer::{SpanLayer, context_of, current_context};
+pub use logs::{Level, LogFilter, LogRecord, LogStore};
 pub use span::{SpanRecord, TraceSummary};
 pub use store::{SpanStore, TraceFilter};
 
@@ -28,9 +30,16 @@ pub fn store() -> &'static Arc<SpanStore> {
     STORE.get_or_init(|| Arc::new(SpanStore::new(DEFAULT_SPAN_CAPACITY)))
 }
 
-/// The layer to add to a `tracing_subscriber::registry()`; it writes into [`store()`].
+/// The process's log store, fed by the same layer.
+pub fn logs() -> &'static Arc<LogStore> {
+    static LOGS: OnceLock<Arc<LogStore>> = OnceLock::new();
+    LOGS.get_or_init(|| Arc::new(LogStore::new(logs::DEFAULT_LOG_CAPACITY)))
+}
+
+/// The layer to add to a `tracing_subscriber::registry()`; it writes spans into [`store()`]
+/// and events into [`logs()`].
 pub fn layer() -> SpanLayer {
-    SpanLayer::new(store().clone())
+    SpanLayer::new(store().clone()).with_logs(logs().clone())
 }
 
 /// Installs a subscriber with only the span layer when the process has none yet (tests, or an

@@ -224,3 +224,68 @@ async fn no_context_starts_a_trace_and_a_refusal_is_a_span_that_says_so() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn what_the_services_logged_for_a_request_is_found_by_its_trace() {
+    use devcluster::telemetry::{Level, LogFilter};
+    let cluster = start().await;
+    let trace = TraceId::random();
+    let resp = http()
+        .get(format!("{}/api/users/999", cluster.gateway_url()))
+        .header("traceparent", format!("00-{trace}-{}-01", SpanId::random()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let logs = loop {
+        let logs = cluster
+            .handle()
+            .logs(&LogFilter {
+                trace: Some(trace),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // The gateway's access line is the last one written.
+        if logs
+            .iter()
+            .any(|l| l.service == "gateway" && l.message.ends_with("→ 404"))
+            || Instant::now() > deadline
+        {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let not_found = logs
+        .iter()
+        .find(|l| l.message == "user 999 not found")
+        .unwrap_or_else(|| panic!("{logs:#?}"));
+    assert_eq!(not_found.level, Level::Info);
+    assert_eq!(not_found.service, "user-service");
+    assert!(not_found.instance.starts_with("user-service-"));
+    assert!(not_found.fields.contains(&("status".into(), "404".into())));
+    // The access lines of both hops, each in its own service.
+    assert!(
+        logs.iter()
+            .any(|l| l.service == "gateway" && l.message == "GET /api/users/{id} → 404"),
+        "{logs:#?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.service == "user-service" && l.message == "GET /users/{id} → 404"),
+        "{logs:#?}"
+    );
+    // The log line is also an event of the span that logged it.
+    let spans = spans(&cluster, trace, 4).await;
+    let user = one(&spans, "user-service server", |s| {
+        s.service == "user-service"
+    });
+    assert!(
+        user.events
+            .iter()
+            .any(|e| e.message == "user 999 not found")
+    );
+    assert_eq!(not_found.span_id, Some(user.span_id));
+    cluster.shutdown().await;
+}

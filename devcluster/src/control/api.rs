@@ -4,7 +4,7 @@ use super::{Command, ControlError};
 use crate::cluster::Core;
 use crate::duration::parse_go_duration;
 use crate::handle::ClusterSnapshot;
-use crate::telemetry::{self, TraceFilter, TraceId};
+use crate::telemetry::{self, LogFilter, TraceFilter, TraceId};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -31,6 +31,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/route/explain", get(explain))
         .route("/api/traces", get(traces))
         .route("/metrics", get(metrics))
+        .route("/api/logs", get(logs))
         .route("/api/traces/{id}", get(trace))
         .route(
             "/health",
@@ -176,4 +177,13 @@ async fn metrics(State(core): State<Arc<Core>>) -> Response {
         core.metrics.encode_admin(),
     )
         .into_response()
+}
+
+/// `GET /api/logs[?level=&service=&q=&trace=&after=&limit=]`: the newest matching records,
+/// oldest first.
+async fn logs(q: Result<Query<LogFilter>, axum::extract::rejection::QueryRejection>) -> Response {
+    match q {
+        Ok(Query(f)) => axum::Json(telemetry::logs().query(&f)).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.body_text()),
+    }
 }

@@ -6,7 +6,7 @@ use crate::breaker::BreakerSnapshot;
 use crate::cluster::RouteExplain;
 use crate::duration::format_go_duration;
 use crate::handle::{ClusterSnapshot, InstanceSnapshot};
-use crate::telemetry::{SpanRecord, TraceFilter, TraceId, TraceSummary};
+use crate::telemetry::{LogFilter, LogRecord, SpanRecord, TraceFilter, TraceId, TraceSummary};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -145,6 +145,34 @@ impl AdminClient {
             .map(|(k, v)| format!("{k}={}", encode(v)))
             .collect();
         let url = format!("{}/api/traces?{}", self.base, query.join("&"));
+        self.call(self.http.get(url), CALL_TIMEOUT).await
+    }
+
+    pub async fn logs(&self, f: &LogFilter) -> Result<Vec<LogRecord>, ControlError> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(v) = f.level {
+            params.push(("level", v.as_str().into()));
+        }
+        if let Some(v) = &f.service {
+            params.push(("service", v.clone()));
+        }
+        if let Some(v) = &f.q {
+            params.push(("q", v.clone()));
+        }
+        if let Some(v) = f.trace {
+            params.push(("trace", v.to_string()));
+        }
+        if let Some(v) = f.after {
+            params.push(("after", v.to_string()));
+        }
+        if let Some(v) = f.limit {
+            params.push(("limit", v.to_string()));
+        }
+        let query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        let url = format!("{}/api/logs?{}", self.base, query.join("&"));
         self.call(self.http.get(url), CALL_TIMEOUT).await
     }
 

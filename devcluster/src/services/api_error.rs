@@ -33,6 +33,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Logged inside the request's span, so the Logs tab links it to its trace.
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), "{}", self.message);
+        } else {
+            tracing::info!(status = self.status.as_u16(), "{}", self.message);
+        }
         (self.status, axum::Json(json!({"error": self.message}))).into_response()
     }
 }

@@ -74,11 +74,16 @@ pub async fn trace_request(State(s): State<ServerSpan>, req: Request, next: Next
         .map(|r| r.0.as_str())
         .or(route.as_deref())
         .unwrap_or(UNMATCHED);
-    s.metrics.record(
-        route,
-        method.as_str(),
-        resp.status().as_u16(),
-        started.elapsed(),
-    );
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    s.metrics.record(route, method.as_str(), status, took);
+    // The access log line, in the request's span (debug: `serve` prints info and above).
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            took_ms = took.as_secs_f64() * 1000.0,
+            "{method} {route} → {status}"
+        );
+    });
     resp
 }

@@ -7,6 +7,7 @@
 //! becomes an attribute; events inside the span become its events.
 
 use super::context::{SpanContext, SpanId, TraceId};
+use super::logs::{Level, LogRecord, LogStore};
 use super::span::{SpanEvent, SpanRecord};
 use super::store::SpanStore;
 use std::fmt::Write as _;
@@ -23,11 +24,19 @@ const MAX_EVENTS: usize = 64;
 
 pub struct SpanLayer {
     store: Arc<SpanStore>,
+    logs: Option<Arc<LogStore>>,
 }
 
 impl SpanLayer {
     pub fn new(store: Arc<SpanStore>) -> Self {
-        SpanLayer { store }
+        SpanLayer { store, logs: None }
+    }
+
+    /// Also keeps every event (debug and above) as a log record.
+    #[must_use]
+    pub fn with_logs(mut self, logs: Arc<LogStore>) -> Self {
+        self.logs = Some(logs);
+        self
     }
 }
 
@@ -156,20 +165,53 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let Some(span) = ctx.event_span(event) else {
+        let meta = event.metadata();
+        let mut f = Fields::default();
+        event.record(&mut f);
+        let span = ctx.event_span(event);
+        if let (Some(logs), true) = (&self.logs, *meta.level() <= tracing::Level::DEBUG) {
+            let (service, instance, ctx_ids) = span
+                .as_ref()
+                .and_then(|s| {
+                    let ext = s.extensions();
+                    ext.get::<SpanData>().map(|d| {
+                        (
+                            d.fields.service.clone(),
+                            d.fields.instance.clone(),
+                            Some(d.ctx),
+                        )
+                    })
+                })
+                .unwrap_or((None, None, None));
+            logs.push(LogRecord {
+                seq: 0,
+                at_unix_ns: unix_ns(),
+                level: Level::from_tracing(*meta.level()),
+                service: f
+                    .service
+                    .clone()
+                    .or(service)
+                    .unwrap_or_else(|| meta.target().to_string()),
+                instance: f.instance.clone().or(instance).unwrap_or_default(),
+                target: meta.target().to_string(),
+                message: f.message.clone().unwrap_or_default(),
+                fields: f.attributes.clone(),
+                trace_id: ctx_ids.map(|c| c.trace_id),
+                span_id: ctx_ids.map(|c| c.span_id),
+            });
+        }
+        let Some(span) = span else {
             return;
         };
         let mut ext = span.extensions_mut();
         let Some(data) = ext.get_mut::<SpanData>() else {
             return;
         };
+        if *meta.level() == tracing::Level::ERROR {
+            data.fields.error = true;
+        }
         if data.events.len() >= MAX_EVENTS {
             return;
-        }
-        let mut f = Fields::default();
-        event.record(&mut f);
-        if *event.metadata().level() == tracing::Level::ERROR {
-            data.fields.error = true;
         }
         data.events.push(SpanEvent {
             at_unix_ns: unix_ns(),

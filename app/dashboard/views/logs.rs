@@ -1,0 +1,222 @@
+//! The Logs tab: what the cluster logged (and, with OTLP, your services), newest at the bottom.
+//! It follows new lines until you move up; `v` raises the minimum level, `/` searches, Enter
+//! opens the selected line's trace, `L` in a trace's waterfall shows that trace's logs here.
+
+use crate::dashboard::views::balancer::clock;
+use devcluster::telemetry::{Level, LogFilter, LogRecord, TraceId};
+use ratatui::Frame;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use widgets::Theme;
+
+/// How many lines the tab asks for.
+pub const LIMIT: usize = 1000;
+
+#[derive(Debug)]
+pub struct LogsView {
+    pub records: Vec<LogRecord>,
+    /// `None`: following the newest line.
+    pub selected: Option<usize>,
+    pub level: Level,
+    pub trace: Option<TraceId>,
+    pub search: Option<String>,
+    /// The search being typed, when the prompt is open.
+    pub editing: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Default for LogsView {
+    fn default() -> Self {
+        LogsView {
+            records: Vec::new(),
+            selected: None,
+            level: Level::Info,
+            trace: None,
+            search: None,
+            editing: None,
+            error: None,
+        }
+    }
+}
+
+/// What a key did while the search prompt is open.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SearchKey {
+    Typed,
+    Applied,
+    Cancelled,
+}
+
+impl LogsView {
+    pub fn filter(&self) -> LogFilter {
+        LogFilter {
+            level: Some(self.level),
+            trace: self.trace,
+            q: self.search.clone(),
+            limit: Some(LIMIT),
+            ..Default::default()
+        }
+    }
+
+    pub fn set_records(&mut self, records: Vec<LogRecord>) {
+        // Keep a selected line selected as older ones scroll out.
+        let keep = self
+            .selected
+            .and_then(|i| self.records.get(i))
+            .map(|r| r.seq);
+        self.records = records;
+        self.selected = keep.and_then(|seq| self.records.iter().position(|r| r.seq == seq));
+    }
+
+    pub fn selected_record(&self) -> Option<&LogRecord> {
+        match self.selected {
+            Some(i) => self.records.get(i),
+            None => self.records.last(),
+        }
+    }
+
+    pub fn up(&mut self) {
+        let last = self.records.len().saturating_sub(1);
+        self.selected = Some(self.selected.unwrap_or(last).saturating_sub(1));
+    }
+
+    pub fn down(&mut self) {
+        if let Some(i) = self.selected {
+            self.selected = (i + 1 < self.records.len()).then_some(i + 1);
+        }
+    }
+
+    pub fn follow(&mut self) {
+        self.selected = None;
+    }
+
+    pub fn on_search_key(&mut self, key: KeyEvent) -> SearchKey {
+        let Some(text) = self.editing.as_mut() else {
+            return SearchKey::Cancelled;
+        };
+        match key.code {
+            KeyCode::Esc => {
+                self.editing = None;
+                SearchKey::Cancelled
+            }
+            KeyCode::Enter => {
+                let q = text.trim().to_string();
+                self.search = (!q.is_empty()).then_some(q);
+                self.editing = None;
+                self.selected = None;
+                SearchKey::Applied
+            }
+            KeyCode::Backspace => {
+                text.pop();
+                SearchKey::Typed
+            }
+            KeyCode::Char(c) if !c.is_control() => {
+                text.push(c);
+                SearchKey::Typed
+            }
+            _ => SearchKey::Typed,
+        }
+    }
+}
+
+pub fn level_style(l: Level, theme: &Theme) -> Style {
+    match l {
+        Level::Error => theme.critical,
+        Level::Warn => theme.warning,
+        Level::Info => theme.passing,
+        Level::Debug | Level::Trace => theme.dim,
+    }
+}
+
+pub fn render(frame: &mut Frame, area: Rect, view: &LogsView, theme: &Theme) {
+    let [bar, list] = Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(area);
+    let mut spans = vec![
+        Span::styled(" level ≥ ", theme.dim),
+        Span::styled(view.level.as_str(), level_style(view.level, theme)),
+        Span::styled(" (v) ", theme.dim),
+    ];
+    match (&view.editing, &view.search) {
+        (Some(text), _) => {
+            spans.push(Span::styled(" search › ", theme.key));
+            spans.push(Span::raw(text.clone()));
+            spans.push(Span::styled("▏ (Enter applies, Esc cancels)", theme.key));
+        }
+        (None, Some(q)) => spans.push(Span::raw(format!(" search \"{q}\" (/ changes)"))),
+        (None, None) => spans.push(Span::styled(" / searches", theme.dim)),
+    }
+    if let Some(t) = view.trace {
+        spans.push(Span::raw(format!("  trace {t} (Esc shows all)")));
+    }
+    spans.push(if view.selected.is_none() {
+        Span::styled("  ● following", theme.passing)
+    } else {
+        Span::styled("  paused on a line (f follows)", theme.warning)
+    });
+    frame.render_widget(Line::from(spans), bar);
+
+    if view.records.is_empty() {
+        let text = match &view.error {
+            Some(e) => format!("error: {e}"),
+            None => "No log line matches.".to_string(),
+        };
+        frame.render_widget(
+            Paragraph::new(text).block(Block::bordered().border_style(theme.border)),
+            list,
+        );
+        return;
+    }
+    let rows = view.records.iter().map(|r| {
+        let fields: Vec<String> = r.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let who = if r.instance.is_empty() || r.instance == r.service {
+            r.service.clone()
+        } else {
+            r.instance.clone()
+        };
+        Row::new([
+            Cell::from(Span::styled(clock(r.at_unix_ns / 1_000_000), theme.dim)),
+            Cell::from(Span::styled(r.level.as_str(), level_style(r.level, theme))),
+            Cell::from(who),
+            Cell::from(Line::from(vec![
+                Span::raw(r.message.clone()),
+                Span::styled(format!("  {}", fields.join(" ")), theme.dim),
+            ])),
+            Cell::from(Span::styled(
+                r.trace_id
+                    .map(|t| t.to_string()[..8].to_string())
+                    .unwrap_or_default(),
+                theme.dim,
+            )),
+        ])
+    });
+    let selected = view
+        .selected
+        .unwrap_or(view.records.len().saturating_sub(1));
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(12),
+            Constraint::Length(5),
+            Constraint::Length(16),
+            Constraint::Fill(1),
+            Constraint::Length(8),
+        ],
+    )
+    .header(Row::new(["TIME", "LEVEL", "SERVICE", "MESSAGE", "TRACE"]).style(theme.title))
+    .row_highlight_style(theme.selected)
+    .block(
+        Block::bordered()
+            .title(Line::styled(
+                format!(
+                    " Logs ({}) · Enter opens the line's trace ",
+                    view.records.len()
+                ),
+                theme.title,
+            ))
+            .border_style(theme.border_focused),
+    );
+    let mut state = TableState::default().with_selected(Some(selected));
+    frame.render_stateful_widget(table, list, &mut state);
+}
