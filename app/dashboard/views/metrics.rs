@@ -142,10 +142,13 @@ pub fn render(
 
 fn render_charts(frame: &mut Frame, area: Rect, name: &str, s: &Series, theme: &Theme) {
     let [rate, latency] = Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(area);
-    // The newest seconds on the right; as many as fit.
+    // The newest second at the right edge; as many as fit, blank before the window.
     let fit = |v: &[u64], w: u16| -> Vec<u64> {
         let w = usize::from(w.saturating_sub(2));
-        v[v.len().saturating_sub(w)..].to_vec()
+        let shown = &v[v.len().saturating_sub(w)..];
+        let mut out = vec![0; w - shown.len()];
+        out.extend_from_slice(shown);
+        out
     };
     let requests: Vec<u64> = s.requests.iter().map(|&r| u64::from(r)).collect();
     let max_rps = requests.iter().copied().max().unwrap_or(0);
