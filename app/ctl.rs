@@ -38,8 +38,8 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             CtlCommand::Metrics { json } => {
-                let snap = client.snapshot(0, std::time::Duration::ZERO).await?;
-                print_or_json(*json, &snap.metrics, metrics_text)?;
+                let m = client.metrics().await?;
+                print_or_json(*json, &m, metrics_text)?;
                 return Ok(ExitCode::SUCCESS);
             }
             CtlCommand::Logs {

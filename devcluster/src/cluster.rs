@@ -19,6 +19,7 @@ use crate::services::faults::Faults;
 use crate::services::traffic::{self, Traffic};
 use crate::services::{order, user};
 use crate::telemetry::metrics::MetricsHub;
+use crate::telemetry::otlp::Receiver;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,6 +189,8 @@ impl Cluster {
         let registry_l = bind(&opts, "registry", "registry", cfg.ports.registry).await?;
         let gateway_l = bind(&opts, "gateway", "gateway", cfg.ports.gateway).await?;
         let admin_l = bind(&opts, "admin", "admin", cfg.ports.admin).await?;
+        let otlp_grpc_l = bind(&opts, "otlp-grpc", "otlp_grpc", cfg.ports.otlp_grpc).await?;
+        let otlp_http_l = bind(&opts, "otlp-http", "otlp_http", cfg.ports.otlp_http).await?;
         let mut planned = Vec::new();
         for (service, key, first) in [
             (user::SERVICE, "user_service", cfg.ports.user_service),
@@ -280,6 +283,36 @@ impl Cluster {
                 metrics.server(crate::gateway::GATEWAY, crate::gateway::GATEWAY),
             ),
         )?;
+        let receiver = Receiver::new(
+            crate::telemetry::store().clone(),
+            crate::telemetry::logs().clone(),
+        );
+        metrics.register_otlp(&receiver.counters);
+        let otlp_http_server = started(
+            "otlp-http",
+            otlp_http_l,
+            crate::telemetry::otlp::http_router(receiver.clone()),
+        )?;
+        let otlp_grpc_url = format!(
+            "http://{}",
+            otlp_grpc_l
+                .local_addr()
+                .map_or_else(|_| "?".into(), |a| a.to_string())
+        );
+        let otlp_grpc = tokio::spawn({
+            let receiver = receiver.clone();
+            async move {
+                if let Err(e) = crate::telemetry::otlp::serve_grpc(
+                    receiver,
+                    otlp_grpc_l,
+                    std::future::pending(),
+                )
+                .await
+                {
+                    tracing::error!("the OTLP/gRPC receiver stopped: {e}");
+                }
+            }
+        });
         let admin_url = format!(
             "http://{}",
             admin_l
@@ -290,6 +323,8 @@ impl Cluster {
             Endpoint::new("registry", registry_server.url()),
             Endpoint::new("gateway", gateway_server.url()),
             Endpoint::new("admin", admin_url),
+            Endpoint::new("otlp-grpc", otlp_grpc_url),
+            Endpoint::new("otlp-http", otlp_http_server.url()),
         ];
         let traffic = Traffic::new(if opts.traffic { cfg.traffic.rps } else { 0 });
         let (snapshot_tx, _) = watch::channel(Arc::new(ClusterSnapshot::default()));
@@ -327,8 +362,13 @@ impl Cluster {
         Ok(Cluster {
             core,
             // Stopped in this order: the gateway first (no new traffic), the registry last.
-            servers: vec![gateway_server, admin_server, registry_server],
-            tasks: vec![generator, publisher, sampler],
+            servers: vec![
+                gateway_server,
+                admin_server,
+                otlp_http_server,
+                registry_server,
+            ],
+            tasks: vec![generator, publisher, sampler, otlp_grpc],
             drain: opts.config.drain(),
         })
     }

@@ -9,6 +9,7 @@ pub mod http;
 mod layer;
 pub mod logs;
 pub mod metrics;
+pub mod otlp;
 pub mod rolling;
 pub mod span;
 pub mod store;

@@ -32,6 +32,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/traces", get(traces))
         .route("/metrics", get(metrics))
         .route("/api/logs", get(logs))
+        .route("/api/metrics", get(metrics_view))
         .route("/api/traces/{id}", get(trace))
         .route(
             "/health",
@@ -186,4 +187,14 @@ async fn logs(q: Result<Query<LogFilter>, axum::extract::rejection::QueryRejecti
         Ok(Query(f)) => axum::Json(telemetry::logs().query(&f)).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.body_text()),
     }
+}
+
+/// `GET /api/metrics`: per service and instance, the last five minutes second by second, and
+/// the process and host — computed now, not from the last snapshot.
+async fn metrics_view(State(core): State<Arc<Core>>) -> Response {
+    axum::Json(
+        core.metrics
+            .view(telemetry::rolling::WINDOW_SECONDS as usize),
+    )
+    .into_response()
 }

@@ -6,6 +6,7 @@ use crate::breaker::BreakerSnapshot;
 use crate::cluster::RouteExplain;
 use crate::duration::format_go_duration;
 use crate::handle::{ClusterSnapshot, InstanceSnapshot};
+use crate::telemetry::metrics::MetricsView;
 use crate::telemetry::{LogFilter, LogRecord, SpanRecord, TraceFilter, TraceId, TraceSummary};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -146,6 +147,14 @@ impl AdminClient {
             .collect();
         let url = format!("{}/api/traces?{}", self.base, query.join("&"));
         self.call(self.http.get(url), CALL_TIMEOUT).await
+    }
+
+    pub async fn metrics(&self) -> Result<MetricsView, ControlError> {
+        self.call(
+            self.http.get(format!("{}/api/metrics", self.base)),
+            CALL_TIMEOUT,
+        )
+        .await
     }
 
     pub async fn logs(&self, f: &LogFilter) -> Result<Vec<LogRecord>, ControlError> {

@@ -238,6 +238,26 @@ impl MetricsHub {
         }
     }
 
+    /// Serves the OTLP receiver's counters on the admin port too.
+    pub fn register_otlp(&self, c: &super::otlp::Counters) {
+        let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        r.register(
+            "otlp_received_spans",
+            "Spans taken in over OTLP",
+            c.spans.clone(),
+        );
+        r.register(
+            "otlp_received_logs",
+            "Log records taken in over OTLP",
+            c.logs.clone(),
+        );
+        r.register(
+            "otlp_rejected_exports",
+            "OTLP exports refused as malformed",
+            c.rejected.clone(),
+        );
+    }
+
     /// The metrics of one server, created on first use (a restart keeps counting).
     pub fn server(&self, service: &str, instance: &str) -> Arc<ServerMetrics> {
         let mut map = self.servers.lock().unwrap_or_else(|e| e.into_inner());
