@@ -30,8 +30,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_traffic: bool,
     /// Show a cluster that runs elsewhere (its admin URL) instead of starting one.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "open")]
     pub attach: Option<String>,
+    /// Browse traces from an OTLP/JSON file (`ctl traces export`) without a cluster.
+    #[arg(long, value_name = "FILE")]
+    pub open: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -149,6 +152,8 @@ pub enum CtlCommand {
     },
     /// Recent traces, newest first: root operation, services, spans, duration, errors.
     Traces {
+        #[command(subcommand)]
+        command: Option<TracesCommand>,
         /// Only traces through this service.
         #[arg(long)]
         service: Option<String>,
@@ -180,6 +185,24 @@ pub enum CtlCommand {
     Route {
         #[command(subcommand)]
         command: RouteCommand,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TracesCommand {
+    /// Write the traces (spans and all) to a file any OTLP tool reads; `lgo-dash --open FILE`
+    /// browses it offline.
+    Export {
+        #[arg(long, value_parser = ["otlp-json"], default_value = "otlp-json")]
+        format: String,
+        /// Where to write; standard output when absent.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Only traces through this service.
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
 }
 

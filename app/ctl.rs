@@ -1,6 +1,6 @@
 //! `lgo-dash ctl`: one command per admin API call, human tables by default, `--json` for scripts.
 
-use crate::cli::{CtlArgs, CtlCommand, RouteCommand};
+use crate::cli::{CtlArgs, CtlCommand, RouteCommand, TracesCommand};
 use devcluster::balance::service::BalancerSnapshot;
 use devcluster::breaker::{BreakerSnapshot, Mode};
 use devcluster::cluster::RouteExplain;
@@ -69,6 +69,44 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             CtlCommand::Traces {
+                command:
+                    Some(TracesCommand::Export {
+                        format: _,
+                        out,
+                        service,
+                        limit,
+                    }),
+                ..
+            } => {
+                let f = TraceFilter {
+                    service: service.clone(),
+                    limit: Some(*limit),
+                    ..Default::default()
+                };
+                let mut spans = Vec::new();
+                let list = client.traces(&f).await?;
+                for t in &list {
+                    spans.extend(client.trace(t.trace_id).await?);
+                }
+                let json = devcluster::telemetry::export::to_otlp_json(&spans)?;
+                match out {
+                    Some(path) => {
+                        std::fs::write(path, json)
+                            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                        eprintln!(
+                            "wrote {} traces ({} spans) to {}; lgo-dash --open {} shows them",
+                            list.len(),
+                            spans.len(),
+                            path.display(),
+                            path.display()
+                        );
+                    }
+                    None => println!("{json}"),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            CtlCommand::Traces {
+                command: None,
                 service,
                 operation,
                 min_ms,

@@ -18,6 +18,16 @@ pub fn run(args: &Cli) -> anyhow::Result<ExitCode> {
     let rt = crate::runtime()?;
     let env = args.environment();
     rt.block_on(async {
+        if let Some(path) = &args.open {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            let spans = devcluster::telemetry::export::read_otlp_json(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let handle = ClusterHandle::offline(spans);
+            let title = format!("offline · {}", path.display());
+            event_loop::run_on(handle, app::Header { mode: title, env }, tabs::Tab::Traces).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         match &args.attach {
             Some(url) => {
                 let handle = ClusterHandle::remote(AdminClient::new(url));

@@ -213,3 +213,49 @@ fn pressing_o_on_a_breaker_forces_it_open_as_ctl_sees_it() {
     assert_eq!(ctl_breaker(&admin, "gateway->user-service").1, "auto");
     tmux.run(&["send-keys", "-t", "dash", "q"]);
 }
+
+#[test]
+fn open_shows_the_traces_of_a_file_without_a_cluster() {
+    use devcluster::telemetry::{SpanId, SpanRecord, TraceId};
+    let span = |id: u64, parent: Option<u64>, service: &str, name: &str, start: u64, dur: u64| {
+        SpanRecord {
+            trace_id: TraceId(0x5eed),
+            span_id: SpanId(id),
+            parent_id: parent.map(SpanId),
+            service: service.into(),
+            instance: String::new(),
+            name: name.into(),
+            start_unix_ns: 1_700_000_000_000_000_000 + start * 1_000_000,
+            duration_ns: dur * 1_000_000,
+            error: false,
+            attributes: vec![],
+            events: vec![],
+        }
+    };
+    let file = std::env::temp_dir().join(format!("lgo-dash-open-{}.json", std::process::id()));
+    let spans = [
+        span(1, None, "checkout", "POST /checkout", 0, 120),
+        span(2, Some(1), "payments", "charge card", 10, 90),
+    ];
+    std::fs::write(
+        &file,
+        devcluster::telemetry::export::to_otlp_json(&spans).unwrap(),
+    )
+    .unwrap();
+    let tmux = Tmux::start(
+        "open",
+        &format!(
+            "{BIN} --open {}; echo \"EXITED $?\"; sleep 60",
+            file.display()
+        ),
+    );
+    let s = tmux.wait_for("the file's trace", |s| s.contains("Recent traces (1)"));
+    assert!(s.contains("offline") && s.contains("POST /checkout"), "{s}");
+    assert!(s.contains("checkout → payments"), "{s}");
+    tmux.run(&["send-keys", "-t", "dash", "Enter"]);
+    let s = tmux.wait_for("its waterfall", |s| s.contains("space folds"));
+    assert!(s.contains("  charge card") && s.contains("120.0ms"), "{s}");
+    tmux.run(&["send-keys", "-t", "dash", "q"]);
+    tmux.wait_for("the dashboard to exit", |s| s.contains("EXITED 0"));
+    let _ = std::fs::remove_file(&file);
+}

@@ -317,6 +317,32 @@ async fn ctl_traces_and_trace_show_a_request_through_the_gateway() {
         "{err}"
     );
 
+    // Exported to an OTLP/JSON file that `--open` (and any OTLP tool) reads back.
+    let file = std::env::temp_dir().join(format!("lgo-dash-export-{}.json", std::process::id()));
+    let file_arg = file.to_str().unwrap();
+    let (ok, _, err) = ctl(
+        &admin,
+        &[
+            "traces",
+            "export",
+            "--format",
+            "otlp-json",
+            "--out",
+            file_arg,
+        ],
+    )
+    .await;
+    assert!(ok && err.contains("lgo-dash --open"), "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    let store = devcluster::telemetry::export::read_otlp_json(&text).unwrap();
+    let back = store.trace(devcluster::telemetry::TraceId::parse(trace).unwrap());
+    assert_eq!(back.len(), 4, "{text}");
+    assert!(
+        back.iter()
+            .any(|s| s.service == "user-service" && s.name == "GET /users/{id}")
+    );
+
     let (ok, _, err) = ctl(&admin, &["trace", "not-a-trace"]).await;
     assert!(
         !ok && err.contains("expected 32 (or 16) hex digits"),

@@ -22,6 +22,15 @@ impl Drop for TerminalGuard {
 }
 
 pub async fn run(handle: ClusterHandle, header: Header) -> anyhow::Result<()> {
+    run_on(handle, header, super::tabs::Tab::default()).await
+}
+
+/// Like [`run`], opening on `tab`.
+pub async fn run_on(
+    handle: ClusterHandle,
+    header: Header,
+    tab: super::tabs::Tab,
+) -> anyhow::Result<()> {
     // `ratatui::init` also chains a panic hook that restores the terminal before the report.
     let mut terminal = ratatui::try_init()?;
     let _guard = TerminalGuard;
@@ -38,6 +47,7 @@ pub async fn run(handle: ClusterHandle, header: Header) -> anyhow::Result<()> {
     let (done_tx, mut done) = mpsc::channel::<Reply>(16);
     let mut snapshots = handle.subscribe();
     let mut app = App::new(header, handle.snapshot());
+    app.tab = tab;
     let mut tick = tokio::time::interval(TICK);
     let mut dirty = true;
 

@@ -133,6 +133,11 @@ enum Kind {
     Fixed {
         _sender: Arc<watch::Sender<Arc<ClusterSnapshot>>>,
     },
+    /// Traces read from a file (`--open`): no cluster, only its spans.
+    Offline {
+        _sender: Arc<watch::Sender<Arc<ClusterSnapshot>>>,
+        spans: Arc<crate::telemetry::SpanStore>,
+    },
 }
 
 /// How long one `--attach` long-poll may wait for a change.
@@ -188,6 +193,19 @@ impl ClusterHandle {
         }
     }
 
+    /// Traces without a cluster, e.g. read from an OTLP/JSON file: the Traces tab browses them,
+    /// everything that would steer a cluster answers read-only.
+    pub fn offline(spans: Arc<crate::telemetry::SpanStore>) -> Self {
+        let (tx, rx) = watch::channel(Arc::new(ClusterSnapshot::default()));
+        ClusterHandle {
+            kind: Kind::Offline {
+                _sender: Arc::new(tx),
+                spans,
+            },
+            snapshots: rx,
+        }
+    }
+
     /// The latest snapshot: a cheap `Arc` clone, never waits.
     pub fn snapshot(&self) -> Arc<ClusterSnapshot> {
         self.snapshots.borrow().clone()
@@ -203,7 +221,7 @@ impl ClusterHandle {
         match &self.kind {
             Kind::Local(core) => core.execute(cmd).await,
             Kind::Remote(c) => c.send(&cmd).await,
-            Kind::Fixed { .. } => Err(ControlError::ReadOnly),
+            Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),
         }
     }
 
@@ -224,7 +242,7 @@ impl ClusterHandle {
         match &self.kind {
             Kind::Local(core) => Ok(core.explain(method, path)),
             Kind::Remote(c) => c.explain(method, path).await,
-            Kind::Fixed { .. } => Err(ControlError::ReadOnly),
+            Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),
         }
     }
 
@@ -233,6 +251,7 @@ impl ClusterHandle {
         match &self.kind {
             Kind::Local(_) => Ok(crate::telemetry::store().traces(f)),
             Kind::Remote(c) => c.traces(f).await,
+            Kind::Offline { spans, .. } => Ok(spans.traces(f)),
             Kind::Fixed { .. } => Ok(Vec::new()),
         }
     }
@@ -242,6 +261,7 @@ impl ClusterHandle {
         match &self.kind {
             Kind::Local(_) => Ok(crate::telemetry::store().trace(id)),
             Kind::Remote(c) => c.trace(id).await,
+            Kind::Offline { spans, .. } => Ok(spans.trace(id)),
             Kind::Fixed { .. } => Ok(Vec::new()),
         }
     }
@@ -251,7 +271,7 @@ impl ClusterHandle {
         match &self.kind {
             Kind::Local(_) => Ok(crate::telemetry::logs().query(f)),
             Kind::Remote(c) => c.logs(f).await,
-            Kind::Fixed { .. } => Ok(Vec::new()),
+            Kind::Fixed { .. } | Kind::Offline { .. } => Ok(Vec::new()),
         }
     }
 }

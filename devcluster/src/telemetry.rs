@@ -5,6 +5,7 @@
 //! `X-Parent-ID` headers ([`context`]).
 
 pub mod context;
+pub mod export;
 pub mod http;
 mod layer;
 pub mod logs;
