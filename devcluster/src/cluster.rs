@@ -186,6 +186,8 @@ impl Cluster {
         // Spans reach the store through the `tracing` dispatcher; without one there are none.
         crate::telemetry::install_if_absent();
         let cfg = &opts.config;
+        crate::telemetry::store().set_capacity(cfg.telemetry.max_spans);
+        crate::telemetry::logs().set_capacity(cfg.telemetry.max_logs);
         let registry_l = bind(&opts, "registry", "registry", cfg.ports.registry).await?;
         let gateway_l = bind(&opts, "gateway", "gateway", cfg.ports.gateway).await?;
         let admin_l = bind(&opts, "admin", "admin", cfg.ports.admin).await?;

@@ -26,6 +26,7 @@ pub struct Config {
     pub retries: RetriesConfig,
     pub outlier: OutlierSettings,
     pub traffic: TrafficConfig,
+    pub telemetry: TelemetryConfig,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -56,6 +57,15 @@ pub struct RetriesConfig {
 #[serde(deny_unknown_fields)]
 pub struct TrafficConfig {
     pub rps: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Spans kept in the trace store (the oldest go first).
+    pub max_spans: usize,
+    /// Log records kept.
+    pub max_logs: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -215,6 +225,14 @@ impl Config {
                 self.outlier.max_ejected_percent
             ));
         }
+        for (key, v) in [
+            ("telemetry.max_spans", self.telemetry.max_spans),
+            ("telemetry.max_logs", self.telemetry.max_logs),
+        ] {
+            if !(100..=10_000_000).contains(&v) {
+                return Err(format!("{key} = {v}: expected 100 to 10000000"));
+            }
+        }
         if self.traffic.rps > 10_000 {
             return Err(format!(
                 "traffic.rps = {}: expected 0 to 10000",
@@ -352,6 +370,16 @@ mod tests {
         ])
         .expect_err("unknown strategy");
         assert!(err.to_string().contains("fastest"), "{err}");
+        let err = Config::from_layers(&[
+            ("defaults", DEFAULTS_TOML),
+            ("mine.toml", "[telemetry]\nmax_spans = 5\n"),
+        ])
+        .expect_err("too small a store");
+        assert!(
+            err.to_string()
+                .contains("telemetry.max_spans = 5: expected 100 to 10000000"),
+            "{err}"
+        );
     }
 
     #[test]

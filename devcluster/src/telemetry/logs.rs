@@ -142,6 +142,14 @@ impl LogStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.len()
     }
 
+    pub fn set_capacity(&self, capacity: usize) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.1 = capacity.max(1);
+        while g.0.len() > g.1 {
+            g.0.pop_front();
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -107,6 +107,23 @@ fn pairs(attrs: &[KeyValue]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Like [`pairs`], moving the strings out (the ingest path: no copy per attribute).
+fn into_pairs(attrs: Vec<KeyValue>) -> Vec<(String, String)> {
+    attrs
+        .into_iter()
+        .map(|kv| {
+            let value = match kv.value {
+                Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(s)),
+                }) => s,
+                Some(v) => text(&v),
+                None => String::new(),
+            };
+            (kv.key, value)
+        })
+        .collect()
+}
+
 fn resource_attr(r: Option<&Resource>, key: &str) -> Option<String> {
     r?.attributes
         .iter()
@@ -152,13 +169,13 @@ impl Receiver {
     /// collector does) so nothing half-read is kept.
     pub fn take_traces(&self, req: ExportTraceServiceRequest) -> Result<usize, String> {
         let mut out = Vec::new();
-        for rs in &req.resource_spans {
+        for rs in req.resource_spans {
             let res = rs.resource.as_ref();
             let service =
                 resource_attr(res, "service.name").unwrap_or_else(|| "unknown_service".into());
             let instance = resource_attr(res, "service.instance.id").unwrap_or_default();
-            for ss in &rs.scope_spans {
-                for s in &ss.spans {
+            for ss in rs.scope_spans {
+                for s in ss.spans {
                     let tid = trace_id(&s.trace_id).ok_or_else(|| {
                         format!("span {:?}: trace_id must be 16 bytes, not all zero", s.name)
                     })?;
@@ -173,9 +190,9 @@ impl Receiver {
                         })?)
                     };
                     let error = s.status.as_ref().is_some_and(|st| st.code == 2);
-                    let mut attributes = pairs(&s.attributes);
-                    if let Some(st) = s.status.as_ref().filter(|st| !st.message.is_empty()) {
-                        attributes.push(("status.message".into(), st.message.clone()));
+                    let mut attributes = into_pairs(s.attributes);
+                    if let Some(st) = s.status.filter(|st| !st.message.is_empty()) {
+                        attributes.push(("status.message".into(), st.message));
                     }
                     out.push(SpanRecord {
                         trace_id: tid,
@@ -183,18 +200,18 @@ impl Receiver {
                         parent_id: parent,
                         service: service.clone(),
                         instance: instance.clone(),
-                        name: s.name.clone(),
+                        name: s.name,
                         start_unix_ns: s.start_time_unix_nano,
                         duration_ns: s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano),
                         error,
                         attributes,
                         events: s
                             .events
-                            .iter()
+                            .into_iter()
                             .map(|e| SpanEvent {
                                 at_unix_ns: e.time_unix_nano,
-                                message: e.name.clone(),
-                                attributes: pairs(&e.attributes),
+                                message: e.name,
+                                attributes: into_pairs(e.attributes),
                             })
                             .collect(),
                     });
