@@ -32,7 +32,7 @@ fn batch(n: u64) -> ExportTraceServiceRequest {
         .map(|i| Span {
             trace_id: (u128::from(i / 8 + 1)).to_be_bytes().to_vec(),
             span_id: (i + 1).to_be_bytes().to_vec(),
-            parent_span_id: if i % 8 == 0 {
+            parent_span_id: if i.is_multiple_of(8) {
                 vec![]
             } else {
                 i.to_be_bytes().to_vec()

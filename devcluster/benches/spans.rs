@@ -17,7 +17,7 @@ fn record(i: u64) -> SpanRecord {
     SpanRecord {
         trace_id: TraceId(u128::from(i / 7 + 1)),
         span_id: SpanId(i + 1),
-        parent_id: (i % 7 != 0).then_some(SpanId(i)),
+        parent_id: (!i.is_multiple_of(7)).then_some(SpanId(i)),
         service: "user-service".into(),
         instance: "user-service-2".into(),
         name: "GET /users/{id}".into(),
