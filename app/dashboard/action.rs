@@ -30,6 +30,7 @@ pub enum Action {
     CycleLevel,
     Search,
     TraceLogs,
+    NextMatch,
     TogglePause,
     ToggleHelp,
 }
@@ -152,6 +153,13 @@ pub fn bindings() -> Vec<Binding> {
             Some(Tab::Traces),
         ),
         b(
+            "/  n",
+            Action::NextMatch,
+            "filter the trace list; in a waterfall find spans, n next",
+            Some("find"),
+            Some(Tab::Traces),
+        ),
+        b(
             "f",
             Action::Follow,
             "follow the newest lines",
@@ -229,6 +237,7 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('v') => Action::CycleLevel,
         KeyCode::Char('/') => Action::Search,
         KeyCode::Char('L') => Action::TraceLogs,
+        KeyCode::Char('n') => Action::NextMatch,
         KeyCode::Char('p') => Action::TogglePause,
         KeyCode::Char('?') => Action::ToggleHelp,
         _ => return None,

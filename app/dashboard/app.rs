@@ -6,8 +6,9 @@ use super::tabs::Tab;
 use super::views::balancer::{self, BalancerView};
 use super::views::breakers::BreakersView;
 use super::views::inspector::{Answer, Inspector, InspectorKey};
-use super::views::logs::{LogsView, SearchKey};
+use super::views::logs::LogsView;
 use super::views::metrics::MetricsView;
+use super::views::prompt::{Prompt, PromptFor, PromptKey};
 use super::views::services::ServicesView;
 use super::views::traces::{self, OpenTrace, TracesView};
 use devcluster::breaker::Mode;
@@ -81,6 +82,8 @@ pub struct App {
     pub rates: Rates,
     /// The route inspector overlay, when open; it takes the keyboard.
     pub inspector: Option<Inspector>,
+    /// A one-line text prompt (search, filter), when open; it takes the keyboard.
+    pub prompt: Option<Prompt>,
     pub toast: Option<Toast>,
     pub quit: bool,
 }
@@ -103,6 +106,7 @@ impl App {
             traces_fetched: None,
             rates: Rates::default(),
             inspector: None,
+            prompt: None,
             toast: None,
             quit: false,
         }
@@ -250,7 +254,20 @@ impl App {
                 return self.fetch_logs(Instant::now());
             }
             (Action::Search, Tab::Logs) => {
-                self.logs.editing = Some(self.logs.search.clone().unwrap_or_default());
+                let text = self.logs.search.clone().unwrap_or_default();
+                self.prompt = Some(Prompt::new(PromptFor::LogSearch, text));
+                None
+            }
+            (Action::Search, Tab::Traces) => {
+                self.prompt = Some(match &self.traces.open {
+                    Some(t) => {
+                        Prompt::new(PromptFor::SpanSearch, t.search.clone().unwrap_or_default())
+                    }
+                    None => Prompt::new(
+                        PromptFor::TraceFilter,
+                        self.traces.filter_text.clone().unwrap_or_default(),
+                    ),
+                });
                 None
             }
             (Action::Back, Tab::Logs) => {
@@ -268,7 +285,10 @@ impl App {
                 self.traces.loading = Some(id);
                 return Some(Request::Trace(id));
             }
-            (a @ (Action::Up | Action::Down | Action::Back | Action::Toggle), Tab::Traces) => {
+            (
+                a @ (Action::Up | Action::Down | Action::Back | Action::Toggle | Action::NextMatch),
+                Tab::Traces,
+            ) => {
                 self.traces.on_action(&a);
                 None
             }
@@ -370,11 +390,44 @@ impl App {
         })
     }
 
-    /// A key while the Logs tab's search prompt is open.
-    pub fn on_search_key(&mut self, key: KeyEvent) -> Option<Request> {
-        match self.logs.on_search_key(key) {
-            SearchKey::Applied => self.fetch_logs(Instant::now()),
-            SearchKey::Typed | SearchKey::Cancelled => None,
+    /// A key while the prompt is open: edits it, or applies it to what it was opened for.
+    pub fn on_prompt_key(&mut self, key: KeyEvent) -> Option<Request> {
+        let prompt = self.prompt.as_mut()?;
+        let purpose = prompt.purpose;
+        let text = match prompt.on_key(key) {
+            PromptKey::Typed => return None,
+            PromptKey::Cancelled => {
+                self.prompt = None;
+                return None;
+            }
+            PromptKey::Applied(text) => text,
+        };
+        self.prompt = None;
+        match purpose {
+            PromptFor::LogSearch => {
+                self.logs.set_search(text);
+                self.fetch_logs(Instant::now())
+            }
+            PromptFor::TraceFilter => match traces::parse_filter(&text) {
+                Ok(f) => {
+                    self.traces.filter = f;
+                    self.traces.filter_text = (!text.is_empty()).then_some(text);
+                    self.traces_fetched = None;
+                    self.on_tick(Instant::now())
+                }
+                Err(e) => {
+                    self.toast(e, true);
+                    None
+                }
+            },
+            PromptFor::SpanSearch => {
+                let open = self.traces.open.as_mut()?;
+                let found = open.set_search(text.clone());
+                if found == 0 && !text.is_empty() {
+                    self.toast(format!("no span matches \"{text}\""), true);
+                }
+                None
+            }
         }
     }
 
@@ -410,7 +463,7 @@ impl App {
         self.traces_fetched = Some(now);
         Some(Request::Traces(TraceFilter {
             limit: Some(traces::LIST_LIMIT),
-            ..Default::default()
+            ..self.traces.filter.clone()
         }))
     }
 

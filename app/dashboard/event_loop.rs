@@ -94,11 +94,11 @@ pub async fn run_on(
 
 fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sender<Reply>) -> bool {
     match ev {
-        Event::Key(key) if app.logs.editing.is_some() && !is_ctrl_c(key) => {
+        Event::Key(key) if app.prompt.is_some() && !is_ctrl_c(key) => {
             if key.kind != KeyEventKind::Press && key.kind != KeyEventKind::Repeat {
                 return false;
             }
-            if let Some(req) = app.on_search_key(key) {
+            if let Some(req) = app.on_prompt_key(key) {
                 spawn_request(req, handle.clone(), done.clone());
             }
             true

@@ -71,6 +71,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
         }
     }
     draw_footer(frame, footer, app, &theme);
+    if let Some(p) = &app.prompt {
+        views::prompt::render(frame, body, p, &theme);
+    }
     if let Some(insp) = &app.inspector {
         views::inspector::render(frame, body, insp, &theme);
     }

@@ -931,18 +931,18 @@ mod logs_tab {
         assert_eq!(request(&mut app, KeyCode::Char('/')), None);
         for c in "refused q".chars() {
             assert_eq!(
-                app.on_search_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
+                app.on_prompt_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
                 None
             );
         }
         assert!(!app.quit);
-        app.on_search_key(KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE));
+        app.on_prompt_key(KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE));
+        let prompt_line = screen(&app, 160, 20)[18].clone();
         assert!(
-            screen(&app, 160, 20)[2].contains("search › refused"),
-            "{:?}",
-            screen(&app, 160, 20)[2]
+            prompt_line.contains("search logs › refused"),
+            "{prompt_line:?}"
         );
-        match app.on_search_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)) {
+        match app.on_prompt_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)) {
             Some(Request::Logs(f)) => assert_eq!(f.q.as_deref(), Some("refused")),
             other => panic!("{other:?}"),
         }
@@ -985,5 +985,96 @@ mod logs_tab {
             Some(Request::Logs(f)) => assert_eq!(f.trace, None),
             other => panic!("{other:?}"),
         }
+    }
+}
+
+mod traces_search {
+    use super::*;
+    use devcluster::telemetry::{SpanId, SpanRecord, TraceId};
+
+    fn key(app: &mut App, c: KeyCode) -> Option<Request> {
+        app.on_prompt_key(KeyEvent::new(c, KeyModifiers::NONE))
+    }
+
+    fn typed(app: &mut App, text: &str) -> Option<Request> {
+        for c in text.chars() {
+            key(app, KeyCode::Char(c));
+        }
+        key(app, KeyCode::Enter)
+    }
+
+    #[test]
+    fn slash_filters_the_list_and_finds_spans_in_a_waterfall() {
+        let mut app = busy_app();
+        press(&mut app, KeyCode::Char('5'));
+        app.on_action(action_for(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE)).unwrap());
+        assert!(screen(&app, 160, 20)[18].contains("filter traces"));
+        match typed(&mut app, "service:user-service min:20 error GET") {
+            Some(Request::Traces(f)) => {
+                assert_eq!(f.service.as_deref(), Some("user-service"));
+                assert_eq!(f.min_duration_ms, Some(20.0));
+                assert!(f.errors_only);
+                assert_eq!(f.operation.as_deref(), Some("GET"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A bad filter is refused with the reason; the old one stays.
+        app.on_action(action_for(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE)).unwrap());
+        for _ in 0..40 {
+            key(&mut app, KeyCode::Backspace);
+        }
+        assert_eq!(typed(&mut app, "min:soon"), None);
+        assert!(
+            app.toast
+                .as_ref()
+                .is_some_and(|t| t.error && t.text.contains("min:soon"))
+        );
+        assert_eq!(app.traces.filter.service.as_deref(), Some("user-service"));
+
+        let span = |id: u64, parent: Option<u64>, name: &str| SpanRecord {
+            trace_id: TraceId(1),
+            span_id: SpanId(id),
+            parent_id: parent.map(SpanId),
+            service: "gateway".into(),
+            instance: String::new(),
+            name: name.into(),
+            start_unix_ns: 10 + id,
+            duration_ns: 100,
+            error: false,
+            attributes: vec![],
+            events: vec![],
+        };
+        app.traces.loading = Some(TraceId(1));
+        app.on_reply(Reply::Trace(
+            TraceId(1),
+            Ok(vec![
+                span(1, None, "root"),
+                span(2, Some(1), "charge card"),
+                span(3, Some(1), "charge again"),
+            ]),
+        ));
+        app.on_action(action_for(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE)).unwrap());
+        assert_eq!(typed(&mut app, "charge"), None);
+        let open = app.traces.open.as_ref().unwrap();
+        assert_eq!(open.selected, 1, "the first match is selected");
+        assert!(
+            screen(&app, 160, 20)
+                .join("\n")
+                .contains("\"charge\" (2 found, n next)")
+        );
+        press(&mut app, KeyCode::Char('n'));
+        assert_eq!(app.traces.open.as_ref().unwrap().selected, 2);
+        press(&mut app, KeyCode::Char('n'));
+        assert_eq!(app.traces.open.as_ref().unwrap().selected, 1);
+        app.on_action(action_for(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE)).unwrap());
+        for _ in 0..10 {
+            key(&mut app, KeyCode::Backspace);
+        }
+        typed(&mut app, "nowhere");
+        assert!(
+            app.toast
+                .as_ref()
+                .is_some_and(|t| t.text.contains("no span matches"))
+        );
     }
 }

@@ -5,5 +5,6 @@ pub mod breakers;
 pub mod inspector;
 pub mod logs;
 pub mod metrics;
+pub mod prompt;
 pub mod services;
 pub mod traces;

@@ -22,6 +22,8 @@ pub struct WaterfallRow {
     pub critical: bool,
     pub has_children: bool,
     pub collapsed: bool,
+    /// Matches the search in the trace.
+    pub highlight: bool,
     /// Index into the service palette (same service, same colour).
     pub colour: usize,
 }
@@ -160,6 +162,12 @@ impl Widget for &Waterfall<'_> {
             if row.error {
                 label_style = label_style.fg(Color::Red);
             }
+            if row.highlight {
+                label_style = label_style
+                    .fg(Color::Black)
+                    .bg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD);
+            }
             let indent = " ".repeat(usize::from(row.depth.min(label_w / 2)) * 2);
             let label = Line::from(vec![
                 Span::raw(indent),
@@ -270,6 +278,16 @@ mod tests {
         let (x0, _) = bar_span(&lines[2]);
         assert_eq!(buf[(x0 as u16, 2)].fg, Color::Red);
         assert!(lines[2].trim_end().ends_with("1.0ms"));
+    }
+
+    #[test]
+    fn a_search_match_is_highlighted() {
+        let mut rows = vec![row(0, "root", 0, 10), row(1, "charge card", 2, 5)];
+        rows[1].highlight = true;
+        let (lines, buf) = draw(&Waterfall::new(&rows, 10_000_000), 100, 4);
+        let x = lines[2].find("charge").unwrap() as u16;
+        assert_eq!(buf[(x, 2)].bg, Color::Yellow);
+        assert_ne!(buf[(2, 1)].bg, Color::Yellow);
     }
 
     #[test]

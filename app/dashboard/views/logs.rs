@@ -5,7 +5,6 @@
 use crate::dashboard::views::balancer::clock;
 use devcluster::telemetry::{Level, LogFilter, LogRecord, TraceId};
 use ratatui::Frame;
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -23,8 +22,6 @@ pub struct LogsView {
     pub level: Level,
     pub trace: Option<TraceId>,
     pub search: Option<String>,
-    /// The search being typed, when the prompt is open.
-    pub editing: Option<String>,
     pub error: Option<String>,
 }
 
@@ -36,18 +33,9 @@ impl Default for LogsView {
             level: Level::Info,
             trace: None,
             search: None,
-            editing: None,
             error: None,
         }
     }
-}
-
-/// What a key did while the search prompt is open.
-#[derive(Debug, PartialEq, Eq)]
-pub enum SearchKey {
-    Typed,
-    Applied,
-    Cancelled,
 }
 
 impl LogsView {
@@ -93,32 +81,10 @@ impl LogsView {
         self.selected = None;
     }
 
-    pub fn on_search_key(&mut self, key: KeyEvent) -> SearchKey {
-        let Some(text) = self.editing.as_mut() else {
-            return SearchKey::Cancelled;
-        };
-        match key.code {
-            KeyCode::Esc => {
-                self.editing = None;
-                SearchKey::Cancelled
-            }
-            KeyCode::Enter => {
-                let q = text.trim().to_string();
-                self.search = (!q.is_empty()).then_some(q);
-                self.editing = None;
-                self.selected = None;
-                SearchKey::Applied
-            }
-            KeyCode::Backspace => {
-                text.pop();
-                SearchKey::Typed
-            }
-            KeyCode::Char(c) if !c.is_control() => {
-                text.push(c);
-                SearchKey::Typed
-            }
-            _ => SearchKey::Typed,
-        }
+    /// Applies a search typed at the prompt (empty clears it).
+    pub fn set_search(&mut self, q: String) {
+        self.search = (!q.is_empty()).then_some(q);
+        self.selected = None;
     }
 }
 
@@ -138,14 +104,9 @@ pub fn render(frame: &mut Frame, area: Rect, view: &LogsView, theme: &Theme) {
         Span::styled(view.level.as_str(), level_style(view.level, theme)),
         Span::styled(" (v) ", theme.dim),
     ];
-    match (&view.editing, &view.search) {
-        (Some(text), _) => {
-            spans.push(Span::styled(" search › ", theme.key));
-            spans.push(Span::raw(text.clone()));
-            spans.push(Span::styled("▏ (Enter applies, Esc cancels)", theme.key));
-        }
-        (None, Some(q)) => spans.push(Span::raw(format!(" search \"{q}\" (/ changes)"))),
-        (None, None) => spans.push(Span::styled(" / searches", theme.dim)),
+    match &view.search {
+        Some(q) => spans.push(Span::raw(format!(" search \"{q}\" (/ changes)"))),
+        None => spans.push(Span::styled(" / searches", theme.dim)),
     }
     if let Some(t) = view.trace {
         spans.push(Span::raw(format!("  trace {t} (Esc shows all)")));

@@ -6,7 +6,7 @@
 
 use crate::dashboard::action::Action;
 use crate::dashboard::views::balancer::clock;
-use devcluster::telemetry::{SpanId, SpanRecord, TraceId, TraceSummary};
+use devcluster::telemetry::{SpanId, SpanRecord, TraceFilter, TraceId, TraceSummary};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -21,6 +21,9 @@ pub const LIST_LIMIT: usize = 200;
 #[derive(Debug, Default)]
 pub struct TracesView {
     pub list: Vec<TraceSummary>,
+    /// The list's filter (`/`), and the text it was typed as.
+    pub filter: TraceFilter,
+    pub filter_text: Option<String>,
     pub selected: usize,
     /// The trace being shown as a waterfall.
     pub open: Option<OpenTrace>,
@@ -36,6 +39,8 @@ pub struct OpenTrace {
     pub collapsed: HashSet<SpanId>,
     pub layout: Flat,
     pub selected: usize,
+    /// What `/` searched for; matching spans are highlighted, `n` goes to the next.
+    pub search: Option<String>,
     /// The first row drawn; kept by drawing so the selection stays in view.
     pub offset: std::cell::Cell<usize>,
 }
@@ -52,6 +57,25 @@ pub struct Flat {
 /// is not in the trace are roots), skips the children of folded spans, colours by service, and
 /// marks the critical path: from the first root down, always into the child that ends last.
 pub fn flatten(spans: &[SpanRecord], collapsed: &HashSet<SpanId>) -> Flat {
+    flatten_search(spans, collapsed, None)
+}
+
+/// Whether `s` matches a span search: its name, service, or an attribute key or value.
+pub fn span_matches(s: &SpanRecord, q: &str) -> bool {
+    let q = q.to_lowercase();
+    s.name.to_lowercase().contains(&q)
+        || s.service.to_lowercase().contains(&q)
+        || s.attributes
+            .iter()
+            .any(|(k, v)| k.to_lowercase().contains(&q) || v.to_lowercase().contains(&q))
+}
+
+/// [`flatten`], marking the spans that match `search`.
+pub fn flatten_search(
+    spans: &[SpanRecord],
+    collapsed: &HashSet<SpanId>,
+    search: Option<&str>,
+) -> Flat {
     let Some(t0) = spans.iter().map(|s| s.start_unix_ns).min() else {
         return Flat::default();
     };
@@ -118,6 +142,7 @@ pub fn flatten(spans: &[SpanRecord], collapsed: &HashSet<SpanId>) -> Flat {
             critical: critical.contains(&i),
             has_children: kids.is_some(),
             collapsed: folded,
+            highlight: search.is_some_and(|q| span_matches(s, q)),
             colour,
         });
         flat.span_of_row.push(i);
@@ -137,6 +162,7 @@ impl OpenTrace {
             collapsed: HashSet::new(),
             layout,
             selected: 0,
+            search: None,
             offset: std::cell::Cell::new(0),
         }
     }
@@ -156,9 +182,67 @@ impl OpenTrace {
         if !self.collapsed.remove(&id) {
             self.collapsed.insert(id);
         }
-        self.layout = flatten(&self.spans, &self.collapsed);
+        self.relayout();
+    }
+
+    fn relayout(&mut self) {
+        self.layout = flatten_search(&self.spans, &self.collapsed, self.search.as_deref());
         self.selected = self.selected.min(self.layout.rows.len().saturating_sub(1));
     }
+
+    /// Highlights the spans matching `q` (empty clears) and goes to the first one.
+    pub fn set_search(&mut self, q: String) -> usize {
+        self.search = (!q.is_empty()).then_some(q);
+        self.relayout();
+        let found = self.layout.rows.iter().filter(|r| r.highlight).count();
+        if found > 0 {
+            self.selected = usize::MAX;
+            self.next_match();
+        }
+        found
+    }
+
+    /// Moves to the next highlighted row after the selection, wrapping around.
+    pub fn next_match(&mut self) {
+        let n = self.layout.rows.len();
+        let start = if self.selected >= n {
+            0
+        } else {
+            self.selected + 1
+        };
+        if let Some(i) = (0..n)
+            .map(|k| (start + k) % n.max(1))
+            .find(|&i| self.layout.rows[i].highlight)
+        {
+            self.selected = i;
+        }
+    }
+}
+
+/// Reads the trace list's filter: `service:NAME`, `min:MS`, `error`, and any other words as
+/// text to find in an operation.
+pub fn parse_filter(text: &str) -> Result<TraceFilter, String> {
+    let mut f = TraceFilter::default();
+    let mut words = Vec::new();
+    for w in text.split_whitespace() {
+        if let Some(s) = w.strip_prefix("service:") {
+            f.service = Some(s.to_string());
+        } else if let Some(m) = w.strip_prefix("min:") {
+            let ms = m
+                .trim_end_matches("ms")
+                .parse::<f64>()
+                .map_err(|_| format!("min:{m}: expected milliseconds, e.g. min:50"))?;
+            f.min_duration_ms = Some(ms);
+        } else if w == "error" || w == "errors" {
+            f.errors_only = true;
+        } else {
+            words.push(w);
+        }
+    }
+    if !words.is_empty() {
+        f.operation = Some(words.join(" "));
+    }
+    Ok(f)
 }
 
 impl TracesView {
@@ -180,6 +264,7 @@ impl TracesView {
             (Some(t), Action::Down) if t.selected + 1 < t.layout.rows.len() => t.selected += 1,
             (Some(t), Action::Up) => t.selected = t.selected.saturating_sub(1),
             (Some(t), Action::Toggle) => t.toggle(),
+            (Some(t), Action::NextMatch) => t.next_match(),
             (Some(_), Action::Back) => self.open = None,
             (None, Action::Down) if self.selected + 1 < self.list.len() => self.selected += 1,
             (None, Action::Up) => self.selected = self.selected.saturating_sub(1),
@@ -246,7 +331,16 @@ fn render_list(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) 
     .block(
         Block::bordered()
             .title(Line::styled(
-                format!(" Recent traces ({}) · Enter opens ", view.list.len()),
+                match &view.filter_text {
+                    Some(f) => format!(
+                        " Traces matching \"{f}\" ({}) · Enter opens · / changes ",
+                        view.list.len()
+                    ),
+                    None => format!(
+                        " Recent traces ({}) · Enter opens · / filters ",
+                        view.list.len()
+                    ),
+                },
                 theme.title,
             ))
             .border_style(theme.border_focused),
@@ -270,10 +364,17 @@ fn render_trace(frame: &mut Frame, area: Rect, open: &OpenTrace, theme: &Theme) 
         Span::styled(format!(" trace {} ", open.id), theme.title),
         Span::styled(
             format!(
-                "· {} spans · {} · {} errors · space folds · Esc back ",
+                "· {} spans · {} · {} errors · space folds · / finds{} · Esc back ",
                 open.spans.len(),
                 duration_label(open.layout.total_ns),
-                errors
+                errors,
+                match &open.search {
+                    Some(q) => format!(
+                        " \"{q}\" ({} found, n next)",
+                        open.layout.rows.iter().filter(|r| r.highlight).count()
+                    ),
+                    None => String::new(),
+                }
             ),
             theme.dim,
         ),
@@ -414,6 +515,43 @@ mod tests {
         assert_eq!(t.layout.rows.len(), 2);
         t.toggle();
         assert_eq!(t.layout.rows.len(), 3);
+    }
+
+    #[test]
+    fn search_highlights_and_n_cycles_through_matches() {
+        let mut spans = vec![
+            span(1, None, "gateway", 0, 10),
+            span(2, Some(1), "user-service", 1, 5),
+            span(3, Some(1), "user-service", 6, 1),
+        ];
+        spans[0].attributes = vec![("peer.instance".into(), "user-service-2".into())];
+        let mut t = OpenTrace::new(TraceId(7), spans);
+        assert_eq!(
+            t.set_search("user-service".into()),
+            3,
+            "service and attribute match"
+        );
+        assert_eq!(t.selected, 0);
+        t.next_match();
+        assert_eq!(t.selected, 1);
+        assert_eq!(t.set_search("op3".into()), 1);
+        assert_eq!(t.selected, 2);
+        t.next_match();
+        assert_eq!(t.selected, 2, "the only match wraps to itself");
+        assert_eq!(t.set_search("nothing".into()), 0);
+        assert_eq!(t.set_search(String::new()), 0);
+        assert!(t.layout.rows.iter().all(|r| !r.highlight));
+    }
+
+    #[test]
+    fn the_list_filter_reads_service_min_error_and_text() {
+        let f = parse_filter("service:user-service min:50ms error GET users").unwrap();
+        assert_eq!(f.service.as_deref(), Some("user-service"));
+        assert_eq!(f.min_duration_ms, Some(50.0));
+        assert!(f.errors_only);
+        assert_eq!(f.operation.as_deref(), Some("GET users"));
+        assert!(parse_filter("min:fast").unwrap_err().contains("min:fast"));
+        assert_eq!(parse_filter("").unwrap(), TraceFilter::default());
     }
 
     #[test]
