@@ -62,30 +62,59 @@ pub struct TraceSummary {
     pub error: bool,
 }
 
+/// What a trace summary needs of a span, whatever form the span is kept in.
+pub struct SpanFacts<'a> {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_id: Option<SpanId>,
+    pub service: &'a str,
+    pub name: &'a str,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    pub error: bool,
+}
+
+impl SpanRecord {
+    pub fn facts(&self) -> SpanFacts<'_> {
+        SpanFacts {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_id: self.parent_id,
+            service: &self.service,
+            name: &self.name,
+            start_unix_ns: self.start_unix_ns,
+            end_unix_ns: self.end_unix_ns(),
+            error: self.error,
+        }
+    }
+}
+
 impl TraceSummary {
     /// Summarises the spans of one trace (non-empty).
     pub fn of(spans: &[&SpanRecord]) -> Option<TraceSummary> {
+        Self::of_facts(spans.iter().map(|s| s.facts()).collect())
+    }
+
+    pub fn of_facts(mut spans: Vec<SpanFacts<'_>>) -> Option<TraceSummary> {
+        spans.sort_by_key(|s| s.start_unix_ns);
         let first = spans.first()?;
-        let start = spans.iter().map(|s| s.start_unix_ns).min()?;
-        let end = spans.iter().map(|s| s.end_unix_ns()).max()?;
+        let start = first.start_unix_ns;
+        let end = spans.iter().map(|s| s.end_unix_ns).max()?;
         let ids: std::collections::HashSet<SpanId> = spans.iter().map(|s| s.span_id).collect();
         let root = spans
             .iter()
-            .filter(|s| s.parent_id.is_none_or(|p| !ids.contains(&p)))
-            .min_by_key(|s| s.start_unix_ns)
+            .find(|s| s.parent_id.is_none_or(|p| !ids.contains(&p)))
             .unwrap_or(first);
-        let mut ordered: Vec<&&SpanRecord> = spans.iter().collect();
-        ordered.sort_by_key(|s| s.start_unix_ns);
         let mut services: Vec<String> = Vec::new();
-        for s in ordered {
-            if !s.service.is_empty() && !services.contains(&s.service) {
-                services.push(s.service.clone());
+        for s in &spans {
+            if !s.service.is_empty() && !services.iter().any(|x| x == s.service) {
+                services.push(s.service.to_string());
             }
         }
         Some(TraceSummary {
             trace_id: first.trace_id,
-            root: root.name.clone(),
-            root_service: root.service.clone(),
+            root: root.name.to_string(),
+            root_service: root.service.to_string(),
             services,
             span_count: spans.len(),
             start_unix_ns: start,

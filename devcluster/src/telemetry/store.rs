@@ -1,9 +1,11 @@
 //! The span store: bounded by span count (the oldest go first), grouped by trace, searchable.
 
 use super::context::TraceId;
-use super::span::{SpanRecord, TraceSummary};
+use super::context::SpanId;
+use super::span::{SpanEvent, SpanFacts, SpanRecord, TraceSummary};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
 /// What `ctl traces` and the Traces tab filter on; empty fields match everything.
@@ -22,11 +24,138 @@ pub struct SpanStore {
     inner: Mutex<Inner>,
 }
 
+/// Strings shared by many spans (services, instances, operations, attribute keys, short
+/// values) are kept once. Bounded, so unique strings cannot grow it without end.
+#[derive(Default)]
+struct Interner {
+    set: HashSet<Arc<str>, BuildHasherDefault<Fnv>>,
+}
+
+/// FNV-1a: the interner hashes short strings on every stored span; SipHash's protection
+/// against crafted keys buys nothing here (a full interner just stops interning).
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+const INTERNED_MAX: usize = 50_000;
+/// Longer attribute values are mostly unique (messages, reasons); they are not interned.
+const INTERN_VALUE_MAX_LEN: usize = 24;
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.set.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        if self.set.len() < INTERNED_MAX {
+            self.set.insert(a.clone());
+        }
+        a
+    }
+
+    fn value(&mut self, s: &str) -> Arc<str> {
+        if s.len() <= INTERN_VALUE_MAX_LEN {
+            self.get(s)
+        } else {
+            Arc::from(s)
+        }
+    }
+}
+
+/// A span as the store keeps it: ids inline, shared strings, boxed slices (no spare capacity).
+struct StoredSpan {
+    span_id: SpanId,
+    parent_id: Option<SpanId>,
+    start_unix_ns: u64,
+    duration_ns: u64,
+    service: Arc<str>,
+    instance: Arc<str>,
+    name: Arc<str>,
+    attributes: Box<[(Arc<str>, Arc<str>)]>,
+    events: Box<[SpanEvent]>,
+    error: bool,
+}
+
+impl StoredSpan {
+    fn new(s: SpanRecord, strings: &mut Interner) -> StoredSpan {
+        StoredSpan {
+            span_id: s.span_id,
+            parent_id: s.parent_id,
+            start_unix_ns: s.start_unix_ns,
+            duration_ns: s.duration_ns,
+            service: strings.get(&s.service),
+            instance: strings.get(&s.instance),
+            name: strings.get(&s.name),
+            attributes: s
+                .attributes
+                .iter()
+                .map(|(k, v)| (strings.get(k), strings.value(v)))
+                .collect(),
+            events: s.events.into_boxed_slice(),
+            error: s.error,
+        }
+    }
+
+    fn record(&self, trace_id: TraceId) -> SpanRecord {
+        SpanRecord {
+            trace_id,
+            span_id: self.span_id,
+            parent_id: self.parent_id,
+            service: self.service.to_string(),
+            instance: self.instance.to_string(),
+            name: self.name.to_string(),
+            start_unix_ns: self.start_unix_ns,
+            duration_ns: self.duration_ns,
+            error: self.error,
+            attributes: self
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            events: self.events.to_vec(),
+        }
+    }
+
+    fn facts(&self, trace_id: TraceId) -> SpanFacts<'_> {
+        SpanFacts {
+            trace_id,
+            span_id: self.span_id,
+            parent_id: self.parent_id,
+            service: &self.service,
+            name: &self.name,
+            start_unix_ns: self.start_unix_ns,
+            end_unix_ns: self.start_unix_ns + self.duration_ns,
+            error: self.error,
+        }
+    }
+}
+
 struct Inner {
     capacity: usize,
-    /// Every span, oldest first, with its trace.
-    order: VecDeque<(TraceId, Arc<SpanRecord>)>,
-    traces: HashMap<TraceId, VecDeque<Arc<SpanRecord>>>,
+    len: usize,
+    /// The trace of every span, oldest first: a trace's spans are kept in arrival order too,
+    /// so the oldest span overall is the front of the front trace's queue.
+    order: VecDeque<TraceId>,
+    traces: HashMap<TraceId, VecDeque<StoredSpan>>,
+    strings: Interner,
     /// Total spans ever added (for "N new" and benchmarks).
     added: u64,
 }
@@ -36,8 +165,10 @@ impl SpanStore {
         SpanStore {
             inner: Mutex::new(Inner {
                 capacity: capacity.max(1),
+                len: 0,
                 order: VecDeque::new(),
                 traces: HashMap::new(),
+                strings: Interner::default(),
                 added: 0,
             }),
         }
@@ -54,14 +185,8 @@ impl SpanStore {
     }
 
     pub fn push(&self, span: SpanRecord) {
-        let span = Arc::new(span);
         let mut g = self.lock();
-        g.added += 1;
-        g.traces
-            .entry(span.trace_id)
-            .or_default()
-            .push_back(span.clone());
-        g.order.push_back((span.trace_id, span));
+        g.insert(span);
         g.evict();
     }
 
@@ -69,19 +194,13 @@ impl SpanStore {
     pub fn extend(&self, spans: impl IntoIterator<Item = SpanRecord>) {
         let mut g = self.lock();
         for span in spans {
-            let span = Arc::new(span);
-            g.added += 1;
-            g.traces
-                .entry(span.trace_id)
-                .or_default()
-                .push_back(span.clone());
-            g.order.push_back((span.trace_id, span));
+            g.insert(span);
         }
         g.evict();
     }
 
     pub fn len(&self) -> usize {
-        self.lock().order.len()
+        self.lock().len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -98,7 +217,7 @@ impl SpanStore {
             .lock()
             .traces
             .get(&id)
-            .map(|t| t.iter().map(|s| (**s).clone()).collect())
+            .map(|t| t.iter().map(|s| s.record(id)).collect())
             .unwrap_or_default();
         v.sort_by_key(|s| s.start_unix_ns);
         v
@@ -109,21 +228,21 @@ impl SpanStore {
         let g = self.lock();
         let mut out: Vec<TraceSummary> = g
             .traces
-            .values()
-            .filter_map(|spans| {
-                let spans: Vec<&SpanRecord> = spans.iter().map(|s| s.as_ref()).collect();
-                let sum = TraceSummary::of(&spans)?;
+            .iter()
+            .filter(|(_, spans)| {
+                f.operation
+                    .as_ref()
+                    .is_none_or(|op| spans.iter().any(|s| s.name.contains(op.as_str())))
+            })
+            .filter_map(|(&id, spans)| {
+                let sum = TraceSummary::of_facts(spans.iter().map(|s| s.facts(id)).collect())?;
                 let service_ok = f
                     .service
                     .as_ref()
                     .is_none_or(|svc| sum.services.iter().any(|s| s == svc));
-                let op_ok = f
-                    .operation
-                    .as_ref()
-                    .is_none_or(|op| spans.iter().any(|s| s.name.contains(op.as_str())));
                 let dur_ok = f.min_duration_ms.is_none_or(|m| sum.duration_ms >= m);
                 let err_ok = !f.errors_only || sum.error;
-                (service_ok && op_ok && dur_ok && err_ok).then_some(sum)
+                (service_ok && dur_ok && err_ok).then_some(sum)
             })
             .collect();
         out.sort_by_key(|t| std::cmp::Reverse(t.start_unix_ns));
@@ -133,15 +252,23 @@ impl SpanStore {
 }
 
 impl Inner {
+    fn insert(&mut self, span: SpanRecord) {
+        self.added += 1;
+        self.len += 1;
+        let id = span.trace_id;
+        let stored = StoredSpan::new(span, &mut self.strings);
+        self.traces.entry(id).or_default().push_back(stored);
+        self.order.push_back(id);
+    }
+
     fn evict(&mut self) {
-        while self.order.len() > self.capacity {
-            let Some((trace, span)) = self.order.pop_front() else {
+        while self.len > self.capacity {
+            let Some(trace) = self.order.pop_front() else {
                 break;
             };
             if let Some(t) = self.traces.get_mut(&trace) {
-                if let Some(pos) = t.iter().position(|s| Arc::ptr_eq(s, &span)) {
-                    t.remove(pos);
-                }
+                t.pop_front();
+                self.len -= 1;
                 if t.is_empty() {
                     self.traces.remove(&trace);
                 }
@@ -153,7 +280,6 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::context::SpanId;
 
     fn span(trace: u128, id: u64, parent: Option<u64>, service: &str, start: u64) -> SpanRecord {
         SpanRecord {
