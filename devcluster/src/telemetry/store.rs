@@ -1,7 +1,7 @@
 //! The span store: bounded by span count (the oldest go first), grouped by trace, searchable.
 
-use super::context::TraceId;
 use super::context::SpanId;
+use super::context::TraceId;
 use super::span::{SpanEvent, SpanFacts, SpanRecord, TraceSummary};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
