@@ -40,15 +40,18 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
 /// the fmt layer's alone: spans reach the trace store whatever `LGO_LOG` says.
 fn init_logging() {
     use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env(crate::ENV_LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The log lines are events; letting the fmt layer see spans too would make it format
+    // every request's span fields, which costs more than the request.
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_filter(filter),
+                .with_filter(filter.and(filter_fn(|m| m.is_event()))),
         )
         .with(devcluster::telemetry::layer())
         .try_init();

@@ -39,9 +39,23 @@ pub fn logs() -> &'static Arc<LogStore> {
 }
 
 /// The layer to add to a `tracing_subscriber::registry()`; it writes spans into [`store()`]
-/// and events into [`logs()`].
-pub fn layer() -> SpanLayer {
-    SpanLayer::new(store().clone()).with_logs(logs().clone())
+/// and events into [`logs()`]. It takes info and above from anyone, debug from the cluster's
+/// own code, and never trace: libraries' chatty per-request events (hyper's pool, say) would
+/// cost more than the requests themselves.
+pub fn layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer;
+    SpanLayer::new(store().clone())
+        .with_logs(logs().clone())
+        .with_filter(tracing_subscriber::filter::filter_fn(wanted))
+}
+
+fn wanted(meta: &tracing::Metadata<'_>) -> bool {
+    let level = *meta.level();
+    level <= tracing::Level::INFO
+        || (level == tracing::Level::DEBUG && meta.target().starts_with("devcluster"))
 }
 
 /// Installs a subscriber with only the span layer when the process has none yet (tests, or an
