@@ -191,7 +191,7 @@ where
                     .service
                     .clone()
                     .or(service)
-                    .unwrap_or_else(|| meta.target().to_string()),
+                    .unwrap_or_else(|| outside_service(meta.target())),
                 instance: f.instance.clone().or(instance).unwrap_or_default(),
                 target: meta.target().to_string(),
                 message: f.message.clone().unwrap_or_default(),
@@ -241,6 +241,16 @@ where
             attributes: f.attributes,
             events: data.events,
         });
+    }
+}
+
+/// Who logged an event outside any request: the cluster itself is `lgo-dash`; anything else
+/// is named by its `tracing` target.
+fn outside_service(target: &str) -> String {
+    if target.starts_with("devcluster") {
+        "lgo-dash".into()
+    } else {
+        target.to_string()
     }
 }
 
