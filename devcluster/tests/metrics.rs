@@ -4,37 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use devcluster::cluster::{Cluster, ClusterOptions};
-use devcluster::config::Config;
+mod common;
+
+use common::{http, start};
 use devcluster::control::Command;
-use devcluster::registry::Health;
 use devcluster::services::faults::Fault;
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use std::time::{Duration, Instant};
-
-async fn start() -> Cluster {
-    let cluster = Cluster::start(
-        ClusterOptions::new(Config::defaults())
-            .auto_ports(true)
-            .traffic(false),
-    )
-    .await
-    .unwrap();
-    let reg = cluster.registry().clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !reg.instances().iter().all(|i| i.health == Health::Passing) {
-        assert!(
-            Instant::now() < deadline,
-            "sample instances never all passed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cluster
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
 
 type Exposition = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
 

@@ -5,33 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{http, start};
 use devcluster::breaker::Mode;
-use devcluster::cluster::{Cluster, ClusterOptions};
-use devcluster::config::Config;
+use devcluster::cluster::Cluster;
 use devcluster::control::Command;
-use devcluster::registry::Health;
 use devcluster::telemetry::{SpanId, SpanRecord, TraceFilter, TraceId};
 use std::time::{Duration, Instant};
-
-async fn start() -> Cluster {
-    let cluster = Cluster::start(
-        ClusterOptions::new(Config::defaults())
-            .auto_ports(true)
-            .traffic(false),
-    )
-    .await
-    .unwrap();
-    let reg = cluster.registry().clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !reg.instances().iter().all(|i| i.health == Health::Passing) {
-        assert!(
-            Instant::now() < deadline,
-            "sample instances never all passed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cluster
-}
 
 /// The trace's spans once `want` of them have closed (the last ones close just after the
 /// response is written).
@@ -112,10 +93,6 @@ fn assert_order_trace(spans: &[SpanRecord], served_by: &str) -> SpanRecord {
     }
     assert!(spans.iter().all(|s| !s.error));
     gw.clone()
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 #[tokio::test]

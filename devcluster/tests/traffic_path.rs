@@ -5,12 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, Uri};
+use common::http;
 use devcluster::breaker::Mode;
-use devcluster::cluster::{Cluster, ClusterOptions};
+use devcluster::cluster::Cluster;
 use devcluster::config::{Config, DEFAULTS_TOML};
 use devcluster::control::Command;
 use devcluster::registry::Health;
@@ -21,7 +24,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TEST_CONFIG: &str = r#"
 [health]
@@ -57,21 +60,7 @@ rewrite = "/"
 
 async fn start() -> Cluster {
     let cfg = Config::from_layers(&[("defaults", DEFAULTS_TOML), ("test", TEST_CONFIG)]).unwrap();
-    let cluster = Cluster::start(ClusterOptions::new(cfg).auto_ports(true).traffic(false))
-        .await
-        .unwrap();
-    let reg = cluster.registry().clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(reg.instances().len() == 5
-        && reg.instances().iter().all(|i| i.health == Health::Passing))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "sample instances never all passed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cluster
+    common::start_with(cfg).await
 }
 
 /// The next snapshot published after now (they are rebuilt on a short tick).
@@ -80,10 +69,6 @@ async fn fresh(handle: &devcluster::ClusterHandle) -> Arc<devcluster::handle::Cl
     rx.borrow_and_update();
     rx.changed().await.unwrap();
     rx.borrow().clone()
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 /// An upstream that echoes what it received and counts requests.

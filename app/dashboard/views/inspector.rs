@@ -71,14 +71,7 @@ impl Inspector {
                 }
                 Err(e) => InspectorKey::Invalid(e),
             },
-            KeyCode::Backspace => {
-                self.input.pop();
-                InspectorKey::Edited
-            }
-            KeyCode::Char(c) if !c.is_control() => {
-                self.input.push(c);
-                InspectorKey::Edited
-            }
+            _ if super::prompt::edit_line(&mut self.input, key) => InspectorKey::Edited,
             _ => InspectorKey::Ignored,
         }
     }

@@ -53,16 +53,27 @@ impl Prompt {
         match key.code {
             KeyCode::Esc => PromptKey::Cancelled,
             KeyCode::Enter => PromptKey::Applied(self.text.trim().to_string()),
-            KeyCode::Backspace => {
-                self.text.pop();
+            _ => {
+                edit_line(&mut self.text, key);
                 PromptKey::Typed
             }
-            KeyCode::Char(c) if !c.is_control() => {
-                self.text.push(c);
-                PromptKey::Typed
-            }
-            _ => PromptKey::Typed,
         }
+    }
+}
+
+/// Line editing shared by every text input: Backspace deletes, printable keys insert.
+/// Returns whether the key edited the text.
+pub fn edit_line(text: &mut String, key: KeyEvent) -> bool {
+    match key.code {
+        KeyCode::Backspace => {
+            text.pop();
+            true
+        }
+        KeyCode::Char(c) if !c.is_control() => {
+            text.push(c);
+            true
+        }
+        _ => false,
     }
 }
 

@@ -125,27 +125,7 @@ impl AdminClient {
     }
 
     pub async fn traces(&self, f: &TraceFilter) -> Result<Vec<TraceSummary>, ControlError> {
-        let mut params: Vec<(&str, String)> = Vec::new();
-        if let Some(v) = &f.service {
-            params.push(("service", v.clone()));
-        }
-        if let Some(v) = &f.operation {
-            params.push(("operation", v.clone()));
-        }
-        if let Some(v) = f.min_duration_ms {
-            params.push(("min_duration_ms", v.to_string()));
-        }
-        if f.errors_only {
-            params.push(("errors_only", "true".into()));
-        }
-        if let Some(v) = f.limit {
-            params.push(("limit", v.to_string()));
-        }
-        let query: Vec<String> = params
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
-            .collect();
-        let url = format!("{}/api/traces?{}", self.base, query.join("&"));
+        let url = format!("{}/api/traces?{}", self.base, query_of(f));
         self.call(self.http.get(url), CALL_TIMEOUT).await
     }
 
@@ -158,30 +138,7 @@ impl AdminClient {
     }
 
     pub async fn logs(&self, f: &LogFilter) -> Result<Vec<LogRecord>, ControlError> {
-        let mut params: Vec<(&str, String)> = Vec::new();
-        if let Some(v) = f.level {
-            params.push(("level", v.as_str().into()));
-        }
-        if let Some(v) = &f.service {
-            params.push(("service", v.clone()));
-        }
-        if let Some(v) = &f.q {
-            params.push(("q", v.clone()));
-        }
-        if let Some(v) = f.trace {
-            params.push(("trace", v.to_string()));
-        }
-        if let Some(v) = f.after {
-            params.push(("after", v.to_string()));
-        }
-        if let Some(v) = f.limit {
-            params.push(("limit", v.to_string()));
-        }
-        let query: Vec<String> = params
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
-            .collect();
-        let url = format!("{}/api/logs?{}", self.base, query.join("&"));
+        let url = format!("{}/api/logs?{}", self.base, query_of(f));
         self.call(self.http.get(url), CALL_TIMEOUT).await
     }
 
@@ -192,6 +149,26 @@ impl AdminClient {
         )
         .await
     }
+}
+
+/// A filter as query parameters, by its serde names (what the admin API's `Query` reads back):
+/// absent and `false` fields are left out.
+fn query_of<T: serde::Serialize>(filter: &T) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(filter) else {
+        return String::new();
+    };
+    fields
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::Null | serde_json::Value::Bool(false) => return None,
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Some(format!("{k}={}", encode(&v)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Percent-encodes a path segment (instance ids may hold anything a Consul client sent).

@@ -385,28 +385,30 @@ fn decode<T: Message + Default + serde::de::DeserializeOwned>(
     }
 }
 
-async fn http_traces(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(json) = is_json(&headers) else {
+/// One export over OTLP/HTTP: decode by content type, hand to `take`, answer in kind.
+fn http_export<T: Message + Default + serde::de::DeserializeOwned>(
+    r: &Receiver,
+    headers: &HeaderMap,
+    body: &[u8],
+    take: impl FnOnce(&Receiver, T) -> Result<usize, String>,
+) -> Response {
+    let Some(json) = is_json(headers) else {
         let why =
             r.refused("content type must be application/x-protobuf or application/json".into());
         return answer(false, StatusCode::UNSUPPORTED_MEDIA_TYPE, Some(why));
     };
-    match decode::<ExportTraceServiceRequest>(json, &body).and_then(|req| r.take_traces(req)) {
+    match decode::<T>(json, body).and_then(|req| take(r, req)) {
         Ok(_) => answer(json, StatusCode::OK, None),
         Err(e) => answer(json, StatusCode::BAD_REQUEST, Some(r.refused(e))),
     }
 }
 
+async fn http_traces(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+    http_export(&r, &headers, &body, Receiver::take_traces)
+}
+
 async fn http_logs(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(json) = is_json(&headers) else {
-        let why =
-            r.refused("content type must be application/x-protobuf or application/json".into());
-        return answer(false, StatusCode::UNSUPPORTED_MEDIA_TYPE, Some(why));
-    };
-    match decode::<ExportLogsServiceRequest>(json, &body).and_then(|req| r.take_logs(req)) {
-        Ok(_) => answer(json, StatusCode::OK, None),
-        Err(e) => answer(json, StatusCode::BAD_REQUEST, Some(r.refused(e))),
-    }
+    http_export(&r, &headers, &body, Receiver::take_logs)
 }
 
 /// OTLP/HTTP: `POST /v1/traces` and `POST /v1/logs`.

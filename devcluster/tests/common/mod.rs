@@ -1,0 +1,33 @@
+//! Shared by the cluster tests: a cluster on free ports without the traffic generator, once all
+//! its sample instances pass their health checks, and an HTTP client that ignores proxies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use devcluster::cluster::{Cluster, ClusterOptions};
+use devcluster::config::Config;
+use devcluster::registry::Health;
+use std::time::{Duration, Instant};
+
+pub async fn start_with(cfg: Config) -> Cluster {
+    let cluster = Cluster::start(ClusterOptions::new(cfg).auto_ports(true).traffic(false))
+        .await
+        .unwrap();
+    let reg = cluster.registry().clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reg.instances().iter().all(|i| i.health == Health::Passing) {
+        assert!(
+            Instant::now() < deadline,
+            "sample instances never all passed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster
+}
+
+pub async fn start() -> Cluster {
+    start_with(Config::defaults()).await
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
