@@ -7,6 +7,7 @@
 pub mod context;
 pub mod export;
 pub mod http;
+mod intern;
 mod layer;
 pub mod logs;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! message, fields and the trace they belong to; bounded, oldest dropped first.
 
 use super::context::{SpanId, TraceId};
+use super::intern::{Interner, Sym};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -101,52 +102,132 @@ pub struct LogFilter {
     pub limit: Option<usize>,
 }
 
-impl LogFilter {
-    pub fn matches(&self, r: &LogRecord) -> bool {
-        self.level.is_none_or(|l| r.level >= l)
-            && self.service.as_ref().is_none_or(|s| &r.service == s)
-            && self.trace.is_none_or(|t| r.trace_id == Some(t))
-            && self.after.is_none_or(|a| r.seq > a)
-            && self.q.as_ref().is_none_or(|q| {
-                let q = q.to_lowercase();
-                r.message.to_lowercase().contains(&q)
-                    || r.fields
+pub struct LogStore {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    records: VecDeque<StoredLog>,
+    capacity: usize,
+    /// The sequence number of the newest record.
+    seq: u64,
+    strings: Interner,
+}
+
+/// A record as the store keeps it: shared strings as [`Sym`]s, no spare capacity.
+struct StoredLog {
+    seq: u64,
+    at_unix_ns: u64,
+    level: Level,
+    service: Sym,
+    instance: Sym,
+    target: Sym,
+    message: Sym,
+    fields: Box<[(Sym, Sym)]>,
+    own: Box<[Box<str>]>,
+    trace_id: Option<TraceId>,
+    span_id: Option<SpanId>,
+}
+
+impl StoredLog {
+    fn new(r: LogRecord, strings: &mut Interner) -> StoredLog {
+        let mut p = strings.packer();
+        let (service, instance, target) =
+            (p.name(&r.service), p.name(&r.instance), p.name(&r.target));
+        let message = p.value(&r.message);
+        let fields = p.pairs(&r.fields);
+        StoredLog {
+            seq: r.seq,
+            at_unix_ns: r.at_unix_ns,
+            level: r.level,
+            service,
+            instance,
+            target,
+            message,
+            fields,
+            own: p.finish(),
+            trace_id: r.trace_id,
+            span_id: r.span_id,
+        }
+    }
+
+    /// Whether `f` keeps this record; `q` is the filter's text, lowercased once per query.
+    fn matches(&self, f: &LogFilter, q: Option<&str>, strings: &Interner) -> bool {
+        let text = |sym| strings.text(&self.own, sym);
+        f.after.is_none_or(|a| self.seq > a)
+            && f.level.is_none_or(|l| self.level >= l)
+            && f.trace.is_none_or(|t| self.trace_id == Some(t))
+            && f.service.as_ref().is_none_or(|s| text(self.service) == s)
+            && q.is_none_or(|q| {
+                let has = |s: &str| s.to_lowercase().contains(q);
+                has(text(self.message))
+                    || self
+                        .fields
                         .iter()
-                        .any(|(k, v)| k.contains(&q) || v.to_lowercase().contains(&q))
+                        .any(|&(k, v)| text(k).contains(q) || has(text(v)))
             })
+    }
+
+    fn record(&self, strings: &Interner) -> LogRecord {
+        let text = |sym| strings.text(&self.own, sym).to_string();
+        LogRecord {
+            seq: self.seq,
+            at_unix_ns: self.at_unix_ns,
+            level: self.level,
+            service: text(self.service),
+            instance: text(self.instance),
+            target: text(self.target),
+            message: text(self.message),
+            fields: self
+                .fields
+                .iter()
+                .map(|&(k, v)| (text(k), text(v)))
+                .collect(),
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+        }
     }
 }
 
-pub struct LogStore {
-    inner: Mutex<(VecDeque<LogRecord>, usize, u64)>,
-}
+/// Records are reserved up to this many at once (untouched pages cost no memory).
+const RESERVE_MAX: usize = 100_000;
 
 impl LogStore {
     pub fn new(capacity: usize) -> Self {
         LogStore {
-            inner: Mutex::new((VecDeque::new(), capacity.max(1), 0)),
+            inner: Mutex::new(Inner {
+                records: VecDeque::with_capacity(capacity.clamp(1, RESERVE_MAX)),
+                capacity: capacity.max(1),
+                seq: 0,
+                strings: Interner::default(),
+            }),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn push(&self, mut r: LogRecord) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.2 += 1;
-        r.seq = g.2;
-        if g.0.len() >= g.1 {
-            g.0.pop_front();
+        let mut g = self.lock();
+        g.seq += 1;
+        r.seq = g.seq;
+        if g.records.len() >= g.capacity {
+            g.records.pop_front();
         }
-        g.0.push_back(r);
+        let stored = StoredLog::new(r, &mut g.strings);
+        g.records.push_back(stored);
     }
 
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.len()
+        self.lock().records.len()
     }
 
     pub fn set_capacity(&self, capacity: usize) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.1 = capacity.max(1);
-        while g.0.len() > g.1 {
-            g.0.pop_front();
+        let mut g = self.lock();
+        g.capacity = capacity.max(1);
+        while g.records.len() > g.capacity {
+            g.records.pop_front();
         }
     }
 
@@ -156,15 +237,17 @@ impl LogStore {
 
     /// The newest `limit` (default 500) records matching `f`, oldest first.
     pub fn query(&self, f: &LogFilter) -> Vec<LogRecord> {
-        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self.lock();
         let limit = f.limit.unwrap_or(500);
-        let mut out: Vec<LogRecord> =
-            g.0.iter()
-                .rev()
-                .filter(|r| f.matches(r))
-                .take(limit)
-                .cloned()
-                .collect();
+        let q = f.q.as_ref().map(|q| q.to_lowercase());
+        let mut out: Vec<LogRecord> = g
+            .records
+            .iter()
+            .rev()
+            .filter(|r| r.matches(f, q.as_deref(), &g.strings))
+            .take(limit)
+            .map(|r| r.record(&g.strings))
+            .collect();
         out.reverse();
         out
     }

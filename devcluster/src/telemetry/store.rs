@@ -2,11 +2,11 @@
 
 use super::context::SpanId;
 use super::context::TraceId;
+use super::intern::{Interner, Sym};
 use super::span::{SpanEvent, SpanFacts, SpanRecord, TraceSummary};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// What `ctl traces` and the Traces tab filter on; empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -24,123 +24,100 @@ pub struct SpanStore {
     inner: Mutex<Inner>,
 }
 
-/// Strings shared by many spans (services, instances, operations, attribute keys, short
-/// values) are kept once. Bounded, so unique strings cannot grow it without end.
-#[derive(Default)]
-struct Interner {
-    set: HashSet<Arc<str>, BuildHasherDefault<Fnv>>,
-}
-
-/// FNV-1a: the interner hashes short strings on every stored span; SipHash's protection
-/// against crafted keys buys nothing here (a full interner just stops interning).
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-const INTERNED_MAX: usize = 50_000;
-/// Longer attribute values are mostly unique (messages, reasons); they are not interned.
-const INTERN_VALUE_MAX_LEN: usize = 24;
-
-impl Interner {
-    fn get(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.set.get(s) {
-            return a.clone();
-        }
-        let a: Arc<str> = Arc::from(s);
-        if self.set.len() < INTERNED_MAX {
-            self.set.insert(a.clone());
-        }
-        a
-    }
-
-    fn value(&mut self, s: &str) -> Arc<str> {
-        if s.len() <= INTERN_VALUE_MAX_LEN {
-            self.get(s)
-        } else {
-            Arc::from(s)
-        }
-    }
-}
-
-/// A span as the store keeps it: ids inline, shared strings, boxed slices (no spare capacity).
+/// A span as the store keeps it: ids inline, strings as [`Sym`]s, boxed slices (no spare
+/// capacity).
 struct StoredSpan {
+    trace_id: TraceId,
     span_id: SpanId,
     parent_id: Option<SpanId>,
     start_unix_ns: u64,
     duration_ns: u64,
-    service: Arc<str>,
-    instance: Arc<str>,
-    name: Arc<str>,
-    attributes: Box<[(Arc<str>, Arc<str>)]>,
-    events: Box<[SpanEvent]>,
+    service: Sym,
+    instance: Sym,
+    name: Sym,
+    attributes: Box<[(Sym, Sym)]>,
+    /// The strings this span owns (long values; anything once the interner is full).
+    own: Box<[Box<str>]>,
+    events: Box<[StoredEvent]>,
     error: bool,
+}
+
+struct StoredEvent {
+    at_unix_ns: u64,
+    message: Sym,
+    attributes: Box<[(Sym, Sym)]>,
 }
 
 impl StoredSpan {
     fn new(s: SpanRecord, strings: &mut Interner) -> StoredSpan {
+        let mut p = strings.packer();
+        let (service, instance, name) = (p.name(&s.service), p.name(&s.instance), p.name(&s.name));
+        let attributes = p.pairs(&s.attributes);
+        let events = s
+            .events
+            .iter()
+            .map(|e| StoredEvent {
+                at_unix_ns: e.at_unix_ns,
+                message: p.value(&e.message),
+                attributes: p.pairs(&e.attributes),
+            })
+            .collect();
         StoredSpan {
+            trace_id: s.trace_id,
             span_id: s.span_id,
             parent_id: s.parent_id,
             start_unix_ns: s.start_unix_ns,
             duration_ns: s.duration_ns,
-            service: strings.get(&s.service),
-            instance: strings.get(&s.instance),
-            name: strings.get(&s.name),
-            attributes: s
-                .attributes
-                .iter()
-                .map(|(k, v)| (strings.get(k), strings.value(v)))
-                .collect(),
-            events: s.events.into_boxed_slice(),
+            service,
+            instance,
+            name,
+            attributes,
+            own: p.finish(),
+            events,
             error: s.error,
         }
     }
 
-    fn record(&self, trace_id: TraceId) -> SpanRecord {
+    fn record(&self, strings: &Interner) -> SpanRecord {
+        let text = |sym| strings.text(&self.own, sym).to_string();
         SpanRecord {
-            trace_id,
+            trace_id: self.trace_id,
             span_id: self.span_id,
             parent_id: self.parent_id,
-            service: self.service.to_string(),
-            instance: self.instance.to_string(),
-            name: self.name.to_string(),
+            service: text(self.service),
+            instance: text(self.instance),
+            name: text(self.name),
             start_unix_ns: self.start_unix_ns,
             duration_ns: self.duration_ns,
             error: self.error,
             attributes: self
                 .attributes
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|&(k, v)| (text(k), text(v)))
                 .collect(),
-            events: self.events.to_vec(),
+            events: self
+                .events
+                .iter()
+                .map(|e| SpanEvent {
+                    at_unix_ns: e.at_unix_ns,
+                    message: text(e.message),
+                    attributes: e
+                        .attributes
+                        .iter()
+                        .map(|&(k, v)| (text(k), text(v)))
+                        .collect(),
+                })
+                .collect(),
         }
     }
 
-    fn facts(&self, trace_id: TraceId) -> SpanFacts<'_> {
+    fn facts<'a>(&'a self, strings: &'a Interner) -> SpanFacts<'a> {
         SpanFacts {
-            trace_id,
+            trace_id: self.trace_id,
             span_id: self.span_id,
             parent_id: self.parent_id,
-            service: &self.service,
-            name: &self.name,
+            service: strings.text(&self.own, self.service),
+            name: strings.text(&self.own, self.name),
             start_unix_ns: self.start_unix_ns,
             end_unix_ns: self.start_unix_ns + self.duration_ns,
             error: self.error,
@@ -148,28 +125,30 @@ impl StoredSpan {
     }
 }
 
+/// Spans in one ring, oldest first (eviction is a pop), and each trace's spans by their
+/// sequence numbers (a span's place in the ring is its number minus the front's).
 struct Inner {
     capacity: usize,
-    len: usize,
-    /// The trace of every span, oldest first: a trace's spans are kept in arrival order too,
-    /// so the oldest span overall is the front of the front trace's queue.
-    order: VecDeque<TraceId>,
-    traces: HashMap<TraceId, VecDeque<StoredSpan>>,
+    ring: VecDeque<StoredSpan>,
+    /// The sequence number of `ring[0]`.
+    front_seq: u64,
+    traces: HashMap<TraceId, VecDeque<u64>>,
     strings: Interner,
-    /// Total spans ever added (for "N new" and benchmarks).
-    added: u64,
 }
+
+/// The ring is reserved up to this many spans at once: untouched pages cost no memory, and
+/// a full ring then never doubles past its bound.
+const RESERVE_MAX: usize = 200_000;
 
 impl SpanStore {
     pub fn new(capacity: usize) -> Self {
         SpanStore {
             inner: Mutex::new(Inner {
                 capacity: capacity.max(1),
-                len: 0,
-                order: VecDeque::new(),
+                ring: VecDeque::with_capacity(capacity.clamp(1, RESERVE_MAX)),
+                front_seq: 0,
                 traces: HashMap::new(),
                 strings: Interner::default(),
-                added: 0,
             }),
         }
     }
@@ -181,13 +160,13 @@ impl SpanStore {
     pub fn set_capacity(&self, capacity: usize) {
         let mut g = self.lock();
         g.capacity = capacity.max(1);
-        g.evict();
+        let len = g.capacity;
+        g.evict_to(len);
     }
 
     pub fn push(&self, span: SpanRecord) {
         let mut g = self.lock();
         g.insert(span);
-        g.evict();
     }
 
     /// Adds many at once under one lock (OTLP batches, benchmarks).
@@ -196,11 +175,10 @@ impl SpanStore {
         for span in spans {
             g.insert(span);
         }
-        g.evict();
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len
+        self.lock().ring.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -208,16 +186,17 @@ impl SpanStore {
     }
 
     pub fn added(&self) -> u64 {
-        self.lock().added
+        let g = self.lock();
+        g.front_seq + g.ring.len() as u64
     }
 
     /// The spans of one trace, by start time.
     pub fn trace(&self, id: TraceId) -> Vec<SpanRecord> {
-        let mut v: Vec<SpanRecord> = self
-            .lock()
+        let g = self.lock();
+        let mut v: Vec<SpanRecord> = g
             .traces
             .get(&id)
-            .map(|t| t.iter().map(|s| s.record(id)).collect())
+            .map(|seqs| seqs.iter().map(|&n| g.span(n).record(&g.strings)).collect())
             .unwrap_or_default();
         v.sort_by_key(|s| s.start_unix_ns);
         v
@@ -226,51 +205,73 @@ impl SpanStore {
     /// Recent traces matching `f`, newest first.
     pub fn traces(&self, f: &TraceFilter) -> Vec<TraceSummary> {
         let g = self.lock();
-        let mut out: Vec<TraceSummary> = g
-            .traces
-            .iter()
-            .filter(|(_, spans)| {
-                f.operation
-                    .as_ref()
-                    .is_none_or(|op| spans.iter().any(|s| s.name.contains(op.as_str())))
-            })
-            .filter_map(|(&id, spans)| {
-                let sum = TraceSummary::of_facts(spans.iter().map(|s| s.facts(id)).collect())?;
-                let service_ok = f
-                    .service
-                    .as_ref()
-                    .is_none_or(|svc| sum.services.iter().any(|s| s == svc));
-                let dur_ok = f.min_duration_ms.is_none_or(|m| sum.duration_ms >= m);
-                let err_ok = !f.errors_only || sum.error;
-                (service_ok && dur_ok && err_ok).then_some(sum)
-            })
-            .collect();
+        let limit = f.limit.unwrap_or(100);
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        // The most recently active traces first: walk the ring from its newest span, judging
+        // each trace once, until enough match (the dashboard asks every tick).
+        for span in g.ring.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            if seen.insert(span.trace_id)
+                && let Some(sum) = g.summary(span.trace_id, f)
+            {
+                out.push(sum);
+            }
+        }
         out.sort_by_key(|t| std::cmp::Reverse(t.start_unix_ns));
-        out.truncate(f.limit.unwrap_or(100));
         out
     }
 }
 
 impl Inner {
-    fn insert(&mut self, span: SpanRecord) {
-        self.added += 1;
-        self.len += 1;
-        let id = span.trace_id;
-        let stored = StoredSpan::new(span, &mut self.strings);
-        self.traces.entry(id).or_default().push_back(stored);
-        self.order.push_back(id);
+    fn span(&self, seq: u64) -> &StoredSpan {
+        &self.ring[(seq - self.front_seq) as usize]
     }
 
-    fn evict(&mut self) {
-        while self.len > self.capacity {
-            let Some(trace) = self.order.pop_front() else {
+    /// The summary of trace `id` when it passes `f`.
+    fn summary(&self, id: TraceId, f: &TraceFilter) -> Option<TraceSummary> {
+        let seqs = self.traces.get(&id)?;
+        let facts: Vec<SpanFacts<'_>> = seqs
+            .iter()
+            .map(|&n| self.span(n).facts(&self.strings))
+            .collect();
+        if let Some(op) = &f.operation
+            && !facts.iter().any(|s| s.name.contains(op.as_str()))
+        {
+            return None;
+        }
+        let sum = TraceSummary::of_facts(facts)?;
+        let service_ok = f
+            .service
+            .as_ref()
+            .is_none_or(|svc| sum.services.iter().any(|s| s == svc));
+        let dur_ok = f.min_duration_ms.is_none_or(|m| sum.duration_ms >= m);
+        let err_ok = !f.errors_only || sum.error;
+        (service_ok && dur_ok && err_ok).then_some(sum)
+    }
+
+    fn insert(&mut self, span: SpanRecord) {
+        // Room first: pushing onto a full ring would double its buffer.
+        self.evict_to(self.capacity - 1);
+        let seq = self.front_seq + self.ring.len() as u64;
+        let stored = StoredSpan::new(span, &mut self.strings);
+        self.traces.entry(stored.trace_id).or_default().push_back(seq);
+        self.ring.push_back(stored);
+    }
+
+    fn evict_to(&mut self, len: usize) {
+        while self.ring.len() > len {
+            let Some(oldest) = self.ring.pop_front() else {
                 break;
             };
-            if let Some(t) = self.traces.get_mut(&trace) {
-                t.pop_front();
-                self.len -= 1;
-                if t.is_empty() {
-                    self.traces.remove(&trace);
+            self.front_seq += 1;
+            if let Some(seqs) = self.traces.get_mut(&oldest.trace_id) {
+                // The oldest span overall is its trace's oldest too.
+                seqs.pop_front();
+                if seqs.is_empty() {
+                    self.traces.remove(&oldest.trace_id);
                 }
             }
         }
