@@ -362,10 +362,24 @@ fn metrics_text(m: &MetricsView) -> String {
     ];
     let services: Vec<[String; 8]> = m.services.iter().map(|(n, s)| row(n, s)).collect();
     let instances: Vec<[String; 8]> = m.instances.iter().map(|(n, s)| row(n, s)).collect();
+    let routes: Vec<[String; 8]> = m
+        .routes
+        .iter()
+        .map(|r| row(&format!("{} {}", r.service, r.route), &r.series))
+        .collect();
+    let calls: Vec<[String; 8]> = m
+        .calls
+        .iter()
+        .map(|c| row(&format!("{}->{}", c.caller, c.target), &c.series))
+        .collect();
     let mut out = String::from("per service, last 10 s (requests and errors: last 5 min)\n");
     out.push_str(&table(header, &services));
     out.push_str("\nper instance\n");
     out.push_str(&table(header, &instances));
+    out.push_str("\nper route (server side)\n");
+    out.push_str(&table(header, &routes));
+    out.push_str("\nper call path (client side: caller->target, errors are failed calls)\n");
+    out.push_str(&table(header, &calls));
     let p = &m.process;
     let _ = writeln!(
         out,

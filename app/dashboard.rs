@@ -4,7 +4,6 @@
 pub mod action;
 pub mod app;
 mod event_loop;
-pub mod rates;
 pub mod render;
 pub mod tabs;
 pub mod views;

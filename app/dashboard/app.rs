@@ -1,7 +1,6 @@
 //! The dashboard's state and how actions change it. Drawing reads this; nothing here awaits.
 
 use super::action::Action;
-use super::rates::Rates;
 use super::tabs::Tab;
 use super::views::balancer::{self, BalancerView};
 use super::views::breakers::BreakersView;
@@ -79,7 +78,6 @@ pub struct App {
     pub logs: LogsView,
     logs_fetched: Option<Instant>,
     traces_fetched: Option<Instant>,
-    pub rates: Rates,
     /// The route inspector overlay, when open; it takes the keyboard.
     pub inspector: Option<Inspector>,
     /// A one-line text prompt (search, filter), when open; it takes the keyboard.
@@ -104,7 +102,6 @@ impl App {
             logs: LogsView::default(),
             logs_fetched: None,
             traces_fetched: None,
-            rates: Rates::default(),
             inspector: None,
             prompt: None,
             toast: None,
@@ -117,7 +114,6 @@ impl App {
         if self.paused {
             return false;
         }
-        self.rates.observe(&snapshot, Instant::now());
         self.snapshot = snapshot;
         self.services.clamp(&self.snapshot);
         self.balancer.clamp(&self.snapshot);

@@ -50,14 +50,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     draw_header(frame, header, app, &theme);
     draw_tabs(frame, tabs, app, &theme);
     match app.tab {
-        Tab::Services => views::services::render(
-            frame,
-            body,
-            &app.services,
-            &app.snapshot,
-            &app.rates,
-            &theme,
-        ),
+        Tab::Services => views::services::render(frame, body, &app.services, &app.snapshot, &theme),
         Tab::Balancer => views::balancer::render(frame, body, &app.balancer, &app.snapshot, &theme),
         Tab::Breakers => views::breakers::render(frame, body, &app.breakers, &app.snapshot, &theme),
         Tab::Traces => views::traces::render(frame, body, &app.traces, &theme),

@@ -546,26 +546,26 @@ fn breaker_keys_set_the_selected_breakers_mode() {
 
 #[test]
 fn services_tab_shows_live_rates_and_countdowns() {
-    let mut app = busy_app();
-    // Two samples a second apart: 20 more requests, 5 of them failed.
-    let t0 = std::time::Instant::now();
-    let mut later = (*busy_snapshot()).clone();
-    for i in &mut later.instances {
-        if let Some(l) = &mut i.load {
-            l.requests += 20;
-            l.failures += 5;
-        }
-    }
-    app.rates.observe(&busy_snapshot(), t0);
-    app.rates
-        .observe(&later, t0 + std::time::Duration::from_secs(2));
+    use devcluster::telemetry::rolling::Series;
+    // The instance's own rates over the last ten seconds, as the metrics windows give them.
+    let mut snap = (*busy_snapshot()).clone();
+    snap.metrics.instances.insert(
+        "user-service-3".into(),
+        Series {
+            rps: 10.0,
+            error_pct: 25.0,
+            ..Default::default()
+        },
+    );
+    let mut app = app();
+    app.on_snapshot(Arc::new(snap));
     press(&mut app, KeyCode::Char('j'));
     let lines = screen(&app, 160, 30);
     let row = lines
         .iter()
         .find(|l| l.contains("user-service-3") && l.contains("passing"))
         .unwrap_or_else(|| panic!("{}", lines.join("\n")));
-    // 20 requests over 2 s; 25 % of them failed; in flight 2; ejected with 3.5 s left.
+    // 10 requests a second, 25 % of them failed; in flight 2; ejected with 3.5 s left.
     assert!(row.contains("10.0") && row.contains("25.0"), "{row}");
     assert!(row.contains("ejected 4s"), "{row}");
     let other = lines
@@ -764,7 +764,7 @@ mod traces_tab {
 
 mod metrics_tab {
     use super::*;
-    use devcluster::telemetry::metrics::{MetricsView, ProcessView};
+    use devcluster::telemetry::metrics::{CallSeries, MetricsView, ProcessView, RouteSeries};
     use devcluster::telemetry::rolling::Series;
 
     fn series(rps: f64, err: f64, p99: f64, total: u64) -> Series {
@@ -794,6 +794,23 @@ mod metrics_tab {
             ]
             .into(),
             instances: Default::default(),
+            routes: vec![
+                RouteSeries {
+                    service: "user-service".into(),
+                    route: "/users/{id}".into(),
+                    series: series(17.1, 8.0, 4.5, 2000),
+                },
+                RouteSeries {
+                    service: "gateway".into(),
+                    route: "/api/orders".into(),
+                    series: series(2.0, 0.0, 30.0, 240),
+                },
+            ],
+            calls: vec![CallSeries {
+                caller: "order-service".into(),
+                target: "user-service".into(),
+                series: series(6.5, 1.5, 3.0, 780),
+            }],
             process: ProcessView {
                 cpu_percent: 3.5,
                 rss_bytes: 21_000_000,
@@ -826,6 +843,20 @@ mod metrics_tab {
             all.contains("(max 19)") && all.contains("max 119ms"),
             "{all}"
         );
+        let route = lines
+            .iter()
+            .find(|l| l.contains("/users/{id}"))
+            .unwrap_or_else(|| panic!("the selected service's routes: {all}"));
+        assert!(route.contains("17.1") && route.contains("2000"), "{route}");
+        assert!(
+            !all.contains("/api/orders"),
+            "only the selected service's routes: {all}"
+        );
+        let call = lines
+            .iter()
+            .find(|l| l.contains("order-service → user-service"))
+            .unwrap_or_else(|| panic!("the client side: {all}"));
+        assert!(call.contains("6.5") && call.contains("780"), "{call}");
         assert!(all.contains("cpu 3.5%  rss 21.0 MB"), "{all}");
         assert!(
             all.contains("of 2 cores") && all.contains("load 0.42"),

@@ -17,6 +17,10 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The binary's allocator, so the figure is what `lgo-dash` does.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.into(),

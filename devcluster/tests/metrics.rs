@@ -180,6 +180,29 @@ async fn the_admin_metrics_count_the_gateway_and_the_client_side() {
             .map_or(0, |s| s.total_requests);
         if total == 6 {
             assert_eq!(snap.metrics.services["user-service"].total_requests, 5);
+            let route = |service: &str, route: &str| {
+                snap.metrics
+                    .routes
+                    .iter()
+                    .find(|r| r.service == service && r.route == route)
+                    .map(|r| (r.series.total_requests, r.series.total_errors))
+            };
+            assert_eq!(route("gateway", "/api/users/{id}"), Some((5, 0)));
+            assert_eq!(route("gateway", "unmatched"), Some((1, 0)));
+            assert_eq!(route("user-service", "/users/{id}"), Some((5, 0)));
+            let calls: Vec<_> = snap
+                .metrics
+                .calls
+                .iter()
+                .map(|c| {
+                    (
+                        c.caller.as_str(),
+                        c.target.as_str(),
+                        c.series.total_requests,
+                    )
+                })
+                .collect();
+            assert_eq!(calls, [("gateway", "user-service", 5)], "the client side");
             break;
         }
         assert!(Instant::now() < deadline, "snapshot gateway total {total}");

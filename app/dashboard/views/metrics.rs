@@ -74,70 +74,131 @@ pub fn render(
         frame.render_widget(&notice, area);
         return;
     }
-    let [top, charts, process] = Layout::vertical([
+    let selected = m.services.iter().nth(view.selected);
+    let routes: Vec<(String, &Series)> = m
+        .routes
+        .iter()
+        .filter(|r| selected.is_some_and(|(name, _)| *name == r.service))
+        .map(|r| (r.route.clone(), &r.series))
+        .collect();
+    let calls: Vec<(String, &Series)> = m
+        .calls
+        .iter()
+        .map(|c| (format!("{} → {}", c.caller, c.target), &c.series))
+        .collect();
+    let middle = (routes.len().max(calls.len()).min(8) + 3) as u16;
+    let [top, middle, charts, process] = Layout::vertical([
         Constraint::Length(m.services.len() as u16 + 3),
+        Constraint::Length(middle),
         Constraint::Fill(1),
         Constraint::Length(4),
     ])
     .areas(area);
 
-    let rows = m.services.iter().map(|(name, s)| {
-        let err_style = if s.error_pct >= 5.0 {
-            theme.critical
-        } else if s.error_pct > 0.0 {
-            theme.warning
-        } else {
-            theme.text
-        };
-        let right = |t: String| Cell::from(Line::from(t).right_aligned());
-        Row::new([
-            Cell::from(name.as_str()),
-            right(format!("{:.1}", s.rps)),
-            Cell::from(
-                Line::from(Span::styled(format!("{:.1}", s.error_pct), err_style)).right_aligned(),
-            ),
-            right(ms(s.p50)),
-            right(ms(s.p90)),
-            right(ms(s.p99)),
-            right(s.total_requests.to_string()),
-            right(s.total_errors.to_string()),
-        ])
-    });
-    let table = Table::new(
+    let services: Vec<(String, &Series)> = m.services.iter().map(|(n, s)| (n.clone(), s)).collect();
+    let table = stats_table(
+        " Services · last 10 s (requests and errors: last 5 min) ",
+        "SERVICE",
+        Constraint::Length(18),
+        services,
+        theme.border_focused,
+        theme,
+    )
+    .row_highlight_style(theme.selected);
+    let mut state = TableState::default().with_selected(Some(view.selected));
+    frame.render_stateful_widget(table, top, &mut state);
+
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(middle);
+    let name = selected.map_or("", |(n, _)| n.as_str());
+    frame.render_widget(
+        stats_table(
+            &format!(" {name} · per route "),
+            "ROUTE",
+            Constraint::Fill(1),
+            routes,
+            theme.border,
+            theme,
+        ),
+        left,
+    );
+    frame.render_widget(
+        stats_table(
+            " Client side · calls per caller → target (errors: failed calls) ",
+            "CALLER → TARGET",
+            Constraint::Fill(1),
+            calls,
+            theme.border,
+            theme,
+        ),
+        right,
+    );
+
+    if let Some((name, s)) = selected {
+        render_charts(frame, charts, name, s, theme);
+    }
+    frame.render_widget(process_panel(&m.process, theme), process);
+}
+
+/// Rows of rates, error %, percentiles and totals under a bordered title.
+fn stats_table<'a>(
+    title: &str,
+    first: &'a str,
+    first_width: Constraint,
+    rows: Vec<(String, &Series)>,
+    border: ratatui::style::Style,
+    theme: &Theme,
+) -> Table<'a> {
+    let right = |t: String| Cell::from(Line::from(t).right_aligned());
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .map(|(name, s)| {
+            let err_style = if s.error_pct >= 5.0 {
+                theme.critical
+            } else if s.error_pct > 0.0 {
+                theme.warning
+            } else {
+                theme.text
+            };
+            Row::new([
+                Cell::from(name),
+                right(format!("{:.1}", s.rps)),
+                Cell::from(
+                    Line::from(Span::styled(format!("{:.1}", s.error_pct), err_style))
+                        .right_aligned(),
+                ),
+                right(ms(s.p50)),
+                right(ms(s.p90)),
+                right(ms(s.p99)),
+                right(s.total_requests.to_string()),
+                right(s.total_errors.to_string()),
+            ])
+        })
+        .collect();
+    Table::new(
         rows,
         [
-            Constraint::Length(18),
-            Constraint::Length(8),
+            first_width,
+            Constraint::Length(6),
+            Constraint::Length(5),
             Constraint::Length(7),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(9),
+            Constraint::Length(7),
+            Constraint::Length(7),
             Constraint::Length(8),
+            Constraint::Length(6),
         ],
     )
     .header(
         Row::new([
-            "SERVICE", "REQ/S", "ERR%", "P50", "P90", "P99", "REQUESTS", "ERRORS",
+            first, "REQ/S", "ERR%", "P50", "P90", "P99", "REQUESTS", "ERRORS",
         ])
         .style(theme.title),
     )
-    .row_highlight_style(theme.selected)
     .block(
         Block::bordered()
-            .title(Line::styled(
-                " Services · last 10 s (requests and errors: last 5 min) ",
-                theme.title,
-            ))
-            .border_style(theme.border_focused),
-    );
-    let mut state = TableState::default().with_selected(Some(view.selected));
-    frame.render_stateful_widget(table, top, &mut state);
-
-    if let Some((name, s)) = m.services.iter().nth(view.selected) {
-        render_charts(frame, charts, name, s, theme);
-    }
-    frame.render_widget(process_panel(&m.process, theme), process);
+            .title(Line::styled(title.to_string(), theme.title))
+            .border_style(border),
+    )
 }
 
 fn render_charts(frame: &mut Frame, area: Rect, name: &str, s: &Series, theme: &Theme) {

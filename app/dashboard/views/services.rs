@@ -3,9 +3,9 @@
 //! countdowns, the last check, and the selected instance's details below.
 
 use crate::dashboard::action::Action;
-use crate::dashboard::rates::Rates;
 use devcluster::handle::{ClusterSnapshot, InstanceSnapshot, ProcessState};
 use devcluster::registry::Health;
+use devcluster::telemetry::metrics::MetricsView;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -82,10 +82,11 @@ fn process_label(p: ProcessState) -> &'static str {
     }
 }
 
-/// Converts an instance into the widget's plain row.
-pub fn row(i: &InstanceSnapshot, rates: &Rates) -> InstanceRow {
+/// Converts an instance into the widget's plain row; its rates are its own (server side) over
+/// the last ten seconds, the numbers the Metrics tab shows.
+pub fn row(i: &InstanceSnapshot, metrics: &MetricsView) -> InstanceRow {
     let v = &i.view;
-    let rate = rates.get(&v.id);
+    let rate = metrics.instances.get(&v.id);
     InstanceRow {
         id: v.id.clone(),
         health: health_mark(v.health),
@@ -95,7 +96,7 @@ pub fn row(i: &InstanceSnapshot, rates: &Rates) -> InstanceRow {
         weight: v.weight,
         in_flight: i.load.as_ref().map_or(0, |l| l.in_flight),
         rps: rate.map(|r| r.rps),
-        error_pct: rate.and_then(|r| r.error_pct),
+        error_pct: rate.filter(|r| r.rps > 0.0).map(|r| r.error_pct),
         notes: i.notes(),
         check: v
             .checks
@@ -117,7 +118,6 @@ pub fn render(
     area: Rect,
     view: &ServicesView,
     snap: &ClusterSnapshot,
-    rates: &Rates,
     theme: &Theme,
 ) {
     let groups = snap.services();
@@ -176,7 +176,11 @@ pub fn render(
     };
     let [table_area, detail_area] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(9)]).areas(right);
-    let rows: Vec<InstanceRow> = group.instances.iter().map(|i| row(i, rates)).collect();
+    let rows: Vec<InstanceRow> = group
+        .instances
+        .iter()
+        .map(|i| row(i, &snap.metrics))
+        .collect();
     let title = format!(
         " {} · {} instances · {} passing ",
         group.name,

@@ -13,9 +13,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// The content type `/metrics` answers with.
@@ -48,6 +48,32 @@ pub struct ServerMetrics {
     duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
     window: Rolling,
+    /// Per route: the metric handles (so a request allocates no label) and its window.
+    routes: RwLock<HashMap<String, Arc<RouteEntry>>>,
+}
+
+struct RouteEntry {
+    errors: Counter,
+    duration: Histogram,
+    /// Requests by (method, status): a handful per route, scanned.
+    requests: RwLock<Vec<(String, u16, Counter)>>,
+    window: Rolling,
+}
+
+/// A read-mostly cache: the common case takes the read lock and finds the entry.
+fn cached<K, V>(map: &RwLock<HashMap<K, V>>, key: &str, make: impl FnOnce() -> V) -> V
+where
+    K: std::borrow::Borrow<str> + std::hash::Hash + Eq + for<'a> From<&'a str>,
+    V: Clone,
+{
+    if let Some(v) = map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
+        return v.clone();
+    }
+    map.write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(K::from(key))
+        .or_insert_with(make)
+        .clone()
 }
 
 impl ServerMetrics {
@@ -88,6 +114,7 @@ impl ServerMetrics {
             duration,
             in_flight,
             window: Rolling::default(),
+            routes: RwLock::default(),
         }
     }
 
@@ -99,23 +126,61 @@ impl ServerMetrics {
 
     pub fn record(&self, route: &str, method: &str, status: u16, took: Duration) {
         let error = status >= 500;
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.into(),
-                method: method.into(),
-                status,
-            })
-            .inc();
-        let route = RouteLabels {
-            route: route.into(),
-        };
+        let entry = self.route(route);
+        let counted = entry
+            .requests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(m, st, _)| m == method && *st == status)
+            .map(|(_, _, c)| c.clone());
+        let counter = counted.unwrap_or_else(|| {
+            let c = self
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: route.into(),
+                    method: method.into(),
+                    status,
+                })
+                .clone();
+            entry
+                .requests
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((method.into(), status, c.clone()));
+            c
+        });
+        counter.inc();
         if error {
-            self.errors.get_or_create(&route).inc();
+            entry.errors.inc();
         }
-        self.duration
-            .get_or_create(&route)
-            .observe(took.as_secs_f64());
+        entry.duration.observe(took.as_secs_f64());
+        entry.window.record(took, error);
         self.window.record(took, error);
+    }
+
+    fn route(&self, route: &str) -> Arc<RouteEntry> {
+        cached(&self.routes, route, || {
+            let labels = RouteLabels {
+                route: route.into(),
+            };
+            Arc::new(RouteEntry {
+                errors: self.errors.get_or_create(&labels).clone(),
+                duration: self.duration.get_or_create(&labels).clone(),
+                requests: RwLock::default(),
+                window: Rolling::default(),
+            })
+        })
+    }
+
+    /// Each route's window, by route.
+    fn route_windows(&self) -> Vec<(String, Arc<RouteEntry>)> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The OpenMetrics text of this server's registry.
@@ -164,9 +229,22 @@ pub struct ProcessView {
     pub cpus: usize,
 }
 
+/// One caller->target path of the service client: its histogram, its counters by instance and
+/// outcome, and its window.
+struct CallEntry {
+    duration: Histogram,
+    calls: RwLock<Vec<(String, String, Counter)>>,
+    window: Rolling,
+}
+
+/// One caller's paths, by target.
+type CallTargets = RwLock<HashMap<String, Arc<CallEntry>>>;
+
 /// Everything the cluster measures: the servers, the client side, the process.
 pub struct MetricsHub {
     servers: Mutex<BTreeMap<String, Arc<ServerMetrics>>>,
+    /// caller -> target -> entry.
+    paths: RwLock<HashMap<String, CallTargets>>,
     registry: Mutex<Registry>,
     calls: Family<CallLabels, Counter>,
     call_duration: Family<PathLabels, Histogram, fn() -> Histogram>,
@@ -227,6 +305,7 @@ impl MetricsHub {
         );
         MetricsHub {
             servers: Mutex::new(BTreeMap::new()),
+            paths: RwLock::default(),
             registry: Mutex::new(registry),
             calls,
             call_duration,
@@ -274,20 +353,61 @@ impl MetricsHub {
         outcome: &str,
         took: Duration,
     ) {
-        self.calls
-            .get_or_create(&CallLabels {
-                caller: caller.into(),
-                target: target.into(),
-                instance: instance.into(),
-                outcome: outcome.into(),
+        let entry = self.path(caller, target);
+        let counted = entry
+            .calls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(i, o, _)| i == instance && o == outcome)
+            .map(|(_, _, c)| c.clone());
+        let counter = counted.unwrap_or_else(|| {
+            let c = self
+                .calls
+                .get_or_create(&CallLabels {
+                    caller: caller.into(),
+                    target: target.into(),
+                    instance: instance.into(),
+                    outcome: outcome.into(),
+                })
+                .clone();
+            entry
+                .calls
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((instance.into(), outcome.into(), c.clone()));
+            c
+        });
+        counter.inc();
+        entry.duration.observe(took.as_secs_f64());
+        entry.window.record(took, outcome != "ok");
+    }
+
+    fn path(&self, caller: &str, target: &str) -> Arc<CallEntry> {
+        let make = || {
+            Arc::new(CallEntry {
+                duration: self
+                    .call_duration
+                    .get_or_create(&PathLabels {
+                        caller: caller.into(),
+                        target: target.into(),
+                    })
+                    .clone(),
+                calls: RwLock::default(),
+                window: Rolling::default(),
             })
-            .inc();
-        self.call_duration
-            .get_or_create(&PathLabels {
-                caller: caller.into(),
-                target: target.into(),
-            })
-            .observe(took.as_secs_f64());
+        };
+        if let Some(targets) = self
+            .paths
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(caller)
+        {
+            return cached(targets, target, make);
+        }
+        let mut paths = self.paths.write().unwrap_or_else(|e| e.into_inner());
+        let targets = paths.entry(caller.into()).or_default();
+        cached(targets, target, make)
     }
 
     pub fn set_process(&self, p: ProcessView) {
@@ -331,7 +451,39 @@ impl MetricsHub {
                 .or_default()
                 .push(s.window());
         }
+        let mut routes: BTreeMap<(String, String), Vec<Arc<RouteEntry>>> = BTreeMap::new();
+        for s in &servers {
+            for (route, entry) in s.route_windows() {
+                routes
+                    .entry((s.service.clone(), route))
+                    .or_default()
+                    .push(entry);
+            }
+        }
+        let mut calls = Vec::new();
+        for (caller, targets) in self.paths.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            for (target, entry) in targets.read().unwrap_or_else(|e| e.into_inner()).iter() {
+                calls.push(CallSeries {
+                    caller: caller.clone(),
+                    target: target.clone(),
+                    series: Rolling::merged(&[&entry.window], seconds),
+                });
+            }
+        }
+        calls.sort_by(|a, b| (&a.caller, &a.target).cmp(&(&b.caller, &b.target)));
         MetricsView {
+            routes: routes
+                .into_iter()
+                .map(|((service, route), entries)| {
+                    let windows: Vec<&Rolling> = entries.iter().map(|e| &e.window).collect();
+                    RouteSeries {
+                        service,
+                        route,
+                        series: Rolling::merged(&windows, seconds),
+                    }
+                })
+                .collect(),
+            calls,
             services: by_service
                 .into_iter()
                 .map(|(name, windows)| (name, Rolling::merged(&windows, seconds)))
@@ -354,7 +506,27 @@ impl MetricsHub {
 pub struct MetricsView {
     pub services: BTreeMap<String, Series>,
     pub instances: BTreeMap<String, Series>,
+    /// Per service and route (instances merged), by service then route.
+    #[serde(default)]
+    pub routes: Vec<RouteSeries>,
+    /// The client side: per caller and target, by caller then target.
+    #[serde(default)]
+    pub calls: Vec<CallSeries>,
     pub process: ProcessView,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteSeries {
+    pub service: String,
+    pub route: String,
+    pub series: Series,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallSeries {
+    pub caller: String,
+    pub target: String,
+    pub series: Series,
 }
 
 /// Samples the process and the host every second into `hub` until `hub` is dropped.

@@ -257,7 +257,10 @@ impl Inner {
         self.evict_to(self.capacity - 1);
         let seq = self.front_seq + self.ring.len() as u64;
         let stored = StoredSpan::new(span, &mut self.strings);
-        self.traces.entry(stored.trace_id).or_default().push_back(seq);
+        self.traces
+            .entry(stored.trace_id)
+            .or_default()
+            .push_back(seq);
         self.ring.push_back(stored);
     }
 
