@@ -10,6 +10,7 @@ use crate::balance::service::Balancers;
 use crate::breaker::Breakers;
 use crate::client::{ClientSettings, ServiceClient};
 use crate::config::Config;
+use crate::config::kv::KvStore;
 use crate::control::{self, ControlError, Endpoint};
 use crate::gateway::{Gateway, routes::RouteTable};
 use crate::handle::{ClusterHandle, ClusterSnapshot, InstanceSnapshot, ProcessState};
@@ -103,6 +104,8 @@ pub(crate) struct ManagedInstance {
 /// State shared by the cluster, its admin API and its in-process handle.
 pub struct Core {
     pub(crate) registry: Registry,
+    /// The config center's KV store (Consul's KV API on the registry port).
+    pub(crate) kv: KvStore,
     pub(crate) instances: Vec<ManagedInstance>,
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) balancers: Arc<Balancers>,
@@ -207,10 +210,11 @@ impl Cluster {
         let routes = RouteTable::new(&cfg.routes).map_err(ClusterError::Config)?;
 
         let registry = Registry::new();
+        let kv = KvStore::new();
         let registry_server = started(
             "registry",
             registry_l,
-            crate::registry::consul::router(registry.clone()),
+            crate::registry::consul::router(registry.clone(), kv.clone()),
         )?;
         let balancers = Arc::new(Balancers::new(cfg.strategies(), cfg.outlier.clone()));
         let named: BTreeMap<_, _> = cfg
@@ -332,6 +336,7 @@ impl Cluster {
         let (snapshot_tx, _) = watch::channel(Arc::new(ClusterSnapshot::default()));
         let core = Arc::new(Core {
             registry,
+            kv,
             instances,
             endpoints,
             balancers,
@@ -391,6 +396,11 @@ impl Cluster {
 
     pub fn registry(&self) -> &Registry {
         &self.core.registry
+    }
+
+    /// The config center's KV store.
+    pub fn kv(&self) -> &KvStore {
+        &self.core.kv
     }
 
     pub fn registry_url(&self) -> String {

@@ -1,6 +1,8 @@
 //! The cluster's settings: defaults from `assets/lgo.toml` (embedded), overridden by a file the
 //! user names. Unknown keys are refused with the key's path, so a typo never passes silently.
 
+pub mod kv;
+
 use crate::balance::Strategy;
 use crate::balance::load::OutlierSettings;
 use crate::breaker::BreakerSettings;

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use devcluster::config::kv::KvStore;
 use devcluster::registry::{Registry, consul};
 use devcluster::server::HttpServer;
 use reqwest::StatusCode;
@@ -19,7 +20,12 @@ struct Api {
 async fn start() -> Api {
     let registry = Registry::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = HttpServer::start("registry", listener, consul::router(registry.clone())).unwrap();
+    let server = HttpServer::start(
+        "registry",
+        listener,
+        consul::router(registry.clone(), KvStore::new()),
+    )
+    .unwrap();
     Api {
         base: server.url(),
         http: reqwest::Client::builder().no_proxy().build().unwrap(),
@@ -59,6 +65,16 @@ impl Api {
             index,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, String) {
+        let r = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
     }
 
     async fn health_of(&self, service: &str, id: &str) -> Option<String> {
@@ -373,4 +389,207 @@ async fn malformed_requests_get_400_with_a_reason_and_change_nothing() {
     let (status, text) = api.put("/v1/agent/check/pass/web-http", "").await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(text.contains("does not have associated TTL"), "{text}");
+}
+
+// The KV store (the config center's, on the registry port), as Consul's KV API.
+
+#[tokio::test]
+async fn kv_values_read_back_in_consul_shape_raw_and_by_percent_encoded_keys() {
+    let api = start().await;
+    assert_eq!(
+        api.put("/v1/kv/lgo/traffic/rps", "40").await,
+        (StatusCode::OK, "true".into())
+    );
+    let (status, index, v) = api.get("/v1/kv/lgo/traffic/rps").await;
+    assert_eq!(status, StatusCode::OK);
+    let e = &v[0];
+    assert_eq!(e["Key"], "lgo/traffic/rps");
+    assert_eq!(e["Value"], "NDA=", "standard base64 of the bytes");
+    assert_eq!(
+        (e["Flags"].as_u64(), e["LockIndex"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        index,
+        e["ModifyIndex"].as_u64(),
+        "a key's index is its ModifyIndex"
+    );
+    assert_eq!(e["CreateIndex"], e["ModifyIndex"]);
+
+    let r = api
+        .http
+        .get(format!("{}/v1/kv/lgo/traffic/rps?raw", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert_eq!(r.text().await.unwrap(), "40");
+
+    // py-consul quotes the path: the key is the decoded one.
+    api.put("/v1/kv/lgo/breaker/gateway-%3Euser-service/window", "10")
+        .await;
+    let (_, _, v) = api
+        .get("/v1/kv/lgo/breaker/gateway->user-service/window")
+        .await;
+    assert_eq!(v[0]["Key"], "lgo/breaker/gateway->user-service/window");
+
+    // An empty value is null, as Consul stores it.
+    api.put("/v1/kv/empty", "").await;
+    assert_eq!(api.get("/v1/kv/empty").await.2[0]["Value"], Value::Null);
+
+    // Missing: 404 with an empty body, still indexed so a client can block on its creation.
+    let (status, index, body) = api.get("/v1/kv/nothing/here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(index.is_some_and(|i| i >= 1), "X-Consul-Index on 404");
+    assert_eq!(body, Value::String(String::new()));
+}
+
+#[tokio::test]
+async fn kv_prefixes_keys_check_and_set_and_deletes() {
+    let api = start().await;
+    for (k, v) in [
+        ("app/a", "1"),
+        ("app/b/c", "2"),
+        ("app/b/d", "3"),
+        ("apple", "4"),
+    ] {
+        api.put(&format!("/v1/kv/{k}"), v).await;
+    }
+    let keys = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, _, v) = api.get("/v1/kv/app?recurse").await;
+    assert_eq!(
+        keys(&v),
+        ["app/a", "app/b/c", "app/b/d", "apple"],
+        "string prefix"
+    );
+    let (_, _, v) = api.get("/v1/kv/app/?keys&separator=/").await;
+    assert_eq!(v, json!(["app/a", "app/b/"]));
+    assert_eq!(api.get("/v1/kv/zzz?recurse").await.0, StatusCode::NOT_FOUND);
+
+    // cas=0 creates only; a stale index does not write.
+    assert_eq!(api.put("/v1/kv/app/a?cas=0", "x").await.1, "false");
+    let (_, index, _) = api.get("/v1/kv/app/a").await;
+    assert_eq!(api.put("/v1/kv/app/a?cas=1", "x").await.1, "false");
+    assert_eq!(
+        api.put(&format!("/v1/kv/app/a?cas={}", index.unwrap()), "y")
+            .await
+            .1,
+        "true"
+    );
+    assert_eq!(api.get("/v1/kv/app/a?raw").await.2, json!("y"));
+
+    assert_eq!(api.delete("/v1/kv/app/b?recurse").await.1, "true");
+    let (_, _, v) = api.get("/v1/kv/app?recurse").await;
+    assert_eq!(keys(&v), ["app/a", "apple"]);
+    assert_eq!(
+        api.delete("/v1/kv/never-was").await.1,
+        "true",
+        "deleting a missing key is fine"
+    );
+}
+
+#[tokio::test]
+async fn kv_blocking_read_returns_on_a_change_to_its_key_not_to_others() {
+    let api = start().await;
+    api.put("/v1/kv/lgo/traffic/rps", "20").await;
+    let (_, index, _) = api.get("/v1/kv/lgo/traffic/rps").await;
+    let index = index.unwrap();
+
+    // A write elsewhere does not answer it: held for its whole wait, same index.
+    let started = Instant::now();
+    let other = api.put("/v1/kv/lgo/other", "1");
+    let path = format!("/v1/kv/lgo/traffic/rps?index={index}&wait=400ms");
+    let held = api.get(&path);
+    let (_, (_, same, _)) = tokio::join!(other, held);
+    assert_eq!(same, Some(index));
+    assert!(started.elapsed() >= Duration::from_millis(350));
+
+    // A write to the key wakes it long before its 30 s wait, with the new value.
+    let base = api.base.clone();
+    let waiter = tokio::spawn(async move {
+        let started = Instant::now();
+        let r = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!(
+                "{base}/v1/kv/lgo/traffic/rps?index={index}&wait=30s"
+            ))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        (started.elapsed(), v)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    api.put("/v1/kv/lgo/traffic/rps", "60").await;
+    let (elapsed, v) = waiter.await.unwrap();
+    assert_eq!(v[0]["Value"], "NjA=");
+    assert!(v[0]["ModifyIndex"].as_u64().unwrap() > index);
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "returned after {elapsed:?}"
+    );
+
+    // A prefix watcher wakes on a delete under it.
+    let (_, pindex, _) = api.get("/v1/kv/lgo/?recurse").await;
+    let pindex = pindex.unwrap();
+    let base = api.base.clone();
+    let waiter = tokio::spawn(async move {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("{base}/v1/kv/lgo/?recurse&index={pindex}&wait=30s"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    api.delete("/v1/kv/lgo/other").await;
+    let v = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .expect("woken by the delete")
+        .unwrap();
+    assert_eq!(
+        v.as_array().unwrap().len(),
+        1,
+        "only lgo/traffic/rps left: {v}"
+    );
+}
+
+#[tokio::test]
+async fn kv_bad_requests_are_refused_with_a_reason() {
+    let api = start().await;
+    let (status, body) = api.put("/v1/kv/a?flags=many", "x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("flags: expected a non-negative integer"),
+        "{body}"
+    );
+    let (status, body) = api.put("/v1/kv/a?acquire=s1", "x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("not supported"), "{body}");
+    let (status, _) = api.put("/v1/kv/", "x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = api.put("/v1/kv/big", vec![b'x'; 600 * 1024]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body.contains("limit"), "{body}");
+    let (status, _, v) = api.get("/v1/kv/a?index=soon").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("index"), "{v}");
+    assert_eq!(
+        api.get("/v1/kv/a").await.0,
+        StatusCode::NOT_FOUND,
+        "nothing was written"
+    );
 }

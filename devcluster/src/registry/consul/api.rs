@@ -6,6 +6,7 @@ use super::wire::{
     DATACENTER, NODE, NODE_ID, agent_service_json, catalog_service_json, check_json,
     parse_registration, service_entry_json,
 };
+use crate::config::kv::KvStore;
 use crate::registry::{Health, Registry, RegistryError};
 use axum::Router;
 use axum::body::Bytes;
@@ -18,8 +19,9 @@ use std::collections::HashMap;
 
 type Params = Query<HashMap<String, String>>;
 
-/// The registry's Consul-compatible routes (mounted at the root of the registry port).
-pub fn router(reg: Registry) -> Router {
+/// The registry's Consul-compatible routes (mounted at the root of the registry port), the
+/// config center's KV endpoints among them.
+pub fn router(reg: Registry, kv: KvStore) -> Router {
     Router::new()
         .route("/v1/agent/service/register", put(register))
         .route("/v1/agent/service/deregister/{id}", put(deregister))
@@ -38,8 +40,9 @@ pub fn router(reg: Registry) -> Router {
             "/v1/status/peers",
             get(|| async { axum::Json(["127.0.0.1:8300"]) }),
         )
-        .fallback(not_found)
         .with_state(reg)
+        .merge(super::kv::routes(kv))
+        .fallback(not_found)
 }
 
 pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -185,7 +188,7 @@ async fn catalog_services(State(reg): State<Registry>, Query(q): Params) -> Resp
         Ok(b) => b,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    b.wait(&reg).await;
+    b.wait_for(&reg).await;
     let m: Map<String, Value> = reg
         .services()
         .into_iter()
@@ -203,7 +206,7 @@ async fn catalog_service(
         Ok(b) => b,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    b.wait(&reg).await;
+    b.wait_for(&reg).await;
     let tag = q.get("tag");
     let list: Vec<Value> = reg
         .service(&name, false)
@@ -223,7 +226,7 @@ async fn health_service(
         Ok(x) => x,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    b.wait(&reg).await;
+    b.wait_for(&reg).await;
     let tag = q.get("tag");
     let list: Vec<Value> = reg
         .service(&name, passing)

@@ -33,8 +33,16 @@ impl Blocking {
         })
     }
 
+    pub(super) fn index(&self) -> u64 {
+        self.index
+    }
+
+    pub(super) fn wait(&self) -> Duration {
+        self.wait
+    }
+
     /// Returns at once when `index` is 0 or already behind the registry; otherwise waits.
-    pub(super) async fn wait(&self, reg: &Registry) {
+    pub(super) async fn wait_for(&self, reg: &Registry) {
         if self.index > 0 && reg.index() <= self.index {
             reg.wait_for_change(self.index, self.wait).await;
         }
