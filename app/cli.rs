@@ -186,6 +186,38 @@ pub enum CtlCommand {
         #[command(subcommand)]
         command: RouteCommand,
     },
+    /// The live config: read a key, set one (checked, applied at once), history and undo.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCommand {
+    /// Every key with its value and the layer it comes from.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One key's value and origin (`traffic.rps`, `breaker.gateway->user-service.window`).
+    Get {
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sets a key: a TOML literal (`40`, `true`, `"x"`) or a bare word (`p2c`). Refused with
+    /// the reason when the config would not be valid; the live one then stays.
+    Set { key: String, value: String },
+    /// Removes a key's override: the value from the file or the defaults takes over again.
+    Unset { key: String },
+    /// Every change: version, when, who, key, old → new.
+    History {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undoes the newest change.
+    Undo,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -231,14 +263,19 @@ impl Cli {
     }
 
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        Ok(Config::load(self.config.as_deref())?)
+        Ok(Config::load(&self.environment(), self.config.as_deref())?)
     }
 
     pub fn cluster_options(&self) -> anyhow::Result<devcluster::cluster::ClusterOptions> {
-        Ok(
-            devcluster::cluster::ClusterOptions::new(self.load_config()?)
-                .auto_ports(self.ports == Some(PortsMode::Auto))
-                .traffic(!self.no_traffic),
-        )
+        let layers = Config::base_layers(
+            &self.environment(),
+            self.config.as_deref(),
+            std::env::vars(),
+        )?;
+        let effective = devcluster::config::Effective::of(&layers)?;
+        Ok(devcluster::cluster::ClusterOptions::new(effective.config)
+            .layers(layers)
+            .auto_ports(self.ports == Some(PortsMode::Auto))
+            .traffic(!self.no_traffic))
     }
 }

@@ -1,6 +1,6 @@
 //! `lgo-dash ctl`: one command per admin API call, human tables by default, `--json` for scripts.
 
-use crate::cli::{CtlArgs, CtlCommand, RouteCommand, TracesCommand};
+use crate::cli::{ConfigCommand, CtlArgs, CtlCommand, RouteCommand, TracesCommand};
 use devcluster::balance::service::BalancerSnapshot;
 use devcluster::breaker::{BreakerSnapshot, Mode};
 use devcluster::cluster::RouteExplain;
@@ -140,6 +140,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                 print_or_json(*json, &e, RouteExplain::text)?;
                 return Ok(ExitCode::SUCCESS);
             }
+            CtlCommand::Config { command } => return config(&client, command).await,
             CtlCommand::Kill { id, for_s } => Command::Kill {
                 id: id.clone(),
                 for_s: *for_s,
@@ -199,6 +200,68 @@ fn print_or_json<T: serde::Serialize + ?Sized>(
 }
 
 /// Aligned columns, two spaces apart.
+async fn config(client: &AdminClient, command: &ConfigCommand) -> anyhow::Result<ExitCode> {
+    let applied = |a: devcluster::control::ConfigApplied| {
+        if a.changes.is_empty() {
+            println!("no change (version {})", a.version);
+        }
+        for c in &a.changes {
+            println!("{}", change_line(c));
+        }
+    };
+    match command {
+        ConfigCommand::List { json } => {
+            let all = client.config_entries().await?;
+            let rows: Vec<[String; 3]> = all
+                .entries
+                .iter()
+                .map(|e| [e.key.clone(), e.value.clone(), e.origin.clone()])
+                .collect();
+            print_or_json(*json, all.entries.as_slice(), |_| {
+                format!(
+                    "version {}\n{}",
+                    all.version,
+                    table(["KEY", "VALUE", "FROM"], &rows)
+                )
+            })?;
+        }
+        ConfigCommand::Get { key, json } => {
+            let e = client.config_get(key).await?;
+            print_or_json(*json, &e, |e| {
+                format!("{} = {}    ({})\n", e.key, e.value, e.origin)
+            })?;
+        }
+        ConfigCommand::Set { key, value } => {
+            applied(client.config_set(key, Some(value), "ctl").await?)
+        }
+        ConfigCommand::Unset { key } => applied(client.config_set(key, None, "ctl").await?),
+        ConfigCommand::History { json } => {
+            let h = client.config_history().await?;
+            print_or_json(*json, h.as_slice(), |h| {
+                h.iter().map(|c| change_line(c) + "\n").collect::<String>()
+            })?;
+        }
+        ConfigCommand::Undo => applied(client.config_undo().await?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `v3  12:04:05  ctl  traffic.rps: 20 → 40`.
+fn change_line(c: &devcluster::config::center::Change) -> String {
+    let secs = c.at_unix_ms / 1000;
+    format!(
+        "v{}  {:02}:{:02}:{:02}  {}  {}: {} → {}",
+        c.version,
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+        c.who,
+        c.key,
+        c.old.as_deref().unwrap_or("(unset)"),
+        c.new.as_deref().unwrap_or("(unset)")
+    )
+}
+
 fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(str::len);
     for r in rows {

@@ -173,6 +173,10 @@ impl ServiceClient {
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
+    pub fn set_hash_keys(&self, keys: BTreeMap<String, String>) {
+        *self.hash_keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+    }
+
     /// The balancing key of a call to `target`, per its `hash_key` setting.
     pub fn hash_key(
         &self,

@@ -3,6 +3,7 @@
 //! dashboard and `ctl` watch and steer it.
 
 mod commands;
+mod hot_apply;
 
 pub use commands::RouteExplain;
 
@@ -10,7 +11,9 @@ use crate::balance::service::Balancers;
 use crate::breaker::Breakers;
 use crate::client::{ClientSettings, ServiceClient};
 use crate::config::Config;
+use crate::config::center::ConfigCenter;
 use crate::config::kv::KvStore;
+use crate::config::layers::Layer;
 use crate::control::{self, ControlError, Endpoint};
 use crate::gateway::{Gateway, routes::RouteTable};
 use crate::handle::{ClusterHandle, ClusterSnapshot, InstanceSnapshot, ProcessState};
@@ -66,6 +69,8 @@ pub enum ClusterError {
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
     pub config: Config,
+    /// The layers `config` came from (for each key's origin); empty: `config` is one layer.
+    pub layers: Vec<Layer>,
     /// Take free ports instead of the configured ones (`--ports auto`).
     pub auto_ports: bool,
     /// Start the traffic generator (`--no-traffic` turns it off; `ctl traffic RPS` resumes).
@@ -77,10 +82,16 @@ impl ClusterOptions {
     pub fn new(config: Config) -> Self {
         ClusterOptions {
             config,
+            layers: Vec::new(),
             auto_ports: false,
             traffic: true,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
+    }
+
+    pub fn layers(mut self, layers: Vec<Layer>) -> Self {
+        self.layers = layers;
+        self
     }
 
     pub fn auto_ports(mut self, yes: bool) -> Self {
@@ -106,6 +117,7 @@ pub struct Core {
     pub(crate) registry: Registry,
     /// The config center's KV store (Consul's KV API on the registry port).
     pub(crate) kv: KvStore,
+    pub(crate) config: Arc<ConfigCenter>,
     pub(crate) instances: Vec<ManagedInstance>,
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) balancers: Arc<Balancers>,
@@ -217,18 +229,8 @@ impl Cluster {
             crate::registry::consul::router(registry.clone(), kv.clone()),
         )?;
         let balancers = Arc::new(Balancers::new(cfg.strategies(), cfg.outlier.clone()));
-        let named: BTreeMap<_, _> = cfg
-            .breaker
-            .iter()
-            .filter(|(k, _)| k.as_str() != "default")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let breakers = Arc::new(Breakers::new(cfg.breaker_defaults(), named));
-        let hash_keys: BTreeMap<String, String> = cfg
-            .balancer
-            .iter()
-            .filter_map(|(k, v)| v.hash_key.clone().map(|h| (k.clone(), h)))
-            .collect();
+        let breakers = Arc::new(Breakers::new(cfg.breaker_defaults(), cfg.named_breakers()));
+        let hash_keys = cfg.hash_keys();
         let metrics = Arc::new(MetricsHub::new());
         let new_client = |caller: &str| {
             Arc::new(
@@ -256,7 +258,8 @@ impl Cluster {
         let faults = Faults::new();
         let users = user::UserStore::seeded();
         let orders = order::OrderStore::seeded();
-        let lookup = Arc::new(order::UserLookup::new(new_client(order::SERVICE)));
+        let order_client = new_client(order::SERVICE);
+        let lookup = Arc::new(order::UserLookup::new(order_client.clone()));
         let mut instances = Vec::new();
         for (service, id, listener) in planned {
             let m = metrics.server(service, &id);
@@ -280,7 +283,8 @@ impl Cluster {
             });
         }
 
-        let gateway = Gateway::new(new_client("gateway"), routes);
+        let gateway_client = new_client("gateway");
+        let gateway = Gateway::new(gateway_client.clone(), routes);
         let gateway_server = started(
             "gateway",
             gateway_l,
@@ -333,10 +337,29 @@ impl Cluster {
             Endpoint::new("otlp-http", otlp_http_server.url()),
         ];
         let traffic = Traffic::new(if opts.traffic { cfg.traffic.rps } else { 0 });
+        let parts = hot_apply::Parts {
+            balancers: balancers.clone(),
+            breakers: breakers.clone(),
+            clients: vec![gateway_client, order_client],
+            gateway: gateway.clone(),
+            traffic: traffic.clone(),
+        };
+        let layers = if opts.layers.is_empty() {
+            vec![cfg.as_layer("config")]
+        } else {
+            opts.layers.clone()
+        };
+        let config = ConfigCenter::new(
+            layers,
+            kv.clone(),
+            Box::new(move |old, new| parts.apply(old, new)),
+        )
+        .map_err(ClusterError::Config)?;
         let (snapshot_tx, _) = watch::channel(Arc::new(ClusterSnapshot::default()));
         let core = Arc::new(Core {
             registry,
             kv,
+            config: config.clone(),
             instances,
             endpoints,
             balancers,
@@ -350,6 +373,8 @@ impl Cluster {
             snapshot_tx,
         });
         core.publish();
+        // KV writes from outside (the Consul KV API) reach the running cluster through this.
+        let config_watch = tokio::spawn(core.config.clone().watch());
         let sampler = tokio::spawn(crate::telemetry::metrics::sample_process(Arc::downgrade(
             &metrics,
         )));
@@ -375,7 +400,7 @@ impl Cluster {
                 otlp_http_server,
                 registry_server,
             ],
-            tasks: vec![generator, publisher, sampler, otlp_grpc],
+            tasks: vec![generator, publisher, sampler, otlp_grpc, config_watch],
             drain: opts.config.drain(),
         })
     }
@@ -396,6 +421,11 @@ impl Cluster {
 
     pub fn registry(&self) -> &Registry {
         &self.core.registry
+    }
+
+    /// The config center: the live config, its versions and history, `set`/`undo`.
+    pub fn config(&self) -> &Arc<ConfigCenter> {
+        &self.core.config
     }
 
     /// The config center's KV store.

@@ -1,11 +1,14 @@
 //! The cluster's settings: defaults from `assets/lgo.toml` (embedded), overridden by a file the
 //! user names. Unknown keys are refused with the key's path, so a typo never passes silently.
 
+pub mod center;
 pub mod kv;
+pub mod layers;
 
 use crate::balance::Strategy;
 use crate::balance::load::OutlierSettings;
 use crate::breaker::BreakerSettings;
+use layers::Layer;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,7 +17,7 @@ use std::time::Duration;
 /// The defaults shipped with the binary.
 pub const DEFAULTS_TOML: &str = include_str!("../../assets/lgo.toml");
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub ports: Ports,
@@ -81,7 +84,7 @@ pub struct RouteConfig {
     pub methods: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Ports {
     pub registry: u16,
@@ -93,21 +96,21 @@ pub struct Ports {
     pub order_service: u16,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     pub instances: usize,
     pub version: String,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     pub interval_ms: u64,
     pub timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ShutdownConfig {
     pub drain_ms: u64,
@@ -133,42 +136,75 @@ impl Config {
             .expect("embedded assets/lgo.toml is valid")
     }
 
-    /// Defaults, then the file at `path` on top.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let Some(path) = path else {
-            return Ok(Config::defaults());
+    /// The layers below the KV store: the defaults, the environment's file, the user's file
+    /// (TOML, or JSON by its extension), then `LGO__SECTION__KEY` variables from `vars`.
+    pub fn base_layers(
+        env: &str,
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Vec<Layer>, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: "layers".into(),
+            message,
         };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Config::from_layers(&[
-            ("defaults", DEFAULTS_TOML),
-            (&path.display().to_string(), &text),
-        ])
+        let mut layers = vec![Layer::parse("defaults", DEFAULTS_TOML).map_err(invalid)?];
+        layers.push(Layer::environment(env).map_err(invalid)?);
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            layers.push(Layer::parse(&path.display().to_string(), &text).map_err(invalid)?);
+        }
+        let known = layers[0].table.clone();
+        layers.extend(Layer::from_env(vars, &known));
+        Ok(layers)
+    }
+
+    /// Defaults, the environment's file, the file at `path`, the process's `LGO__` variables.
+    pub fn load(env: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        Ok(Effective::of(&Config::base_layers(env, path, std::env::vars())?)?.config)
     }
 
     /// Merges TOML documents key by key, later ones winning, then checks the result.
     pub fn from_layers(layers: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let mut merged = toml::Table::new();
-        for (origin, text) in layers {
-            let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Invalid {
-                origin: origin.to_string(),
-                message: e.to_string(),
-            })?;
-            merge(&mut merged, table);
-        }
+        let parsed = layers
+            .iter()
+            .map(|(origin, text)| {
+                Layer::parse(origin, text).map_err(|message| ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    message,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Effective::of(&parsed)?.config)
+    }
+
+    fn from_table(mut merged: toml::Table, origin: &str) -> Result<Config, ConfigError> {
         inherit_breaker_defaults(&mut merged);
-        let origin = layers.last().map(|l| l.0).unwrap_or("defaults").to_string();
         let cfg: Config = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                origin: origin.clone(),
+                origin: origin.to_string(),
                 message: e.to_string(),
             })?;
-        cfg.validate()
-            .map_err(|message| ConfigError::Invalid { origin, message })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message,
+        })?;
         Ok(cfg)
+    }
+
+    /// This config as one layer (for a cluster started from a `Config` built in code).
+    pub fn as_layer(&self, origin: &str) -> Layer {
+        let table = match toml::Value::try_from(self) {
+            Ok(toml::Value::Table(t)) => t,
+            _ => toml::Table::new(),
+        };
+        Layer {
+            origin: origin.into(),
+            table,
+        }
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -254,6 +290,23 @@ impl Config {
             .collect()
     }
 
+    /// Breakers with a section of their own (already merged over the defaults).
+    pub fn named_breakers(&self) -> BTreeMap<String, BreakerSettings> {
+        self.breaker
+            .iter()
+            .filter(|(k, _)| k.as_str() != "default")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Each target's consistent-hash key, where set.
+    pub fn hash_keys(&self) -> BTreeMap<String, String> {
+        self.balancer
+            .iter()
+            .filter_map(|(k, v)| v.hash_key.clone().map(|h| (k.clone(), h)))
+            .collect()
+    }
+
     /// Settings for breakers without a section of their own.
     pub fn breaker_defaults(&self) -> BreakerSettings {
         self.breaker.get("default").cloned().unwrap_or_default()
@@ -302,6 +355,31 @@ fn inherit_breaker_defaults(root: &mut toml::Table) {
             merge(&mut merged, std::mem::take(t));
             *t = merged;
         }
+    }
+}
+
+/// The config the layers add up to, its merged keys, and the layer each leaf came from.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    pub config: Config,
+    pub table: toml::Table,
+    pub origins: BTreeMap<String, String>,
+}
+
+impl Effective {
+    pub fn of(layers: &[Layer]) -> Result<Effective, ConfigError> {
+        let mut table = toml::Table::new();
+        let mut origins = BTreeMap::new();
+        for l in layers {
+            layers::merge(&mut table, &l.table, &l.origin, &mut origins, "");
+        }
+        let origin = layers.last().map_or("defaults", |l| l.origin.as_str());
+        let config = Config::from_table(table.clone(), origin)?;
+        Ok(Effective {
+            config,
+            table,
+            origins,
+        })
     }
 }
 

@@ -6,7 +6,7 @@ mod client;
 mod command;
 
 pub use api::router;
-pub use client::AdminClient;
+pub use client::{AdminClient, ConfigApplied, ConfigEntries};
 pub use command::Command;
 
 use serde::{Deserialize, Serialize};

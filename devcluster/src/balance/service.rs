@@ -355,6 +355,14 @@ impl Balancers {
             .clone()
     }
 
+    /// New outlier settings for every balancer, present and future.
+    pub fn set_outlier(&self, o: OutlierSettings) {
+        for b in self.all() {
+            b.set_outlier(o.clone());
+        }
+        *self.outlier.write().unwrap_or_else(|e| e.into_inner()) = o;
+    }
+
     pub fn set_strategy(&self, target: &str, s: Strategy) {
         self.strategies
             .write()

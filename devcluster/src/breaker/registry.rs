@@ -73,6 +73,20 @@ impl Breakers {
         Ok(())
     }
 
+    /// New settings from config: future breakers get them, existing ones switch at once
+    /// (their counts and state stay).
+    pub fn set_settings(
+        &self,
+        defaults: BreakerSettings,
+        named: BTreeMap<String, BreakerSettings>,
+    ) {
+        for (name, b) in self.map.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            b.set_settings(named.get(name).cloned().unwrap_or_else(|| defaults.clone()));
+        }
+        *self.defaults.write().unwrap_or_else(|e| e.into_inner()) = defaults;
+        *self.named.write().unwrap_or_else(|e| e.into_inner()) = named;
+    }
+
     pub fn snapshots(&self) -> Vec<BreakerSnapshot> {
         self.map
             .read()

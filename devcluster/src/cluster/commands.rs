@@ -106,8 +106,16 @@ impl Core {
                     .map_err(ControlError::NotFound)?;
                 format!("breaker {name} is now {mode}")
             }
+            // Knobs that are config go through the config center: checked, versioned, in the
+            // history, the same as `ctl config set`.
             Command::Strategy { service, strategy } => {
-                self.balancers.set_strategy(&service, strategy);
+                self.config
+                    .set(
+                        &format!("balancer.{service}.strategy"),
+                        &format!("\"{strategy}\""),
+                        "command",
+                    )
+                    .map_err(ControlError::Invalid)?;
                 format!("{service} is now balanced by {strategy}")
             }
             Command::Weight { id, weight } => {
@@ -157,6 +165,10 @@ impl Core {
                         "rps = {rps}: expected 0 to 10000"
                     )));
                 }
+                self.config
+                    .set("traffic.rps", &rps.to_string(), "command")
+                    .map_err(ControlError::Invalid)?;
+                // Also when the config already says so: `--no-traffic` starts at 0 whatever it says.
                 self.traffic.set_rps(rps);
                 if rps == 0 {
                     "traffic paused".into()

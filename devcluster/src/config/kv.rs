@@ -25,7 +25,13 @@ pub enum KvError {
     BadKey(String),
     #[error("value of {key}: {len} bytes, the limit is {MAX_VALUE_BYTES}")]
     TooLarge { key: String, len: usize },
+    /// The guard refused the value (a config key whose value would make the config invalid).
+    #[error("{0}")]
+    Refused(String),
 }
+
+/// Checks a write before it is stored: `Err(reason)` refuses it.
+pub type Guard = Arc<dyn Fn(&str, &[u8]) -> Result<(), String> + Send + Sync>;
 
 #[derive(Default)]
 struct State {
@@ -39,6 +45,7 @@ struct State {
 pub struct KvStore {
     state: Arc<Mutex<State>>,
     index: Arc<watch::Sender<u64>>,
+    guard: Arc<Mutex<Option<Guard>>>,
 }
 
 impl Default for KvStore {
@@ -53,7 +60,13 @@ impl KvStore {
             state: Arc::default(),
             // Consul's index is never 0.
             index: Arc::new(watch::channel(1).0),
+            guard: Arc::default(),
         }
+    }
+
+    /// Every later write is checked by `guard` first (the config center checks `lgo/` keys).
+    pub fn set_guard(&self, guard: Guard) {
+        *self.guard.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -134,6 +147,10 @@ impl KvStore {
                 key: key.into(),
                 len: value.len(),
             });
+        }
+        let guard = self.guard.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(guard) = guard {
+            guard(key, &value).map_err(KvError::Refused)?;
         }
         let mut s = self.lock();
         let current = s.entries.get(key).map(|e| e.modify_index);

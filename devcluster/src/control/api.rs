@@ -38,6 +38,10 @@ pub fn router(core: Arc<Core>) -> Router {
             "/health",
             get(|| async { axum::Json(json!({"status": "healthy", "service": "admin"})) }),
         )
+        .route("/api/config", get(config_entries).post(config_set))
+        .route("/api/config/history", get(config_history))
+        .route("/api/config/undo", post(config_undo))
+        .route("/api/config/key/{key}", get(config_get))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .with_state(core)
 }
@@ -116,6 +120,66 @@ async fn balancers(State(core): State<Arc<Core>>) -> Response {
         .map(|b| b.snapshot(50))
         .collect();
     axum::Json(list).into_response()
+}
+
+/// `GET /api/config`: every key with its value and origin, and the live version.
+async fn config_entries(State(core): State<Arc<Core>>) -> Response {
+    axum::Json(json!({
+        "version": core.config.version(),
+        "entries": core.config.entries(),
+    }))
+    .into_response()
+}
+
+async fn config_get(State(core): State<Arc<Core>>, Path(key): Path<String>) -> Response {
+    match core.config.get(&key) {
+        Some(e) => axum::Json(e).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no config key \"{key}\"")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SetBody {
+    key: String,
+    /// A TOML literal or a bare word; absent: unset (the layer below takes over).
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default = "who_ctl")]
+    who: String,
+}
+
+fn who_ctl() -> String {
+    "ctl".into()
+}
+
+/// `POST /api/config {"key": …, "value": …, "who": …}`: checked, applied, in the history; a
+/// refusal is a 400 naming the key, the value and what was expected.
+async fn config_set(State(core): State<Arc<Core>>, body: Bytes) -> Response {
+    let b: SetBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
+    };
+    let done = match &b.value {
+        Some(v) => core.config.set(&b.key, v, &b.who),
+        None => core.config.unset(&b.key, &b.who),
+    };
+    match done {
+        Ok(changes) => axum::Json(json!({"version": core.config.version(), "changes": changes}))
+            .into_response(),
+        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+    }
+}
+
+async fn config_history(State(core): State<Arc<Core>>) -> Response {
+    axum::Json(core.config.history()).into_response()
+}
+
+async fn config_undo(State(core): State<Arc<Core>>) -> Response {
+    match core.config.undo("undo") {
+        Ok(changes) => axum::Json(json!({"version": core.config.version(), "changes": changes}))
+            .into_response(),
+        Err(msg) => error(StatusCode::CONFLICT, msg),
+    }
 }
 
 /// `POST /api/commands` with a JSON [`Command`]; malformed JSON is a 400 saying what is wrong.

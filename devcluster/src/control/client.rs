@@ -4,6 +4,7 @@ use super::{Command, ControlError};
 use crate::balance::service::BalancerSnapshot;
 use crate::breaker::BreakerSnapshot;
 use crate::cluster::RouteExplain;
+use crate::config::center::{Change, Entry};
 use crate::duration::format_go_duration;
 use crate::handle::{ClusterSnapshot, InstanceSnapshot};
 use crate::telemetry::metrics::MetricsView;
@@ -142,6 +143,45 @@ impl AdminClient {
         self.call(self.http.get(url), CALL_TIMEOUT).await
     }
 
+    pub async fn config_entries(&self) -> Result<ConfigEntries, ControlError> {
+        self.call(
+            self.http.get(format!("{}/api/config", self.base)),
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    pub async fn config_get(&self, key: &str) -> Result<Entry, ControlError> {
+        let url = format!("{}/api/config/key/{}", self.base, encode(key));
+        self.call(self.http.get(url), CALL_TIMEOUT).await
+    }
+
+    /// Sets `key` (`None`: unsets it); the changes it made.
+    pub async fn config_set(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        who: &str,
+    ) -> Result<ConfigApplied, ControlError> {
+        let body = serde_json::json!({"key": key, "value": value, "who": who});
+        let url = format!("{}/api/config", self.base);
+        self.call(self.http.post(url).json(&body), CALL_TIMEOUT)
+            .await
+    }
+
+    pub async fn config_history(&self) -> Result<Vec<Change>, ControlError> {
+        self.call(
+            self.http.get(format!("{}/api/config/history", self.base)),
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    pub async fn config_undo(&self) -> Result<ConfigApplied, ControlError> {
+        let url = format!("{}/api/config/undo", self.base);
+        self.call(self.http.post(url), CALL_TIMEOUT).await
+    }
+
     pub async fn trace(&self, id: TraceId) -> Result<Vec<SpanRecord>, ControlError> {
         self.call(
             self.http.get(format!("{}/api/traces/{id}", self.base)),
@@ -182,4 +222,18 @@ fn encode(segment: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// `GET /api/config`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ConfigEntries {
+    pub version: u64,
+    pub entries: Vec<Entry>,
+}
+
+/// What a config write did.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ConfigApplied {
+    pub version: u64,
+    pub changes: Vec<Change>,
 }

@@ -150,6 +150,8 @@ async fn write(
     match kv.put(&key, body.to_vec(), flags, cas) {
         Ok(done) => axum::Json(done.is_some()).into_response(),
         Err(e @ KvError::TooLarge { .. }) => error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        // A config key whose value would make the config invalid: the reason names the key,
+        // the value and what is expected; nothing was stored.
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

@@ -1,0 +1,343 @@
+//! The config center: the live config is the base layers (defaults, environment file, user
+//! file, `LGO__` variables) with the KV store's `lgo/...` keys on top. Every way in (`ctl config
+//! set`, the dashboard, a KV write) goes through the same check: the whole config must still be
+//! valid, else the write is refused with the key, the value and what was expected, and nothing
+//! changes. A valid change makes a new version, is applied to the running cluster at once, and
+//! is kept in the history (who, when, old → new) for undo.
+
+use super::Effective;
+use super::kv::KvStore;
+use super::layers::{self, KV_PREFIX, Layer};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Changes kept in the history.
+const HISTORY_MAX: usize = 500;
+
+/// One key changed by one write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The config version this change made.
+    pub version: u64,
+    pub at_unix_ms: u64,
+    /// `ctl`, `dashboard`, `kv`, `undo`.
+    pub who: String,
+    pub key: String,
+    /// TOML text; `None` when the key was not set.
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// A key's value and the layer it comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub key: String,
+    pub value: String,
+    pub origin: String,
+}
+
+/// What the running cluster does with a new config (old, new).
+pub type Apply = Box<dyn Fn(&super::Config, &super::Config) + Send + Sync>;
+
+struct Live {
+    effective: Effective,
+    version: u64,
+    history: Vec<Change>,
+    /// Changes undo can still revert, newest last (undoing one removes it; an undo's own
+    /// change is not pushed, so repeated undos walk back through history).
+    undoable: Vec<Change>,
+}
+
+pub struct ConfigCenter {
+    base: Vec<Layer>,
+    kv: KvStore,
+    live: Mutex<Live>,
+    /// Serialises writes: check, write to KV and apply happen as one step.
+    writing: Mutex<()>,
+    apply: Apply,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl ConfigCenter {
+    /// Starts from `base` plus whatever the KV store already holds under `lgo/`.
+    /// Installs itself as the KV store's guard: a KV write of an `lgo/` key that would make
+    /// the config invalid is refused (the KV API answers 400 with the reason).
+    pub fn new(base: Vec<Layer>, kv: KvStore, apply: Apply) -> Result<Arc<Self>, String> {
+        let effective = effective(&base, &kv, None).map_err(|e| e.to_string())?;
+        let center = Arc::new(ConfigCenter {
+            base,
+            kv,
+            live: Mutex::new(Live {
+                effective,
+                version: 1,
+                history: Vec::new(),
+                undoable: Vec::new(),
+            }),
+            writing: Mutex::new(()),
+            apply,
+        });
+        let weak = Arc::downgrade(&center);
+        center.kv.set_guard(Arc::new(move |key, value| {
+            match (weak.upgrade(), layers::key_of_kv(key)) {
+                (Some(c), Some(key)) => c.check(&key, &String::from_utf8_lossy(value)),
+                _ => Ok(()),
+            }
+        }));
+        Ok(center)
+    }
+
+    fn live(&self) -> MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn config(&self) -> super::Config {
+        self.live().effective.config.clone()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.live().version
+    }
+
+    /// Every key with its value and origin, by key.
+    pub fn entries(&self) -> Vec<Entry> {
+        let live = self.live();
+        layers::leaves(&live.effective.table)
+            .into_iter()
+            .map(|(key, value)| Entry {
+                origin: live
+                    .effective
+                    .origins
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_default(),
+                key,
+                value,
+            })
+            .collect()
+    }
+
+    pub fn get(&self, key: &str) -> Option<Entry> {
+        let live = self.live();
+        let v = layers::get_path(&live.effective.table, &layers::split_key(key))?;
+        Some(Entry {
+            key: key.into(),
+            value: v.to_string(),
+            origin: live
+                .effective
+                .origins
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "defaults".into()),
+        })
+    }
+
+    pub fn history(&self) -> Vec<Change> {
+        self.live().history.clone()
+    }
+
+    /// Checks that setting `key` to `text` leaves a valid config, without writing anything.
+    pub fn check(&self, key: &str, text: &str) -> Result<(), String> {
+        check_key(key)?;
+        let value = layers::parse_value(text);
+        effective(&self.base, &self.kv, Some((key, Some(value))))
+            .map(|_| ())
+            .map_err(|e| refusal(key, text, &e))
+    }
+
+    /// Sets `key` to `text` (a TOML literal or a bare word) in the KV layer and applies it.
+    pub fn set(&self, key: &str, text: &str, who: &str) -> Result<Vec<Change>, String> {
+        self.set_as(key, text, who, true)
+    }
+
+    fn set_as(
+        &self,
+        key: &str,
+        text: &str,
+        who: &str,
+        undoable: bool,
+    ) -> Result<Vec<Change>, String> {
+        let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        self.check(key, text)?;
+        let canonical = layers::parse_value(text).to_string();
+        self.kv
+            .put(&layers::kv_key(key), canonical.into_bytes(), None, None)
+            .map_err(|e| e.to_string())?;
+        Ok(self.sync_locked(who, undoable))
+    }
+
+    /// Removes `key` from the KV layer: the value below (file, defaults) takes over again.
+    pub fn unset(&self, key: &str, who: &str) -> Result<Vec<Change>, String> {
+        self.unset_as(key, who, true)
+    }
+
+    fn unset_as(&self, key: &str, who: &str, undoable: bool) -> Result<Vec<Change>, String> {
+        let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        effective(&self.base, &self.kv, Some((key, None)))
+            .map_err(|e| refusal(key, "(unset)", &e))?;
+        self.kv.delete(&layers::kv_key(key), false, None);
+        Ok(self.sync_locked(who, undoable))
+    }
+
+    /// Undoes the newest change: its key goes back to its old value (or is unset).
+    pub fn undo(&self, who: &str) -> Result<Vec<Change>, String> {
+        let last = self
+            .live()
+            .undoable
+            .pop()
+            .ok_or("nothing to undo: no change since the start")?;
+        let done = match &last.old {
+            Some(old) if self.layer_below_kv(&last.key).as_deref() != Some(old.as_str()) => {
+                self.set_as(&last.key, old, who, false)
+            }
+            _ => self.unset_as(&last.key, who, false),
+        };
+        if done.is_err() {
+            self.live().undoable.push(last);
+        }
+        done
+    }
+
+    /// The value `key` would have without the KV layer.
+    fn layer_below_kv(&self, key: &str) -> Option<String> {
+        let mut table = toml::Table::new();
+        let mut origins = BTreeMap::new();
+        for l in &self.base {
+            layers::merge(&mut table, &l.table, &l.origin, &mut origins, "");
+        }
+        layers::get_path(&table, &layers::split_key(key)).map(ToString::to_string)
+    }
+
+    /// Re-reads the KV layer and applies what changed (a KV write from outside lands here).
+    /// A KV state that does not add up to a valid config is not applied; the live one stays.
+    pub fn sync(&self, who: &str) -> Vec<Change> {
+        let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        self.sync_locked(who, true)
+    }
+
+    fn sync_locked(&self, who: &str, undoable: bool) -> Vec<Change> {
+        let next = match effective(&self.base, &self.kv, None) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(
+                    "the KV store's config keys do not add up to a valid config, the live one stays: {e}"
+                );
+                return Vec::new();
+            }
+        };
+        let mut live = self.live();
+        let before = layers::leaves(&live.effective.table);
+        let after = layers::leaves(&next.table);
+        if before == after {
+            return Vec::new();
+        }
+        live.version += 1;
+        let version = live.version;
+        let at = now_ms();
+        let mut changes = Vec::new();
+        for key in before.keys().chain(after.keys()) {
+            let (old, new) = (before.get(key), after.get(key));
+            if old != new && !changes.iter().any(|c: &Change| &c.key == key) {
+                changes.push(Change {
+                    version,
+                    at_unix_ms: at,
+                    who: who.into(),
+                    key: key.clone(),
+                    old: old.cloned(),
+                    new: new.cloned(),
+                });
+            }
+        }
+        let old = std::mem::replace(&mut live.effective, next);
+        (self.apply)(&old.config, &live.effective.config);
+        live.history.extend(changes.iter().cloned());
+        if undoable {
+            live.undoable.extend(changes.iter().cloned());
+            let excess = live.undoable.len().saturating_sub(HISTORY_MAX);
+            live.undoable.drain(..excess);
+        }
+        let excess = live.history.len().saturating_sub(HISTORY_MAX);
+        live.history.drain(..excess);
+        drop(live);
+        for c in &changes {
+            tracing::info!(
+                key = %c.key,
+                old = c.old.as_deref().unwrap_or("(unset)"),
+                new = c.new.as_deref().unwrap_or("(unset)"),
+                who = %c.who,
+                version,
+                "config changed"
+            );
+        }
+        changes
+    }
+
+    /// Follows the KV store: applies writes made through the KV API.
+    pub async fn watch(self: Arc<Self>) {
+        let mut rx = self.kv.subscribe();
+        while rx.changed().await.is_ok() {
+            self.sync("kv");
+        }
+    }
+}
+
+fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(format!(
+            "key \"{key}\": expected a dotted path such as traffic.rps"
+        ));
+    }
+    Ok(())
+}
+
+fn refusal(key: &str, text: &str, e: &super::ConfigError) -> String {
+    let reason = match e {
+        super::ConfigError::Invalid { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    // The checks' own messages already start with the key and the value.
+    if reason.starts_with(key) {
+        format!("refused: {reason}")
+    } else {
+        format!("refused: {key} = {text}: {}", reason.trim())
+    }
+}
+
+/// The base layers, then every `lgo/` key of the KV store, then `extra` (a key to set or, with
+/// `None`, to leave out).
+fn effective(
+    base: &[Layer],
+    kv: &KvStore,
+    extra: Option<(&str, Option<toml::Value>)>,
+) -> Result<Effective, super::ConfigError> {
+    let mut kv_table = toml::Table::new();
+    for e in kv.list(KV_PREFIX) {
+        let Some(key) = layers::key_of_kv(&e.key) else {
+            continue;
+        };
+        if extra.as_ref().is_some_and(|(k, _)| *k == key) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&e.value);
+        layers::set_path(
+            &mut kv_table,
+            &layers::split_key(&key),
+            layers::parse_value(&text),
+        );
+    }
+    if let Some((key, Some(value))) = extra {
+        layers::set_path(&mut kv_table, &layers::split_key(key), value);
+    }
+    let mut all = base.to_vec();
+    all.push(Layer {
+        origin: "kv".into(),
+        table: kv_table,
+    });
+    Effective::of(&all)
+}

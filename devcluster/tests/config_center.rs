@@ -1,0 +1,321 @@
+//! The config center over real sockets: layers and origins, edits through the admin API (what
+//! `ctl config` uses) and through the Consul KV API, refusals that change nothing, hot apply under
+//! load, history and undo.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{http, start, start_with};
+use devcluster::cluster::{Cluster, ClusterOptions};
+use devcluster::config::{Config, Effective};
+use devcluster::control::{AdminClient, Command};
+use devcluster::services::faults::Fault;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[test]
+fn each_layer_overrides_the_one_below_and_keys_know_their_origin() {
+    let dir = std::env::temp_dir().join(format!("lgo-layers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mine.toml");
+    std::fs::write(
+        &file,
+        "[retries]\nattempts = 4\n[timeouts]\ncall_ms = 1500\n",
+    )
+    .unwrap();
+    let layers = Config::base_layers(
+        "staging",
+        Some(&file),
+        [("LGO__TIMEOUTS__CALL_MS".to_string(), "900".to_string())],
+    )
+    .unwrap();
+    let e = Effective::of(&layers).unwrap();
+    let c = &e.config;
+    assert_eq!(c.health.interval_ms, 1000, "defaults");
+    assert_eq!(c.traffic.rps, 50, "staging file over the defaults");
+    assert_eq!(c.retries.attempts, 4, "user file over staging's 2");
+    assert_eq!(c.timeouts.call_ms, 900, "LGO__ variable over the user file");
+    let origin = |k: &str| e.origins[k].clone();
+    assert_eq!(origin("health.interval_ms"), "defaults");
+    assert_eq!(origin("traffic.rps"), "assets/config/staging.toml");
+    assert!(origin("retries.attempts").ends_with("mine.toml"));
+    assert_eq!(origin("timeouts.call_ms"), "env LGO__TIMEOUTS__CALL_MS");
+
+    let prod = Effective::of(&Config::base_layers("production", None, []).unwrap()).unwrap();
+    assert_eq!(
+        prod.config.timeouts.call_ms, 1000,
+        "production.json (JSON) applies"
+    );
+    assert_eq!(
+        prod.origins["balancer.user-service.strategy"],
+        "assets/config/production.json"
+    );
+    let bad = Config::base_layers(
+        "development",
+        None,
+        [("LGO__TRAFFIC__RPS".into(), "lots".into())],
+    )
+    .and_then(|l| Effective::of(&l));
+    let msg = bad.unwrap_err().to_string();
+    assert!(msg.contains("rps"), "{msg}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+async fn post_config(cluster: &Cluster, key: &str, value: &str) -> (u16, Value) {
+    let r = http()
+        .post(format!("{}/api/config", cluster.admin_url()))
+        .json(&serde_json::json!({"key": key, "value": value}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn kv_put(cluster: &Cluster, key: &str, value: &str) -> (u16, String) {
+    let r = http()
+        .put(format!("{}/v1/kv/{key}", cluster.registry_url()))
+        .body(value.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn invalid_edits_are_refused_through_every_way_in_and_change_nothing() {
+    let cluster = start().await;
+    let before = cluster.config().config();
+    let version = cluster.config().version();
+    // Through the admin API (ctl config set, the dashboard).
+    for (key, value, expect) in [
+        ("traffic.rps", "\"fast\"", "traffic.rps"),
+        ("traffic.rps", "20000", "expected 0 to 10000"),
+        ("balancer.user-service.strategy", "fastest", "fastest"),
+        (
+            "breaker.default.failure_rate_threshold",
+            "150",
+            "failure_rate_threshold",
+        ),
+        ("retries.attemps", "2", "attemps"),
+    ] {
+        let (status, v) = post_config(&cluster, key, value).await;
+        assert_eq!(status, 400, "{key} = {value}: {v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains(key) || msg.contains(expect), "{msg}");
+        assert!(msg.contains(expect), "names what was expected: {msg}");
+    }
+    // Through the Consul KV API: a 400 with the reason, and nothing stored.
+    let (status, body) = kv_put(&cluster, "lgo/traffic/rps", "-5").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("traffic.rps"), "{body}");
+    let r = http()
+        .get(format!("{}/v1/kv/lgo/traffic/rps", cluster.registry_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "the refused value was not stored");
+    // A route to a service that does not exist is refused too.
+    let (status, v) = post_config(
+        &cluster,
+        "routes",
+        r#"[{path = "/x", service = "", rewrite = "/x"}]"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+
+    assert_eq!(cluster.config().config(), before, "the live config stayed");
+    assert_eq!(cluster.config().version(), version);
+    assert!(cluster.config().history().is_empty());
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_kv_write_reaches_the_running_cluster_and_undo_brings_it_back() {
+    let cluster = start().await;
+    let admin = AdminClient::new(&cluster.admin_url());
+    let (status, body) = kv_put(&cluster, "lgo/balancer/user-service/strategy", "p2c").await;
+    assert_eq!((status, body.as_str()), (200, "true"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let b = admin.balancers().await.unwrap();
+        let s = b.iter().find(|b| b.target == "user-service").unwrap();
+        if s.strategy.to_string() == "p2c" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the balancer never switched");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e = admin
+        .config_get("balancer.user-service.strategy")
+        .await
+        .unwrap();
+    assert_eq!((e.value.as_str(), e.origin.as_str()), ("\"p2c\"", "kv"));
+
+    // ctl config set, then history and undo.
+    let applied = admin
+        .config_set("traffic.rps", Some("0"), "ctl")
+        .await
+        .unwrap();
+    assert_eq!(applied.changes.len(), 1);
+    let h = admin.config_history().await.unwrap();
+    let keys: Vec<(&str, &str)> = h.iter().map(|c| (c.key.as_str(), c.who.as_str())).collect();
+    assert_eq!(
+        keys,
+        [
+            ("balancer.user-service.strategy", "kv"),
+            ("traffic.rps", "ctl")
+        ]
+    );
+    assert_eq!(h[1].old.as_deref(), Some("20"));
+    admin.config_undo().await.unwrap();
+    let e = admin.config_get("traffic.rps").await.unwrap();
+    assert_eq!(
+        (e.value.as_str(), e.origin.as_str()),
+        ("20", "config"),
+        "back to the layer below"
+    );
+    admin.config_undo().await.unwrap();
+    let b = admin.balancers().await.unwrap();
+    let s = b.iter().find(|b| b.target == "user-service").unwrap();
+    assert_eq!(s.strategy.to_string(), "round_robin");
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn strategies_switched_under_load_lose_no_request() {
+    let cluster = start().await;
+    let gw = cluster.gateway_url();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut load = Vec::new();
+    for w in 0..8 {
+        let (gw, stop, ok, failed) = (gw.clone(), stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            let client = http();
+            let mut i = w;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let r = client
+                    .get(format!("{gw}/api/users/{}", i % 5 + 1))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    let admin = AdminClient::new(&cluster.admin_url());
+    for s in [
+        "random",
+        "weighted",
+        "least_request",
+        "p2c",
+        "consistent_hash",
+        "round_robin",
+    ] {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        admin
+            .config_set("balancer.user-service.strategy", Some(s), "ctl")
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    assert!(ok.load(Ordering::Relaxed) > 100, "load ran");
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed");
+    assert_eq!(cluster.config().history().len(), 6);
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lowered_breaker_threshold_opens_the_breaker_at_the_new_threshold() {
+    let cluster = start_with(Config::defaults()).await;
+    let handle = cluster.handle();
+    for n in 1..=3 {
+        handle
+            .send(Command::Fault {
+                id: format!("user-service-{n}"),
+                fault: Fault {
+                    error_rate: 1.0,
+                    ..Default::default()
+                },
+                for_s: None,
+            })
+            .await
+            .unwrap();
+    }
+    let admin = AdminClient::new(&cluster.admin_url());
+    let breaker = "breaker.gateway->user-service";
+    for (k, v) in [
+        ("minimum_calls", "4"),
+        ("window", "4"),
+        ("failure_rate_threshold", "75"),
+    ] {
+        admin
+            .config_set(&format!("{breaker}.{k}"), Some(v), "ctl")
+            .await
+            .unwrap();
+    }
+    let state = || async {
+        admin
+            .breakers()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|b| b.name == "gateway->user-service")
+            .unwrap()
+    };
+    // POSTs are not retried: one call each. Under the defaults (minimum 10 calls) three failed
+    // calls would leave it closed; with minimum_calls 4 the fourth opens it.
+    let post = || async {
+        http()
+            .post(format!("{}/api/users", cluster.gateway_url()))
+            .json(&serde_json::json!({"name": "x", "email": "x@example.com"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for _ in 0..3 {
+        assert_eq!(post().await, 500);
+    }
+    assert_eq!(state().await.state.to_string(), "closed", "3 of 4 calls");
+    assert_eq!(post().await, 500);
+    let b = state().await;
+    assert_eq!(b.state.to_string(), "open", "{b:?}");
+    assert_eq!(post().await, 503, "refused by the open breaker");
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cluster_started_from_layers_reports_their_origins() {
+    let layers = Config::base_layers("staging", None, []).unwrap();
+    let cfg = Effective::of(&layers).unwrap().config;
+    let cluster = Cluster::start(
+        ClusterOptions::new(cfg)
+            .layers(layers)
+            .auto_ports(true)
+            .traffic(false),
+    )
+    .await
+    .unwrap();
+    let e = cluster.config().get("traffic.rps").unwrap();
+    assert_eq!(
+        (e.value.as_str(), e.origin.as_str()),
+        ("50", "assets/config/staging.toml")
+    );
+    assert_eq!(
+        cluster.config().get("ports.admin").unwrap().origin,
+        "defaults"
+    );
+    cluster.shutdown().await;
+}
