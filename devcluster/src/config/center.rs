@@ -301,8 +301,10 @@ fn refusal(key: &str, text: &str, e: &super::ConfigError) -> String {
         super::ConfigError::Invalid { message, .. } => message.clone(),
         other => other.to_string(),
     };
-    // The checks' own messages already start with the key and the value.
-    if reason.starts_with(key) {
+    // One line: the TOML reader adds "\nin `key`" after its message.
+    let reason = reason.replace('\n', " ");
+    // The checks' own messages already start with the key (names quoted) and the value.
+    if reason.replace('"', "").starts_with(key) {
         format!("refused: {reason}")
     } else {
         format!("refused: {key} = {text}: {}", reason.trim())
