@@ -351,3 +351,39 @@ async fn ctl_traces_and_trace_show_a_request_through_the_gateway() {
     let (ok, _, err) = ctl(&admin, &["trace", "00000000000000000000000000000001"]).await;
     assert!(!ok && err.contains("no trace"), "{err}");
 }
+
+#[tokio::test]
+async fn ctl_config_reads_sets_refuses_and_undoes_on_a_served_cluster() {
+    let served = serve(&["--no-traffic", "--env", "staging"]).await;
+    let admin = served.url("admin");
+    let (ok, out, _) = ctl(&admin, &["config", "get", "traffic.rps"]).await;
+    assert!(ok);
+    assert_eq!(
+        out.trim(),
+        "traffic.rps = 50    (assets/config/staging.toml)"
+    );
+
+    let (ok, _, err) = ctl(&admin, &["config", "set", "traffic.rps", "lots"]).await;
+    assert!(!ok, "a refused edit exits non-zero");
+    assert!(
+        err.contains("traffic.rps = lots") && err.contains("expected"),
+        "{err}"
+    );
+
+    let (ok, out, _) = ctl(&admin, &["config", "set", "retries.attempts", "5"]).await;
+    assert!(ok);
+    assert!(out.contains("ctl  retries.attempts: 2 → 5"), "{out}");
+    let (_, out, _) = ctl(&admin, &["config", "list"]).await;
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("retries.attempts"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains('5') && row.trim_end().ends_with("kv"), "{row}");
+
+    let (ok, out, _) = ctl(&admin, &["config", "undo"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("undo  retries.attempts: 5 → 2"), "{out}");
+    let (_, out, _) = ctl(&admin, &["config", "history", "--json"]).await;
+    let h: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(h.len(), 2);
+}
