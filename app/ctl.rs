@@ -215,7 +215,13 @@ async fn config(client: &AdminClient, command: &ConfigCommand) -> anyhow::Result
             let rows: Vec<[String; 3]> = all
                 .entries
                 .iter()
-                .map(|e| [e.key.clone(), clip(&e.value, 60), e.origin.clone()])
+                .map(|e| {
+                    [
+                        e.key.clone(),
+                        crate::dashboard::views::config::clip(&e.value, 60),
+                        e.origin.clone(),
+                    ]
+                })
                 .collect();
             print_or_json(*json, all.entries.as_slice(), |_| {
                 format!(
@@ -244,15 +250,6 @@ async fn config(client: &AdminClient, command: &ConfigCommand) -> anyhow::Result
         ConfigCommand::Undo => applied(client.config_undo().await?),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// At most `max` characters, with an ellipsis when cut (`config get` shows the whole value).
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        s.chars().take(max - 1).chain(['…']).collect()
-    }
 }
 
 /// `v3  12:04:05  ctl  traffic.rps: 20 → 40`.

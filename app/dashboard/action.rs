@@ -33,6 +33,10 @@ pub enum Action {
     NextMatch,
     TogglePause,
     ToggleHelp,
+    /// Undo the newest config change.
+    Undo,
+    /// Remove the selected config key's override.
+    Unset,
 }
 
 /// A binding as the help overlay shows it.
@@ -181,6 +185,27 @@ pub fn bindings() -> Vec<Binding> {
             Some(Tab::Logs),
         ),
         b(
+            "Enter",
+            Action::Open,
+            "edit the selected key (refusals are shown in place)",
+            Some("edit"),
+            Some(Tab::Config),
+        ),
+        b(
+            "d",
+            Action::Unset,
+            "remove the key's override (back to file or default)",
+            Some("unset"),
+            Some(Tab::Config),
+        ),
+        b(
+            "u",
+            Action::Undo,
+            "undo the newest config change",
+            Some("undo"),
+            Some(Tab::Config),
+        ),
+        b(
             "e",
             Action::Inspect,
             "route inspector: how would the gateway route METHOD PATH?",
@@ -239,6 +264,8 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('L') => Action::TraceLogs,
         KeyCode::Char('n') => Action::NextMatch,
         KeyCode::Char('p') => Action::TogglePause,
+        KeyCode::Char('u') => Action::Undo,
+        KeyCode::Char('d') => Action::Unset,
         KeyCode::Char('?') => Action::ToggleHelp,
         _ => return None,
     })

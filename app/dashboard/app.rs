@@ -4,6 +4,7 @@ use super::action::Action;
 use super::tabs::Tab;
 use super::views::balancer::{self, BalancerView};
 use super::views::breakers::BreakersView;
+use super::views::config::{ConfigTab, EditKey};
 use super::views::inspector::{Answer, Inspector, InspectorKey};
 use super::views::logs::LogsView;
 use super::views::metrics::MetricsView;
@@ -34,10 +35,19 @@ pub use devcluster::control::Command;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Command(Command),
-    Explain { method: String, path: String },
+    Explain {
+        method: String,
+        path: String,
+    },
     Traces(TraceFilter),
     Trace(TraceId),
     Logs(LogFilter),
+    /// Set a config key (`None`: remove its override).
+    ConfigSet {
+        key: String,
+        value: Option<String>,
+    },
+    ConfigUndo,
 }
 
 /// What came back from a request.
@@ -49,6 +59,8 @@ pub enum Reply {
     Traces(Result<Vec<TraceSummary>, String>),
     Trace(TraceId, Result<Vec<SpanRecord>, String>),
     Logs(Result<Vec<LogRecord>, String>),
+    /// The answer to a config edit of `key`.
+    ConfigSet(String, Result<String, String>),
 }
 
 /// How often the trace list is refreshed while the Traces tab shows it.
@@ -75,6 +87,7 @@ pub struct App {
     pub breakers: BreakersView,
     pub traces: TracesView,
     pub metrics: MetricsView,
+    pub config: ConfigTab,
     pub logs: LogsView,
     logs_fetched: Option<Instant>,
     traces_fetched: Option<Instant>,
@@ -99,6 +112,7 @@ impl App {
             breakers: BreakersView::default(),
             traces: TracesView::default(),
             metrics: MetricsView::default(),
+            config: ConfigTab::default(),
             logs: LogsView::default(),
             logs_fetched: None,
             traces_fetched: None,
@@ -119,6 +133,7 @@ impl App {
         self.balancer.clamp(&self.snapshot);
         self.breakers.clamp(&self.snapshot);
         self.metrics.clamp(&self.snapshot);
+        self.config.clamp(&self.snapshot.config);
         true
     }
 
@@ -160,6 +175,18 @@ impl App {
                     }
                     Ok(_) => self.toast(format!("trace {id} is no longer in the store"), true),
                     Err(e) => self.toast(e, true),
+                }
+            }
+            Reply::ConfigSet(key, result) => {
+                let editing = self.config.editing.as_ref().is_some_and(|e| e.key == key);
+                match (editing, result) {
+                    (true, result) => {
+                        if let Some(text) = self.config.on_answer(&key, result) {
+                            self.toast(text, false);
+                        }
+                    }
+                    (false, Ok(text)) => self.toast(text, false),
+                    (false, Err(e)) => self.toast(e, true),
                 }
             }
             Reply::Explained(r) => {
@@ -211,6 +238,15 @@ impl App {
                     "live"
                 };
                 self.toast(text, false);
+                None
+            }
+            (Action::Undo, Tab::Config) => return Some(Request::ConfigUndo),
+            (Action::Unset, Tab::Config) => {
+                let key = self.config.selected_key(&self.snapshot.config)?.to_string();
+                return Some(Request::ConfigSet { key, value: None });
+            }
+            (a @ (Action::Up | Action::Down | Action::Open), Tab::Config) => {
+                self.config.on_action(&a, &self.snapshot.config);
                 None
             }
             (Action::Inspect, _) => {
@@ -384,6 +420,17 @@ impl App {
         } else {
             Command::Restart { id }
         })
+    }
+
+    /// A key while a config value is being edited.
+    pub fn on_config_key(&mut self, key: KeyEvent) -> Option<Request> {
+        match self.config.on_edit_key(key) {
+            EditKey::Submit { key, value } => Some(Request::ConfigSet {
+                key,
+                value: Some(value),
+            }),
+            EditKey::Edited | EditKey::Cancelled => None,
+        }
     }
 
     /// A key while the prompt is open: edits it, or applies it to what it was opened for.

@@ -103,6 +103,15 @@ fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sende
             }
             true
         }
+        Event::Key(key) if app.config.editing.is_some() && !is_ctrl_c(key) => {
+            if key.kind != KeyEventKind::Press && key.kind != KeyEventKind::Repeat {
+                return false;
+            }
+            if let Some(req) = app.on_config_key(key) {
+                spawn_request(req, handle.clone(), done.clone());
+            }
+            true
+        }
         Event::Key(key) if app.inspector.is_some() && !is_ctrl_c(key) => {
             if key.kind != KeyEventKind::Press && key.kind != KeyEventKind::Repeat {
                 return false;
@@ -143,6 +152,14 @@ fn spawn_request(req: Request, handle: ClusterHandle, done: mpsc::Sender<Reply>)
                 Reply::Trace(id, handle.trace(id).await.map_err(|e| e.to_string()))
             }
             Request::Logs(f) => Reply::Logs(handle.logs(&f).await.map_err(|e| e.to_string())),
+            Request::ConfigSet { key, value } => {
+                let r = handle.config_set(&key, value.as_deref()).await;
+                Reply::ConfigSet(key, r.map_err(|e| e.to_string()))
+            }
+            Request::ConfigUndo => match handle.config_undo().await {
+                Ok(text) => Reply::Done(text),
+                Err(e) => Reply::Failed(e.to_string()),
+            },
             Request::Explain { method, path } => Reply::Explained(Box::new(
                 handle
                     .explain(&method, &path)

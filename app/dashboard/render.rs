@@ -56,11 +56,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Tab::Traces => views::traces::render(frame, body, &app.traces, &theme),
         Tab::Logs => views::logs::render(frame, body, &app.logs, &theme),
         Tab::Metrics => views::metrics::render(frame, body, &app.metrics, &app.snapshot, &theme),
-        other => {
-            let n = Notice::new(other.placeholder().iter().copied())
-                .title(other.title())
-                .theme(theme);
-            frame.render_widget(&n, body);
+        Tab::Config => {
+            views::config::render(frame, body, &app.config, &app.snapshot.config, &theme);
         }
     }
     draw_footer(frame, footer, app, &theme);

@@ -42,22 +42,4 @@ impl Tab {
     pub fn from_index(i: usize) -> Tab {
         Tab::ALL[i % Tab::ALL.len()]
     }
-
-    /// What an empty tab says until its feature lands.
-    pub fn placeholder(self) -> &'static [&'static str] {
-        match self {
-            Tab::Services
-            | Tab::Balancer
-            | Tab::Breakers
-            | Tab::Metrics
-            | Tab::Traces
-            | Tab::Logs => &[],
-            Tab::Config => &[
-                "The config center is not wired in yet.",
-                "",
-                "Here you will browse and edit the live config (strategies, breakers, timeouts,",
-                "routes, faults) per environment, with validation, history and undo.",
-            ],
-        }
-    }
 }

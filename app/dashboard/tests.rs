@@ -169,15 +169,10 @@ fn services_tab_shows_services_instances_and_their_health() {
 }
 
 #[test]
-fn empty_tabs_say_what_they_will_hold() {
+fn tabs_cycle_with_tab_and_back_tab() {
     let mut app = app();
     press(&mut app, KeyCode::Char('6'));
     assert_eq!(app.tab, Tab::Config);
-    let all = screen(&app, 120, 24).join("\n");
-    assert!(
-        all.contains("The config center is not wired in yet"),
-        "{all}"
-    );
     press(&mut app, KeyCode::Tab);
     assert_eq!(app.tab, Tab::Logs);
     press(&mut app, KeyCode::BackTab);
@@ -1107,5 +1102,144 @@ mod traces_search {
                 .as_ref()
                 .is_some_and(|t| t.text.contains("no span matches"))
         );
+    }
+}
+
+mod config_tab {
+    use super::*;
+    use devcluster::config::center::{Change, ConfigView, Entry};
+
+    fn config_app() -> App {
+        let mut snap = (*busy_snapshot()).clone();
+        let entry = |key: &str, value: &str, origin: &str| Entry {
+            key: key.into(),
+            value: value.into(),
+            origin: origin.into(),
+        };
+        snap.config = ConfigView {
+            version: 3,
+            entries: vec![
+                entry("balancer.user-service.strategy", "\"p2c\"", "kv"),
+                entry("traffic.rps", "50", "assets/config/staging.toml"),
+                entry("timeouts.call_ms", "2000", "defaults"),
+            ],
+            history: vec![Change {
+                version: 3,
+                at_unix_ms: 45_296_000,
+                who: "dashboard".into(),
+                key: "balancer.user-service.strategy".into(),
+                old: Some("\"round_robin\"".into()),
+                new: Some("\"p2c\"".into()),
+            }],
+        };
+        let mut app = app();
+        app.on_snapshot(Arc::new(snap));
+        press(&mut app, KeyCode::Char('6'));
+        app
+    }
+
+    fn key(app: &mut App, code: KeyCode) -> Option<Request> {
+        if app.config.editing.is_some() {
+            return app.on_config_key(KeyEvent::new(code, KeyModifiers::NONE));
+        }
+        app.on_action(action_for(KeyEvent::new(code, KeyModifiers::NONE))?)
+    }
+
+    #[test]
+    fn keys_values_origins_and_history() {
+        let app = config_app();
+        let lines = screen(&app, 160, 30);
+        let all = lines.join("\n");
+        let row = lines
+            .iter()
+            .find(|l| l.contains("traffic.rps"))
+            .unwrap_or_else(|| panic!("{all}"));
+        assert!(
+            row.contains("50") && row.contains("assets/config/staging.toml"),
+            "{row}"
+        );
+        assert!(all.contains("Config v3"), "{all}");
+        assert!(
+            all.contains("v3 12:34:56 dashboard balancer.user-service.strategy"),
+            "{all}"
+        );
+        assert!(all.contains("\"round_robin\" → \"p2c\""), "{all}");
+    }
+
+    #[test]
+    fn an_edit_is_sent_and_a_refusal_stays_in_place_until_fixed() {
+        let mut app = config_app();
+        key(&mut app, KeyCode::Char('j'));
+        assert_eq!(
+            key(&mut app, KeyCode::Enter),
+            None,
+            "Enter opens the editor"
+        );
+        assert_eq!(app.config.editing.as_ref().unwrap().text, "50");
+        key(&mut app, KeyCode::Backspace);
+        key(&mut app, KeyCode::Backspace);
+        for c in "lots".chars() {
+            key(&mut app, KeyCode::Char(c));
+        }
+        assert_eq!(
+            key(&mut app, KeyCode::Enter),
+            Some(Request::ConfigSet {
+                key: "traffic.rps".into(),
+                value: Some("lots".into())
+            })
+        );
+        app.on_reply(Reply::ConfigSet(
+            "traffic.rps".into(),
+            Err("refused: traffic.rps = lots: invalid type: string \"lots\", expected u32".into()),
+        ));
+        let all = screen(&app, 160, 30).join("\n");
+        assert!(
+            all.contains("traffic.rps = lots▏"),
+            "the value stays: {all}"
+        );
+        assert!(
+            all.contains("refused: traffic.rps = lots: invalid type"),
+            "{all}"
+        );
+        for _ in 0..4 {
+            key(&mut app, KeyCode::Backspace);
+        }
+        key(&mut app, KeyCode::Char('7'));
+        key(&mut app, KeyCode::Char('5'));
+        assert!(
+            app.config.editing.as_ref().unwrap().error.is_none(),
+            "typing clears it"
+        );
+        assert!(matches!(
+            key(&mut app, KeyCode::Enter),
+            Some(Request::ConfigSet { .. })
+        ));
+        app.on_reply(Reply::ConfigSet(
+            "traffic.rps".into(),
+            Ok("traffic.rps: 50 → 75 (v4)".into()),
+        ));
+        assert!(app.config.editing.is_none(), "accepted: the editor closes");
+        assert!(
+            app.toast
+                .as_ref()
+                .is_some_and(|t| t.text.contains("50 → 75"))
+        );
+    }
+
+    #[test]
+    fn undo_and_unset_keys() {
+        let mut app = config_app();
+        assert_eq!(key(&mut app, KeyCode::Char('u')), Some(Request::ConfigUndo));
+        assert_eq!(
+            key(&mut app, KeyCode::Char('d')),
+            Some(Request::ConfigSet {
+                key: "balancer.user-service.strategy".into(),
+                value: None
+            })
+        );
+        key(&mut app, KeyCode::Enter);
+        assert_eq!(key(&mut app, KeyCode::Esc), None);
+        assert!(app.config.editing.is_none(), "Esc cancels the edit");
+        assert_eq!(app.tab, Tab::Config, "and stays on the tab");
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod balancer;
 pub mod breakers;
+pub mod config;
 pub mod inspector;
 pub mod logs;
 pub mod metrics;

@@ -39,6 +39,8 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 const SNAPSHOT_PICKS: usize = 50;
 /// Seconds of metric series in each snapshot (the sparklines' width).
 const SNAPSHOT_SECONDS: usize = 120;
+/// Config changes a snapshot carries (the Config tab's history).
+const SNAPSHOT_CHANGES: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -579,6 +581,7 @@ impl Core {
             breakers: self.breakers.snapshots(),
             traffic: self.traffic.view(),
             metrics: self.metrics.view(SNAPSHOT_SECONDS),
+            config: self.config.view(SNAPSHOT_CHANGES),
         }));
     }
 

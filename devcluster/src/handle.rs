@@ -5,6 +5,7 @@ use crate::balance::service::{BalancerSnapshot, LoadView};
 use crate::breaker::BreakerSnapshot;
 use crate::cluster::Core;
 use crate::cluster::RouteExplain;
+use crate::config::center::{ConfigView, describe};
 use crate::control::{AdminClient, Command, ControlError, Endpoint};
 use crate::registry::{Health, InstanceView};
 use crate::services::faults::FaultView;
@@ -84,6 +85,9 @@ pub struct ClusterSnapshot {
     /// Per-second series per service and instance, and the process and host.
     #[serde(default)]
     pub metrics: MetricsView,
+    /// The live config: keys with values and origins, version, recent changes.
+    #[serde(default)]
+    pub config: ConfigView,
 }
 
 /// One service and its instances, for grouped views.
@@ -267,6 +271,39 @@ impl ClusterHandle {
     }
 
     /// The newest log records matching `f`, oldest first.
+    /// Sets a config key (`None`: unsets it) as the dashboard; the changes, described.
+    pub async fn config_set(&self, key: &str, value: Option<&str>) -> Result<String, ControlError> {
+        const WHO: &str = "dashboard";
+        match &self.kind {
+            Kind::Local(core) => {
+                let done = match value {
+                    Some(v) => core.config.set(key, v, WHO),
+                    None => core.config.unset(key, WHO),
+                };
+                // The dashboard sees the new value at once, not at the next publish tick.
+                core.publish();
+                done.map(|c| describe(&c)).map_err(ControlError::Invalid)
+            }
+            Kind::Remote(c) => c
+                .config_set(key, value, WHO)
+                .await
+                .map(|a| describe(&a.changes)),
+            Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),
+        }
+    }
+
+    pub async fn config_undo(&self) -> Result<String, ControlError> {
+        match &self.kind {
+            Kind::Local(core) => {
+                let done = core.config.undo("undo");
+                core.publish();
+                done.map(|c| describe(&c)).map_err(ControlError::Invalid)
+            }
+            Kind::Remote(c) => c.config_undo().await.map(|a| describe(&a.changes)),
+            Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),
+        }
+    }
+
     pub async fn logs(&self, f: &LogFilter) -> Result<Vec<LogRecord>, ControlError> {
         match &self.kind {
             Kind::Local(_) => Ok(crate::telemetry::logs().query(f)),

@@ -38,6 +38,33 @@ pub struct Entry {
     pub origin: String,
 }
 
+/// What the dashboard shows: every key, the version, the newest changes (newest last).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigView {
+    pub version: u64,
+    pub entries: Vec<Entry>,
+    pub history: Vec<Change>,
+}
+
+/// "traffic.rps: 20 → 75" for each change, or "no change".
+pub fn describe(changes: &[Change]) -> String {
+    if changes.is_empty() {
+        return "no change".into();
+    }
+    let parts: Vec<String> = changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {} → {}",
+                c.key,
+                c.old.as_deref().unwrap_or("(unset)"),
+                c.new.as_deref().unwrap_or("(unset)")
+            )
+        })
+        .collect();
+    format!("{} (v{})", parts.join(", "), changes[0].version)
+}
+
 /// What the running cluster does with a new config (old, new).
 pub type Apply = Box<dyn Fn(&super::Config, &super::Config) + Send + Sync>;
 
@@ -136,6 +163,18 @@ impl ConfigCenter {
                 .cloned()
                 .unwrap_or_else(|| "defaults".into()),
         })
+    }
+
+    /// The keys, the version and the newest `history` changes.
+    pub fn view(&self, history: usize) -> ConfigView {
+        let entries = self.entries();
+        let live = self.live();
+        let from = live.history.len().saturating_sub(history);
+        ConfigView {
+            version: live.version,
+            entries,
+            history: live.history[from..].to_vec(),
+        }
     }
 
     pub fn history(&self) -> Vec<Change> {

@@ -1,0 +1,277 @@
+//! The Config tab: every key of the live config with its value and the layer it comes from, the
+//! selected key's editor (Enter) with the refusal shown in place, and the history of changes.
+//! `u` undoes the newest change, `d` removes the selected key's override.
+
+use super::prompt::edit_line;
+use crate::dashboard::action::Action;
+use devcluster::config::center::{Change, ConfigView};
+use ratatui::Frame;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Block, Cell, Clear, List, ListItem, Paragraph, Row, Table, TableState, Wrap,
+};
+use widgets::{Notice, Theme};
+
+#[derive(Debug, Default)]
+pub struct ConfigTab {
+    pub selected: usize,
+    pub editing: Option<Editor>,
+}
+
+/// The value being typed for one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Editor {
+    pub key: String,
+    pub text: String,
+    /// Why the last try was refused (the key, the value, what was expected).
+    pub error: Option<String>,
+    /// Sent, waiting for the answer.
+    pub pending: bool,
+}
+
+/// What a key did to the editor.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EditKey {
+    Edited,
+    Cancelled,
+    /// Set `key` to `value`.
+    Submit {
+        key: String,
+        value: String,
+    },
+}
+
+impl ConfigTab {
+    pub fn on_action(&mut self, action: &Action, view: &ConfigView) {
+        match action {
+            Action::Down if self.selected + 1 < view.entries.len() => self.selected += 1,
+            Action::Up => self.selected = self.selected.saturating_sub(1),
+            Action::Open => {
+                if let Some(e) = view.entries.get(self.selected) {
+                    self.editing = Some(Editor {
+                        key: e.key.clone(),
+                        text: e.value.clone(),
+                        error: None,
+                        pending: false,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn clamp(&mut self, view: &ConfigView) {
+        self.selected = self.selected.min(view.entries.len().saturating_sub(1));
+    }
+
+    pub fn selected_key<'a>(&self, view: &'a ConfigView) -> Option<&'a str> {
+        view.entries.get(self.selected).map(|e| e.key.as_str())
+    }
+
+    pub fn on_edit_key(&mut self, key: KeyEvent) -> EditKey {
+        let Some(ed) = self.editing.as_mut() else {
+            return EditKey::Cancelled;
+        };
+        match key.code {
+            KeyCode::Esc => {
+                self.editing = None;
+                EditKey::Cancelled
+            }
+            KeyCode::Enter if !ed.pending => {
+                ed.pending = true;
+                EditKey::Submit {
+                    key: ed.key.clone(),
+                    value: ed.text.trim().to_string(),
+                }
+            }
+            _ => {
+                if edit_line(&mut ed.text, key) {
+                    ed.error = None;
+                }
+                EditKey::Edited
+            }
+        }
+    }
+
+    /// The answer to a submitted edit: accepted closes the editor, refused keeps it open with
+    /// the reason under the value.
+    pub fn on_answer(&mut self, key: &str, result: Result<String, String>) -> Option<String> {
+        let ed = self.editing.as_mut().filter(|e| e.key == key)?;
+        ed.pending = false;
+        match result {
+            Ok(text) => {
+                self.editing = None;
+                Some(text)
+            }
+            Err(e) => {
+                ed.error = Some(e);
+                None
+            }
+        }
+    }
+}
+
+pub fn render(frame: &mut Frame, area: Rect, tab: &ConfigTab, view: &ConfigView, theme: &Theme) {
+    if view.entries.is_empty() {
+        let notice = Notice::new([
+            "No config to show.",
+            "",
+            "A cluster shows its live config here: every key, its value and where it comes from.",
+        ])
+        .title("Config")
+        .theme(*theme);
+        frame.render_widget(&notice, area);
+        return;
+    }
+    let [keys, history] =
+        Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(area);
+    let rows = view.entries.iter().map(|e| {
+        let origin_style = if e.origin == "defaults" {
+            theme.dim
+        } else {
+            theme.warning
+        };
+        Row::new([
+            Cell::from(e.key.as_str()),
+            Cell::from(clip(&e.value, 40)),
+            Cell::from(Span::styled(e.origin.as_str(), origin_style)),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Fill(3),
+            Constraint::Fill(2),
+            Constraint::Length(28),
+        ],
+    )
+    .header(Row::new(["KEY", "VALUE", "FROM"]).style(theme.title))
+    .row_highlight_style(theme.selected)
+    .block(
+        Block::bordered()
+            .title(Line::styled(
+                format!(
+                    " Config v{} · Enter edits · d back to the file's value · u undo ",
+                    view.version
+                ),
+                theme.title,
+            ))
+            .border_style(theme.border_focused),
+    );
+    let mut state = TableState::default().with_selected(Some(tab.selected));
+    frame.render_stateful_widget(table, keys, &mut state);
+
+    let items: Vec<ListItem> = view
+        .history
+        .iter()
+        .rev()
+        .map(|c| ListItem::new(change_lines(c, theme)))
+        .collect();
+    let list = List::new(items).block(
+        Block::bordered()
+            .title(Line::styled(" History (newest first) ", theme.title))
+            .border_style(theme.border),
+    );
+    if view.history.is_empty() {
+        frame.render_widget(
+            Paragraph::new("No change since the start.")
+                .style(theme.dim)
+                .block(
+                    Block::bordered()
+                        .title(Line::styled(" History ", theme.title))
+                        .border_style(theme.border),
+                ),
+            history,
+        );
+    } else {
+        frame.render_widget(list, history);
+    }
+
+    if let Some(ed) = &tab.editing {
+        render_editor(frame, keys, ed, theme);
+    }
+}
+
+fn change_lines<'a>(c: &'a Change, theme: &Theme) -> Vec<Line<'a>> {
+    let secs = c.at_unix_ms / 1000;
+    vec![
+        Line::from(vec![
+            Span::styled(format!("v{} ", c.version), theme.title),
+            Span::styled(
+                format!(
+                    "{:02}:{:02}:{:02} {} ",
+                    secs / 3600 % 24,
+                    secs / 60 % 60,
+                    secs % 60,
+                    c.who
+                ),
+                theme.dim,
+            ),
+            Span::raw(c.key.as_str()),
+        ]),
+        Line::from(vec![
+            Span::raw("   "),
+            Span::styled(
+                clip(c.old.as_deref().unwrap_or("(unset)"), 24),
+                theme.critical,
+            ),
+            Span::raw(" → "),
+            Span::styled(
+                clip(c.new.as_deref().unwrap_or("(unset)"), 24),
+                theme.passing,
+            ),
+        ]),
+    ]
+}
+
+/// The editor: a box over the bottom of the key list with the value and, when refused, why.
+fn render_editor(frame: &mut Frame, area: Rect, ed: &Editor, theme: &Theme) {
+    let height = if ed.error.is_some() { 6 } else { 4 };
+    if area.height < height + 2 {
+        return;
+    }
+    let rect = Rect::new(
+        area.x + 1,
+        area.y + area.height - height - 1,
+        area.width.saturating_sub(2),
+        height,
+    );
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(format!("{} = ", ed.key), theme.key),
+            Span::raw(ed.text.as_str()),
+            Span::styled("▏", theme.key),
+        ]),
+        Line::styled(
+            if ed.pending {
+                "checking…"
+            } else {
+                "Enter applies (a TOML value or a bare word) · Esc cancels"
+            },
+            theme.dim,
+        ),
+    ];
+    if let Some(e) = &ed.error {
+        lines.push(Line::styled(e.as_str(), theme.critical));
+    }
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::bordered()
+                .title(Line::styled(" Edit ", theme.title))
+                .border_style(theme.border_focused),
+        ),
+        rect,
+    );
+}
+
+/// At most `max` characters, with an ellipsis when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        s.chars().take(max - 1).chain(['…']).collect()
+    }
+}
