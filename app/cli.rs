@@ -275,6 +275,7 @@ impl Cli {
         let effective = devcluster::config::Effective::of(&layers)?;
         Ok(devcluster::cluster::ClusterOptions::new(effective.config)
             .layers(layers)
+            .config_file(self.config.clone())
             .auto_ports(self.ports == Some(PortsMode::Auto))
             .traffic(!self.no_traffic))
     }

@@ -1131,6 +1131,7 @@ mod config_tab {
                 old: Some("\"round_robin\"".into()),
                 new: Some("\"p2c\"".into()),
             }],
+            file_error: None,
         };
         let mut app = app();
         app.on_snapshot(Arc::new(snap));
@@ -1224,6 +1225,24 @@ mod config_tab {
                 .as_ref()
                 .is_some_and(|t| t.text.contains("50 → 75"))
         );
+    }
+
+    #[test]
+    fn a_refused_hand_edit_of_the_file_is_shown() {
+        let mut app = config_app();
+        let mut snap = (*app.snapshot).clone();
+        snap.config.file_error = Some(
+            "mine.toml: traffic.rps = \"lots\": expected u32 (the previous config stays live)"
+                .into(),
+        );
+        app.on_snapshot(Arc::new(snap));
+        let all = screen(&app, 160, 30).join("\n");
+        assert!(
+            all.contains("The config file's last edit was refused"),
+            "{all}"
+        );
+        assert!(all.contains("(the previous config stays live)"), "{all}");
+        assert!(all.contains("traffic.rps"), "the keys still show: {all}");
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct ClusterOptions {
     pub config: Config,
     /// The layers `config` came from (for each key's origin); empty: `config` is one layer.
     pub layers: Vec<Layer>,
+    /// The user's file among those layers: edits are written back to it, hand edits reloaded.
+    pub config_file: Option<std::path::PathBuf>,
     /// Take free ports instead of the configured ones (`--ports auto`).
     pub auto_ports: bool,
     /// Start the traffic generator (`--no-traffic` turns it off; `ctl traffic RPS` resumes).
@@ -85,6 +87,7 @@ impl ClusterOptions {
         ClusterOptions {
             config,
             layers: Vec::new(),
+            config_file: None,
             auto_ports: false,
             traffic: true,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -93,6 +96,11 @@ impl ClusterOptions {
 
     pub fn layers(mut self, layers: Vec<Layer>) -> Self {
         self.layers = layers;
+        self
+    }
+
+    pub fn config_file(mut self, path: Option<std::path::PathBuf>) -> Self {
+        self.config_file = path;
         self
     }
 
@@ -353,10 +361,14 @@ impl Cluster {
         };
         let config = ConfigCenter::new(
             layers,
+            opts.config_file.clone(),
             kv.clone(),
             Box::new(move |old, new| parts.apply(old, new)),
         )
         .map_err(ClusterError::Config)?;
+        if let Err(e) = config.watch_file() {
+            tracing::warn!("{e}: hand edits of it will not be applied");
+        }
         let (snapshot_tx, _) = watch::channel(Arc::new(ClusterSnapshot::default()));
         let core = Arc::new(Core {
             registry,

@@ -2,6 +2,7 @@
 //! user names. Unknown keys are refused with the key's path, so a typo never passes silently.
 
 pub mod center;
+pub mod file;
 pub mod kv;
 pub mod layers;
 

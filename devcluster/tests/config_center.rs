@@ -135,7 +135,7 @@ async fn invalid_edits_are_refused_through_every_way_in_and_change_nothing() {
 #[tokio::test]
 async fn a_kv_write_reaches_the_running_cluster_and_undo_brings_it_back() {
     let cluster = start().await;
-    let admin = AdminClient::new(&cluster.admin_url());
+    let admin = AdminClient::new(cluster.admin_url());
     let (status, body) = kv_put(&cluster, "lgo/balancer/user-service/strategy", "p2c").await;
     assert_eq!((status, body.as_str()), (200, "true"));
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -209,7 +209,7 @@ async fn strategies_switched_under_load_lose_no_request() {
             }
         }));
     }
-    let admin = AdminClient::new(&cluster.admin_url());
+    let admin = AdminClient::new(cluster.admin_url());
     for s in [
         "random",
         "weighted",
@@ -252,7 +252,7 @@ async fn a_lowered_breaker_threshold_opens_the_breaker_at_the_new_threshold() {
             .await
             .unwrap();
     }
-    let admin = AdminClient::new(&cluster.admin_url());
+    let admin = AdminClient::new(cluster.admin_url());
     let breaker = "breaker.gateway->user-service";
     for (k, v) in [
         ("minimum_calls", "4"),

@@ -125,6 +125,27 @@ pub fn render(frame: &mut Frame, area: Rect, tab: &ConfigTab, view: &ConfigView,
         frame.render_widget(&notice, area);
         return;
     }
+    let area = match &view.file_error {
+        Some(e) => {
+            let [banner, rest] =
+                Layout::vertical([Constraint::Length(3), Constraint::Fill(1)]).areas(area);
+            frame.render_widget(
+                Paragraph::new(Line::styled(e.as_str(), theme.critical))
+                    .wrap(Wrap { trim: true })
+                    .block(
+                        Block::bordered()
+                            .title(Line::styled(
+                                " The config file's last edit was refused ",
+                                theme.critical,
+                            ))
+                            .border_style(theme.critical),
+                    ),
+                banner,
+            );
+            rest
+        }
+        None => area,
+    };
     let [keys, history] =
         Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(area);
     let rows = view.entries.iter().map(|e| {

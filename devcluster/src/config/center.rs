@@ -10,6 +10,7 @@ use super::kv::KvStore;
 use super::layers::{self, KV_PREFIX, Layer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -44,6 +45,9 @@ pub struct ConfigView {
     pub version: u64,
     pub entries: Vec<Entry>,
     pub history: Vec<Change>,
+    /// Why the config file's last edit on disk was not applied (the previous config stays).
+    #[serde(default)]
+    pub file_error: Option<String>,
 }
 
 /// "traffic.rps: 20 → 75" for each change, or "no change".
@@ -77,8 +81,18 @@ struct Live {
     undoable: Vec<Change>,
 }
 
+/// The user's `--config` file: edits are written back to it, hand edits reloaded from it.
+struct ConfigFile {
+    /// Its place among the base layers.
+    index: usize,
+    path: PathBuf,
+}
+
 pub struct ConfigCenter {
-    base: Vec<Layer>,
+    base: Mutex<Vec<Layer>>,
+    file: Option<ConfigFile>,
+    file_error: Mutex<Option<String>>,
+    watcher: Mutex<Option<notify::RecommendedWatcher>>,
     kv: KvStore,
     live: Mutex<Live>,
     /// Serialises writes: check, write to KV and apply happen as one step.
@@ -96,10 +110,25 @@ impl ConfigCenter {
     /// Starts from `base` plus whatever the KV store already holds under `lgo/`.
     /// Installs itself as the KV store's guard: a KV write of an `lgo/` key that would make
     /// the config invalid is refused (the KV API answers 400 with the reason).
-    pub fn new(base: Vec<Layer>, kv: KvStore, apply: Apply) -> Result<Arc<Self>, String> {
+    /// `file`: the base layer read from that TOML file (the user's `--config`), which edits
+    /// from `ctl` and the dashboard are written back to.
+    pub fn new(
+        base: Vec<Layer>,
+        file: Option<PathBuf>,
+        kv: KvStore,
+        apply: Apply,
+    ) -> Result<Arc<Self>, String> {
         let effective = effective(&base, &kv, None).map_err(|e| e.to_string())?;
+        let file = file.and_then(|path| {
+            let origin = path.display().to_string();
+            let index = base.iter().position(|l| l.origin == origin)?;
+            Some(ConfigFile { index, path })
+        });
         let center = Arc::new(ConfigCenter {
-            base,
+            base: Mutex::new(base),
+            file,
+            file_error: Mutex::new(None),
+            watcher: Mutex::new(None),
             kv,
             live: Mutex::new(Live {
                 effective,
@@ -118,6 +147,77 @@ impl ConfigCenter {
             }
         }));
         Ok(center)
+    }
+
+    fn base(&self) -> Vec<Layer> {
+        self.base.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The file edits go to, when it is TOML (a JSON file is read, not rewritten).
+    fn writable_file(&self) -> Option<&ConfigFile> {
+        self.file
+            .as_ref()
+            .filter(|f| f.path.extension().is_some_and(|e| e == "toml"))
+    }
+
+    /// Reads the config file again (after a hand edit). A file that does not parse or does not
+    /// add up to a valid config is not applied: the reason is kept for the dashboard and the
+    /// previous config stays live.
+    pub fn reload_file(&self) -> Vec<Change> {
+        let Some(f) = &self.file else {
+            return Vec::new();
+        };
+        let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let origin = f.path.display().to_string();
+        let layer = std::fs::read_to_string(&f.path)
+            .map_err(|e| format!("cannot read {origin}: {e}"))
+            .and_then(|text| Layer::parse(&origin, &text));
+        let checked = layer.and_then(|layer| {
+            let mut base = self.base();
+            base[f.index] = layer;
+            effective(&base, &self.kv, None)
+                .map(|_| base)
+                .map_err(|e| e.to_string())
+        });
+        match checked {
+            Ok(base) => {
+                *self.base.lock().unwrap_or_else(|e| e.into_inner()) = base;
+                *self.file_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                self.sync_locked("file", true)
+            }
+            Err(e) => {
+                let msg = format!("{e} (the previous config stays live)");
+                tracing::error!("config file not applied: {msg}");
+                *self.file_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Follows hand edits of the config file, if there is one.
+    pub fn watch_file(self: &Arc<Self>) -> Result<(), String> {
+        let Some(f) = &self.file else {
+            return Ok(());
+        };
+        let weak = Arc::downgrade(self);
+        let watcher = super::file::watch(f.path.clone(), move || {
+            if let Some(c) = weak.upgrade() {
+                c.reload_file();
+            }
+        })
+        .map_err(|e| format!("cannot watch {}: {e}", f.path.display()))?;
+        *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(watcher);
+        Ok(())
+    }
+
+    /// After writing the file: its new content becomes its layer.
+    fn reread_file_layer(&self, f: &ConfigFile) -> Result<(), String> {
+        let origin = f.path.display().to_string();
+        let text =
+            std::fs::read_to_string(&f.path).map_err(|e| format!("cannot read {origin}: {e}"))?;
+        let layer = Layer::parse(&origin, &text)?;
+        self.base.lock().unwrap_or_else(|e| e.into_inner())[f.index] = layer;
+        Ok(())
     }
 
     fn live(&self) -> MutexGuard<'_, Live> {
@@ -174,6 +274,11 @@ impl ConfigCenter {
             version: live.version,
             entries,
             history: live.history[from..].to_vec(),
+            file_error: self
+                .file_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 
@@ -185,7 +290,7 @@ impl ConfigCenter {
     pub fn check(&self, key: &str, text: &str) -> Result<(), String> {
         check_key(key)?;
         let value = layers::parse_value(text);
-        effective(&self.base, &self.kv, Some((key, Some(value))))
+        effective(&self.base(), &self.kv, Some((key, Some(value))))
             .map(|_| ())
             .map_err(|e| refusal(key, text, &e))
     }
@@ -205,6 +310,11 @@ impl ConfigCenter {
         let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         self.check(key, text)?;
         let canonical = layers::parse_value(text).to_string();
+        if let Some(f) = self.writable_file() {
+            super::file::write_key(&f.path, key, Some(&canonical))?;
+            self.reread_file_layer(f)?;
+            return Ok(self.sync_locked(who, undoable));
+        }
         self.kv
             .put(&layers::kv_key(key), canonical.into_bytes(), None, None)
             .map_err(|e| e.to_string())?;
@@ -218,9 +328,13 @@ impl ConfigCenter {
 
     fn unset_as(&self, key: &str, who: &str, undoable: bool) -> Result<Vec<Change>, String> {
         let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        effective(&self.base, &self.kv, Some((key, None)))
+        effective(&self.base(), &self.kv, Some((key, None)))
             .map_err(|e| refusal(key, "(unset)", &e))?;
         self.kv.delete(&layers::kv_key(key), false, None);
+        if let Some(f) = self.writable_file() {
+            super::file::write_key(&f.path, key, None)?;
+            self.reread_file_layer(f)?;
+        }
         Ok(self.sync_locked(who, undoable))
     }
 
@@ -232,6 +346,8 @@ impl ConfigCenter {
             .pop()
             .ok_or("nothing to undo: no change since the start")?;
         let done = match &last.old {
+            // With a file, the old value is written back to it as it was.
+            Some(old) if self.writable_file().is_some() => self.set_as(&last.key, old, who, false),
             Some(old) if self.layer_below_kv(&last.key).as_deref() != Some(old.as_str()) => {
                 self.set_as(&last.key, old, who, false)
             }
@@ -247,7 +363,7 @@ impl ConfigCenter {
     fn layer_below_kv(&self, key: &str) -> Option<String> {
         let mut table = toml::Table::new();
         let mut origins = BTreeMap::new();
-        for l in &self.base {
+        for l in &self.base() {
             layers::merge(&mut table, &l.table, &l.origin, &mut origins, "");
         }
         layers::get_path(&table, &layers::split_key(key)).map(ToString::to_string)
@@ -261,7 +377,7 @@ impl ConfigCenter {
     }
 
     fn sync_locked(&self, who: &str, undoable: bool) -> Vec<Change> {
-        let next = match effective(&self.base, &self.kv, None) {
+        let next = match effective(&self.base(), &self.kv, None) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(

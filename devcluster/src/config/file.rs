@@ -1,0 +1,160 @@
+//! The user's config file: edits made with `ctl` or in the dashboard are written back to it
+//! keeping its comments and layout (`toml_edit`), atomically (a temporary file, fsync, rename),
+//! and hand edits of it are noticed (`notify`, debounced) and reloaded.
+
+use super::layers::split_key;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml_edit::{DocumentMut, Item, TableLike};
+
+/// Editors write a file in bursts (truncate, write, rename): wait this long after the first
+/// event for the rest before reading it.
+pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Sets `key` to `value` (TOML text; `None` removes it) in the TOML file at `path`, keeping
+/// everything else as written.
+pub fn write_key(path: &Path, key: &str, value: Option<&str>) -> Result<(), String> {
+    let shown = path.display();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("cannot read {shown}: {e}")),
+    };
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e| format!("{shown} is not valid TOML, not written: {e}"))?;
+    let parts = split_key(key);
+    let Some((last, parents)) = parts.split_last() else {
+        return Err("empty key".into());
+    };
+    let mut table: &mut dyn TableLike = doc.as_table_mut();
+    for p in parents {
+        let item = table.entry(p).or_insert_with(|| {
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        });
+        table = item
+            .as_table_like_mut()
+            .ok_or_else(|| format!("{key}: `{p}` is not a table in {shown}"))?;
+    }
+    match value {
+        Some(text) => {
+            let new: toml_edit::Value = text
+                .parse()
+                .map_err(|e| format!("{key} = {text}: not a TOML value: {e}"))?;
+            match table.get_mut(last) {
+                // Keep the comment after the old value.
+                Some(Item::Value(old)) => {
+                    let decor = old.decor().clone();
+                    *old = new;
+                    *old.decor_mut() = decor;
+                }
+                _ => {
+                    table.insert(last, toml_edit::value(new));
+                }
+            }
+        }
+        None => {
+            table.remove(last);
+        }
+    }
+    save_atomic(path, &doc.to_string()).map_err(|e| format!("cannot write {shown}: {e}"))
+}
+
+/// Replaces `path` with `text` so that a crash at any moment leaves the old file or the new one,
+/// never a mix: write a temporary file beside it, fsync it, rename it over, fsync the directory.
+pub fn save_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "config".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Calls `changed` (debounced) whenever the file at `path` is written, replaced or created.
+/// The directory is watched, not the file: editors and `save_atomic` replace it by renaming.
+pub fn watch(
+    path: PathBuf,
+    changed: impl Fn() + Send + 'static,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let name = path.file_name().map(|n| n.to_os_string());
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else {
+            return;
+        };
+        let ours = ev.paths.iter().any(|p| p.file_name() == name.as_deref());
+        if ours && !matches!(ev.kind, EventKind::Access(_)) {
+            let _ = tx.send(());
+        }
+    })?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(DEBOUNCE).await;
+            while rx.try_recv().is_ok() {}
+            changed();
+        }
+    });
+    Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_keep_comments_and_layout() {
+        let dir = std::env::temp_dir().join(format!("lgo-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mine.toml");
+        std::fs::write(
+            &path,
+            "# my overrides\n[traffic]\nrps = 20   # calm\n\n[retries]\nattempts = 2\n",
+        )
+        .unwrap();
+        write_key(&path, "traffic.rps", Some("75")).unwrap();
+        write_key(&path, "breaker.gateway->user-service.window", Some("4")).unwrap();
+        write_key(&path, "retries.attempts", None).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# my overrides\n[traffic]\nrps = 75   # calm\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[breaker.\"gateway->user-service\"]\nwindow = 4"),
+            "{text}"
+        );
+        assert!(!text.contains("attempts"), "{text}");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "no temporary file left");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
