@@ -218,6 +218,12 @@ pub enum ConfigCommand {
     },
     /// Undoes the newest change.
     Undo,
+    /// Shows what switching to environment NAME would change; `--yes` switches.
+    Env {
+        name: String,
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -248,6 +248,23 @@ async fn config(client: &AdminClient, command: &ConfigCommand) -> anyhow::Result
             })?;
         }
         ConfigCommand::Undo => applied(client.config_undo().await?),
+        ConfigCommand::Env { name, yes: false } => {
+            let a = client.config_env(name, false).await?;
+            println!("switching to {name} would change:");
+            for c in &a.changes {
+                println!(
+                    "  {}: {} → {}",
+                    c.key,
+                    c.old.as_deref().unwrap_or("(unset)"),
+                    c.new.as_deref().unwrap_or("(unset)")
+                );
+            }
+            if a.changes.is_empty() {
+                println!("  nothing");
+            }
+            println!("run again with --yes to switch");
+        }
+        ConfigCommand::Env { name, yes: true } => applied(client.config_env(name, true).await?),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -37,6 +37,8 @@ pub enum Action {
     Undo,
     /// Remove the selected config key's override.
     Unset,
+    /// Switch environment (after seeing the diff).
+    SwitchEnv,
 }
 
 /// A binding as the help overlay shows it.
@@ -199,6 +201,13 @@ pub fn bindings() -> Vec<Binding> {
             Some(Tab::Config),
         ),
         b(
+            "E",
+            Action::SwitchEnv,
+            "switch environment: its diff first, y applies",
+            Some("env"),
+            Some(Tab::Config),
+        ),
+        b(
             "u",
             Action::Undo,
             "undo the newest config change",
@@ -266,6 +275,7 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('p') => Action::TogglePause,
         KeyCode::Char('u') => Action::Undo,
         KeyCode::Char('d') => Action::Unset,
+        KeyCode::Char('E') => Action::SwitchEnv,
         KeyCode::Char('?') => Action::ToggleHelp,
         _ => return None,
     })

@@ -4,7 +4,7 @@ use super::action::Action;
 use super::tabs::Tab;
 use super::views::balancer::{self, BalancerView};
 use super::views::breakers::BreakersView;
-use super::views::config::{ConfigTab, EditKey};
+use super::views::config::{ConfigTab, EditKey, EnvPreview};
 use super::views::inspector::{Answer, Inspector, InspectorKey};
 use super::views::logs::LogsView;
 use super::views::metrics::MetricsView;
@@ -13,9 +13,10 @@ use super::views::services::ServicesView;
 use super::views::traces::{self, OpenTrace, TracesView};
 use devcluster::breaker::Mode;
 use devcluster::cluster::RouteExplain;
+use devcluster::config::center::Change;
 use devcluster::handle::ClusterSnapshot;
 use devcluster::telemetry::{LogFilter, LogRecord, SpanRecord, TraceFilter, TraceId, TraceSummary};
-use ratatui::crossterm::event::KeyEvent;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,9 @@ pub enum Request {
         value: Option<String>,
     },
     ConfigUndo,
+    /// What switching to this environment would change.
+    EnvDiff(String),
+    EnvSwitch(String),
 }
 
 /// What came back from a request.
@@ -61,6 +65,7 @@ pub enum Reply {
     Logs(Result<Vec<LogRecord>, String>),
     /// The answer to a config edit of `key`.
     ConfigSet(String, Result<String, String>),
+    EnvDiff(String, Result<Vec<Change>, String>),
 }
 
 /// How often the trace list is refreshed while the Traces tab shows it.
@@ -189,6 +194,10 @@ impl App {
                     (false, Err(e)) => self.toast(e, true),
                 }
             }
+            Reply::EnvDiff(name, Ok(changes)) => {
+                self.config.env_preview = Some(EnvPreview { name, changes });
+            }
+            Reply::EnvDiff(_, Err(e)) => self.toast(e, true),
             Reply::Explained(r) => {
                 if let Some(insp) = &mut self.inspector {
                     insp.answer = Some(match *r {
@@ -241,6 +250,10 @@ impl App {
                 None
             }
             (Action::Undo, Tab::Config) => return Some(Request::ConfigUndo),
+            (Action::SwitchEnv, Tab::Config) => {
+                self.prompt = Some(Prompt::new(PromptFor::Environment, self.env()));
+                None
+            }
             (Action::Unset, Tab::Config) => {
                 let key = self.config.selected_key(&self.snapshot.config)?.to_string();
                 return Some(Request::ConfigSet { key, value: None });
@@ -422,6 +435,22 @@ impl App {
         })
     }
 
+    /// The environment shown in the header: the cluster's, once it says.
+    pub fn env(&self) -> &str {
+        let live = self.snapshot.config.env.as_str();
+        if live.is_empty() {
+            &self.header.env
+        } else {
+            live
+        }
+    }
+
+    /// A key while the environment switch preview is open: `y` switches, anything else closes.
+    pub fn on_env_preview_key(&mut self, key: KeyEvent) -> Option<Request> {
+        let preview = self.config.env_preview.take()?;
+        (key.code == KeyCode::Char('y')).then_some(Request::EnvSwitch(preview.name))
+    }
+
     /// A key while a config value is being edited.
     pub fn on_config_key(&mut self, key: KeyEvent) -> Option<Request> {
         match self.config.on_edit_key(key) {
@@ -463,6 +492,7 @@ impl App {
                     None
                 }
             },
+            PromptFor::Environment => Some(Request::EnvDiff(text)),
             PromptFor::SpanSearch => {
                 let open = self.traces.open.as_mut()?;
                 let found = open.set_search(text.clone());

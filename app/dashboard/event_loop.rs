@@ -103,6 +103,15 @@ fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sende
             }
             true
         }
+        Event::Key(key) if app.config.env_preview.is_some() && !is_ctrl_c(key) => {
+            if key.kind != KeyEventKind::Press {
+                return false;
+            }
+            if let Some(req) = app.on_env_preview_key(key) {
+                spawn_request(req, handle.clone(), done.clone());
+            }
+            true
+        }
         Event::Key(key) if app.config.editing.is_some() && !is_ctrl_c(key) => {
             if key.kind != KeyEventKind::Press && key.kind != KeyEventKind::Repeat {
                 return false;
@@ -156,6 +165,14 @@ fn spawn_request(req: Request, handle: ClusterHandle, done: mpsc::Sender<Reply>)
                 let r = handle.config_set(&key, value.as_deref()).await;
                 Reply::ConfigSet(key, r.map_err(|e| e.to_string()))
             }
+            Request::EnvDiff(name) => {
+                let r = handle.env_diff(&name).await;
+                Reply::EnvDiff(name, r.map_err(|e| e.to_string()))
+            }
+            Request::EnvSwitch(name) => match handle.env_switch(&name).await {
+                Ok(text) => Reply::Done(text),
+                Err(e) => Reply::Failed(e.to_string()),
+            },
             Request::ConfigUndo => match handle.config_undo().await {
                 Ok(text) => Reply::Done(text),
                 Err(e) => Reply::Failed(e.to_string()),

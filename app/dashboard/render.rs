@@ -83,7 +83,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut spans = vec![
         Span::styled(" lgo-dash ", theme.tab_active),
         Span::styled(
-            format!("· {} · env {} · ", app.header.mode, app.header.env),
+            format!("· {} · env {} · ", app.header.mode, app.env()),
             theme.dim,
         ),
         Span::styled(

@@ -1130,8 +1130,10 @@ mod config_tab {
                 key: "balancer.user-service.strategy".into(),
                 old: Some("\"round_robin\"".into()),
                 new: Some("\"p2c\"".into()),
+                applied_in_us: 180,
             }],
             file_error: None,
+            env: String::new(),
         };
         let mut app = app();
         app.on_snapshot(Arc::new(snap));
@@ -1243,6 +1245,54 @@ mod config_tab {
         );
         assert!(all.contains("(the previous config stays live)"), "{all}");
         assert!(all.contains("traffic.rps"), "the keys still show: {all}");
+    }
+
+    #[test]
+    fn switching_environment_shows_the_diff_and_waits_for_y() {
+        let mut app = config_app();
+        assert_eq!(key(&mut app, KeyCode::Char('E')), None, "a prompt opens");
+        let typed =
+            |app: &mut App, code| app.on_prompt_key(KeyEvent::new(code, KeyModifiers::NONE));
+        for _ in 0.."development".len() {
+            typed(&mut app, KeyCode::Backspace);
+        }
+        for c in "staging".chars() {
+            typed(&mut app, KeyCode::Char(c));
+        }
+        assert_eq!(
+            typed(&mut app, KeyCode::Enter),
+            Some(Request::EnvDiff("staging".into()))
+        );
+        app.on_reply(Reply::EnvDiff(
+            "staging".into(),
+            Ok(vec![Change {
+                version: 4,
+                at_unix_ms: 0,
+                who: "env".into(),
+                key: "traffic.rps".into(),
+                old: Some("20".into()),
+                new: Some("50".into()),
+                applied_in_us: 0,
+            }]),
+        ));
+        let all = screen(&app, 160, 30).join("\n");
+        assert!(all.contains("Switch environment"), "{all}");
+        assert!(all.contains("→ staging"), "{all}");
+        assert!(
+            all.contains("traffic.rps") && all.contains("20 → 50"),
+            "{all}"
+        );
+        let y = KeyEvent::new(KeyCode::Char('y'), KeyModifiers::NONE);
+        assert_eq!(
+            app.on_env_preview_key(y),
+            Some(Request::EnvSwitch("staging".into()))
+        );
+        assert!(app.config.env_preview.is_none());
+        // The header follows the cluster's environment.
+        let mut snap = (*app.snapshot).clone();
+        snap.config.env = "staging".into();
+        app.on_snapshot(Arc::new(snap));
+        assert!(screen(&app, 160, 30)[0].contains("env staging"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::balance::service::{BalancerSnapshot, LoadView};
 use crate::breaker::BreakerSnapshot;
 use crate::cluster::Core;
 use crate::cluster::RouteExplain;
-use crate::config::center::{ConfigView, describe};
+use crate::config::center::{Change, ConfigView, describe};
 use crate::control::{AdminClient, Command, ControlError, Endpoint};
 use crate::registry::{Health, InstanceView};
 use crate::services::faults::FaultView;
@@ -288,6 +288,31 @@ impl ClusterHandle {
                 .config_set(key, value, WHO)
                 .await
                 .map(|a| describe(&a.changes)),
+            Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),
+        }
+    }
+
+    /// What switching to environment `name` would change.
+    pub async fn env_diff(&self, name: &str) -> Result<Vec<Change>, ControlError> {
+        match &self.kind {
+            Kind::Local(core) => core.config.env_diff(name).map_err(ControlError::Invalid),
+            Kind::Remote(c) => c.config_env(name, false).await.map(|a| a.changes),
+            Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),
+        }
+    }
+
+    pub async fn env_switch(&self, name: &str) -> Result<String, ControlError> {
+        match &self.kind {
+            Kind::Local(core) => {
+                let done = core.config.switch_env(name, "env");
+                core.publish();
+                done.map(|c| format!("environment {name}: {}", describe(&c)))
+                    .map_err(ControlError::Invalid)
+            }
+            Kind::Remote(c) => c
+                .config_env(name, true)
+                .await
+                .map(|a| format!("environment {name}: {}", describe(&a.changes))),
             Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),
         }
     }

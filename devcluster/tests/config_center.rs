@@ -319,3 +319,49 @@ async fn a_cluster_started_from_layers_reports_their_origins() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn switching_environment_shows_its_diff_first_then_applies_it() {
+    let layers = Config::base_layers("development", None, []).unwrap();
+    let cfg = Effective::of(&layers).unwrap().config;
+    let cluster = Cluster::start(
+        ClusterOptions::new(cfg)
+            .layers(layers)
+            .auto_ports(true)
+            .traffic(false),
+    )
+    .await
+    .unwrap();
+    let center = cluster.config();
+    assert_eq!(center.env().as_deref(), Some("development"));
+    let diff = center.env_diff("staging").unwrap();
+    let keys: Vec<(&str, Option<&str>, Option<&str>)> = diff
+        .iter()
+        .map(|c| (c.key.as_str(), c.old.as_deref(), c.new.as_deref()))
+        .collect();
+    assert!(
+        keys.contains(&("traffic.rps", Some("20"), Some("50"))),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&("retries.attempts", Some("3"), Some("2"))),
+        "{keys:?}"
+    );
+    assert_eq!(center.config().traffic.rps, 20, "a preview applies nothing");
+
+    let admin = AdminClient::new(cluster.admin_url());
+    let applied = admin.config_env("staging", true).await.unwrap();
+    assert_eq!(applied.changes.len(), diff.len());
+    assert_eq!(center.env().as_deref(), Some("staging"));
+    assert_eq!(center.config().traffic.rps, 50);
+    assert_eq!(
+        center.get("traffic.rps").unwrap().origin,
+        "assets/config/staging.toml"
+    );
+    let err = admin.config_env("qa", false).await.unwrap_err().to_string();
+    assert!(
+        err.contains("known: development, staging, production"),
+        "{err}"
+    );
+    cluster.shutdown().await;
+}

@@ -266,3 +266,40 @@ async fn what_the_services_logged_for_a_request_is_found_by_its_trace() {
     assert_eq!(not_found.span_id, Some(user.span_id));
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn server_spans_carry_the_config_version_they_ran_under() {
+    // The only test of this binary that changes config: the version is process-wide.
+    let cluster = start().await;
+    let changes = cluster
+        .config()
+        .set("retries.attempts", "4", "test")
+        .unwrap();
+    let version = changes[0].version;
+    let trace = TraceId::random();
+    let resp = http()
+        .get(format!("{}/api/orders/1", cluster.gateway_url()))
+        .header("traceparent", format!("00-{trace}-{}-01", SpanId::random()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let spans = spans(&cluster, trace, 7).await;
+    let servers: Vec<&SpanRecord> = spans
+        .iter()
+        .filter(|s| s.attribute("http.route").is_some() || s.attribute("http.target").is_some())
+        .collect();
+    assert!(
+        servers.len() >= 3,
+        "gateway, order-service, user-service: {spans:?}"
+    );
+    for s in servers {
+        assert_eq!(
+            s.attribute("config.version"),
+            Some(version.to_string().as_str()),
+            "{} ran under v{version}",
+            s.service
+        );
+    }
+    cluster.shutdown().await;
+}

@@ -18,6 +18,14 @@ use widgets::{Notice, Theme};
 pub struct ConfigTab {
     pub selected: usize,
     pub editing: Option<Editor>,
+    /// What switching environment would change, shown before it is applied.
+    pub env_preview: Option<EnvPreview>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvPreview {
+    pub name: String,
+    pub changes: Vec<Change>,
 }
 
 /// The value being typed for one key.
@@ -213,6 +221,65 @@ pub fn render(frame: &mut Frame, area: Rect, tab: &ConfigTab, view: &ConfigView,
     if let Some(ed) = &tab.editing {
         render_editor(frame, keys, ed, theme);
     }
+    if let Some(p) = &tab.env_preview {
+        render_env_preview(frame, area, p, view, theme);
+    }
+}
+
+/// The diff an environment switch would bring, over the tab, until `y` or another key.
+fn render_env_preview(
+    frame: &mut Frame,
+    area: Rect,
+    p: &EnvPreview,
+    view: &ConfigView,
+    theme: &Theme,
+) {
+    let mut lines: Vec<Line> = p
+        .changes
+        .iter()
+        .map(|c| {
+            Line::from(vec![
+                Span::raw(format!("{:<44}", c.key)),
+                Span::styled(
+                    clip(c.old.as_deref().unwrap_or("(unset)"), 20),
+                    theme.critical,
+                ),
+                Span::raw(" → "),
+                Span::styled(
+                    clip(c.new.as_deref().unwrap_or("(unset)"), 20),
+                    theme.passing,
+                ),
+            ])
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::styled("No key would change.", theme.dim));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        "y switches · any other key cancels",
+        theme.key,
+    ));
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let width = 96.min(area.width);
+    let rect = Rect::new(
+        area.x + (area.width - width) / 2,
+        area.y + (area.height - height) / 2,
+        width,
+        height,
+    );
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(Line::styled(
+                    format!(" Switch environment {} → {} ", view.env, p.name),
+                    theme.title,
+                ))
+                .border_style(theme.border_focused),
+        ),
+        rect,
+    );
 }
 
 fn change_lines<'a>(c: &'a Change, theme: &Theme) -> Vec<Line<'a>> {
@@ -242,6 +309,10 @@ fn change_lines<'a>(c: &'a Change, theme: &Theme) -> Vec<Line<'a>> {
             Span::styled(
                 clip(c.new.as_deref().unwrap_or("(unset)"), 24),
                 theme.passing,
+            ),
+            Span::styled(
+                format!("  in {:.2} ms", c.applied_in_us as f64 / 1000.0),
+                theme.dim,
             ),
         ]),
     ]

@@ -16,6 +16,8 @@ pub enum PromptFor {
     TraceFilter,
     /// A span's name or attribute inside the open trace.
     SpanSearch,
+    /// The environment to switch to (its diff is shown first).
+    Environment,
 }
 
 impl PromptFor {
@@ -24,6 +26,7 @@ impl PromptFor {
             PromptFor::LogSearch => "search logs › ",
             PromptFor::TraceFilter => "filter traces (service:NAME min:MS error TEXT) › ",
             PromptFor::SpanSearch => "find span › ",
+            PromptFor::Environment => "switch environment (development, staging, production) › ",
         }
     }
 }

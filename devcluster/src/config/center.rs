@@ -11,8 +11,17 @@ use super::layers::{self, KV_PREFIX, Layer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The live config's version, for spans (`config.version`): one config center per process
+/// serves its cluster, as one span store does.
+static LIVE_VERSION: AtomicU64 = AtomicU64::new(1);
+
+pub fn live_version() -> u64 {
+    LIVE_VERSION.load(Ordering::Relaxed)
+}
 
 /// Changes kept in the history.
 const HISTORY_MAX: usize = 500;
@@ -29,6 +38,10 @@ pub struct Change {
     /// TOML text; `None` when the key was not set.
     pub old: Option<String>,
     pub new: Option<String>,
+    /// Rebuilding the config and switching every part of the running cluster to it (the
+    /// sample services run in this process: they all switch in this step).
+    #[serde(default)]
+    pub applied_in_us: u64,
 }
 
 /// A key's value and the layer it comes from.
@@ -48,6 +61,9 @@ pub struct ConfigView {
     /// Why the config file's last edit on disk was not applied (the previous config stays).
     #[serde(default)]
     pub file_error: Option<String>,
+    /// The environment whose file is a layer (empty when started from a plain config).
+    #[serde(default)]
+    pub env: String,
 }
 
 /// "traffic.rps: 20 → 75" for each change, or "no change".
@@ -151,6 +167,55 @@ impl ConfigCenter {
 
     fn base(&self) -> Vec<Layer> {
         self.base.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The environment layer: its place and its name (`assets/config/staging.toml` → staging).
+    fn env_layer(&self) -> Option<(usize, String)> {
+        self.base().iter().enumerate().find_map(|(i, l)| {
+            let name = l.origin.strip_prefix("assets/config/")?;
+            Some((
+                i,
+                name.rsplit_once('.').map_or(name, |(n, _)| n).to_string(),
+            ))
+        })
+    }
+
+    pub fn env(&self) -> Option<String> {
+        self.env_layer().map(|(_, name)| name)
+    }
+
+    /// The base layers with environment `env`'s file in place of the current one.
+    fn with_env(&self, env: &str) -> Result<Vec<Layer>, String> {
+        let (index, _) = self.env_layer().ok_or(
+            "this cluster was started without environment layers: there is nothing to switch",
+        )?;
+        let mut base = self.base();
+        base[index] = Layer::environment(env)?;
+        Ok(base)
+    }
+
+    /// What switching to environment `env` would change, key by key (nothing is applied).
+    pub fn env_diff(&self, env: &str) -> Result<Vec<Change>, String> {
+        let base = self.with_env(env)?;
+        let next =
+            effective(&base, &self.kv, None).map_err(|e| format!("environment {env}: {e}"))?;
+        let live = self.live();
+        Ok(diff(
+            &layers::leaves(&live.effective.table),
+            &layers::leaves(&next.table),
+            live.version + 1,
+            "env",
+        ))
+    }
+
+    /// Switches to environment `env`: its file replaces the current environment's layer.
+    /// Not undoable key by key; switch back instead.
+    pub fn switch_env(&self, env: &str, who: &str) -> Result<Vec<Change>, String> {
+        let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let base = self.with_env(env)?;
+        effective(&base, &self.kv, None).map_err(|e| format!("environment {env}: {e}"))?;
+        *self.base.lock().unwrap_or_else(|e| e.into_inner()) = base;
+        Ok(self.sync_locked(who, false))
     }
 
     /// The file edits go to, when it is TOML (a JSON file is read, not rewritten).
@@ -268,6 +333,7 @@ impl ConfigCenter {
     /// The keys, the version and the newest `history` changes.
     pub fn view(&self, history: usize) -> ConfigView {
         let entries = self.entries();
+        let env = self.env().unwrap_or_default();
         let live = self.live();
         let from = live.history.len().saturating_sub(history);
         ConfigView {
@@ -279,6 +345,7 @@ impl ConfigCenter {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            env,
         }
     }
 
@@ -377,6 +444,7 @@ impl ConfigCenter {
     }
 
     fn sync_locked(&self, who: &str, undoable: bool) -> Vec<Change> {
+        let started = std::time::Instant::now();
         let next = match effective(&self.base(), &self.kv, None) {
             Ok(e) => e,
             Err(e) => {
@@ -394,23 +462,14 @@ impl ConfigCenter {
         }
         live.version += 1;
         let version = live.version;
-        let at = now_ms();
-        let mut changes = Vec::new();
-        for key in before.keys().chain(after.keys()) {
-            let (old, new) = (before.get(key), after.get(key));
-            if old != new && !changes.iter().any(|c: &Change| &c.key == key) {
-                changes.push(Change {
-                    version,
-                    at_unix_ms: at,
-                    who: who.into(),
-                    key: key.clone(),
-                    old: old.cloned(),
-                    new: new.cloned(),
-                });
-            }
-        }
+        let mut changes = diff(&before, &after, version, who);
         let old = std::mem::replace(&mut live.effective, next);
         (self.apply)(&old.config, &live.effective.config);
+        LIVE_VERSION.store(version, Ordering::Relaxed);
+        let applied_in_us = started.elapsed().as_micros() as u64;
+        for c in &mut changes {
+            c.applied_in_us = applied_in_us;
+        }
         live.history.extend(changes.iter().cloned());
         if undoable {
             live.undoable.extend(changes.iter().cloned());
@@ -440,6 +499,32 @@ impl ConfigCenter {
             self.sync("kv");
         }
     }
+}
+
+/// Key by key, what differs between two sets of leaves.
+fn diff(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+    version: u64,
+    who: &str,
+) -> Vec<Change> {
+    let at = now_ms();
+    let mut changes: Vec<Change> = Vec::new();
+    for key in before.keys().chain(after.keys()) {
+        let (old, new) = (before.get(key), after.get(key));
+        if old != new && !changes.iter().any(|c| &c.key == key) {
+            changes.push(Change {
+                version,
+                at_unix_ms: at,
+                who: who.into(),
+                key: key.clone(),
+                old: old.cloned(),
+                new: new.cloned(),
+                applied_in_us: 0,
+            });
+        }
+    }
+    changes
 }
 
 fn check_key(key: &str) -> Result<(), String> {

@@ -41,6 +41,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/config", get(config_entries).post(config_set))
         .route("/api/config/history", get(config_history))
         .route("/api/config/undo", post(config_undo))
+        .route("/api/config/env/{name}", get(env_diff).post(env_switch))
         .route("/api/config/key/{key}", get(config_get))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .with_state(core)
@@ -164,6 +165,24 @@ async fn config_set(State(core): State<Arc<Core>>, body: Bytes) -> Response {
         None => core.config.unset(&b.key, &b.who),
     };
     match done {
+        Ok(changes) => axum::Json(json!({"version": core.config.version(), "changes": changes}))
+            .into_response(),
+        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+    }
+}
+
+/// `GET /api/config/env/NAME`: what switching to that environment would change.
+async fn env_diff(State(core): State<Arc<Core>>, Path(name): Path<String>) -> Response {
+    match core.config.env_diff(&name) {
+        Ok(changes) => axum::Json(json!({"version": core.config.version(), "changes": changes}))
+            .into_response(),
+        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+    }
+}
+
+/// `POST /api/config/env/NAME`: switch to it.
+async fn env_switch(State(core): State<Arc<Core>>, Path(name): Path<String>) -> Response {
+    match core.config.switch_env(&name, "env") {
         Ok(changes) => axum::Json(json!({"version": core.config.version(), "changes": changes}))
             .into_response(),
         Err(msg) => error(StatusCode::BAD_REQUEST, msg),

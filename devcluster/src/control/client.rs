@@ -177,6 +177,17 @@ impl AdminClient {
         .await
     }
 
+    /// What switching to environment `name` would change; with `apply`, switches.
+    pub async fn config_env(&self, name: &str, apply: bool) -> Result<ConfigApplied, ControlError> {
+        let url = format!("{}/api/config/env/{}", self.base, encode(name));
+        let req = if apply {
+            self.http.post(url)
+        } else {
+            self.http.get(url)
+        };
+        self.call(req, CALL_TIMEOUT).await
+    }
+
     pub async fn config_undo(&self) -> Result<ConfigApplied, ControlError> {
         let url = format!("{}/api/config/undo", self.base);
         self.call(self.http.post(url), CALL_TIMEOUT).await

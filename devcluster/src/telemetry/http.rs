@@ -62,6 +62,8 @@ pub async fn trace_request(State(s): State<ServerSpan>, req: Request, next: Next
         http.route = route.as_deref(),
         http.status_code = tracing::field::Empty,
         error = tracing::field::Empty,
+        // The config version the request ran under (the config center's, process-wide).
+        config.version = crate::config::center::live_version(),
     );
     let resp = next.run(req).instrument(span.clone()).await;
     span.record("http.status_code", resp.status().as_u16());
