@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{http, start, start_with};
-use devcluster::cluster::{Cluster, ClusterOptions};
+use common::{http, start, start_layered, start_with};
+use devcluster::cluster::Cluster;
 use devcluster::config::{Config, Effective};
 use devcluster::control::{AdminClient, Command};
 use devcluster::services::faults::Fault;
@@ -298,16 +298,7 @@ async fn a_lowered_breaker_threshold_opens_the_breaker_at_the_new_threshold() {
 
 #[tokio::test]
 async fn a_cluster_started_from_layers_reports_their_origins() {
-    let layers = Config::base_layers("staging", None, []).unwrap();
-    let cfg = Effective::of(&layers).unwrap().config;
-    let cluster = Cluster::start(
-        ClusterOptions::new(cfg)
-            .layers(layers)
-            .auto_ports(true)
-            .traffic(false),
-    )
-    .await
-    .unwrap();
+    let cluster = start_layered("staging", None).await;
     let e = cluster.config().get("traffic.rps").unwrap();
     assert_eq!(
         (e.value.as_str(), e.origin.as_str()),
@@ -322,16 +313,7 @@ async fn a_cluster_started_from_layers_reports_their_origins() {
 
 #[tokio::test]
 async fn switching_environment_shows_its_diff_first_then_applies_it() {
-    let layers = Config::base_layers("development", None, []).unwrap();
-    let cfg = Effective::of(&layers).unwrap().config;
-    let cluster = Cluster::start(
-        ClusterOptions::new(cfg)
-            .layers(layers)
-            .auto_ports(true)
-            .traffic(false),
-    )
-    .await
-    .unwrap();
+    let cluster = start_layered("development", None).await;
     let center = cluster.config();
     assert_eq!(center.env().as_deref(), Some("development"));
     let diff = center.env_diff("staging").unwrap();

@@ -6,10 +6,9 @@
 
 mod common;
 
-use common::http;
-use devcluster::cluster::{Cluster, ClusterOptions};
+use common::{http, start_layered};
+use devcluster::cluster::Cluster;
 use devcluster::config::file::save_atomic;
-use devcluster::config::{Config, Effective};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,17 +19,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 async fn start_with_file(path: &Path) -> Cluster {
-    let layers = Config::base_layers("development", Some(path), []).unwrap();
-    let cfg = Effective::of(&layers).unwrap().config;
-    Cluster::start(
-        ClusterOptions::new(cfg)
-            .layers(layers)
-            .config_file(Some(path.to_path_buf()))
-            .auto_ports(true)
-            .traffic(false),
-    )
-    .await
-    .unwrap()
+    start_layered("development", Some(path)).await
 }
 
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {

@@ -24,6 +24,22 @@ pub async fn start_with(cfg: Config) -> Cluster {
     cluster
 }
 
+/// A cluster built from the real layers: the defaults, environment `env`'s file, and `file`
+/// (written back to and watched) when given.
+pub async fn start_layered(env: &str, file: Option<&std::path::Path>) -> Cluster {
+    let layers = Config::base_layers(env, file, []).unwrap();
+    let cfg = devcluster::config::Effective::of(&layers).unwrap().config;
+    Cluster::start(
+        ClusterOptions::new(cfg)
+            .layers(layers)
+            .config_file(file.map(std::path::Path::to_path_buf))
+            .auto_ports(true)
+            .traffic(false),
+    )
+    .await
+    .unwrap()
+}
+
 pub async fn start() -> Cluster {
     start_with(Config::defaults()).await
 }
