@@ -266,6 +266,9 @@ impl Cluster {
         }
 
         let faults = Faults::new();
+        for (id, f) in &cfg.faults {
+            faults.set(id, f.clone(), None);
+        }
         let users = user::UserStore::seeded();
         let orders = order::OrderStore::seeded();
         let order_client = new_client(order::SERVICE);
@@ -353,6 +356,7 @@ impl Cluster {
             clients: vec![gateway_client, order_client],
             gateway: gateway.clone(),
             traffic: traffic.clone(),
+            faults: faults.clone(),
         };
         let layers = if opts.layers.is_empty() {
             vec![cfg.as_layer("config")]

@@ -34,6 +34,10 @@ pub struct Config {
     pub traffic: TrafficConfig,
     pub telemetry: TelemetryConfig,
     pub routes: Vec<RouteConfig>,
+    /// Faults injected per instance id (`[faults.user-service-2] latency_ms = 200`), applied
+    /// and cleared live like the `ctl fault` command.
+    #[serde(default)]
+    pub faults: BTreeMap<String, crate::services::faults::Fault>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -277,6 +281,9 @@ impl Config {
                 "traffic.rps = {}: expected 0 to 10000",
                 self.traffic.rps
             ));
+        }
+        for (id, f) in &self.faults {
+            f.validate().map_err(|e| format!("faults.{id}.{e}"))?;
         }
         for (i, r) in self.routes.iter().enumerate() {
             crate::gateway::routes::Route::compile(r).map_err(|e| format!("routes[{i}]: {e}"))?;

@@ -347,3 +347,42 @@ async fn switching_environment_shows_its_diff_first_then_applies_it() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn faults_are_config_too() {
+    let cluster = start().await;
+    let admin = AdminClient::new(cluster.admin_url());
+    let fault_of = |id: &str| {
+        let snap = cluster.handle().snapshot();
+        snap.instances
+            .iter()
+            .find(|i| i.view.id == id)
+            .and_then(|i| i.fault.clone())
+    };
+    admin
+        .config_set("faults.user-service-2.latency_ms", Some("150"), "ctl")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while fault_of("user-service-2").is_none() {
+        assert!(Instant::now() < deadline, "the fault never showed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fault_of("user-service-2").unwrap().fault.latency_ms, 150);
+    let err = admin
+        .config_set("faults.user-service-2.error_rate", Some("2"), "ctl")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("error_rate = 2: expected 0.0 to 1.0"), "{err}");
+    admin
+        .config_set("faults.user-service-2", None, "ctl")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while fault_of("user-service-2").is_some() {
+        assert!(Instant::now() < deadline, "the fault was never cleared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.shutdown().await;
+}

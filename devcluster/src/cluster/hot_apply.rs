@@ -8,6 +8,7 @@ use crate::client::ServiceClient;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::gateway::routes::RouteTable;
+use crate::services::faults::Faults;
 use crate::services::traffic::Traffic;
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ pub(super) struct Parts {
     pub clients: Vec<Arc<ServiceClient>>,
     pub gateway: Arc<Gateway>,
     pub traffic: Arc<Traffic>,
+    pub faults: Arc<Faults>,
 }
 
 impl Parts {
@@ -53,6 +55,14 @@ impl Parts {
                 // Checked before the change was accepted; kept for safety.
                 Err(e) => tracing::error!("routes not applied: {e}"),
             }
+        }
+        for (id, f) in &new.faults {
+            if old.faults.get(id) != Some(f) {
+                self.faults.set(id, f.clone(), None);
+            }
+        }
+        for id in old.faults.keys().filter(|id| !new.faults.contains_key(*id)) {
+            self.faults.clear(id);
         }
         if old.telemetry != new.telemetry {
             crate::telemetry::store().set_capacity(new.telemetry.max_spans);

@@ -397,7 +397,10 @@ impl ConfigCenter {
         let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         effective(&self.base(), &self.kv, Some((key, None)))
             .map_err(|e| refusal(key, "(unset)", &e))?;
+        // The key, or a whole section (`faults.user-service-2`): every key under it.
         self.kv.delete(&layers::kv_key(key), false, None);
+        self.kv
+            .delete(&format!("{}/", layers::kv_key(key)), true, None);
         if let Some(f) = self.writable_file() {
             super::file::write_key(&f.path, key, None)?;
             self.reread_file_layer(f)?;
@@ -563,7 +566,10 @@ fn effective(
         let Some(key) = layers::key_of_kv(&e.key) else {
             continue;
         };
-        if extra.as_ref().is_some_and(|(k, _)| *k == key) {
+        if extra
+            .as_ref()
+            .is_some_and(|(k, _)| *k == key || key.starts_with(&format!("{k}.")))
+        {
             continue;
         }
         let text = String::from_utf8_lossy(&e.value);
