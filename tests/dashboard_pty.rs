@@ -259,3 +259,53 @@ fn open_shows_the_traces_of_a_file_without_a_cluster() {
     tmux.wait_for("the dashboard to exit", |s| s.contains("EXITED 0"));
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn a_config_edit_in_the_dashboard_is_refused_in_place_then_applied_and_written_back() {
+    let dir = std::env::temp_dir().join(format!("lgo-pty-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mine.toml");
+    std::fs::write(&file, "[traffic]\nrps = 5 # low\n").unwrap();
+    let cmd = format!("{BIN} --ports auto --config {}", file.display());
+    let tmux = Tmux::start("config", &cmd);
+    let s = tmux.wait_for("the dashboard", |s| s.contains("instances passing"));
+    let admin = admin_url(&s);
+
+    // The Config tab; traffic.rps is the last key (they are sorted), so j until the end.
+    tmux.run(&["send-keys", "-t", "dash", "6"]);
+    tmux.wait_for("the config keys", |s| s.contains("Config v1"));
+    for _ in 0..80 {
+        tmux.run(&["send-keys", "-t", "dash", "j"]);
+    }
+    tmux.run(&["send-keys", "-t", "dash", "Enter"]);
+    tmux.wait_for("the editor", |s| s.contains("traffic.rps = 5"));
+    tmux.run(&["send-keys", "-t", "dash", "BSpace", "x", "Enter"]);
+    let s = tmux.wait_for("the refusal in place", |s| {
+        s.contains("refused: traffic.rps = x")
+    });
+    assert!(
+        s.contains("traffic.rps = x▏"),
+        "the typed value stays:\n{s}"
+    );
+
+    tmux.run(&["send-keys", "-t", "dash", "BSpace", "9", "Enter"]);
+    tmux.wait_for("the change in the history", |s| {
+        s.contains("Config v2") && s.contains("5 → 9")
+    });
+    let out = Command::new(BIN)
+        .args(["ctl", "--admin", &admin, "config", "get", "traffic.rps"])
+        .output()
+        .unwrap();
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        got.starts_with("traffic.rps = 9") && got.contains("mine.toml"),
+        "{got}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "[traffic]\nrps = 9 # low\n",
+        "written back, the comment kept"
+    );
+    tmux.run(&["send-keys", "-t", "dash", "q"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
