@@ -1134,6 +1134,11 @@ mod config_tab {
             }],
             file_error: None,
             env: String::new(),
+            running: [
+                ("gateway".to_string(), 3),
+                ("user-service-2".to_string(), 2),
+            ]
+            .into(),
         };
         let mut app = app();
         app.on_snapshot(Arc::new(snap));
@@ -1167,6 +1172,18 @@ mod config_tab {
             "{all}"
         );
         assert!(all.contains("\"round_robin\" → \"p2c\""), "{all}");
+        assert!(all.contains("Running under"), "{all}");
+        let row = |id: &str| {
+            lines
+                .iter()
+                .find(|l| l.contains(id) && l.contains(" v"))
+                .cloned()
+        };
+        assert!(
+            row("user-service-2").is_some_and(|l| l.contains("v2")),
+            "{all}"
+        );
+        assert!(row("gateway ").is_some_and(|l| l.contains("v3")), "{all}");
     }
 
     #[test]

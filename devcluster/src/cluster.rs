@@ -11,7 +11,7 @@ use crate::balance::service::Balancers;
 use crate::breaker::Breakers;
 use crate::client::{ClientSettings, ServiceClient};
 use crate::config::Config;
-use crate::config::center::ConfigCenter;
+use crate::config::center::{ConfigCenter, ConfigView};
 use crate::config::kv::KvStore;
 use crate::config::layers::Layer;
 use crate::control::{self, ControlError, Endpoint};
@@ -597,7 +597,10 @@ impl Core {
             breakers: self.breakers.snapshots(),
             traffic: self.traffic.view(),
             metrics: self.metrics.view(SNAPSHOT_SECONDS),
-            config: self.config.view(SNAPSHOT_CHANGES),
+            config: ConfigView {
+                running: self.metrics.config_versions(),
+                ..self.config.view(SNAPSHOT_CHANGES)
+            },
         }));
     }
 

@@ -301,5 +301,20 @@ async fn server_spans_carry_the_config_version_they_ran_under() {
             s.service
         );
     }
+    // The dashboard's view: each server that answered ran under this version.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let running = cluster.handle().snapshot().config.running.clone();
+        if running.get("gateway") == Some(&version) {
+            let users: Vec<_> = running
+                .keys()
+                .filter(|k| k.starts_with("user-service"))
+                .collect();
+            assert!(!users.is_empty(), "{running:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{running:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.shutdown().await;
 }

@@ -192,6 +192,40 @@ pub fn render(frame: &mut Frame, area: Rect, tab: &ConfigTab, view: &ConfigView,
     let mut state = TableState::default().with_selected(Some(tab.selected));
     frame.render_stateful_widget(table, keys, &mut state);
 
+    let history = if view.running.is_empty() {
+        history
+    } else {
+        let rows = view.running.len().min(8) as u16 + 2;
+        let [history, running] =
+            Layout::vertical([Constraint::Fill(1), Constraint::Length(rows)]).areas(history);
+        let lines: Vec<Line> = view
+            .running
+            .iter()
+            .map(|(id, &v)| {
+                let style = if v == view.version {
+                    theme.passing
+                } else {
+                    theme.warning
+                };
+                Line::from(vec![
+                    Span::raw(format!("{id:<20}")),
+                    Span::styled(format!("v{v}"), style),
+                ])
+            })
+            .collect();
+        frame.render_widget(
+            Paragraph::new(lines).block(
+                Block::bordered()
+                    .title(Line::styled(
+                        " Running under (each server's last request) ",
+                        theme.title,
+                    ))
+                    .border_style(theme.border),
+            ),
+            running,
+        );
+        history
+    };
     let items: Vec<ListItem> = view
         .history
         .iter()

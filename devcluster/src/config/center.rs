@@ -64,6 +64,9 @@ pub struct ConfigView {
     /// The environment whose file is a layer (empty when started from a plain config).
     #[serde(default)]
     pub env: String,
+    /// Per server (instance or gateway): the config version its last request ran under.
+    #[serde(default)]
+    pub running: BTreeMap<String, u64>,
 }
 
 /// "traffic.rps: 20 → 75" for each change, or "no change".
@@ -346,6 +349,7 @@ impl ConfigCenter {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             env,
+            running: BTreeMap::new(),
         }
     }
 

@@ -50,6 +50,8 @@ pub async fn trace_request(State(s): State<ServerSpan>, req: Request, next: Next
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string());
+    let config_version = crate::config::center::live_version();
+    s.metrics.ran_under(config_version);
     let span = tracing::info_span!(
         "server",
         otel.name = %format_args!("{} {}", req.method(), route.as_deref().unwrap_or(req.uri().path())),
@@ -63,7 +65,7 @@ pub async fn trace_request(State(s): State<ServerSpan>, req: Request, next: Next
         http.status_code = tracing::field::Empty,
         error = tracing::field::Empty,
         // The config version the request ran under (the config center's, process-wide).
-        config.version = crate::config::center::live_version(),
+        config.version = config_version,
     );
     let resp = next.run(req).instrument(span.clone()).await;
     span.record("http.status_code", resp.status().as_u16());

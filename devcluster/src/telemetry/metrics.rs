@@ -50,6 +50,8 @@ pub struct ServerMetrics {
     window: Rolling,
     /// Per route: the metric handles (so a request allocates no label) and its window.
     routes: RwLock<HashMap<String, Arc<RouteEntry>>>,
+    /// The config version the last request here ran under (0: none yet).
+    config_version: AtomicU64,
 }
 
 struct RouteEntry {
@@ -115,6 +117,7 @@ impl ServerMetrics {
             in_flight,
             window: Rolling::default(),
             routes: RwLock::default(),
+            config_version: AtomicU64::new(0),
         }
     }
 
@@ -181,6 +184,12 @@ impl ServerMetrics {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// A request ran under config version `v`.
+    pub fn ran_under(&self, v: u64) {
+        self.config_version
+            .store(v, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The OpenMetrics text of this server's registry.
@@ -433,6 +442,20 @@ impl MetricsHub {
         }
         let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
+    }
+
+    /// Per server (instance, or the gateway), the config version its last request ran under.
+    pub fn config_versions(&self) -> BTreeMap<String, u64> {
+        self.servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, s)| {
+                let v = s.config_version.load(std::sync::atomic::Ordering::Relaxed);
+                (id.clone(), v)
+            })
+            .filter(|(_, v)| *v > 0)
+            .collect()
     }
 
     /// Per service (instances merged) and per instance, the last `seconds` of each series.
