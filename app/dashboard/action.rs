@@ -194,6 +194,13 @@ pub fn bindings() -> Vec<Binding> {
             Some(Tab::Config),
         ),
         b(
+            "space",
+            Action::Toggle,
+            "fold / unfold a section of keys",
+            None,
+            Some(Tab::Config),
+        ),
+        b(
             "d",
             Action::Unset,
             "remove the key's override (back to file or default)",

@@ -258,7 +258,7 @@ impl App {
                 let key = self.config.selected_key(&self.snapshot.config)?.to_string();
                 return Some(Request::ConfigSet { key, value: None });
             }
-            (a @ (Action::Up | Action::Down | Action::Open), Tab::Config) => {
+            (a @ (Action::Up | Action::Down | Action::Open | Action::Toggle), Tab::Config) => {
                 self.config.on_action(&a, &self.snapshot.config);
                 None
             }

@@ -1158,10 +1158,15 @@ mod config_tab {
         let app = config_app();
         let lines = screen(&app, 160, 30);
         let all = lines.join("\n");
-        let row = lines
-            .iter()
-            .find(|l| l.contains("traffic.rps"))
-            .unwrap_or_else(|| panic!("{all}"));
+        // A tree: the section, then its keys without the section's name.
+        let at = |t: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(t))
+                .unwrap_or_else(|| panic!("{t}: {all}"))
+        };
+        assert_eq!(at("▾ traffic") + 1, at(" rps "), "{all}");
+        let row = &lines[at(" rps ")];
         assert!(
             row.contains("50") && row.contains("assets/config/staging.toml"),
             "{row}"
@@ -1189,7 +1194,10 @@ mod config_tab {
     #[test]
     fn an_edit_is_sent_and_a_refusal_stays_in_place_until_fixed() {
         let mut app = config_app();
-        key(&mut app, KeyCode::Char('j'));
+        // Rows: ▾ balancer, its key, ▾ traffic, rps.
+        for _ in 0..3 {
+            key(&mut app, KeyCode::Char('j'));
+        }
         assert_eq!(
             key(&mut app, KeyCode::Enter),
             None,
@@ -1247,6 +1255,27 @@ mod config_tab {
     }
 
     #[test]
+    fn sections_fold_and_unfold() {
+        let mut app = config_app();
+        key(&mut app, KeyCode::Char('j'));
+        key(&mut app, KeyCode::Char(' '));
+        let all = screen(&app, 160, 30).join("\n");
+        assert!(all.contains("▸ balancer") && all.contains("1 key"), "{all}");
+        assert!(!all.contains("│    user-service.strategy"), "folded: {all}");
+        assert_eq!(app.config.selected, 0, "the folded section is selected");
+        key(&mut app, KeyCode::Enter);
+        let all = screen(&app, 160, 30).join("\n");
+        assert!(
+            all.contains("▾ balancer") && all.contains("    user-service.strategy"),
+            "{all}"
+        );
+        assert!(
+            app.config.editing.is_none(),
+            "Enter on a section unfolds, it does not edit"
+        );
+    }
+
+    #[test]
     fn a_refused_hand_edit_of_the_file_is_shown() {
         let mut app = config_app();
         let mut snap = (*app.snapshot).clone();
@@ -1261,7 +1290,7 @@ mod config_tab {
             "{all}"
         );
         assert!(all.contains("(the previous config stays live)"), "{all}");
-        assert!(all.contains("traffic.rps"), "the keys still show: {all}");
+        assert!(all.contains("▾ traffic"), "the keys still show: {all}");
     }
 
     #[test]
@@ -1316,6 +1345,12 @@ mod config_tab {
     fn undo_and_unset_keys() {
         let mut app = config_app();
         assert_eq!(key(&mut app, KeyCode::Char('u')), Some(Request::ConfigUndo));
+        assert_eq!(
+            key(&mut app, KeyCode::Char('d')),
+            None,
+            "a section is not a key"
+        );
+        key(&mut app, KeyCode::Char('j'));
         assert_eq!(
             key(&mut app, KeyCode::Char('d')),
             Some(Request::ConfigSet {

@@ -16,7 +16,10 @@ use widgets::{Notice, Theme};
 
 #[derive(Debug, Default)]
 pub struct ConfigTab {
+    /// The selected row of the tree (sections and the keys of unfolded ones).
     pub selected: usize,
+    /// Sections (first part of a key) shown folded.
+    pub folded: std::collections::BTreeSet<String>,
     pub editing: Option<Editor>,
     /// What switching environment would change, shown before it is applied.
     pub env_preview: Option<EnvPreview>,
@@ -51,31 +54,87 @@ pub enum EditKey {
     },
 }
 
+/// A row of the key tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeRow<'a> {
+    /// A section (`breaker`), with how many keys it holds and whether it is folded.
+    Section(&'a str, usize, bool),
+    /// A key, by its index in the view's entries.
+    Key(usize),
+}
+
+/// `breaker.default.window` → (`breaker`, `default.window`).
+fn section(key: &str) -> (&str, &str) {
+    key.split_once('.').unwrap_or((key, ""))
+}
+
 impl ConfigTab {
+    /// The tree's visible rows: each section, then its keys unless it is folded.
+    pub fn rows<'a>(&self, view: &'a ConfigView) -> Vec<TreeRow<'a>> {
+        let mut rows = Vec::new();
+        let mut i = 0;
+        while i < view.entries.len() {
+            let name = section(&view.entries[i].key).0;
+            let n = view.entries[i..]
+                .iter()
+                .take_while(|e| section(&e.key).0 == name)
+                .count();
+            let folded = self.folded.contains(name);
+            rows.push(TreeRow::Section(name, n, folded));
+            if !folded {
+                rows.extend((i..i + n).map(TreeRow::Key));
+            }
+            i += n;
+        }
+        rows
+    }
+
     pub fn on_action(&mut self, action: &Action, view: &ConfigView) {
-        match action {
-            Action::Down if self.selected + 1 < view.entries.len() => self.selected += 1,
-            Action::Up => self.selected = self.selected.saturating_sub(1),
-            Action::Open => {
-                if let Some(e) = view.entries.get(self.selected) {
-                    self.editing = Some(Editor {
-                        key: e.key.clone(),
-                        text: e.value.clone(),
-                        error: None,
-                        pending: false,
-                    });
-                }
+        let rows = self.rows(view);
+        match (action, rows.get(self.selected).copied()) {
+            (Action::Down, _) if self.selected + 1 < rows.len() => self.selected += 1,
+            (Action::Up, _) => self.selected = self.selected.saturating_sub(1),
+            (Action::Open, Some(TreeRow::Key(i))) => {
+                let e = &view.entries[i];
+                self.editing = Some(Editor {
+                    key: e.key.clone(),
+                    text: e.value.clone(),
+                    error: None,
+                    pending: false,
+                });
+            }
+            (Action::Open | Action::Toggle, Some(TreeRow::Section(name, _, _))) => {
+                self.toggle(name);
+            }
+            (Action::Toggle, Some(TreeRow::Key(i))) => {
+                // Folding from a key folds its section and selects the section's row.
+                let name = section(&view.entries[i].key).0.to_string();
+                self.toggle(&name);
+                self.selected = self
+                    .rows(view)
+                    .iter()
+                    .position(|r| matches!(r, TreeRow::Section(n, _, _) if *n == name))
+                    .unwrap_or(0);
             }
             _ => {}
         }
     }
 
+    fn toggle(&mut self, name: &str) {
+        if !self.folded.remove(name) {
+            self.folded.insert(name.to_string());
+        }
+    }
+
     pub fn clamp(&mut self, view: &ConfigView) {
-        self.selected = self.selected.min(view.entries.len().saturating_sub(1));
+        self.selected = self.selected.min(self.rows(view).len().saturating_sub(1));
     }
 
     pub fn selected_key<'a>(&self, view: &'a ConfigView) -> Option<&'a str> {
-        view.entries.get(self.selected).map(|e| e.key.as_str())
+        match self.rows(view).get(self.selected) {
+            Some(TreeRow::Key(i)) => Some(view.entries[*i].key.as_str()),
+            _ => None,
+        }
     }
 
     pub fn on_edit_key(&mut self, key: KeyEvent) -> EditKey {
@@ -156,17 +215,35 @@ pub fn render(frame: &mut Frame, area: Rect, tab: &ConfigTab, view: &ConfigView,
     };
     let [keys, history] =
         Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(area);
-    let rows = view.entries.iter().map(|e| {
-        let origin_style = if e.origin == "defaults" {
-            theme.dim
-        } else {
-            theme.warning
-        };
-        Row::new([
-            Cell::from(e.key.as_str()),
-            Cell::from(clip(&e.value, 40)),
-            Cell::from(Span::styled(e.origin.as_str(), origin_style)),
-        ])
+    let rows = tab.rows(view).into_iter().map(|r| match r {
+        TreeRow::Section(name, n, folded) => Row::new([
+            Cell::from(Span::styled(
+                format!("{} {name}", if folded { "▸" } else { "▾" }),
+                theme.title,
+            )),
+            Cell::from(Span::styled(
+                match (folded, n) {
+                    (false, _) => String::new(),
+                    (true, 1) => "1 key".into(),
+                    (true, n) => format!("{n} keys"),
+                },
+                theme.dim,
+            )),
+            Cell::from(""),
+        ]),
+        TreeRow::Key(i) => {
+            let e = &view.entries[i];
+            let origin_style = if e.origin == "defaults" {
+                theme.dim
+            } else {
+                theme.warning
+            };
+            Row::new([
+                Cell::from(format!("    {}", section(&e.key).1)),
+                Cell::from(clip(&e.value, 40)),
+                Cell::from(Span::styled(e.origin.as_str(), origin_style)),
+            ])
+        }
     });
     let table = Table::new(
         rows,
@@ -182,7 +259,7 @@ pub fn render(frame: &mut Frame, area: Rect, tab: &ConfigTab, view: &ConfigView,
         Block::bordered()
             .title(Line::styled(
                 format!(
-                    " Config v{} · Enter edits · d back to the file's value · u undo ",
+                    " Config v{} · Enter edits · space folds · d back to the file's value · u undo ",
                     view.version
                 ),
                 theme.title,
