@@ -268,10 +268,6 @@ impl Cli {
         self.env.clone()
     }
 
-    pub fn load_config(&self) -> anyhow::Result<Config> {
-        Ok(Config::load(&self.environment(), self.config.as_deref())?)
-    }
-
     pub fn cluster_options(&self) -> anyhow::Result<devcluster::cluster::ClusterOptions> {
         let layers = Config::base_layers(
             &self.environment(),

@@ -252,12 +252,7 @@ async fn config(client: &AdminClient, command: &ConfigCommand) -> anyhow::Result
             let a = client.config_env(name, false).await?;
             println!("switching to {name} would change:");
             for c in &a.changes {
-                println!(
-                    "  {}: {} → {}",
-                    c.key,
-                    c.old.as_deref().unwrap_or("(unset)"),
-                    c.new.as_deref().unwrap_or("(unset)")
-                );
+                println!("  {}: {} → {}", c.key, c.old_text(), c.new_text());
             }
             if a.changes.is_empty() {
                 println!("  nothing");
@@ -271,17 +266,15 @@ async fn config(client: &AdminClient, command: &ConfigCommand) -> anyhow::Result
 
 /// `v3  12:04:05  ctl  traffic.rps: 20 → 40`.
 fn change_line(c: &devcluster::config::center::Change) -> String {
-    let secs = c.at_unix_ms / 1000;
     format!(
-        "v{}  {:02}:{:02}:{:02}  {}  {}: {} → {}",
+        "v{}  {}  {}  {}: {} → {}",
         c.version,
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60,
+        // HH:MM:SS of the dashboard's clock (milliseconds left off).
+        &crate::dashboard::views::balancer::clock(c.at_unix_ms)[..8],
         c.who,
         c.key,
-        c.old.as_deref().unwrap_or("(unset)"),
-        c.new.as_deref().unwrap_or("(unset)")
+        c.old_text(),
+        c.new_text()
     )
 }
 

@@ -166,11 +166,6 @@ impl Config {
         Ok(layers)
     }
 
-    /// Defaults, the environment's file, the file at `path`, the process's `LGO__` variables.
-    pub fn load(env: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
-        Ok(Effective::of(&Config::base_layers(env, path, std::env::vars())?)?.config)
-    }
-
     /// Merges TOML documents key by key, later ones winning, then checks the result.
     pub fn from_layers(layers: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let parsed = layers
@@ -375,13 +370,14 @@ pub struct Effective {
 }
 
 impl Effective {
-    pub fn of(layers: &[Layer]) -> Result<Effective, ConfigError> {
+    pub fn of<'a>(layers: impl IntoIterator<Item = &'a Layer>) -> Result<Effective, ConfigError> {
         let mut table = toml::Table::new();
         let mut origins = BTreeMap::new();
+        let mut origin = "defaults";
         for l in layers {
             layers::merge(&mut table, &l.table, &l.origin, &mut origins, "");
+            origin = &l.origin;
         }
-        let origin = layers.last().map_or("defaults", |l| l.origin.as_str());
         let config = Config::from_table(table.clone(), origin)?;
         Ok(Effective {
             config,

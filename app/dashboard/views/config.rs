@@ -2,6 +2,7 @@
 //! selected key's editor (Enter) with the refusal shown in place, and the history of changes.
 //! `u` undoes the newest change, `d` removes the selected key's override.
 
+use super::balancer::clock;
 use super::prompt::edit_line;
 use crate::dashboard::action::Action;
 use devcluster::config::center::{Change, ConfigView};
@@ -351,15 +352,9 @@ fn render_env_preview(
         .map(|c| {
             Line::from(vec![
                 Span::raw(format!("{:<44}", c.key)),
-                Span::styled(
-                    clip(c.old.as_deref().unwrap_or("(unset)"), 20),
-                    theme.critical,
-                ),
+                Span::styled(clip(c.old_text(), 20), theme.critical),
                 Span::raw(" → "),
-                Span::styled(
-                    clip(c.new.as_deref().unwrap_or("(unset)"), 20),
-                    theme.passing,
-                ),
+                Span::styled(clip(c.new_text(), 20), theme.passing),
             ])
         })
         .collect();
@@ -394,33 +389,21 @@ fn render_env_preview(
 }
 
 fn change_lines<'a>(c: &'a Change, theme: &Theme) -> Vec<Line<'a>> {
-    let secs = c.at_unix_ms / 1000;
     vec![
         Line::from(vec![
             Span::styled(format!("v{} ", c.version), theme.title),
             Span::styled(
-                format!(
-                    "{:02}:{:02}:{:02} {} ",
-                    secs / 3600 % 24,
-                    secs / 60 % 60,
-                    secs % 60,
-                    c.who
-                ),
+                // HH:MM:SS (the milliseconds of `clock` left off).
+                format!("{} {} ", &clock(c.at_unix_ms)[..8], c.who),
                 theme.dim,
             ),
             Span::raw(c.key.as_str()),
         ]),
         Line::from(vec![
             Span::raw("   "),
-            Span::styled(
-                clip(c.old.as_deref().unwrap_or("(unset)"), 24),
-                theme.critical,
-            ),
+            Span::styled(clip(c.old_text(), 24), theme.critical),
             Span::raw(" → "),
-            Span::styled(
-                clip(c.new.as_deref().unwrap_or("(unset)"), 24),
-                theme.passing,
-            ),
+            Span::styled(clip(c.new_text(), 24), theme.passing),
             Span::styled(
                 format!("  in {:.2} ms", c.applied_in_us as f64 / 1000.0),
                 theme.dim,

@@ -52,6 +52,19 @@ pub struct Entry {
     pub origin: String,
 }
 
+impl Change {
+    /// The old value as shown: "(unset)" when the key had none.
+    pub fn old_text(&self) -> &str {
+        self.old.as_deref().unwrap_or(UNSET)
+    }
+
+    pub fn new_text(&self) -> &str {
+        self.new.as_deref().unwrap_or(UNSET)
+    }
+}
+
+const UNSET: &str = "(unset)";
+
 /// What the dashboard shows: every key, the version, the newest changes (newest last).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfigView {
@@ -76,14 +89,7 @@ pub fn describe(changes: &[Change]) -> String {
     }
     let parts: Vec<String> = changes
         .iter()
-        .map(|c| {
-            format!(
-                "{}: {} → {}",
-                c.key,
-                c.old.as_deref().unwrap_or("(unset)"),
-                c.new.as_deref().unwrap_or("(unset)")
-            )
-        })
+        .map(|c| format!("{}: {} → {}", c.key, c.old_text(), c.new_text()))
         .collect();
     format!("{} (v{})", parts.join(", "), changes[0].version)
 }
@@ -116,6 +122,9 @@ pub struct ConfigCenter {
     live: Mutex<Live>,
     /// Serialises writes: check, write to KV and apply happen as one step.
     writing: Mutex<()>,
+    /// The KV index the live config was built at: the KV watcher skips what is already live
+    /// (the center's own writes, applied as they were made).
+    synced_kv: AtomicU64,
     apply: Apply,
 }
 
@@ -156,6 +165,7 @@ impl ConfigCenter {
                 undoable: Vec::new(),
             }),
             writing: Mutex::new(()),
+            synced_kv: AtomicU64::new(0),
             apply,
         });
         let weak = Arc::downgrade(&center);
@@ -168,8 +178,10 @@ impl ConfigCenter {
         Ok(center)
     }
 
-    fn base(&self) -> Vec<Layer> {
-        self.base.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The base layers, locked: read them in place (cloning them per snapshot was waste); a
+    /// change replaces them whole.
+    fn base(&self) -> MutexGuard<'_, Vec<Layer>> {
+        self.base.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The environment layer: its place and its name (`assets/config/staging.toml` → staging).
@@ -192,7 +204,7 @@ impl ConfigCenter {
         let (index, _) = self.env_layer().ok_or(
             "this cluster was started without environment layers: there is nothing to switch",
         )?;
-        let mut base = self.base();
+        let mut base = self.base().clone();
         base[index] = Layer::environment(env)?;
         Ok(base)
     }
@@ -241,7 +253,7 @@ impl ConfigCenter {
             .map_err(|e| format!("cannot read {origin}: {e}"))
             .and_then(|text| Layer::parse(&origin, &text));
         let checked = layer.and_then(|layer| {
-            let mut base = self.base();
+            let mut base = self.base().clone();
             base[f.index] = layer;
             effective(&base, &self.kv, None)
                 .map(|_| base)
@@ -387,7 +399,7 @@ impl ConfigCenter {
             return Ok(self.sync_locked(who, undoable));
         }
         self.kv
-            .put(&layers::kv_key(key), canonical.into_bytes(), None, None)
+            .put_checked(&layers::kv_key(key), canonical.into_bytes(), None, None)
             .map_err(|e| e.to_string())?;
         Ok(self.sync_locked(who, undoable))
     }
@@ -400,7 +412,7 @@ impl ConfigCenter {
     fn unset_as(&self, key: &str, who: &str, undoable: bool) -> Result<Vec<Change>, String> {
         let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         effective(&self.base(), &self.kv, Some((key, None)))
-            .map_err(|e| refusal(key, "(unset)", &e))?;
+            .map_err(|e| refusal(key, UNSET, &e))?;
         // The key, or a whole section (`faults.user-service-2`): every key under it.
         self.kv.delete(&layers::kv_key(key), false, None);
         self.kv
@@ -437,21 +449,18 @@ impl ConfigCenter {
     fn layer_below_kv(&self, key: &str) -> Option<String> {
         let mut table = toml::Table::new();
         let mut origins = BTreeMap::new();
-        for l in &self.base() {
+        for l in self.base().iter() {
             layers::merge(&mut table, &l.table, &l.origin, &mut origins, "");
         }
         layers::get_path(&table, &layers::split_key(key)).map(ToString::to_string)
     }
 
-    /// Re-reads the KV layer and applies what changed (a KV write from outside lands here).
-    /// A KV state that does not add up to a valid config is not applied; the live one stays.
-    pub fn sync(&self, who: &str) -> Vec<Change> {
-        let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        self.sync_locked(who, true)
-    }
-
+    /// Re-reads the layers and applies what changed. A KV state that does not add up to a valid
+    /// config is not applied; the live one stays.
     fn sync_locked(&self, who: &str, undoable: bool) -> Vec<Change> {
         let started = std::time::Instant::now();
+        // Read before the KV layer is: a write landing meanwhile leaves the index ahead.
+        self.synced_kv.store(self.kv.index(), Ordering::Relaxed);
         let next = match effective(&self.base(), &self.kv, None) {
             Ok(e) => e,
             Err(e) => {
@@ -489,8 +498,8 @@ impl ConfigCenter {
         for c in &changes {
             tracing::info!(
                 key = %c.key,
-                old = c.old.as_deref().unwrap_or("(unset)"),
-                new = c.new.as_deref().unwrap_or("(unset)"),
+                old = c.old_text(),
+                new = c.new_text(),
                 who = %c.who,
                 version,
                 "config changed"
@@ -503,7 +512,10 @@ impl ConfigCenter {
     pub async fn watch(self: Arc<Self>) {
         let mut rx = self.kv.subscribe();
         while rx.changed().await.is_ok() {
-            self.sync("kv");
+            let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            if self.kv.index() > self.synced_kv.load(Ordering::Relaxed) {
+                self.sync_locked("kv", true);
+            }
         }
     }
 }
@@ -586,10 +598,9 @@ fn effective(
     if let Some((key, Some(value))) = extra {
         layers::set_path(&mut kv_table, &layers::split_key(key), value);
     }
-    let mut all = base.to_vec();
-    all.push(Layer {
+    let kv_layer = Layer {
         origin: "kv".into(),
         table: kv_table,
-    });
-    Effective::of(&all)
+    };
+    Effective::of(base.iter().chain([&kv_layer]))
 }

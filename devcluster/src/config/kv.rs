@@ -141,17 +141,24 @@ impl KvStore {
         flags: Option<u64>,
         cas: Option<u64>,
     ) -> Result<Option<u64>, KvError> {
-        check_key(key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(KvError::TooLarge {
-                key: key.into(),
-                len: value.len(),
-            });
-        }
+        check_limits(key, &value)?;
         let guard = self.guard.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(guard) = guard {
             guard(key, &value).map_err(KvError::Refused)?;
         }
+        self.put_checked(key, value, flags, cas)
+    }
+
+    /// `put` for a writer that has checked the value itself (the config center): the guard,
+    /// which would check it again, is skipped.
+    pub(crate) fn put_checked(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        flags: Option<u64>,
+        cas: Option<u64>,
+    ) -> Result<Option<u64>, KvError> {
+        check_limits(key, &value)?;
         let mut s = self.lock();
         let current = s.entries.get(key).map(|e| e.modify_index);
         if let Some(cas) = cas
@@ -227,9 +234,16 @@ impl KvStore {
     }
 }
 
-fn check_key(key: &str) -> Result<(), KvError> {
+/// What Consul refuses whoever writes: a bad key, a value over the limit.
+fn check_limits(key: &str, value: &[u8]) -> Result<(), KvError> {
     if key.is_empty() || key.starts_with('/') {
         return Err(KvError::BadKey(key.into()));
+    }
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(KvError::TooLarge {
+            key: key.into(),
+            len: value.len(),
+        });
     }
     Ok(())
 }

@@ -38,7 +38,8 @@ struct RouteLabels {
     route: String,
 }
 
-/// One server (an instance, or the gateway): its own registry and its rolling window.
+/// One server (an instance, or the gateway): its own registry and a rolling window per route
+/// (the server's own series is their sum, made when the dashboard asks).
 pub struct ServerMetrics {
     pub service: String,
     pub instance: String,
@@ -47,7 +48,6 @@ pub struct ServerMetrics {
     errors: Family<RouteLabels, Counter>,
     duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
-    window: Rolling,
     /// Per route: the metric handles (so a request allocates no label) and its window.
     routes: RwLock<HashMap<String, Arc<RouteEntry>>>,
     /// The config version the last request here ran under (0: none yet).
@@ -115,7 +115,6 @@ impl ServerMetrics {
             errors,
             duration,
             in_flight,
-            window: Rolling::default(),
             routes: RwLock::default(),
             config_version: AtomicU64::new(0),
         }
@@ -159,7 +158,6 @@ impl ServerMetrics {
         }
         entry.duration.observe(took.as_secs_f64());
         entry.window.record(took, error);
-        self.window.record(took, error);
     }
 
     fn route(&self, route: &str) -> Arc<RouteEntry> {
@@ -197,10 +195,6 @@ impl ServerMetrics {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-
-    pub fn window(&self) -> &Rolling {
-        &self.window
     }
 }
 
@@ -467,20 +461,22 @@ impl MetricsHub {
             .values()
             .cloned()
             .collect();
-        let mut by_service: BTreeMap<String, Vec<&Rolling>> = BTreeMap::new();
-        for s in &servers {
-            by_service
-                .entry(s.service.clone())
-                .or_default()
-                .push(s.window());
-        }
-        let mut routes: BTreeMap<(String, String), Vec<Arc<RouteEntry>>> = BTreeMap::new();
-        for s in &servers {
-            for (route, entry) in s.route_windows() {
-                routes
-                    .entry((s.service.clone(), route))
+        // Each server with its routes' windows, read once.
+        let per_server: Vec<_> = servers.iter().map(|s| (&**s, s.route_windows())).collect();
+        let mut by_service: BTreeMap<&str, Vec<&Rolling>> = BTreeMap::new();
+        let mut routes: BTreeMap<(&str, &str), Vec<&Rolling>> = BTreeMap::new();
+        for (s, entries) in &per_server {
+            // Listed from the start, requests or not.
+            by_service.entry(&s.service).or_default();
+            for (route, entry) in entries {
+                by_service
+                    .entry(&s.service)
                     .or_default()
-                    .push(entry);
+                    .push(&entry.window);
+                routes
+                    .entry((&s.service, route))
+                    .or_default()
+                    .push(&entry.window);
             }
         }
         let mut calls = Vec::new();
@@ -497,23 +493,23 @@ impl MetricsHub {
         MetricsView {
             routes: routes
                 .into_iter()
-                .map(|((service, route), entries)| {
-                    let windows: Vec<&Rolling> = entries.iter().map(|e| &e.window).collect();
-                    RouteSeries {
-                        service,
-                        route,
-                        series: Rolling::merged(&windows, seconds),
-                    }
+                .map(|((service, route), windows)| RouteSeries {
+                    service: service.into(),
+                    route: route.into(),
+                    series: Rolling::merged(&windows, seconds),
                 })
                 .collect(),
             calls,
             services: by_service
                 .into_iter()
-                .map(|(name, windows)| (name, Rolling::merged(&windows, seconds)))
+                .map(|(name, windows)| (name.to_string(), Rolling::merged(&windows, seconds)))
                 .collect(),
-            instances: servers
+            instances: per_server
                 .iter()
-                .map(|s| (s.instance.clone(), Rolling::merged(&[s.window()], seconds)))
+                .map(|(s, entries)| {
+                    let windows: Vec<&Rolling> = entries.iter().map(|(_, e)| &e.window).collect();
+                    (s.instance.clone(), Rolling::merged(&windows, seconds))
+                })
                 .collect(),
             process: self
                 .process
