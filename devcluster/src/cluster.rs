@@ -467,6 +467,11 @@ impl Cluster {
         ClusterHandle::local(self.core.clone())
     }
 
+    /// The traffic generator's counters, read now (the snapshot's copy is up to a publish old).
+    pub fn traffic(&self) -> crate::services::traffic::TrafficView {
+        self.core.traffic.view()
+    }
+
     /// Graceful stop: traffic stops, instances deregister (so callers stop picking them),
     /// then every server drains.
     pub async fn shutdown(self) {

@@ -1,16 +1,27 @@
 //! The traffic generator: a steady mix of GET, POST, PUT and DELETE against the gateway, so
 //! the dashboard is alive from the first second. `rps` 0 pauses it.
+//!
+//! Open-loop pacing: the n-th request of a rate is due at `start + n / rps`, and whatever is due
+//! is sent at each wake-up without waiting for answers (a sleep per request cannot go below the
+//! timer's millisecond, which capped 1000 req/s at about 480). When requests cannot go out (too
+//! many in flight, or the loop fell more than a second behind) they are counted as skipped and
+//! the generator says so in its view and in the log.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Requests in flight at most; beyond that a tick is skipped (and counted), not queued.
 const MAX_IN_FLIGHT: usize = 256;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The loop wakes at most this often; what fell due meanwhile goes out together.
+const MIN_TICK: Duration = Duration::from_millis(2);
+/// Further behind than this many seconds of requests, the rest is skipped rather than burst.
+const MAX_LAG_S: f64 = 1.0;
 
 #[derive(Debug, Default)]
 pub struct Traffic {
@@ -21,6 +32,10 @@ pub struct Traffic {
     failed_idempotent: AtomicU64,
     failed_other: AtomicU64,
     skipped: AtomicU64,
+    /// Requests sent in the last complete second.
+    achieved: AtomicU32,
+    /// Requests were skipped in the last complete second.
+    behind: AtomicBool,
     last_failure: std::sync::Mutex<Option<String>>,
 }
 
@@ -36,6 +51,12 @@ pub struct TrafficView {
     /// The same for POST.
     pub failed_other: u64,
     pub skipped: u64,
+    /// Requests actually sent in the last complete second.
+    #[serde(default)]
+    pub achieved_rps: u32,
+    /// The generator could not keep up with `rps` in the last complete second.
+    #[serde(default)]
+    pub behind: bool,
     pub last_failure: Option<String>,
 }
 
@@ -63,6 +84,8 @@ impl Traffic {
             failed_idempotent: self.failed_idempotent.load(Ordering::Relaxed),
             failed_other: self.failed_other.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
+            achieved_rps: self.achieved.load(Ordering::Relaxed),
+            behind: self.behind.load(Ordering::Relaxed),
             last_failure: self
                 .last_failure
                 .lock()
@@ -128,6 +151,46 @@ fn request(step: u64, created: &AtomicU64) -> (reqwest::Method, String, Option<s
     }
 }
 
+/// Paces one rate: which requests are due, and the per-second tally of what went out.
+struct Pacer {
+    rps: u32,
+    start: Instant,
+    /// Requests of this rate issued (sent or skipped) so far.
+    issued: u64,
+    second: Instant,
+    sent_this_second: u32,
+    skipped_this_second: u64,
+}
+
+impl Pacer {
+    fn new(rps: u32, now: Instant) -> Pacer {
+        Pacer {
+            rps,
+            start: now,
+            issued: 0,
+            second: now,
+            sent_this_second: 0,
+            skipped_this_second: 0,
+        }
+    }
+
+    /// How many requests are due now (the first at once), and how many of those are too late
+    /// to send (more than `MAX_LAG_S` behind).
+    fn due(&mut self, now: Instant) -> (u64, u64) {
+        let rate = f64::from(self.rps);
+        let due = (now.saturating_duration_since(self.start).as_secs_f64() * rate) as u64 + 1;
+        let pending = due.saturating_sub(self.issued);
+        let max = (rate * MAX_LAG_S).max(1.0) as u64;
+        self.issued = due;
+        (pending.min(max), pending.saturating_sub(max))
+    }
+
+    /// When the next request falls due.
+    fn next_at(&self) -> Instant {
+        self.start + Duration::from_secs_f64(self.issued as f64 / f64::from(self.rps))
+    }
+}
+
 /// Runs the generator against `gateway` (e.g. `http://127.0.0.1:8080`) until aborted.
 pub fn spawn(gateway: String, traffic: Arc<Traffic>) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -139,46 +202,116 @@ pub fn spawn(gateway: String, traffic: Arc<Traffic>) -> JoinHandle<()> {
         let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let created = Arc::new(AtomicU64::new(0));
         let mut step: u64 = 0;
+        let mut pacer = Pacer::new(0, Instant::now());
         loop {
             let rps = traffic.rps();
+            if rps != pacer.rps {
+                pacer = Pacer::new(rps, Instant::now());
+            }
             if rps == 0 {
+                traffic.achieved.store(0, Ordering::Relaxed);
+                traffic.behind.store(false, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
-            tokio::time::sleep(Duration::from_secs_f64(1.0 / f64::from(rps))).await;
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                traffic.skipped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            let (method, path, body) = request(step, &created);
-            step += 1;
-            traffic.sent.fetch_add(1, Ordering::Relaxed);
-            let (http, traffic, created) = (http.clone(), traffic.clone(), created.clone());
-            let url = format!("{gateway}{path}");
-            tokio::spawn(async move {
-                let mut req = http
-                    .request(method.clone(), url)
-                    .header("x-traffic", "lgo-dash");
-                if let Some(b) = body {
-                    req = req.json(&b);
-                }
-                let outcome = match req.send().await {
-                    Ok(resp) => {
-                        let status = resp.status().as_u16();
-                        if method == reqwest::Method::POST
-                            && status == 201
-                            && let Ok(v) = resp.json::<serde_json::Value>().await
-                            && let Some(id) = v["id"].as_u64()
-                        {
-                            created.store(id, Ordering::Relaxed);
-                        }
-                        Ok(status)
-                    }
-                    Err(e) => Err(crate::client::headers::root_cause(&e)),
+            let now = Instant::now();
+            let (send, late) = pacer.due(now);
+            let mut skipped = late;
+            for _ in 0..send {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    skipped += 1;
+                    continue;
                 };
-                traffic.record(&method, outcome);
-                drop(permit);
-            });
+                let (method, path, body) = request(step, &created);
+                step += 1;
+                pacer.sent_this_second += 1;
+                traffic.sent.fetch_add(1, Ordering::Relaxed);
+                let (http, traffic, created) = (http.clone(), traffic.clone(), created.clone());
+                let url = format!("{gateway}{path}");
+                tokio::spawn(async move {
+                    let outcome = send_one(&http, method.clone(), url, body, &created).await;
+                    traffic.record(&method, outcome);
+                    drop(permit);
+                });
+            }
+            if skipped > 0 {
+                traffic.skipped.fetch_add(skipped, Ordering::Relaxed);
+                pacer.skipped_this_second += skipped;
+            }
+            if now.saturating_duration_since(pacer.second) >= Duration::from_secs(1) {
+                let behind = pacer.skipped_this_second > 0;
+                if behind && !traffic.behind.load(Ordering::Relaxed) {
+                    tracing::warn!(
+                        rps,
+                        sent = pacer.sent_this_second,
+                        skipped = pacer.skipped_this_second,
+                        "traffic generator cannot keep up: {} of {rps} req/s went out",
+                        pacer.sent_this_second
+                    );
+                }
+                traffic
+                    .achieved
+                    .store(pacer.sent_this_second, Ordering::Relaxed);
+                traffic.behind.store(behind, Ordering::Relaxed);
+                pacer.second = now;
+                pacer.sent_this_second = 0;
+                pacer.skipped_this_second = 0;
+            }
+            let next = pacer.next_at().max(now + MIN_TICK);
+            tokio::time::sleep_until(next).await;
         }
     })
+}
+
+async fn send_one(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<serde_json::Value>,
+    created: &AtomicU64,
+) -> Result<u16, String> {
+    let mut req = http
+        .request(method.clone(), url)
+        .header("x-traffic", "lgo-dash");
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            if method == reqwest::Method::POST
+                && status == 201
+                && let Ok(v) = resp.json::<serde_json::Value>().await
+                && let Some(id) = v["id"].as_u64()
+            {
+                created.store(id, Ordering::Relaxed);
+            }
+            Ok(status)
+        }
+        Err(e) => Err(crate::client::headers::root_cause(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_fall_due_at_the_asked_rate_without_bursting_after_a_stall() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1000, t0);
+        assert_eq!(p.due(t0), (1, 0), "the first goes at once");
+        // 2 ms later two more are due (the timer cannot wake every millisecond: they go together).
+        assert_eq!(p.due(t0 + Duration::from_millis(2)), (2, 0));
+        let mut sent = 3;
+        let mut now = t0 + Duration::from_millis(2);
+        while now < t0 + Duration::from_secs(1) {
+            now = p.next_at().max(now + MIN_TICK);
+            sent += p.due(now).0;
+        }
+        assert!((1000..=1003).contains(&sent), "{sent} in one second");
+        // A 5-second stall: one second's worth goes out, the rest is skipped.
+        let (send, late) = p.due(now + Duration::from_secs(5));
+        assert_eq!((send, late), (1000, 4000));
+    }
 }
