@@ -5,6 +5,7 @@
 mod consistent_hash;
 mod least_request;
 pub mod load;
+pub mod members;
 mod p2c;
 mod random;
 pub mod record;
@@ -90,6 +91,57 @@ pub struct Candidate<'a> {
     pub ewma_ns: f64,
 }
 
+/// The candidates a strategy chooses among, read one field at a time: a strategy reads only
+/// what it needs (round robin only the count, P2C two loads), and the caller builds nothing.
+pub trait Candidates {
+    fn len(&self) -> usize;
+    fn id(&self, i: usize) -> &str;
+    fn weight(&self, i: usize) -> u32;
+    fn in_flight(&self, i: usize) -> u32;
+    /// Peak-EWMA latency in nanoseconds (0 before the first response).
+    fn ewma_ns(&self, i: usize) -> f64;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Candidates for [Candidate<'_>] {
+    fn len(&self) -> usize {
+        <[Candidate<'_>]>::len(self)
+    }
+    fn id(&self, i: usize) -> &str {
+        self[i].id
+    }
+    fn weight(&self, i: usize) -> u32 {
+        self[i].weight
+    }
+    fn in_flight(&self, i: usize) -> u32 {
+        self[i].in_flight
+    }
+    fn ewma_ns(&self, i: usize) -> f64 {
+        self[i].ewma_ns
+    }
+}
+
+impl Candidates for Vec<Candidate<'_>> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn id(&self, i: usize) -> &str {
+        self[i].id
+    }
+    fn weight(&self, i: usize) -> u32 {
+        self[i].weight
+    }
+    fn in_flight(&self, i: usize) -> u32 {
+        self[i].in_flight
+    }
+    fn ewma_ns(&self, i: usize) -> f64 {
+        self[i].ewma_ns
+    }
+}
+
 /// Why a candidate was chosen; cheap to produce (no allocation on the pick path).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Reason {
@@ -118,6 +170,11 @@ pub enum Reason {
 impl Reason {
     /// A sentence for the pick log; `names` are the candidates' ids.
     pub fn describe(&self, names: &[&str]) -> String {
+        self.describe_with(|i| names.get(i).copied().unwrap_or("?"))
+    }
+
+    /// The same, naming a `TwoChoices::other` through `name_of`.
+    pub fn describe_with<'a>(&self, name_of: impl Fn(usize) -> &'a str) -> String {
         match *self {
             Reason::Turn(n) => format!("turn {n} of the rotation"),
             Reason::Random => "uniform random draw".into(),
@@ -132,7 +189,7 @@ impl Reason {
             } => format!(
                 "cost {:.2}ms beat {} at {:.2}ms (EWMA latency × in-flight)",
                 chosen_cost / 1e6,
-                names.get(other).copied().unwrap_or("?"),
+                name_of(other),
                 other_cost / 1e6
             ),
             Reason::Hash(h) => format!("key hash {h:016x} on the ring"),
@@ -145,7 +202,10 @@ impl Reason {
 /// One strategy. `pick` gets at least one candidate and returns the index of the chosen one.
 pub trait Pick: Send + Sync {
     fn strategy(&self) -> Strategy;
-    fn pick(&self, candidates: &[Candidate<'_>], key: Option<&str>) -> (usize, Reason);
+    fn pick(&self, candidates: &dyn Candidates, key: Option<&str>) -> (usize, Reason);
+    /// What `pick` would answer now, changing nothing (no turn taken, no draw made, no weight
+    /// moved): the next `pick` with the same candidates answers the same.
+    fn peek(&self, candidates: &dyn Candidates, key: Option<&str>) -> (usize, Reason);
 }
 
 /// A new picker for `strategy`; `seed` makes the random ones reproducible.
@@ -170,19 +230,62 @@ impl SeededRng {
         SeededRng(AtomicU64::new(seed))
     }
 
-    pub fn next_u64(&self) -> u64 {
-        let mut z = self
-            .0
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    const STEP: u64 = 0x9E37_79B9_7F4A_7C15;
+
+    fn mix(state: u64) -> u64 {
+        let mut z = state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
 
+    pub fn next_u64(&self) -> u64 {
+        Self::mix(
+            self.0
+                .fetch_add(Self::STEP, Ordering::Relaxed)
+                .wrapping_add(Self::STEP),
+        )
+    }
+
+    /// The value the `k`-th next `next_u64` will return (k = 1: the very next), drawing nothing.
+    pub fn peek_u64(&self, k: u64) -> u64 {
+        Self::mix(
+            self.0
+                .load(Ordering::Relaxed)
+                .wrapping_add(Self::STEP.wrapping_mul(k)),
+        )
+    }
+
     /// Uniform in `0..n` (n > 0), by multiply-shift rather than a biased modulo.
     pub fn below(&self, n: usize) -> usize {
-        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+        Self::scale(self.next_u64(), n)
+    }
+
+    /// What the `k`-th next `below(n)` will return.
+    pub fn peek_below(&self, k: u64, n: usize) -> usize {
+        Self::scale(self.peek_u64(k), n)
+    }
+
+    /// Two draws at once, in `0..n` and `0..m`, from the halves of one value: one atomic step.
+    pub fn below2(&self, n: usize, m: usize) -> (usize, usize) {
+        Self::split(self.next_u64(), n, m)
+    }
+
+    /// What the next `below2(n, m)` will return.
+    pub fn peek_below2(&self, n: usize, m: usize) -> (usize, usize) {
+        Self::split(self.peek_u64(1), n, m)
+    }
+
+    fn split(v: u64, n: usize, m: usize) -> (usize, usize) {
+        let (hi, lo) = (v >> 32, v & 0xFFFF_FFFF);
+        (
+            ((hi * n as u64) >> 32) as usize,
+            ((lo * m as u64) >> 32) as usize,
+        )
+    }
+
+    fn scale(v: u64, n: usize) -> usize {
+        ((v as u128 * n as u128) >> 64) as usize
     }
 }
 

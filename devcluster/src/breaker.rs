@@ -1,24 +1,27 @@
-//! Circuit breakers, one per `CALLER->TARGET`. Closed: calls flow and their outcomes fill a
-//! count-based sliding window; past `minimum_calls`, a failure rate or slow-call rate at or over
-//! its threshold opens the breaker. Open: calls are refused at once for `open_for`. Half-open:
+//! Circuit breakers, one per `CALLER->TARGET`. A breaker guards the target **service**: it counts
+//! the outcome of a whole call (after retries on other instances), while a failing instance is
+//! the business of outlier ejection. Closed: outcomes fill a sliding window (time- or
+//! count-based); past `minimum_calls`, a failure rate or slow-call rate at or over its threshold
+//! opens the breaker. Open: calls are refused at once for `open_for`. Half-open:
 //! exactly `half_open_probes` calls are let through; their outcome closes or re-opens it.
 //! Manual modes force it open or closed until set back to auto.
 //!
 //! All state changes happen under one mutex (never under a read lock, unlike the sample code we
-//! follow), except the hot path of a closed breaker, which only reads an atomic gate.
+//! follow). A closed breaker takes no lock: admitting reads an atomic gate, recording updates
+//! the lock-free window, and only a failure or slow call reads the totals to decide.
 
 mod registry;
 mod settings;
 mod window;
 
 pub use registry::Breakers;
-pub use settings::BreakerSettings;
+pub use settings::{BreakerSettings, WindowSize};
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use window::Window;
@@ -145,12 +148,41 @@ pub struct BreakerSnapshot {
 const GATE_ADMIT: u64 = 0;
 const GATE_REJECT: u64 = 1;
 const GATE_LOCKED: u64 = 2;
+/// Forced closed: admit without counting into the window.
+const GATE_ADMIT_UNCOUNTED: u64 = 3;
 
 pub struct Breaker {
     name: String,
     gate: AtomicU64,
     rejected: AtomicU64,
+    /// Calls recorded outside the closed window (probes, forced closed).
+    other_calls: AtomicU64,
+    /// The closed state's outcomes, updated without the lock.
+    window: Window,
+    limits: Limits,
+    /// The breaker's clock starts here (time windows count milliseconds from it).
+    born: Instant,
     inner: Mutex<Inner>,
+}
+
+/// The thresholds the lock-free path reads (copies of the settings).
+struct Limits {
+    failure_rate: AtomicU32,
+    slow_rate: AtomicU32,
+    slow_call_ns: AtomicU64,
+    minimum_calls: AtomicU32,
+}
+
+impl Limits {
+    fn set(&self, s: &BreakerSettings) {
+        self.failure_rate
+            .store(s.failure_rate_threshold, Ordering::Relaxed);
+        self.slow_rate
+            .store(s.slow_call_rate_threshold, Ordering::Relaxed);
+        self.slow_call_ns
+            .store(s.slow_call().as_nanos() as u64, Ordering::Relaxed);
+        self.minimum_calls.store(s.minimum_calls, Ordering::Relaxed);
+    }
 }
 
 struct Inner {
@@ -159,12 +191,10 @@ struct Inner {
     since: Instant,
     epoch: u64,
     settings: BreakerSettings,
-    window: Window,
     probes_admitted: u32,
     probes_done: u32,
     probe_failures: u32,
     probe_slow: u32,
-    total_calls: u64,
     transitions: VecDeque<Transition>,
 }
 
@@ -182,24 +212,65 @@ fn gate(epoch: u64, code: u64) -> u64 {
     (epoch << 2) | code
 }
 
+fn kind_of(w: WindowSize) -> window::Kind {
+    match w {
+        WindowSize::Calls(n) => window::Kind::Calls(n),
+        WindowSize::Time(d) => window::Kind::Time(d),
+    }
+}
+
+/// Why the window's figures open the breaker, if they do.
+fn verdict(t: &window::Totals, s: &BreakerSettings) -> Option<String> {
+    if t.calls < s.minimum_calls {
+        return None;
+    }
+    let over = match s.window {
+        WindowSize::Calls(_) => format!("over the last {} calls", t.calls),
+        WindowSize::Time(_) => format!("over {} calls in {}", t.calls, s.window.describe()),
+    };
+    let (fr, sr) = (t.failure_rate(), t.slow_rate());
+    if fr >= f64::from(s.failure_rate_threshold) {
+        Some(format!(
+            "failure rate {fr:.0}% ≥ {}% {over}",
+            s.failure_rate_threshold
+        ))
+    } else if sr >= f64::from(s.slow_call_rate_threshold) {
+        Some(format!(
+            "slow-call rate {sr:.0}% ≥ {}% (calls ≥ {}ms) {over}",
+            s.slow_call_rate_threshold, s.slow_call_ms
+        ))
+    } else {
+        None
+    }
+}
+
 impl Breaker {
     pub fn new(name: impl Into<String>, settings: BreakerSettings) -> Breaker {
+        let limits = Limits {
+            failure_rate: AtomicU32::new(0),
+            slow_rate: AtomicU32::new(0),
+            slow_call_ns: AtomicU64::new(0),
+            minimum_calls: AtomicU32::new(0),
+        };
+        limits.set(&settings);
         Breaker {
             name: name.into(),
             gate: AtomicU64::new(gate(0, GATE_ADMIT)),
             rejected: AtomicU64::new(0),
+            other_calls: AtomicU64::new(0),
+            window: Window::new(kind_of(settings.window)),
+            limits,
+            born: Instant::now(),
             inner: Mutex::new(Inner {
                 state: State::Closed,
                 mode: Mode::Auto,
                 since: Instant::now(),
                 epoch: 0,
-                window: Window::new(settings.window),
                 settings,
                 probes_admitted: 0,
                 probes_done: 0,
                 probe_failures: 0,
                 probe_slow: 0,
-                total_calls: 0,
                 transitions: VecDeque::new(),
             }),
         }
@@ -211,6 +282,12 @@ impl Breaker {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        Instant::now()
+            .saturating_duration_since(self.born)
+            .as_millis() as u64
     }
 
     fn reject(&self, state: State, mode: Mode) -> Rejected {
@@ -227,7 +304,7 @@ impl Breaker {
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         let g = self.gate.load(Ordering::Acquire);
         match g & 3 {
-            GATE_ADMIT => {
+            GATE_ADMIT | GATE_ADMIT_UNCOUNTED => {
                 return Ok(Permit {
                     breaker: self,
                     epoch: g >> 2,
@@ -276,6 +353,34 @@ impl Breaker {
         }
     }
 
+    /// What `try_acquire` would answer now, changing nothing (no probe slot taken, no
+    /// rejection counted, no open → half-open move): the route inspector's dry run.
+    pub fn would_admit(&self) -> Result<(), Rejected> {
+        let g = self.gate.load(Ordering::Acquire);
+        let refuse = |state, mode| Rejected {
+            breaker: self.name.clone(),
+            state,
+            mode,
+        };
+        match g & 3 {
+            GATE_ADMIT | GATE_ADMIT_UNCOUNTED => return Ok(()),
+            GATE_REJECT => return Err(refuse(State::Open, Mode::ForcedOpen)),
+            _ => {}
+        }
+        let inner = self.lock();
+        let elapsed = Instant::now().saturating_duration_since(inner.since);
+        match (inner.mode, inner.state) {
+            (Mode::ForcedClosed, _) | (Mode::Auto, State::Closed) => Ok(()),
+            (Mode::Auto, State::Open) if elapsed >= inner.settings.open_for() => Ok(()),
+            (Mode::Auto, State::HalfOpen)
+                if inner.probes_admitted < inner.settings.half_open_probes =>
+            {
+                Ok(())
+            }
+            (mode, state) => Err(refuse(state, mode)),
+        }
+    }
+
     /// Sets the manual mode. Back to auto starts closed with an empty window.
     pub fn set_mode(&self, mode: Mode) {
         let mut inner = self.lock();
@@ -295,7 +400,8 @@ impl Breaker {
     /// Applies new settings; the window restarts at the new size.
     pub fn set_settings(&self, settings: BreakerSettings) {
         let mut inner = self.lock();
-        inner.window = Window::new(settings.window);
+        self.window.configure(kind_of(settings.window));
+        self.limits.set(&settings);
         inner.settings = settings;
     }
 
@@ -304,18 +410,29 @@ impl Breaker {
         (inner.state, inner.mode)
     }
 
+    /// The state as the gate shows it, without the lock: what a call admitted just now saw
+    /// (closed, or half-open for a probe).
+    pub fn gate_state(&self) -> State {
+        match self.gate.load(Ordering::Acquire) & 3 {
+            GATE_ADMIT | GATE_ADMIT_UNCOUNTED => State::Closed,
+            GATE_REJECT => State::Open,
+            _ => State::HalfOpen,
+        }
+    }
+
     pub fn snapshot(&self) -> BreakerSnapshot {
         let inner = self.lock();
         let now = Instant::now();
+        let t = self.window.totals(|| self.now_ms());
         BreakerSnapshot {
             name: self.name.clone(),
             state: inner.state,
             mode: inner.mode,
-            failure_rate: inner.window.failure_rate(),
-            slow_rate: inner.window.slow_rate(),
-            calls_in_window: inner.window.calls(),
-            failures_in_window: inner.window.failures(),
-            total_calls: inner.total_calls,
+            failure_rate: t.failure_rate(),
+            slow_rate: t.slow_rate(),
+            calls_in_window: t.calls,
+            failures_in_window: t.failures,
+            total_calls: self.window.pushed() + self.other_calls.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             in_state_ms: now.saturating_duration_since(inner.since).as_millis() as u64,
             probes_in_flight: inner.probes_admitted.saturating_sub(inner.probes_done),
@@ -325,61 +442,76 @@ impl Breaker {
     }
 
     fn record(&self, permit_epoch: u64, probe: bool, outcome: Outcome) {
-        let mut inner = self.lock();
-        if permit_epoch != inner.epoch {
+        let g = self.gate.load(Ordering::Acquire);
+        if g >> 2 != permit_epoch {
             return; // admitted before a transition: its outcome belongs to a past state
         }
-        inner.total_calls += 1;
-        let slow = outcome.duration >= inner.settings.slow_call();
-        // The clock is read only when a transition needs it: it is most of a fast call's cost.
-        let now = Instant::now;
-        match (inner.mode, inner.state) {
-            (Mode::Auto, State::Closed) => {
-                inner.window.push(outcome.failure, slow);
-                let s = &inner.settings;
-                if inner.window.calls() >= s.minimum_calls {
-                    let (fr, sr) = (inner.window.failure_rate(), inner.window.slow_rate());
-                    let reason = if fr >= f64::from(s.failure_rate_threshold) {
-                        Some(format!(
-                            "failure rate {fr:.0}% ≥ {}% over the last {} calls",
-                            s.failure_rate_threshold,
-                            inner.window.calls()
-                        ))
-                    } else if sr >= f64::from(s.slow_call_rate_threshold) {
-                        Some(format!(
-                            "slow-call rate {sr:.0}% ≥ {}% (calls ≥ {}ms) over the last {} calls",
-                            s.slow_call_rate_threshold,
-                            s.slow_call_ms,
-                            inner.window.calls()
-                        ))
-                    } else {
-                        None
-                    };
-                    if let Some(reason) = reason {
-                        self.transition(&mut inner, State::Open, reason, now());
-                    }
+        let slow_ns = self.limits.slow_call_ns.load(Ordering::Relaxed);
+        let slow = outcome.duration.as_nanos() as u64 >= slow_ns;
+        match g & 3 {
+            // Closed in auto: the lock-free path. The totals are read only while a failure or
+            // slow call is in the window: without one no rate can reach a threshold.
+            GATE_ADMIT if !probe => {
+                let may_trip = self.window.push(outcome.failure, slow, || self.now_ms());
+                if may_trip && self.over_limits() {
+                    self.trip(permit_epoch);
                 }
+                return;
             }
-            (Mode::Auto, State::HalfOpen) if probe => {
-                inner.probes_done += 1;
-                inner.probe_failures += u32::from(outcome.failure);
-                inner.probe_slow += u32::from(slow);
-                let n = inner.settings.half_open_probes.max(1);
-                let threshold = inner.settings.failure_rate_threshold;
-                let slow_threshold = inner.settings.slow_call_rate_threshold;
-                // Re-open as soon as the probes can no longer come out under the thresholds.
-                if inner.probe_failures * 100 >= threshold * n {
-                    let r = format!("{} of {n} probes failed", inner.probe_failures);
-                    self.transition(&mut inner, State::Open, r, now());
-                } else if inner.probe_slow * 100 >= slow_threshold * n {
-                    let r = format!("{} of {n} probes were slow", inner.probe_slow);
-                    self.transition(&mut inner, State::Open, r, now());
-                } else if inner.probes_done >= n {
-                    let r = format!("{n} probes done, {} failed", inner.probe_failures);
-                    self.transition(&mut inner, State::Closed, r, now());
-                }
+            GATE_ADMIT_UNCOUNTED => {
+                self.other_calls.fetch_add(1, Ordering::Relaxed);
+                return;
             }
             _ => {}
+        }
+        let mut inner = self.lock();
+        if permit_epoch != inner.epoch {
+            return;
+        }
+        self.other_calls.fetch_add(1, Ordering::Relaxed);
+        if (inner.mode, inner.state, probe) != (Mode::Auto, State::HalfOpen, true) {
+            return;
+        }
+        inner.probes_done += 1;
+        inner.probe_failures += u32::from(outcome.failure);
+        inner.probe_slow += u32::from(slow);
+        let n = inner.settings.half_open_probes.max(1);
+        let threshold = inner.settings.failure_rate_threshold;
+        let slow_threshold = inner.settings.slow_call_rate_threshold;
+        // Re-open as soon as the probes can no longer come out under the thresholds.
+        let now = Instant::now;
+        if inner.probe_failures * 100 >= threshold * n {
+            let r = format!("{} of {n} probes failed", inner.probe_failures);
+            self.transition(&mut inner, State::Open, r, now());
+        } else if inner.probe_slow * 100 >= slow_threshold * n {
+            let r = format!("{} of {n} probes were slow", inner.probe_slow);
+            self.transition(&mut inner, State::Open, r, now());
+        } else if inner.probes_done >= n {
+            let r = format!("{n} probes done, {} failed", inner.probe_failures);
+            self.transition(&mut inner, State::Closed, r, now());
+        }
+    }
+
+    /// Whether the window's rates reach a threshold (read without the lock).
+    fn over_limits(&self) -> bool {
+        let t = self.window.totals(|| self.now_ms());
+        let l = &self.limits;
+        t.calls >= l.minimum_calls.load(Ordering::Relaxed)
+            && (u64::from(t.failures) * 100
+                >= u64::from(l.failure_rate.load(Ordering::Relaxed)) * u64::from(t.calls)
+                || u64::from(t.slow) * 100
+                    >= u64::from(l.slow_rate.load(Ordering::Relaxed)) * u64::from(t.calls))
+    }
+
+    /// Opens the breaker if it is still closed in the epoch the limits were reached in.
+    fn trip(&self, epoch: u64) {
+        let mut inner = self.lock();
+        if inner.epoch != epoch || (inner.mode, inner.state) != (Mode::Auto, State::Closed) {
+            return;
+        }
+        let t = self.window.totals(|| self.now_ms());
+        if let Some(reason) = verdict(&t, &inner.settings) {
+            self.transition(&mut inner, State::Open, reason, Instant::now());
         }
     }
 
@@ -395,16 +527,20 @@ impl Breaker {
         inner.state = to;
         inner.since = now;
         inner.epoch += 1;
-        inner.window = Window::new(inner.settings.window);
         inner.probes_admitted = 0;
         inner.probes_done = 0;
         inner.probe_failures = 0;
         inner.probe_slow = 0;
         let code = match (inner.mode, to) {
-            (Mode::ForcedClosed, _) | (Mode::Auto, State::Closed) => GATE_ADMIT,
+            (Mode::ForcedClosed, _) => GATE_ADMIT_UNCOUNTED,
+            (Mode::Auto, State::Closed) => GATE_ADMIT,
             (Mode::ForcedOpen, _) => GATE_REJECT,
             _ => GATE_LOCKED,
         };
+        // Closed the gate first so no push lands between the clear and the new epoch.
+        self.gate
+            .store(gate(inner.epoch, GATE_LOCKED), Ordering::Release);
+        self.window.clear();
         self.gate.store(gate(inner.epoch, code), Ordering::Release);
         tracing::info!(breaker = %self.name, %from, %to, %reason, "breaker transition");
         if inner.transitions.len() == TRANSITIONS_KEPT {

@@ -1,34 +1,89 @@
-//! The service client: every call between services goes through it. The stack, in order:
-//! discovery (the registry's view of the target) → balancer (a passing, non-ejected instance)
-//! → breaker (`CALLER->TARGET`) → per-attempt timeout → retries of idempotent requests on a
-//! different instance, within a retry budget. Trace-context headers are passed on.
+//! The service client: every call between services goes through it, as one stack of small
+//! layers in tower's shape (`Layer`/`Service`), in this order:
+//!
+//! ```text
+//! call span        (ServiceClient::call: the call's span, its trace context)
+//!  → guard         breaker CALLER->TARGET: admits the call, counts the whole call's outcome
+//!  → retry         idempotent requests again on an instance not tried yet, within a budget
+//!  → pick          the balancer's choice among passing, non-ejected instances, recorded
+//!  → attempt       the attempt's span, trace headers, client metrics
+//!  → outlier       in-flight count, latency and failures reported to the balancer
+//!  → timeout       per attempt
+//!  → connect       the pooled HTTP/1.1 connection to the chosen instance
+//! ```
+//!
+//! The breaker guards the **service** (after retries), outlier ejection the **instance**, as
+//! Envoy and linkerd separate them. The breaker is asked before the pick, so a refused call is
+//! never counted as a pick. The per-attempt timeout sits below the pick (which takes no time)
+//! so that the outlier report and the attempt's span see a timeout as that instance's outcome.
+//!
+//! [`ServiceClient::explain`] runs the same stack as a dry run: each layer says what it would
+//! do and changes nothing (no breaker count, no turn of a rotation, no pick recorded); the
+//! route inspector and `ctl route explain` show that.
 
+mod attempt;
 mod budget;
+pub mod explain;
+mod guard;
 pub mod headers;
+mod outlier;
+mod pick;
+pub mod pool;
+pub mod request;
+mod retry;
+pub mod target;
+mod timeout;
 
 pub use budget::RetryBudget;
+pub use explain::Explain;
+pub use request::{CallError, Resp};
 
-use crate::balance::service::{Balancers, NoCandidate};
-use crate::breaker::{Breakers, Outcome, Rejected};
+use crate::balance::service::Balancers;
+use crate::breaker::Breakers;
 use crate::registry::Registry;
-use crate::telemetry;
 use crate::telemetry::metrics::MetricsHub;
+use crate::telemetry::names::Name;
+use crate::telemetry::path::{self, CallSpan, PathSpan, Scope, Timing, unix_ns};
+use crate::telemetry::{SpanContext, SpanId, TraceId};
 use axum::body::Body;
-use axum::response::IntoResponse;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde_json::json;
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use http::{HeaderMap, Method};
+use pool::{Connect, Pool};
+use request::{CallShared, Req, ReqBody};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use target::Target;
 use tokio::time::Instant;
-use tracing::Instrument;
+use tower::{Service, ServiceExt};
 
 /// Largest request body kept in memory so an idempotent request can be retried; bigger ones
 /// stream through once.
 const MAX_REPLAY_BODY: usize = 1 << 20;
+
+/// Every layer's future.
+pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Resp, CallError>> + Send>>;
+
+/// What a layer needs of the layers below it.
+pub trait Stack:
+    Service<Req, Response = Resp, Error = CallError, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Stack for T where
+    T: Service<Req, Response = Resp, Error = CallError, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientSettings {
@@ -49,40 +104,32 @@ impl Default for ClientSettings {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    #[error(transparent)]
-    NoInstance(#[from] NoCandidate),
-    #[error(transparent)]
-    Rejected(#[from] Rejected),
-    #[error("{instance} did not answer within {after:?}")]
-    Timeout { instance: String, after: Duration },
-    #[error("{instance} failed: {message}")]
-    Upstream { instance: String, message: String },
-    #[error("{0}")]
-    BadRequest(String),
+/// The settings the layers read on every call, as atomics (changed live by the config center).
+#[derive(Debug)]
+pub struct Knobs {
+    pub timeout_ms: AtomicU64,
+    pub attempts: AtomicU32,
 }
 
-impl CallError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            CallError::NoInstance(_) | CallError::Rejected(_) => StatusCode::SERVICE_UNAVAILABLE,
-            CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            CallError::Upstream { .. } => StatusCode::BAD_GATEWAY,
-            CallError::BadRequest(_) => StatusCode::BAD_REQUEST,
+impl Default for Knobs {
+    fn default() -> Self {
+        let d = ClientSettings::default();
+        Knobs {
+            timeout_ms: AtomicU64::new(d.call_timeout.as_millis() as u64),
+            attempts: AtomicU32::new(d.attempts),
         }
     }
 }
 
-impl IntoResponse for CallError {
-    fn into_response(self) -> axum::response::Response {
-        let mut body = json!({"error": self.to_string()});
-        if let CallError::Rejected(r) = &self {
-            body["breaker"] = json!(r.breaker);
-            body["state"] = json!(r.state);
-            body["mode"] = json!(r.mode);
-        }
-        (self.status(), axum::Json(body)).into_response()
+impl Knobs {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, s: &ClientSettings) {
+        self.timeout_ms
+            .store(s.call_timeout.as_millis() as u64, Ordering::Relaxed);
+        self.attempts.store(s.attempts, Ordering::Relaxed);
     }
 }
 
@@ -95,6 +142,10 @@ pub struct Call {
     pub body: Body,
     /// Named path parameters, for `hash_key = "path:NAME"`.
     pub params: Vec<(String, String)>,
+    /// The request this call is made for (its trace, its span, who handles it). Without one,
+    /// the task's current request scope, then the current `tracing` span, then trace headers
+    /// already in `headers`; else a new trace starts.
+    pub parent: Option<Scope>,
 }
 
 impl Call {
@@ -105,27 +156,45 @@ impl Call {
             headers: HeaderMap::new(),
             body: Body::empty(),
             params: Vec::new(),
+            parent: None,
         }
     }
 }
 
-fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
-    )
-}
+/// The composed stack, from the guard down to the connection.
+type Layers = guard::Guard<
+    retry::Retry<pick::PickInstance<attempt::Attempt<outlier::Outlier<timeout::Timeout<Connect>>>>>,
+>;
 
 pub struct ServiceClient {
-    caller: String,
-    registry: Registry,
+    caller: Arc<str>,
+    caller_name: Name,
     balancers: Arc<Balancers>,
     breakers: Arc<Breakers>,
-    http: Client<HttpConnector, Body>,
-    settings: RwLock<ClientSettings>,
-    budget: RetryBudget,
-    hash_keys: RwLock<BTreeMap<String, String>>,
     metrics: Option<Arc<MetricsHub>>,
+    settings: RwLock<ClientSettings>,
+    knobs: Arc<Knobs>,
+    budget: Arc<RetryBudget>,
+    hash_keys: RwLock<BTreeMap<String, String>>,
+    targets: RwLock<HashMap<String, Arc<Target>, foldhash::fast::FixedState>>,
+    pool: Arc<Pool>,
+    stack: Layers,
+}
+
+fn build(
+    registry: Registry,
+    knobs: &Arc<Knobs>,
+    budget: &Arc<RetryBudget>,
+    pool: &Arc<Pool>,
+) -> Layers {
+    tower::ServiceBuilder::new()
+        .layer(guard::GuardLayer)
+        .layer(retry::RetryLayer::new(knobs.clone(), budget.clone()))
+        .layer(pick::PickLayer::new(registry))
+        .layer(attempt::AttemptLayer)
+        .layer(outlier::OutlierLayer)
+        .layer(timeout::TimeoutLayer::new(knobs.clone()))
+        .service(Connect::new(pool.clone()))
 }
 
 impl ServiceClient {
@@ -137,24 +206,36 @@ impl ServiceClient {
         settings: ClientSettings,
         hash_keys: BTreeMap<String, String>,
     ) -> ServiceClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.call_timeout));
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let caller: String = caller.into();
+        let knobs = Arc::new(Knobs::default());
+        knobs.set(&settings);
+        let budget = Arc::new(RetryBudget::new(
+            settings.budget_percent,
+            settings.min_retries_per_second,
+        ));
+        let pool = Pool::new();
         ServiceClient {
-            caller: caller.into(),
-            registry,
+            caller_name: Name::of(&caller),
+            caller: Arc::from(caller),
+            stack: build(registry, &knobs, &budget, &pool),
             balancers,
             breakers,
-            http,
-            budget: RetryBudget::new(settings.budget_percent, settings.min_retries_per_second),
             metrics: None,
             settings: RwLock::new(settings),
+            knobs,
+            budget,
             hash_keys: RwLock::new(hash_keys),
+            targets: RwLock::default(),
+            pool,
         }
+    }
+
+    /// Counts every attempt into `hub` (the admin port's `/metrics`).
+    #[must_use]
+    pub fn with_metrics(mut self, hub: Arc<MetricsHub>) -> Self {
+        self.metrics = Some(hub);
+        self.targets = RwLock::default();
+        self
     }
 
     pub fn caller(&self) -> &str {
@@ -170,11 +251,17 @@ impl ServiceClient {
 
     pub fn set_settings(&self, s: ClientSettings) {
         self.budget.set(s.budget_percent, s.min_retries_per_second);
+        self.knobs.set(&s);
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
     pub fn set_hash_keys(&self, keys: BTreeMap<String, String>) {
         *self.hash_keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+    }
+
+    /// Idle pooled connections to every instance.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle()
     }
 
     /// The balancing key of a call to `target`, per its `hash_key` setting.
@@ -196,199 +283,158 @@ impl ServiceClient {
         params.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone())
     }
 
-    /// Sends `call` to a passing instance of `target`. An upstream 5xx after the last attempt
-    /// is returned as the upstream sent it; failures to get any answer are `CallError`s.
-    pub async fn call(&self, target: &str, call: Call) -> Result<Response<Body>, CallError> {
-        // One span for the call (a child of the caller's span: it inherits its service), one
-        // per attempt below it; the attempt's context is what the callee sees as its parent.
-        let span = tracing::info_span!(
-            "call",
-            otel.name = %format_args!("call {target}"),
-            peer.service = %target,
-            http.method = %call.method,
-            attempts = tracing::field::Empty,
-            http.status_code = tracing::field::Empty,
-            error = tracing::field::Empty,
-        );
-        let result = self
-            .call_in(target, call, &span)
-            .instrument(span.clone())
-            .await;
-        match &result {
-            Ok(resp) => {
-                span.record("http.status_code", resp.status().as_u16());
-                if resp.status().is_server_error() {
-                    span.record("error", true);
-                }
-            }
-            Err(e) => {
-                span.record("http.status_code", e.status().as_u16());
-                span.record("error", true);
-            }
+    /// This client's entry for `name`: its balancer, breaker and names, looked up once.
+    fn target(&self, name: &str) -> Arc<Target> {
+        if let Some(t) = self
+            .targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return t.clone();
         }
-        result
+        let t = Arc::new(Target::new(
+            &self.caller,
+            name,
+            self.balancers.get(name),
+            self.breakers.get(&Breakers::name(&self.caller, name)),
+            self.metrics
+                .as_ref()
+                .map(|m| m.call_path(&self.caller, name)),
+        ));
+        self.targets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_insert(t)
+            .clone()
     }
 
-    /// Counts every attempt into `hub` (the admin port's `/metrics`).
-    #[must_use]
-    pub fn with_metrics(mut self, hub: Arc<MetricsHub>) -> Self {
-        self.metrics = Some(hub);
-        self
+    /// The call's parent and the instance making it: the given scope, the task's request,
+    /// the current `tracing` span, or the trace headers already on the call.
+    fn parent_of(&self, call: &Call) -> (Option<(TraceId, SpanId)>, Name) {
+        if let Some(s) = call.parent.or_else(path::current) {
+            return (Some((s.ctx.trace_id, s.ctx.span_id)), s.instance);
+        }
+        if let Some(c) = crate::telemetry::current_context() {
+            return (Some((c.trace_id, c.span_id)), Name::EMPTY);
+        }
+        let remote = crate::telemetry::context::extract(&call.headers)
+            .map(|r| (r.trace_id, r.parent.unwrap_or(SpanId(0))));
+        (remote, Name::EMPTY)
     }
 
-    async fn call_in(
+    /// Turns a call into the stack's request: hop-by-hop headers dropped, the body held in
+    /// memory when a retry may need it again.
+    async fn request(
         &self,
         target: &str,
         mut call: Call,
-        call_span: &tracing::Span,
-    ) -> Result<Response<Body>, CallError> {
-        let settings = self.settings();
+        ctx: SpanContext,
+        caller_instance: Name,
+        dry: bool,
+    ) -> Result<Req, CallError> {
         headers::strip_hop_by_hop(&mut call.headers);
         let key = self.hash_key(target, &call.headers, &call.params);
-        let retryable = idempotent(&call.method) && settings.attempts > 1;
-        let replay = if retryable {
-            let bytes = axum::body::to_bytes(std::mem::take(&mut call.body), MAX_REPLAY_BODY)
+        let replay =
+            retry::idempotent(&call.method) && self.knobs.attempts.load(Ordering::Relaxed) > 1;
+        let body = if dry {
+            ReqBody::Empty
+        } else if replay {
+            let bytes = axum::body::to_bytes(call.body, MAX_REPLAY_BODY)
                 .await
                 .map_err(|e| CallError::BadRequest(format!("cannot read request body: {e}")))?;
-            Some(bytes)
+            if bytes.is_empty() {
+                ReqBody::Empty
+            } else {
+                ReqBody::Full(Some(bytes))
+            }
         } else {
-            None
+            ReqBody::Stream(call.body)
         };
-        let balancer = self.balancers.get(target);
-        let breaker_name = Breakers::name(&self.caller, target);
-        let breaker = self.breakers.get(&breaker_name);
-        self.budget.deposit();
-        let mut tried: Vec<String> = Vec::new();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            call_span.record("attempts", attempt);
-            let span = tracing::info_span!(
-                "attempt",
-                otel.name = %format_args!("{} {target}", call.method),
-                attempt,
-                peer.instance = tracing::field::Empty,
-                balancer.strategy = %balancer.strategy(),
-                balancer.reason = tracing::field::Empty,
-                breaker = %breaker_name,
-                breaker.state = tracing::field::Empty,
-                http.status_code = tracing::field::Empty,
-                error = tracing::field::Empty,
-            );
-            let trace_id = headers::propagate(
-                &mut call.headers,
-                telemetry::context_of(&span),
-                telemetry::context_of(call_span),
-            );
-            let trace = trace_id.to_string();
-            let instances = self.registry.service_shared(target);
-            let picked = balancer.pick(
-                &self.caller,
-                &instances,
-                key.as_deref(),
-                &tried,
-                Some(&trace),
-                attempt,
-            );
-            let picked = match picked {
-                Ok(p) => p,
-                Err(e) => {
-                    span.record("otel.name", e.to_string());
-                    span.record("error", true);
-                    return Err(e.into());
-                }
-            };
-            let inst = &instances[picked.index];
-            span.record("peer.instance", inst.id.as_str());
-            span.record("balancer.reason", picked.record.reason.as_str());
-            let (state, _) = breaker.state();
-            span.record("breaker.state", state.as_str());
-            // A refused call is a span of its own that says so.
-            let permit = match breaker.try_acquire() {
-                Ok(p) => p,
-                Err(r) => {
-                    span.record("otel.name", r.to_string());
-                    span.record("error", true);
-                    return Err(r.into());
-                }
-            };
-            let uri = format!(
-                "http://{}:{}{}",
-                inst.address, inst.port, call.path_and_query
-            );
-            let mut builder = Request::builder().method(call.method.clone()).uri(&uri);
-            if let Some(h) = builder.headers_mut() {
-                h.clone_from(&call.headers);
-                if let Ok(v) =
-                    http::HeaderValue::from_str(&format!("{}:{}", inst.address, inst.port))
-                {
-                    h.insert(http::header::HOST, v);
-                }
-            }
-            let body = match &replay {
-                Some(b) => Body::from(b.clone()),
-                None => std::mem::take(&mut call.body),
-            };
-            let req = builder.body(body).map_err(|e| {
-                CallError::BadRequest(format!("invalid upstream request {uri}: {e}"))
-            })?;
-            let started = Instant::now();
-            let in_flight = picked.load.start();
-            let result = tokio::time::timeout(settings.call_timeout, self.http.request(req))
-                .instrument(span.clone())
-                .await;
-            drop(in_flight);
-            let elapsed = started.elapsed();
-            let (outcome, error) = match result {
-                Ok(Ok(resp)) => {
-                    let failure = resp.status().is_server_error();
-                    span.record("http.status_code", resp.status().as_u16());
-                    (Ok(resp.map(Body::new)), failure)
-                }
-                Ok(Err(e)) => (
-                    Err(CallError::Upstream {
-                        instance: inst.id.clone(),
-                        message: headers::root_cause(&e),
-                    }),
-                    true,
-                ),
-                Err(_) => (
-                    Err(CallError::Timeout {
-                        instance: inst.id.clone(),
-                        after: settings.call_timeout,
-                    }),
-                    true,
-                ),
-            };
-            if error {
-                span.record("error", true);
-            }
-            if let Some(m) = &self.metrics {
-                let outcome_label = match &outcome {
-                    Ok(r) if r.status().is_server_error() => "5xx",
-                    Ok(_) => "ok",
-                    Err(CallError::Timeout { .. }) => "timeout",
-                    Err(_) => "connect_error",
-                };
-                m.record_call(&self.caller, target, &inst.id, outcome_label, elapsed);
-            }
-            if let Err(e) = &outcome {
-                span.in_scope(|| tracing::warn!("{e}"));
-            }
-            permit.record(Outcome {
-                failure: error,
-                duration: elapsed,
-            });
-            balancer.report(&inst.id, &picked.load, elapsed, error);
-            let again =
-                error && replay.is_some() && attempt < settings.attempts && self.budget.withdraw();
-            if !again {
-                return outcome;
-            }
-            span.in_scope(|| {
-                tracing::debug!(caller = %self.caller, %target, instance = %inst.id, attempt, "retrying on another instance");
-            });
-            tried.push(inst.id.clone());
-        }
+        let uri: http::Uri = call.path_and_query.parse().map_err(|e| {
+            CallError::BadRequest(format!("invalid path {:?}: {e}", call.path_and_query))
+        })?;
+        let mut http = http::Request::new(body);
+        *http.method_mut() = call.method;
+        *http.uri_mut() = uri;
+        *http.headers_mut() = call.headers;
+        Ok(Req {
+            http,
+            call: Arc::new(CallShared {
+                target: self.target(target),
+                key,
+                caller_instance,
+                attempts: AtomicU32::new(0),
+                dry: dry.then(|| Mutex::new(Explain::default())),
+            }),
+            ctx,
+            attempt: 1,
+            tried: Vec::new(),
+            picked: None,
+        })
+    }
+
+    /// Sends `call` to a passing instance of `target` through the stack. An upstream 5xx after
+    /// the last attempt is returned as the upstream sent it; failures to get any answer are
+    /// `CallError`s. The call is a span (its attempts are spans under it).
+    pub async fn call(&self, target: &str, call: Call) -> Result<Resp, CallError> {
+        let (parent, caller_instance) = self.parent_of(&call);
+        let ctx = SpanContext {
+            trace_id: parent.map_or_else(TraceId::random, |p| p.0),
+            span_id: SpanId::random(),
+        };
+        let parent_span = parent.map(|p| p.1).filter(|s| s.0 != 0);
+        let method = Name::of(call.method.as_str());
+        let start_unix_ns = unix_ns();
+        let started = Instant::now();
+        let req = self
+            .request(target, call, ctx, caller_instance, false)
+            .await?;
+        let shared = req.call.clone();
+        let result = self.stack.clone().oneshot(req).await;
+        let t = &shared.target;
+        let status = match &result {
+            Ok(r) => r.status().as_u16(),
+            Err(e) => e.status().as_u16(),
+        };
+        path::record(PathSpan::Call(CallSpan {
+            timing: Timing {
+                ctx,
+                parent: parent_span,
+                start_unix_ns,
+                duration_ns: started.elapsed().as_nanos() as u64,
+                error: status >= 500,
+            },
+            service: self.caller_name,
+            instance: caller_instance,
+            op: t.call_op,
+            target: t.service,
+            method,
+            attempts: shared.attempts.load(Ordering::Relaxed).max(1),
+            status,
+        }));
+        result
+    }
+
+    /// What `call` would do now, changing nothing: the breaker's verdict, the instance the
+    /// balancer would choose and why. Runs the same stack as a real call, dry.
+    pub async fn explain(&self, target: &str, call: Call) -> Result<Explain, CallError> {
+        let ctx = SpanContext {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+        };
+        let req = self.request(target, call, ctx, Name::EMPTY, true).await?;
+        let shared = req.call.clone();
+        self.stack.clone().oneshot(req).await?;
+        let e = shared
+            .dry
+            .as_ref()
+            .map(|d| std::mem::take(&mut *d.lock().unwrap_or_else(|e| e.into_inner())))
+            .unwrap_or_default();
+        Ok(e)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -477,7 +477,7 @@ mod tests {
         ])
         .expect("valid");
         let b = &c.breaker["gateway->user-service"];
-        assert_eq!(b.window, 40);
+        assert_eq!(b.window, crate::breaker::WindowSize::Calls(40));
         assert_eq!(b.minimum_calls, c.breaker_defaults().minimum_calls);
         let err = Config::from_layers(&[
             ("defaults", DEFAULTS_TOML),

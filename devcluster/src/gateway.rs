@@ -6,7 +6,7 @@
 pub mod routes;
 
 use crate::client::{Call, ServiceClient};
-use crate::telemetry::http::{RouteName, ServerSpan, trace_request};
+use crate::telemetry::http::{RouteName, ServerSpans, trace_request};
 use crate::telemetry::metrics::ServerMetrics;
 use axum::Router;
 use axum::body::Body;
@@ -48,7 +48,7 @@ pub fn router(gw: Arc<Gateway>, metrics: Arc<ServerMetrics>) -> Router {
         .fallback(proxy)
         .with_state(gw)
         .layer(axum::middleware::from_fn_with_state(
-            ServerSpan::new(metrics),
+            ServerSpans::new(metrics),
             trace_request,
         ))
 }
@@ -88,13 +88,6 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             );
         }
     };
-    // The span was named after the raw path; the route pattern groups requests better.
-    let span = tracing::Span::current();
-    span.record(
-        "otel.name",
-        format!("{} {}", parts.method, matched.route).as_str(),
-    );
-    span.record("http.route", matched.route.as_str());
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("{}?{q}", matched.path),
         None => matched.path.clone(),
@@ -115,11 +108,12 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         headers,
         body: Body::new(body),
         params: matched.params,
+        parent: None,
     };
     let mut resp = match gw.client.call(&matched.service, call).await {
         Ok(mut resp) => {
             crate::client::headers::strip_hop_by_hop(resp.headers_mut());
-            resp.into_response()
+            resp.map(Body::new).into_response()
         }
         Err(e) => e.into_response(),
     };

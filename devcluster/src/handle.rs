@@ -244,7 +244,7 @@ impl ClusterHandle {
     /// Where the gateway would send `METHOD PATH`, and why.
     pub async fn explain(&self, method: &str, path: &str) -> Result<RouteExplain, ControlError> {
         match &self.kind {
-            Kind::Local(core) => Ok(core.explain(method, path)),
+            Kind::Local(core) => Ok(core.explain(method, path).await),
             Kind::Remote(c) => c.explain(method, path).await,
             Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),
         }

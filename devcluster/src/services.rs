@@ -9,7 +9,7 @@ pub mod user;
 
 pub use api_error::ApiError;
 
-use crate::telemetry::http::{ServerSpan, trace_request};
+use crate::telemetry::http::{ServerSpans, trace_request};
 use crate::telemetry::metrics::{self, ServerMetrics};
 use axum::Router;
 use axum::http::HeaderValue;
@@ -66,7 +66,7 @@ pub(crate) fn finish(
         }))
         // Outermost, so the span sees injected faults' answers and their latency too.
         .layer(axum::middleware::from_fn_with_state(
-            ServerSpan::new(metrics),
+            ServerSpans::new(metrics),
             trace_request,
         ))
 }

@@ -162,12 +162,12 @@ fn details<'a>(b: &'a BreakerSnapshot, theme: &Theme) -> Paragraph<'a> {
     let mut lines = vec![Line::from(vec![
         Span::styled("settings  ", theme.dim),
         Span::raw(format!(
-            "opens at {}% failures or {}% slower than {}ms, over the last {} calls (at least {}); \
+            "opens at {}% failures or {}% slower than {}ms, over {} (at least {} calls); \
              open {}; {} probe(s) half-open",
             s.failure_rate_threshold,
             s.slow_call_rate_threshold,
             s.slow_call_ms,
-            s.window,
+            s.window.describe(),
             s.minimum_calls,
             span_of(s.open_for_ms),
             s.half_open_probes

@@ -2,7 +2,7 @@
 //! points on a ring, a key goes to the first point at or after its hash. When an instance joins
 //! or leaves, only the keys next to its points move, about 1/n of them.
 
-use super::{Candidate, Pick, Reason, Strategy};
+use super::{Candidates, Pick, Reason, Strategy};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,13 +38,19 @@ pub fn hash(bytes: &[u8]) -> u64 {
 }
 
 impl Ring {
-    fn matches(&self, candidates: &[Candidate<'_>]) -> bool {
+    fn matches(&self, candidates: &dyn Candidates) -> bool {
         self.ids.len() == candidates.len()
-            && self.ids.iter().zip(candidates).all(|(a, c)| a == c.id)
+            && self
+                .ids
+                .iter()
+                .enumerate()
+                .all(|(i, a)| a == candidates.id(i))
     }
 
-    fn build(candidates: &[Candidate<'_>]) -> Ring {
-        let ids: Vec<String> = candidates.iter().map(|c| c.id.to_string()).collect();
+    fn build(candidates: &dyn Candidates) -> Ring {
+        let ids: Vec<String> = (0..candidates.len())
+            .map(|i| candidates.id(i).to_string())
+            .collect();
         let mut points = Vec::with_capacity(ids.len() * POINTS_PER_INSTANCE as usize);
         for (i, id) in ids.iter().enumerate() {
             for v in 0..POINTS_PER_INSTANCE {
@@ -69,9 +75,19 @@ impl Pick for ConsistentHash {
         Strategy::ConsistentHash
     }
 
-    fn pick(&self, candidates: &[Candidate<'_>], key: Option<&str>) -> (usize, Reason) {
-        let Some(key) = key else {
+    fn pick(&self, candidates: &dyn Candidates, key: Option<&str>) -> (usize, Reason) {
+        if key.is_none() {
             let n = self.fallback.fetch_add(1, Ordering::Relaxed);
+            return ((n % candidates.len() as u64) as usize, Reason::NoKey(n));
+        }
+        self.peek(candidates, key)
+    }
+
+    /// With a key the choice is a pure function of the key and the candidates (the ring is a
+    /// cache of them); without one, the next turn of the fallback rotation.
+    fn peek(&self, candidates: &dyn Candidates, key: Option<&str>) -> (usize, Reason) {
+        let Some(key) = key else {
+            let n = self.fallback.load(Ordering::Relaxed);
             return ((n % candidates.len() as u64) as usize, Reason::NoKey(n));
         };
         let h = hash(key.as_bytes());

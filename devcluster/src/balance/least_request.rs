@@ -1,7 +1,7 @@
 //! Least request: the candidate with the fewest requests in flight; ties are broken by a
 //! rotating start so equally idle instances share the load.
 
-use super::{Candidate, Pick, Reason, Strategy};
+use super::{Candidates, Pick, Reason, Strategy};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Debug, Default)]
@@ -14,18 +14,27 @@ impl Pick for LeastRequest {
         Strategy::LeastRequest
     }
 
-    fn pick(&self, candidates: &[Candidate<'_>], _key: Option<&str>) -> (usize, Reason) {
-        let n = candidates.len();
-        let start = self.start.fetch_add(1, Ordering::Relaxed) % n;
-        // Scan from a rotating start so equals take turns; two ranges, no division per step.
-        let mut best = start;
-        for i in (start + 1..n).chain(0..start) {
-            if candidates[i].in_flight < candidates[best].in_flight {
-                best = i;
-            }
-        }
-        (best, Reason::LeastInFlight(candidates[best].in_flight))
+    fn pick(&self, candidates: &dyn Candidates, _key: Option<&str>) -> (usize, Reason) {
+        let start = self.start.fetch_add(1, Ordering::Relaxed);
+        least_from(candidates, start)
     }
+
+    fn peek(&self, candidates: &dyn Candidates, _key: Option<&str>) -> (usize, Reason) {
+        least_from(candidates, self.start.load(Ordering::Relaxed))
+    }
+}
+
+fn least_from(candidates: &dyn Candidates, start: usize) -> (usize, Reason) {
+    let n = candidates.len();
+    let start = start % n;
+    // Scan from a rotating start so equals take turns; two ranges, no division per step.
+    let mut best = start;
+    for i in (start + 1..n).chain(0..start) {
+        if candidates.in_flight(i) < candidates.in_flight(best) {
+            best = i;
+        }
+    }
+    (best, Reason::LeastInFlight(candidates.in_flight(best)))
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! peak-EWMA of latency (for P2C), and consecutive failures for passive outlier ejection.
 
 use serde::{Deserialize, Serialize};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -33,16 +32,23 @@ impl Default for OutlierSettings {
     }
 }
 
+/// One instance's load and behaviour as its balancer sees it. Everything is an atomic: every
+/// call reads and updates it, from any thread, and no lock is taken.
 #[derive(Debug)]
 pub struct InstanceLoad {
     in_flight: AtomicU32,
     ewma_bits: AtomicU64,
-    ewma_at: Mutex<Option<Instant>>,
+    /// When the average was last updated, in nanoseconds since `born` (0: never).
+    ewma_at: AtomicU64,
     consecutive_failures: AtomicU32,
     ejections: AtomicU32,
-    ejected_until: Mutex<Option<Instant>>,
+    /// Ejected until this many nanoseconds after `born` (0: not ejected).
+    ejected_until: AtomicU64,
+    born: Instant,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
+    /// Times the balancer chose it since the counts were last reset.
+    pub picks: AtomicU64,
 }
 
 impl Default for InstanceLoad {
@@ -50,12 +56,14 @@ impl Default for InstanceLoad {
         InstanceLoad {
             in_flight: AtomicU32::new(0),
             ewma_bits: AtomicU64::new(0f64.to_bits()),
-            ewma_at: Mutex::new(None),
+            ewma_at: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
-            ejected_until: Mutex::new(None),
+            ejected_until: AtomicU64::new(0),
+            born: Instant::now(),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            picks: AtomicU64::new(0),
         }
     }
 }
@@ -71,6 +79,11 @@ impl Drop for InFlight<'_> {
 }
 
 impl InstanceLoad {
+    /// Nanoseconds from `born` to `t` (at least 1, so 0 can mean "never").
+    fn ns(&self, t: Instant) -> u64 {
+        (t.saturating_duration_since(self.born).as_nanos() as u64).max(1)
+    }
+
     pub fn start(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -90,52 +103,54 @@ impl InstanceLoad {
     }
 
     /// Folds one response time in: a slower sample replaces the average at once (peak),
-    /// a faster one pulls it down with a time-based decay.
+    /// a faster one pulls it down with a time-based decay. Two racing updates may lose one
+    /// sample, which an average does not notice.
     pub fn observe_latency(&self, rtt: Duration, now: Instant) {
-        let mut at = self.ewma_at.lock().unwrap_or_else(|e| e.into_inner());
         let sample = rtt.as_nanos() as f64;
         let old = self.ewma_ns();
-        let new = match *at {
-            None => sample,
-            Some(_) if sample > old => sample,
-            Some(prev) => {
-                let elapsed = now.saturating_duration_since(prev).as_secs_f64();
-                let w = (-elapsed / EWMA_DECAY.as_secs_f64()).exp();
-                old * w + sample * (1.0 - w)
-            }
+        let now_ns = self.ns(now);
+        let prev = self.ewma_at.swap(now_ns, Ordering::Relaxed);
+        let new = if prev == 0 || sample > old {
+            sample
+        } else {
+            let elapsed = now_ns.saturating_sub(prev) as f64 / 1e9;
+            let w = (-elapsed / EWMA_DECAY.as_secs_f64()).exp();
+            old * w + sample * (1.0 - w)
         };
-        *at = Some(now);
         self.ewma_bits.store(new.to_bits(), Ordering::Relaxed);
     }
 
     pub fn ejected_until(&self, now: Instant) -> Option<Instant> {
-        let until = *self.ejected_until.lock().unwrap_or_else(|e| e.into_inner());
-        until.filter(|u| *u > now)
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        (until > self.ns(now)).then(|| self.born + Duration::from_nanos(until))
     }
 
     pub fn is_ejected(&self, now: Instant) -> bool {
-        self.ejected_until(now).is_some()
+        self.ejected_until.load(Ordering::Relaxed) > self.ns(now)
     }
 
     /// Records success or failure. Returns `Some(duration)` when this failure crosses the
-    /// threshold and `may_eject` allows it: the instance is then ejected for that long.
+    /// threshold and `may_eject` (asked only then) allows it: the instance is then ejected for
+    /// that long.
     pub fn record(
         &self,
         failure: bool,
         settings: &OutlierSettings,
-        may_eject: bool,
+        may_eject: impl FnOnce() -> bool,
         now: Instant,
     ) -> Option<Duration> {
         if !failure {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
+            if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+            }
             return None;
         }
         self.failures.fetch_add(1, Ordering::Relaxed);
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if settings.consecutive_failures == 0
             || n < settings.consecutive_failures
-            || !may_eject
             || self.is_ejected(now)
+            || !may_eject()
         {
             return None;
         }
@@ -145,7 +160,8 @@ impl InstanceLoad {
             .saturating_mul(u64::from(times))
             .min(settings.max_ejection_ms);
         let d = Duration::from_millis(ms);
-        *self.ejected_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + d);
+        self.ejected_until
+            .store(self.ns(now + d), Ordering::Relaxed);
         self.consecutive_failures.store(0, Ordering::Relaxed);
         Some(d)
     }
@@ -165,26 +181,26 @@ mod tests {
             max_ejected_percent: 100,
         };
         let now = Instant::now();
-        assert_eq!(l.record(true, &s, true, now), None);
+        assert_eq!(l.record(true, &s, || true, now), None);
         assert_eq!(
-            l.record(false, &s, true, now),
+            l.record(false, &s, || true, now),
             None,
             "a success resets the count"
         );
-        assert_eq!(l.record(true, &s, true, now), None);
-        assert_eq!(l.record(true, &s, true, now), None);
+        assert_eq!(l.record(true, &s, || true, now), None);
+        assert_eq!(l.record(true, &s, || true, now), None);
         assert_eq!(
-            l.record(true, &s, true, now),
+            l.record(true, &s, || true, now),
             Some(Duration::from_millis(1000))
         );
         assert!(l.is_ejected(now + Duration::from_millis(999)));
         assert!(!l.is_ejected(now + Duration::from_millis(1000)));
         let later = now + Duration::from_secs(2);
         for _ in 0..2 {
-            l.record(true, &s, true, later);
+            l.record(true, &s, || true, later);
         }
         assert_eq!(
-            l.record(true, &s, true, later),
+            l.record(true, &s, || true, later),
             Some(Duration::from_millis(1500)),
             "backs off, capped"
         );

@@ -2,7 +2,7 @@
 //! draw two distinct candidates at random, send to the cheaper. A slow instance quickly stops
 //! winning, without scanning every candidate.
 
-use super::{Candidate, Pick, Reason, SeededRng, Strategy};
+use super::{Candidates, Pick, Reason, SeededRng, Strategy};
 
 /// Latency assumed for an instance that has not answered yet (tower's default RTT is similar).
 const DEFAULT_RTT_NS: f64 = 1_000_000.0;
@@ -20,13 +20,10 @@ impl PowerOfTwo {
     }
 }
 
-pub(crate) fn cost(c: &Candidate<'_>) -> f64 {
-    let rtt = if c.ewma_ns > 0.0 {
-        c.ewma_ns
-    } else {
-        DEFAULT_RTT_NS
-    };
-    rtt * f64::from(c.in_flight + 1)
+pub(crate) fn cost(c: &dyn Candidates, i: usize) -> f64 {
+    let ewma = c.ewma_ns(i);
+    let rtt = if ewma > 0.0 { ewma } else { DEFAULT_RTT_NS };
+    rtt * f64::from(c.in_flight(i) + 1)
 }
 
 impl Pick for PowerOfTwo {
@@ -34,32 +31,45 @@ impl Pick for PowerOfTwo {
         Strategy::P2c
     }
 
-    fn pick(&self, candidates: &[Candidate<'_>], _key: Option<&str>) -> (usize, Reason) {
+    fn pick(&self, candidates: &dyn Candidates, _key: Option<&str>) -> (usize, Reason) {
         let n = candidates.len();
         if n == 1 {
             return (0, Reason::Only);
         }
-        let a = self.rng.below(n);
-        // A second draw among the other n-1, shifted past `a`: always distinct.
-        let mut b = self.rng.below(n - 1);
-        if b >= a {
-            b += 1;
-        }
-        let (ca, cb) = (cost(&candidates[a]), cost(&candidates[b]));
-        let (win, lose, cw, cl) = if ca <= cb {
-            (a, b, ca, cb)
-        } else {
-            (b, a, cb, ca)
-        };
-        (
-            win,
-            Reason::TwoChoices {
-                chosen_cost: cw,
-                other: lose,
-                other_cost: cl,
-            },
-        )
+        let (a, b) = self.rng.below2(n, n - 1);
+        choose(candidates, a, b)
     }
+
+    fn peek(&self, candidates: &dyn Candidates, _key: Option<&str>) -> (usize, Reason) {
+        let n = candidates.len();
+        if n == 1 {
+            return (0, Reason::Only);
+        }
+        let (a, b) = self.rng.peek_below2(n, n - 1);
+        choose(candidates, a, b)
+    }
+}
+
+/// The cheaper of draws `a` (in `0..n`) and `b` (a second draw among the other n-1, shifted
+/// past `a`: always distinct).
+fn choose(candidates: &dyn Candidates, a: usize, mut b: usize) -> (usize, Reason) {
+    if b >= a {
+        b += 1;
+    }
+    let (ca, cb) = (cost(candidates, a), cost(candidates, b));
+    let (win, lose, cw, cl) = if ca <= cb {
+        (a, b, ca, cb)
+    } else {
+        (b, a, cb, ca)
+    };
+    (
+        win,
+        Reason::TwoChoices {
+            chosen_cost: cw,
+            other: lose,
+            other_cost: cl,
+        },
+    )
 }
 
 #[cfg(test)]

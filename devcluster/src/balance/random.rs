@@ -1,6 +1,6 @@
 //! Random: a uniform draw per pick from a seedable source.
 
-use super::{Candidate, Pick, Reason, SeededRng, Strategy};
+use super::{Candidates, Pick, Reason, SeededRng, Strategy};
 
 #[derive(Debug)]
 pub struct Random {
@@ -20,8 +20,12 @@ impl Pick for Random {
         Strategy::Random
     }
 
-    fn pick(&self, candidates: &[Candidate<'_>], _key: Option<&str>) -> (usize, Reason) {
+    fn pick(&self, candidates: &dyn Candidates, _key: Option<&str>) -> (usize, Reason) {
         (self.rng.below(candidates.len()), Reason::Random)
+    }
+
+    fn peek(&self, candidates: &dyn Candidates, _key: Option<&str>) -> (usize, Reason) {
+        (self.rng.peek_below(1, candidates.len()), Reason::Random)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Round robin: each candidate in turn, one atomic increment per pick.
 
-use super::{Candidate, Pick, Reason, Strategy};
+use super::{Candidates, Pick, Reason, Strategy};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
@@ -13,8 +13,13 @@ impl Pick for RoundRobin {
         Strategy::RoundRobin
     }
 
-    fn pick(&self, candidates: &[Candidate<'_>], _key: Option<&str>) -> (usize, Reason) {
+    fn pick(&self, candidates: &dyn Candidates, _key: Option<&str>) -> (usize, Reason) {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        ((n % candidates.len() as u64) as usize, Reason::Turn(n))
+    }
+
+    fn peek(&self, candidates: &dyn Candidates, _key: Option<&str>) -> (usize, Reason) {
+        let n = self.next.load(Ordering::Relaxed);
         ((n % candidates.len() as u64) as usize, Reason::Turn(n))
     }
 }

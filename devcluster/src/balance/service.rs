@@ -1,19 +1,52 @@
 //! The balancer of one target service: its current strategy (switchable while requests flow),
-//! per-instance load and outlier state, and the log of its picks. One per target, shared by
-//! every caller (the gateway and order-service both call user-service through the same one).
+//! its candidate set (rebuilt when the registry changes), per-instance load and outlier state,
+//! and the ring of its picks. One per target, shared by every caller (the gateway and
+//! order-service both call user-service through the same one).
+//!
+//! A pick is: the cached candidate set (no filtering when nothing changed), the ejected and
+//! already-tried instances left out when there are any, the strategy's choice among prepared
+//! candidates, and a fixed-size entry in the ring. `peek` runs the same steps and changes
+//! nothing, for the route inspector.
 
 use super::load::{InstanceLoad, OutlierSettings};
-use super::record::{CandidateView, PickLog, PickRecord};
-use super::{Candidate, Pick, Strategy, picker};
-use crate::registry::{Health, InstanceView};
+use super::members::{Member, Members};
+use super::record::{MASK_BITS, Mask, PickEntry, PickLog, PickRecord};
+use super::{Candidates, Pick, Reason, Strategy, picker};
+use crate::registry::{InstanceView, Registry};
+use crate::telemetry::TraceId;
+use crate::telemetry::names::Name;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 /// How many picks each balancer remembers.
 pub const DEFAULT_PICK_LOG: usize = 1000;
+/// The eligible members of a set, as the strategies read them.
+struct Eligible<'a> {
+    members: &'a Members,
+    index: &'a [u32],
+}
+
+impl Candidates for Eligible<'_> {
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+    fn id(&self, i: usize) -> &str {
+        &self.members[self.index[i] as usize].id
+    }
+    fn weight(&self, i: usize) -> u32 {
+        self.members[self.index[i] as usize].weight
+    }
+    fn in_flight(&self, i: usize) -> u32 {
+        self.members[self.index[i] as usize].load.in_flight()
+    }
+    fn ewma_ns(&self, i: usize) -> f64 {
+        self.members[self.index[i] as usize].load.ewma_ns()
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("no passing instance of {target} ({registered} registered, {passing} passing)")]
@@ -23,12 +56,51 @@ pub struct NoCandidate {
     pub passing: usize,
 }
 
-/// The chosen instance, with its load handle (to count in-flight and report the outcome).
+/// The chosen instance, with the set it was chosen from and why.
+#[derive(Debug, Clone)]
 pub struct Picked {
-    /// Position of the chosen instance in the slice given to `pick`.
+    pub members: Arc<Members>,
+    /// Index of the chosen instance in `members`.
     pub index: usize,
-    pub load: Arc<InstanceLoad>,
-    pub record: Arc<PickRecord>,
+    pub strategy: Strategy,
+    /// Why; a `TwoChoices::other` is an index into `members`.
+    pub reason: Reason,
+    pub eligible: Mask,
+    pub ejected: Mask,
+    /// The ring's sequence number of this pick (0: not recorded, a peek).
+    pub seq: u64,
+}
+
+impl Picked {
+    pub fn member(&self) -> &Member {
+        &self.members[self.index]
+    }
+
+    /// The pick as the dashboard shows one (for a peek: what it would record).
+    pub fn record(&self, caller: &str, target: &str) -> PickRecord {
+        let m = self.member();
+        PickEntry {
+            seq: self.seq,
+            at_unix_ms: unix_ms(),
+            caller: Name::of(caller),
+            strategy: self.strategy,
+            members: self.members.clone(),
+            chosen: self.index,
+            reason: self.reason,
+            eligible: self.eligible,
+            ejected: self.ejected,
+            in_flight: m.load.in_flight(),
+            trace_id: None,
+            attempt: 1,
+        }
+        .record(target)
+    }
+
+    /// The reason as a sentence naming the instances.
+    pub fn reason_text(&self) -> String {
+        let names: Vec<&str> = self.members.iter().map(|m| &*m.id).collect();
+        self.reason.describe(&names)
+    }
 }
 
 /// An instance's load as the dashboard shows it.
@@ -58,28 +130,42 @@ pub struct ServiceBalancer {
     seed: u64,
     picker: RwLock<Arc<dyn Pick>>,
     loads: Mutex<HashMap<String, Arc<InstanceLoad>>>,
+    /// The candidate set as of the registry index it carries.
+    members: RwLock<Arc<Members>>,
     outlier: RwLock<OutlierSettings>,
     log: PickLog,
+    /// When the last ejection of any instance ends (ms since `born`; 0: none yet): picks skip
+    /// checking each instance's ejection once it is past.
+    ejections_end: std::sync::atomic::AtomicU64,
+    born: Instant,
 }
-
-/// The instances a pick record describes, in registry order: all of them up to
-/// `RECORDED_CANDIDATES`, and always the chosen one.
-fn recorded_indices(chosen: usize, n: usize) -> Vec<usize> {
-    let mut v: Vec<usize> = std::iter::once(chosen)
-        .chain((0..n).filter(|&i| i != chosen))
-        .take(RECORDED_CANDIDATES)
-        .collect();
-    v.sort_unstable();
-    v
-}
-
-/// How many candidates a pick record keeps (the chosen one always among them).
-pub const RECORDED_CANDIDATES: usize = 32;
 
 pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether a pick may change state (a real call) or only look (the route inspector).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Record,
+    Peek,
+}
+
+/// Who asks for a pick and for which attempt: what the ring records with it.
+#[derive(Debug, Clone, Copy)]
+pub struct PickFor<'a> {
+    pub caller: Name,
+    pub key: Option<&'a str>,
+    /// Instances a retry already tried.
+    pub exclude: &'a [Arc<str>],
+    pub trace_id: Option<TraceId>,
+    pub attempt: u32,
+}
+
+fn bit(i: usize) -> Mask {
+    if i < MASK_BITS { 1 << i } else { 0 }
 }
 
 impl ServiceBalancer {
@@ -94,8 +180,11 @@ impl ServiceBalancer {
             seed,
             picker: RwLock::new(Arc::from(picker(strategy, seed))),
             loads: Mutex::new(HashMap::new()),
+            members: RwLock::new(Arc::new(Members::default())),
             outlier: RwLock::new(outlier),
             log: PickLog::new(DEFAULT_PICK_LOG),
+            ejections_end: std::sync::atomic::AtomicU64::new(0),
+            born: Instant::now(),
         }
     }
 
@@ -115,7 +204,14 @@ impl ServiceBalancer {
         if self.strategy() != s {
             *self.picker.write().unwrap_or_else(|e| e.into_inner()) =
                 Arc::from(picker(s, self.seed));
-            self.log.reset_counts();
+            for l in self
+                .loads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+            {
+                l.picks.store(0, Ordering::Relaxed);
+            }
         }
     }
 
@@ -128,128 +224,159 @@ impl ServiceBalancer {
         loads.entry(id.to_string()).or_default().clone()
     }
 
-    /// Chooses among `instances` (all registered instances of the target): passing, not
-    /// ejected, not in `exclude` (instances a retry already tried). When ejection would leave
-    /// nobody, ejected instances are used anyway (Envoy's panic threshold does the same); when a
-    /// retry has nowhere new to go, it may return to an instance already tried.
-    pub fn pick(
-        &self,
-        caller: &str,
-        instances: &[InstanceView],
-        key: Option<&str>,
-        exclude: &[String],
-        trace_id: Option<&str>,
-        attempt: u32,
-    ) -> Result<Picked, NoCandidate> {
-        self.choose(caller, instances, key, exclude, trace_id, attempt, true)
+    /// The candidate set as the registry has it now: the cached one while the registry's index
+    /// has not moved, else rebuilt once.
+    pub fn members(&self, registry: &Registry) -> Arc<Members> {
+        let index = registry.index();
+        {
+            let cached = self.members.read().unwrap_or_else(|e| e.into_inner());
+            if cached.index == index {
+                return cached.clone();
+            }
+        }
+        let built = Arc::new(Members::build(
+            index,
+            &registry.service_shared(&self.target),
+            &self.loads,
+        ));
+        *self.members.write().unwrap_or_else(|e| e.into_inner()) = built.clone();
+        built
     }
 
-    /// What `pick` would choose now, without recording it (the route inspector). A rotating
-    /// strategy still advances by one turn.
-    pub fn preview(
-        &self,
-        instances: &[InstanceView],
-        key: Option<&str>,
-    ) -> Result<Picked, NoCandidate> {
-        self.choose("explain", instances, key, &[], None, 1, false)
+    /// A candidate set made from a list (tests, benchmarks), sharing this balancer's loads.
+    pub fn members_of(&self, instances: &[InstanceView]) -> Arc<Members> {
+        Arc::new(Members::build(0, instances, &self.loads))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Chooses among `members`: passing, not ejected, not in `exclude` (instances a retry
+    /// already tried). When ejection would leave nobody, ejected instances are used anyway
+    /// (Envoy's panic threshold does the same); when a retry has nowhere new to go, it may
+    /// return to an instance already tried. The pick is counted and recorded in the ring.
+    pub fn pick(&self, members: &Arc<Members>, at: PickFor<'_>) -> Result<Picked, NoCandidate> {
+        self.choose(members, at, Mode::Record)
+    }
+
+    /// What `pick` would choose now, changing nothing: no turn of a rotation taken, nothing
+    /// counted or recorded. The next `pick` with nothing changed in between chooses the same.
+    pub fn peek(&self, members: &Arc<Members>, at: PickFor<'_>) -> Result<Picked, NoCandidate> {
+        self.choose(members, at, Mode::Peek)
+    }
+
     fn choose(
         &self,
-        caller: &str,
-        instances: &[InstanceView],
-        key: Option<&str>,
-        exclude: &[String],
-        trace_id: Option<&str>,
-        attempt: u32,
-        record: bool,
+        members: &Arc<Members>,
+        at: PickFor<'_>,
+        mode: Mode,
     ) -> Result<Picked, NoCandidate> {
-        let now = Instant::now();
-        let loads: Vec<Arc<InstanceLoad>> = {
-            let mut map = self.loads.lock().unwrap_or_else(|e| e.into_inner());
-            instances
-                .iter()
-                .map(|i| match map.get(&i.id) {
-                    Some(l) => l.clone(),
-                    None => map.entry(i.id.clone()).or_default().clone(),
-                })
-                .collect()
-        };
-        let passing = |i: usize| instances[i].health == Health::Passing;
-        let ejected: Vec<bool> = loads.iter().map(|l| l.is_ejected(now)).collect();
-        let excluded = |i: usize| exclude.iter().any(|x| *x == instances[i].id);
-        let all: Vec<usize> = (0..instances.len()).collect();
-        let tiers: [&dyn Fn(usize) -> bool; 3] = [
-            &|i| passing(i) && !ejected[i] && !excluded(i),
-            &|i| passing(i) && !excluded(i),
-            &|i| passing(i),
-        ];
-        let eligible: Vec<usize> = tiers
-            .iter()
-            .map(|ok| all.iter().copied().filter(|i| ok(*i)).collect::<Vec<_>>())
-            .find(|v| !v.is_empty())
-            .ok_or_else(|| NoCandidate {
+        let passing = members.passing();
+        if passing.is_empty() {
+            return Err(NoCandidate {
                 target: self.target.clone(),
-                registered: instances.len(),
+                registered: members.len(),
                 passing: 0,
-            })?;
-        let cands: Vec<Candidate<'_>> = eligible
-            .iter()
-            .map(|&i| Candidate {
-                id: &instances[i].id,
-                weight: instances[i].weight,
-                in_flight: loads[i].in_flight(),
-                ewma_ns: loads[i].ewma_ns(),
-            })
-            .collect();
-        let picker = self
-            .picker
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let (k, reason) = picker.pick(&cands, key);
-        let chosen = eligible[k];
-        let names: Vec<&str> = cands.iter().map(|c| c.id).collect();
-        let rec = PickRecord {
-            seq: 0,
-            at_unix_ms: unix_ms(),
-            caller: caller.to_string(),
-            target: self.target.clone(),
-            strategy: picker.strategy(),
-            candidates_total: instances.len(),
-            // The chosen one first, then the rest up to a bound: a pick costs the same whether
-            // the service has 3 instances or 1000.
-            candidates: recorded_indices(chosen, instances.len())
-                .into_iter()
-                .map(|i| (i, &instances[i]))
-                .map(|(i, inst)| CandidateView {
-                    id: inst.id.clone(),
-                    health: inst.health,
-                    weight: inst.weight,
-                    in_flight: loads[i].in_flight(),
-                    ejected: ejected[i],
-                    eligible: eligible.binary_search(&i).is_ok(),
-                })
-                .collect(),
-            chosen: instances[chosen].id.clone(),
-            reason: reason.describe(&names),
-            trace_id: trace_id.map(str::to_string),
-            attempt,
+            });
+        }
+        let excluded = |m: &Member| {
+            at.exclude
+                .iter()
+                .any(|x| Arc::ptr_eq(x, &m.id) || **x == *m.id)
         };
-        let record = if record {
-            self.log.push(rec)
+        // Only look at each member's ejection while some ejection may still run.
+        let now = (self.ejections_end.load(Ordering::Relaxed) > 0).then(Instant::now);
+        let ejected_now = |m: &Member| now.is_some_and(|t| m.load.is_ejected(t));
+        let mut ejected: Mask = 0;
+        let mut any_out = false;
+        if now.is_some() || !at.exclude.is_empty() {
+            for &i in passing {
+                let m = &members[i as usize];
+                if ejected_now(m) {
+                    ejected |= bit(i as usize);
+                    any_out = true;
+                } else if excluded(m) {
+                    any_out = true;
+                }
+            }
+        }
+        // The common case takes the passing list as it is; otherwise the first tier with
+        // anyone in it: neither ejected nor tried, then not tried, then passing.
+        let filtered: Vec<u32>;
+        let (eligible, eligible_mask): (&[u32], Mask) = if !any_out {
+            (passing, members.passing_mask())
         } else {
-            Arc::new(rec)
+            let tiers: [&dyn Fn(&Member) -> bool; 2] =
+                [&|m| !ejected_now(m) && !excluded(m), &|m| !excluded(m)];
+            filtered = tiers
+                .iter()
+                .map(|ok| {
+                    passing
+                        .iter()
+                        .copied()
+                        .filter(|&i| ok(&members[i as usize]))
+                        .collect::<Vec<_>>()
+                })
+                .find(|v| !v.is_empty())
+                .unwrap_or_else(|| passing.to_vec());
+            let mask = filtered.iter().fold(0, |m, &i| m | bit(i as usize));
+            (&filtered, mask)
         };
-        Ok(Picked {
-            index: chosen,
-            load: loads[chosen].clone(),
-            record,
-        })
+        let view = Eligible {
+            members,
+            index: eligible,
+        };
+        let picker = self.picker.read().unwrap_or_else(|e| e.into_inner());
+        let (k, reason) = match mode {
+            Mode::Record => picker.pick(&view, at.key),
+            Mode::Peek => picker.peek(&view, at.key),
+        };
+        let strategy = picker.strategy();
+        drop(picker);
+        let index = eligible[k] as usize;
+        // Reasons name other candidates by their place among the eligible: make it the set's.
+        let reason = match reason {
+            Reason::TwoChoices {
+                chosen_cost,
+                other,
+                other_cost,
+            } => Reason::TwoChoices {
+                chosen_cost,
+                other: eligible.get(other).map_or(index, |&i| i as usize),
+                other_cost,
+            },
+            r => r,
+        };
+        let mut picked = Picked {
+            members: members.clone(),
+            index,
+            strategy,
+            reason,
+            eligible: eligible_mask,
+            ejected,
+            seq: 0,
+        };
+        if mode == Mode::Record {
+            let load = &members[index].load;
+            load.picks.fetch_add(1, Ordering::Relaxed);
+            picked.seq = self.log.push(PickEntry {
+                seq: 0,
+                // The time of the request being served, read moments ago: no clock read here.
+                at_unix_ms: crate::telemetry::path::recent_unix_ms(),
+                caller: at.caller,
+                strategy,
+                members: members.clone(),
+                chosen: index,
+                reason,
+                eligible: eligible_mask,
+                ejected,
+                in_flight: load.in_flight(),
+                trace_id: at.trace_id,
+                attempt: at.attempt,
+            });
+        }
+        Ok(picked)
     }
 
-    /// Reports a finished call. Returns the ejection time when this failure ejects the instance.
+    /// Reports how a call to `load`'s instance went: latency for P2C, failures for outlier
+    /// ejection. Returns the ejection time when this report ejects the instance.
     pub fn report(
         &self,
         id: &str,
@@ -259,18 +386,17 @@ impl ServiceBalancer {
     ) -> Option<Duration> {
         let now = Instant::now();
         load.observe_latency(rtt, now);
-        let settings = self
-            .outlier
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let may_eject = {
+        let settings = self.outlier.read().unwrap_or_else(|e| e.into_inner());
+        // Asked only when this failure would eject: the cap on how many may be out at once.
+        let may_eject = || {
             let loads = self.loads.lock().unwrap_or_else(|e| e.into_inner());
             let ejected = loads.values().filter(|l| l.is_ejected(now)).count();
             (ejected + 1) * 100 <= settings.max_ejected_percent as usize * loads.len().max(1)
         };
         let ejected = load.record(failure, &settings, may_eject, now);
         if let Some(d) = ejected {
+            let end = (now + d).saturating_duration_since(self.born).as_millis() as u64 + 1;
+            self.ejections_end.fetch_max(end, Ordering::Relaxed);
             tracing::warn!(instance = %id, target = %self.target, ejected_for = ?d, "outlier ejected");
         }
         ejected
@@ -278,32 +404,36 @@ impl ServiceBalancer {
 
     pub fn snapshot(&self, recent: usize) -> BalancerSnapshot {
         let now = Instant::now();
-        let mut loads: Vec<LoadView> = self
-            .loads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let loads = self.loads.lock().unwrap_or_else(|e| e.into_inner());
+        let mut views: Vec<LoadView> = loads
             .iter()
             .map(|(id, l)| LoadView {
                 id: id.clone(),
                 in_flight: l.in_flight(),
                 ewma_ms: l.ewma_ns() / 1e6,
-                requests: l.requests.load(std::sync::atomic::Ordering::Relaxed),
-                failures: l.failures.load(std::sync::atomic::Ordering::Relaxed),
+                requests: l.requests.load(Ordering::Relaxed),
+                failures: l.failures.load(Ordering::Relaxed),
                 consecutive_failures: l.consecutive_failures(),
                 ejected_for_ms: l.ejected_until(now).map(|u| (u - now).as_millis() as u64),
             })
             .collect();
-        loads.sort_by(|a, b| a.id.cmp(&b.id));
+        views.sort_by(|a, b| a.id.cmp(&b.id));
+        let counts = loads
+            .iter()
+            .map(|(id, l)| (id.clone(), l.picks.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        drop(loads);
         BalancerSnapshot {
             target: self.target.clone(),
             strategy: self.strategy(),
-            counts: self.log.counts(),
-            loads,
+            counts,
+            loads: views,
             recent: self
                 .log
                 .recent(recent)
                 .iter()
-                .map(|r| (**r).clone())
+                .map(|e| e.record(&self.target))
                 .collect(),
         }
     }
@@ -383,44 +513,62 @@ impl Balancers {
 
 #[cfg(test)]
 mod tests {
+    use super::super::members::tests::view as inst;
+    use super::super::record::RECORDED_CANDIDATES;
     use super::*;
-    use std::collections::BTreeMap as Map;
+    use crate::registry::Health;
+    use proptest::prelude::{ProptestConfig, any, prop_assert_eq, proptest};
 
-    fn inst(id: &str, health: Health) -> InstanceView {
-        InstanceView {
-            id: id.into(),
-            service: "svc".into(),
-            version: String::new(),
-            address: "127.0.0.1".into(),
-            port: 1,
-            tags: vec![],
-            meta: Map::new(),
-            weight: 1,
-            weight_warning: 1,
-            protocol: "http".into(),
-            health_path: String::new(),
-            health,
-            checks: vec![],
-            create_index: 1,
-            modify_index: 1,
-        }
+    fn caller() -> Name {
+        Name::of("gateway")
+    }
+
+    /// One pick by the gateway, first attempt, no key: the chosen id.
+    fn pick(b: &ServiceBalancer, m: &Arc<Members>) -> String {
+        pick_for(b, m, &[], None)
+    }
+
+    fn pick_for(
+        b: &ServiceBalancer,
+        m: &Arc<Members>,
+        exclude: &[Arc<str>],
+        key: Option<&str>,
+    ) -> String {
+        let c = caller();
+        let p = b
+            .pick(
+                m,
+                PickFor {
+                    caller: c,
+                    key,
+                    exclude,
+                    trace_id: None,
+                    attempt: 1,
+                },
+            )
+            .unwrap();
+        p.member().id.to_string()
     }
 
     #[test]
     fn only_passing_instances_are_picked_and_every_pick_is_recorded() {
         let b = ServiceBalancer::new("svc", Strategy::RoundRobin, OutlierSettings::default(), 1);
-        let insts = [
+        let m = b.members_of(&[
             inst("a", Health::Passing),
             inst("b", Health::Critical),
             inst("c", Health::Passing),
-        ];
+        ]);
+        let c = caller();
         let chosen: Vec<String> = (0..4)
             .map(|_| {
-                b.pick("gateway", &insts, None, &[], Some("t1"), 1)
-                    .unwrap()
-                    .record
-                    .chosen
-                    .clone()
+                let at = PickFor {
+                    caller: c,
+                    key: None,
+                    exclude: &[],
+                    trace_id: Some(TraceId(0x71)),
+                    attempt: 1,
+                };
+                b.pick(&m, at).unwrap().member().id.to_string()
             })
             .collect();
         assert_eq!(chosen, ["a", "c", "a", "c"]);
@@ -430,7 +578,7 @@ mod tests {
         let last = snap.recent.last().unwrap();
         assert_eq!(
             (last.caller.as_str(), last.trace_id.as_deref()),
-            ("gateway", Some("t1"))
+            ("gateway", Some("00000000000000000000000000000071"))
         );
         let b_view = last.candidates.iter().find(|c| c.id == "b").unwrap();
         assert!(!b_view.eligible && b_view.health == Health::Critical);
@@ -443,8 +591,9 @@ mod tests {
         let insts: Vec<InstanceView> = (0..100)
             .map(|i| inst(&format!("i{i:03}"), Health::Passing))
             .collect();
+        let m = b.members_of(&insts);
         for _ in 0..60 {
-            b.pick("gateway", &insts, None, &[], None, 1).unwrap();
+            pick(&b, &m);
         }
         let last = b.snapshot(1).recent.pop().unwrap();
         assert_eq!(last.chosen, "i059");
@@ -460,22 +609,31 @@ mod tests {
     #[test]
     fn retries_avoid_instances_already_tried() {
         let b = ServiceBalancer::new("svc", Strategy::RoundRobin, OutlierSettings::default(), 1);
-        let insts = [inst("a", Health::Passing), inst("b", Health::Passing)];
+        let m = b.members_of(&[inst("a", Health::Passing), inst("b", Health::Passing)]);
+        let a: Arc<str> = Arc::from("a");
         for _ in 0..5 {
-            let p = b.pick("c", &insts, None, &["a".into()], None, 2).unwrap();
-            assert_eq!(p.record.chosen, "b");
+            assert_eq!(pick_for(&b, &m, std::slice::from_ref(&a), None), "b");
         }
         // Nowhere new to go: back to a tried one rather than failing.
-        let p = b
-            .pick("c", &insts, None, &["a".into(), "b".into()], None, 3)
-            .unwrap();
-        assert!(["a", "b"].contains(&p.record.chosen.as_str()));
-        let none = b
-            .pick("c", &[inst("x", Health::Critical)], None, &[], None, 1)
+        let both = [a, Arc::from("b")];
+        assert!(["a", "b"].contains(&pick_for(&b, &m, &both, None).as_str()));
+        let none = b.members_of(&[inst("x", Health::Critical)]);
+        let c = caller();
+        let err = b
+            .pick(
+                &none,
+                PickFor {
+                    caller: c,
+                    key: None,
+                    exclude: &[],
+                    trace_id: None,
+                    attempt: 1,
+                },
+            )
             .err()
             .unwrap();
         assert_eq!(
-            none.to_string(),
+            err.to_string(),
             "no passing instance of svc (1 registered, 0 passing)"
         );
     }
@@ -489,36 +647,24 @@ mod tests {
             max_ejected_percent: 50,
         };
         let b = ServiceBalancer::new("svc", Strategy::RoundRobin, outlier, 1);
-        let insts = [inst("a", Health::Passing), inst("b", Health::Passing)];
+        let m = b.members_of(&[inst("a", Health::Passing), inst("b", Health::Passing)]);
         let la = b.load("a");
-        b.load("b");
         assert_eq!(b.report("a", &la, Duration::from_millis(1), true), None);
         assert_eq!(
             b.report("a", &la, Duration::from_millis(1), true),
             Some(Duration::from_secs(1))
         );
-        assert!((0..4).all(|_| {
-            b.pick("c", &insts, None, &[], None, 1)
-                .unwrap()
-                .record
-                .chosen
-                == "b"
-        }));
+        assert!((0..4).all(|_| pick(&b, &m) == "b"));
         assert_eq!(b.snapshot(1).loads[0].ejected_for_ms, Some(1000));
+        let last = b.snapshot(1).recent.pop().unwrap();
+        let a_view = &last.candidates[0];
+        assert!(a_view.ejected && !a_view.eligible, "{a_view:?}");
         // The 50 % cap: b cannot be ejected while a is.
         let lb = b.load("b");
         b.report("b", &lb, Duration::from_millis(1), true);
         assert_eq!(b.report("b", &lb, Duration::from_millis(1), true), None);
         tokio::time::advance(Duration::from_millis(1001)).await;
-        let ids: Vec<String> = (0..2)
-            .map(|_| {
-                b.pick("c", &insts, None, &[], None, 1)
-                    .unwrap()
-                    .record
-                    .chosen
-                    .clone()
-            })
-            .collect();
+        let ids: Vec<String> = (0..2).map(|_| pick(&b, &m)).collect();
         assert!(
             ids.contains(&"a".to_string()),
             "a is back after its ejection: {ids:?}"
@@ -530,11 +676,91 @@ mod tests {
         let b = ServiceBalancer::new("svc", Strategy::RoundRobin, OutlierSettings::default(), 1);
         b.set_strategy(Strategy::LeastRequest);
         assert_eq!(b.strategy(), Strategy::LeastRequest);
-        let insts = [inst("a", Health::Passing), inst("b", Health::Passing)];
+        let m = b.members_of(&[inst("a", Health::Passing), inst("b", Health::Passing)]);
         let la = b.load("a");
         let _busy = la.start();
-        let p = b.pick("c", &insts, None, &[], None, 1).unwrap();
-        assert_eq!(p.record.chosen, "b");
-        assert_eq!(p.record.strategy, Strategy::LeastRequest);
+        assert_eq!(pick(&b, &m), "b");
+        assert_eq!(b.snapshot(1).recent[0].strategy, Strategy::LeastRequest);
+    }
+
+    #[tokio::test]
+    async fn the_set_is_rebuilt_only_when_the_registry_changes() {
+        let registry = Registry::new();
+        let b = ServiceBalancer::new("svc", Strategy::RoundRobin, OutlierSettings::default(), 1);
+        let reg = |id: &str| crate::registry::Registration {
+            id: id.into(),
+            name: "svc".into(),
+            address: "127.0.0.1".into(),
+            port: 1,
+            ..Default::default()
+        };
+        registry.register(reg("a")).unwrap();
+        let first = b.members(&registry);
+        assert!(
+            Arc::ptr_eq(&first, &b.members(&registry)),
+            "nothing changed: the same set"
+        );
+        registry.register(reg("b")).unwrap();
+        let second = b.members(&registry);
+        assert_eq!(second.len(), 2);
+        assert!(
+            Arc::ptr_eq(&first[0].load, &second[0].load),
+            "loads carry over"
+        );
+    }
+
+    fn strategy() -> impl proptest::strategy::Strategy<Value = Strategy> + Clone {
+        proptest::sample::select(Strategy::ALL.to_vec())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// The route inspector's promise: for every strategy, whatever happened before, a peek
+        /// names exactly the instance the next real pick chooses, and peeking changes nothing
+        /// (the picks after it are those that would have been made without it).
+        #[test]
+        fn a_peek_predicts_the_next_pick_and_changes_nothing(
+            s in strategy(),
+            n in 1usize..8,
+            critical in proptest::collection::vec(any::<bool>(), 8),
+            weights in proptest::collection::vec(0u32..5, 8),
+            busy in proptest::collection::vec(0u32..3, 8),
+            before in 0usize..20,
+            key in proptest::option::of("[a-z]{1,6}"),
+            seed in any::<u64>(),
+        ) {
+            let views: Vec<InstanceView> = (0..n).map(|i| {
+                let mut v = inst(&format!("i{i}"), if critical[i] && i > 0 { Health::Critical } else { Health::Passing });
+                v.weight = weights[i];
+                v
+            }).collect();
+            let twin = |seed| {
+                let b = ServiceBalancer::new("svc", s, OutlierSettings::default(), seed);
+                let m = b.members_of(&views);
+                (b, m)
+            };
+            let (real, m) = twin(seed);
+            let (control, mc) = twin(seed);
+            // The loads' in-flight counts matter to least_request and p2c: hold some.
+            let held: Vec<_> = (0..n).flat_map(|i| (0..busy[i]).map(move |_| i)).collect();
+            let _g1: Vec<_> = held.iter().map(|&i| m[i].load.start()).collect();
+            let _g2: Vec<_> = held.iter().map(|&i| mc[i].load.start()).collect();
+            for _ in 0..before {
+                pick_for(&real, &m, &[], key.as_deref());
+                pick_for(&control, &mc, &[], key.as_deref());
+            }
+            let c = caller();
+            let at = PickFor { caller: c, key: key.as_deref(), exclude: &[], trace_id: None, attempt: 1 };
+            let predicted = real.peek(&m, at).unwrap().member().id.to_string();
+            prop_assert_eq!(&real.peek(&m, at).unwrap().member().id.to_string(), &predicted);
+            prop_assert_eq!(real.snapshot(1000).recent.len(), before, "a peek records nothing");
+            for step in 0..5 {
+                let got = pick_for(&real, &m, &[], key.as_deref());
+                if step == 0 {
+                    prop_assert_eq!(&got, &predicted);
+                }
+                prop_assert_eq!(got, pick_for(&control, &mc, &[], key.as_deref()), "step {}", step);
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! its current weight, takes the highest, and subtracts the total from the chosen one. Weights
 //! 5:1:1 give `a a b a c a a`, interleaved rather than in bursts.
 
-use super::{Candidate, Pick, Reason, Strategy};
+use super::{Candidates, Pick, Reason, Strategy};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -20,9 +20,13 @@ struct State {
 }
 
 impl State {
-    fn align(&mut self, candidates: &[Candidate<'_>]) {
+    fn align(&mut self, candidates: &dyn Candidates) {
         let same = self.ids.len() == candidates.len()
-            && self.ids.iter().zip(candidates).all(|(a, c)| a == c.id);
+            && self
+                .ids
+                .iter()
+                .enumerate()
+                .all(|(i, a)| a == candidates.id(i));
         if same {
             return;
         }
@@ -32,12 +36,13 @@ impl State {
             .map(String::as_str)
             .zip(self.current.iter().copied())
             .collect();
-        let current = candidates
-            .iter()
-            .map(|c| old.get(c.id).copied().unwrap_or(0))
+        let current = (0..candidates.len())
+            .map(|i| old.get(candidates.id(i)).copied().unwrap_or(0))
             .collect();
         self.current = current;
-        self.ids = candidates.iter().map(|c| c.id.to_string()).collect();
+        self.ids = (0..candidates.len())
+            .map(|i| candidates.id(i).to_string())
+            .collect();
     }
 }
 
@@ -46,30 +51,43 @@ impl Pick for SmoothWeighted {
         Strategy::Weighted
     }
 
-    fn pick(&self, candidates: &[Candidate<'_>], _key: Option<&str>) -> (usize, Reason) {
+    fn pick(&self, candidates: &dyn Candidates, _key: Option<&str>) -> (usize, Reason) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.align(candidates);
-        let mut total = 0i64;
-        let mut best: Option<(usize, i64)> = None;
-        for (i, (c, cw)) in candidates.iter().zip(st.current.iter_mut()).enumerate() {
-            let w = i64::from(c.weight);
-            total += w;
-            *cw += w;
-            if best.is_none_or(|(_, b)| *cw > b) {
-                best = Some((i, *cw));
-            }
-        }
-        let (i, cw) = best.unwrap_or((0, 0));
-        if let Some(v) = st.current.get_mut(i) {
-            *v -= total;
-        }
-        (i, Reason::CurrentWeight { current: cw, total })
+        step(&mut st.current, candidates)
     }
+
+    fn peek(&self, candidates: &dyn Candidates, _key: Option<&str>) -> (usize, Reason) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.align(candidates);
+        let mut current = st.current.clone();
+        step(&mut current, candidates)
+    }
+}
+
+/// One round of nginx's smooth weighted choice over `current` (aligned with `candidates`).
+fn step(current: &mut [i64], candidates: &dyn Candidates) -> (usize, Reason) {
+    let mut total = 0i64;
+    let mut best: Option<(usize, i64)> = None;
+    for (i, cw) in current.iter_mut().enumerate().take(candidates.len()) {
+        let w = i64::from(candidates.weight(i));
+        total += w;
+        *cw += w;
+        if best.is_none_or(|(_, b)| *cw > b) {
+            best = Some((i, *cw));
+        }
+    }
+    let (i, cw) = best.unwrap_or((0, 0));
+    if let Some(v) = current.get_mut(i) {
+        *v -= total;
+    }
+    (i, Reason::CurrentWeight { current: cw, total })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balance::Candidate;
     use crate::balance::test_support::cands;
 
     fn weighted<'a>(ids: &'a [&'a str], weights: &[u32]) -> Vec<Candidate<'a>> {

@@ -10,7 +10,7 @@ fn settings() -> BreakerSettings {
         failure_rate_threshold: 50,
         slow_call_rate_threshold: 60,
         slow_call_ms: 100,
-        window: 5,
+        window: WindowSize::Calls(5),
         minimum_calls: 3,
         open_for_ms: 1000,
         half_open_probes: 2,
@@ -68,6 +68,51 @@ async fn successes_push_old_failures_out_of_the_window() {
     let s = b.snapshot();
     assert_eq!(s.state, State::Closed);
     assert_eq!((s.calls_in_window, s.failures_in_window), (5, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_time_window_counts_recent_calls_only() {
+    let b = Breaker::new("a->b", time_settings());
+    assert!(call(&b, FAIL) && call(&b, FAIL));
+    tokio::time::advance(Duration::from_millis(2500)).await;
+    // The two failures are older than the 2 s window: 1 of 3 is under 50 %.
+    for o in [FAIL, OK, OK] {
+        assert!(call(&b, o));
+    }
+    assert_eq!(b.state().0, State::Closed);
+    assert_eq!(b.snapshot().calls_in_window, 3);
+    assert!(call(&b, FAIL));
+    assert_eq!(b.state().0, State::Open, "2 of 4 recent calls failed");
+    let reason = &b.snapshot().transitions[0].reason;
+    assert!(
+        reason.contains("failure rate 50% ≥ 50% over 4 calls in the last 2s"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn asking_whether_it_would_admit_changes_nothing() {
+    let b = Breaker::new("a->b", settings());
+    assert!(b.would_admit().is_ok());
+    assert_eq!(b.snapshot().total_calls, 0);
+    for _ in 0..3 {
+        call(&b, FAIL);
+    }
+    assert!(b.would_admit().is_err(), "open");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(b.would_admit().is_ok(), "a probe would go");
+    assert_eq!(b.state().0, State::Open, "but it did not move to half-open");
+    b.set_mode(Mode::ForcedOpen);
+    let rejected = b.snapshot().rejected;
+    assert_eq!(
+        b.would_admit().unwrap_err().to_string(),
+        "rejected by breaker a->b, forced_open"
+    );
+    assert_eq!(
+        b.snapshot().rejected,
+        rejected,
+        "not counted as a rejection"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -181,8 +226,8 @@ fn concurrent_half_open_admits_exactly_n_and_loses_no_counts() {
 
     // Closed: 4 threads × 5000 calls, none lost.
     let mut s = settings();
-    s.window = 20_000;
-    s.minimum_calls = 20_000;
+    s.window = WindowSize::Time(Duration::from_secs(3600));
+    s.minimum_calls = 1_000_000;
     s.failure_rate_threshold = 100;
     let b = Arc::new(Breaker::new("a->b", s));
     let handles: Vec<_> = (0..4)
@@ -224,7 +269,8 @@ struct Model {
     mode: Mode,
     since_ms: u64,
     now_ms: u64,
-    window: Vec<(bool, bool)>,
+    /// (when, failed, slow)
+    window: Vec<(u64, bool, bool)>,
     probes: Vec<(bool, bool)>,
 }
 
@@ -241,13 +287,23 @@ impl Model {
         match self.state {
             State::Open => false,
             State::Closed => {
-                self.window.push((failure, slow));
-                if self.window.len() > self.s.window as usize {
-                    self.window.remove(0);
+                self.window.push((self.now_ms, failure, slow));
+                match self.s.window {
+                    WindowSize::Calls(n) => {
+                        if self.window.len() > n as usize {
+                            self.window.remove(0);
+                        }
+                    }
+                    // The last ten slots of a tenth of the window each.
+                    WindowSize::Time(d) => {
+                        let slot = d.as_millis() as u64 / 10;
+                        let now = self.now_ms / slot;
+                        self.window.retain(|c| c.0 / slot + 9 >= now);
+                    }
                 }
                 let n = self.window.len();
-                let f = self.window.iter().filter(|c| c.0).count();
-                let sl = self.window.iter().filter(|c| c.1).count();
+                let f = self.window.iter().filter(|c| c.1).count();
+                let sl = self.window.iter().filter(|c| c.2).count();
                 if n >= self.s.minimum_calls as usize
                     && (f * 100 >= self.s.failure_rate_threshold as usize * n
                         || sl * 100 >= self.s.slow_call_rate_threshold as usize * n)
@@ -307,14 +363,22 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+fn time_settings() -> BreakerSettings {
+    BreakerSettings {
+        window: WindowSize::Time(Duration::from_secs(2)),
+        ..settings()
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
     #[test]
-    fn behaves_like_the_reference_model(ops in prop::collection::vec(op(), 1..120)) {
+    fn behaves_like_the_reference_model(ops in prop::collection::vec(op(), 1..120), time in any::<bool>()) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let s = if time { time_settings() } else { settings() };
         rt.block_on(async {
-            let b = Breaker::new("a->b", settings());
-            let mut m = Model { s: settings(), state: State::Closed, mode: Mode::Auto, since_ms: 0, now_ms: 0, window: vec![], probes: vec![] };
+            let b = Breaker::new("a->b", s.clone());
+            let mut m = Model { s, state: State::Closed, mode: Mode::Auto, since_ms: 0, now_ms: 0, window: vec![], probes: vec![] };
             for (i, op) in ops.iter().enumerate() {
                 match op {
                     Op::Call { failure, slow } => {

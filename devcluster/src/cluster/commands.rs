@@ -3,7 +3,7 @@
 
 use super::Core;
 use crate::balance::record::CandidateView;
-use crate::breaker::{Breakers, Mode, State};
+use crate::breaker::{Mode, State};
 use crate::control::{Command, ControlError};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -245,7 +245,7 @@ impl Core {
     }
 
     /// Where the gateway would send `METHOD PATH` right now, and why.
-    pub fn explain(&self, method: &str, path: &str) -> RouteExplain {
+    pub async fn explain(&self, method: &str, path: &str) -> RouteExplain {
         let method = method.to_ascii_uppercase();
         let mut out = RouteExplain {
             method: method.clone(),
@@ -285,41 +285,64 @@ impl Core {
             Some(q) => format!("{}?{q}", m.path),
             None => m.path.clone(),
         });
-        let key = self
+        let call = crate::client::Call {
+            method: http::Method::from_bytes(method.as_bytes()).unwrap_or_default(),
+            path_and_query: out.rewritten.clone().unwrap_or_default(),
+            headers: http::HeaderMap::new(),
+            body: axum::body::Body::empty(),
+            params: m.params.clone(),
+            parent: None,
+        };
+        out.hash_key = self
             .gateway
             .client
-            .hash_key(&m.service, &http::HeaderMap::new(), &m.params);
-        out.hash_key = key.clone();
-        let balancer = self.balancers.get(&m.service);
-        out.strategy = Some(balancer.strategy().to_string());
-        let breaker_name = Breakers::name("gateway", &m.service);
-        let breaker = self.breakers.get(&breaker_name);
-        let (state, mode) = breaker.state();
-        out.breaker = Some(breaker_name.clone());
-        out.breaker_state = Some(state);
-        out.breaker_mode = Some(mode);
-        match balancer.preview(&self.registry.service(&m.service, false), key.as_deref()) {
-            Ok(p) => {
-                out.candidates = p.record.candidates.clone();
-                out.chosen = Some(p.record.chosen.clone());
-                out.reason = Some(p.record.reason.clone());
-            }
-            Err(e) => {
-                out.outcome = format!("503: {e}");
+            .hash_key(&m.service, &call.headers, &call.params);
+        out.strategy = Some(self.balancers.get(&m.service).strategy().to_string());
+        // The gateway's own stack, dry: what a real call would do, with nothing changed.
+        let e = match self.gateway.client.explain(&m.service, call).await {
+            Ok(e) => e,
+            Err(err) => {
+                out.outcome = format!("{}: {err}", err.status().as_u16());
                 return out;
             }
+        };
+        let breaker_name = e.breaker.clone().unwrap_or_default();
+        out.breaker = e.breaker.clone();
+        out.breaker_state = e.breaker_state;
+        out.breaker_mode = e.breaker_mode;
+        let (state, mode) = (
+            e.breaker_state.unwrap_or(State::Closed),
+            e.breaker_mode.unwrap_or(Mode::Auto),
+        );
+        match (&e.picked, &e.no_instance) {
+            (Some(p), _) => {
+                let rec = p.record("gateway", &m.service);
+                out.strategy = Some(rec.strategy.to_string());
+                out.candidates = rec.candidates;
+                out.chosen = Some(rec.chosen);
+                out.reason = Some(rec.reason);
+            }
+            (None, Some(none)) => {
+                out.outcome = format!("503: {none}");
+                return out;
+            }
+            (None, None) => {}
         }
-        out.outcome = match (mode, state) {
-            (Mode::ForcedOpen, _) => {
-                format!("503: rejected by breaker {breaker_name}, forced_open")
-            }
-            (Mode::Auto, State::Open) => {
-                format!("503 unless its open time is over: breaker {breaker_name} is open")
-            }
-            (Mode::Auto, State::HalfOpen) => {
+        if let Some(r) = &e.refused {
+            out.outcome = match (mode, state) {
+                (Mode::Auto, State::Open) => {
+                    format!("503 unless its open time is over: breaker {breaker_name} is open")
+                }
+                _ => format!("503: {r}"),
+            };
+            return out;
+        }
+        out.outcome = match state {
+            State::HalfOpen => {
                 format!("sent if a probe slot is free (breaker {breaker_name} is half-open)")
             }
-            _ => format!(
+            State::Open => format!("sent as a probe: breaker {breaker_name}'s open time is over"),
+            State::Closed => format!(
                 "sent to {} as {} {}",
                 out.chosen.clone().unwrap_or_default(),
                 method,

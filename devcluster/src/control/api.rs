@@ -219,7 +219,7 @@ async fn explain(
             "expected ?method=GET&path=/api/users/1",
         );
     };
-    axum::Json(core.explain(method, path)).into_response()
+    axum::Json(core.explain(method, path).await).into_response()
 }
 
 /// `GET /api/traces[?service=&operation=&min_duration_ms=&errors_only=&limit=]`: recent traces,

@@ -40,6 +40,8 @@ pub struct Registry {
 pub(crate) struct Inner {
     state: Mutex<State>,
     index_tx: watch::Sender<u64>,
+    /// The index again, read by every call through the service client without a lock.
+    index: std::sync::atomic::AtomicU64,
     pub(crate) http: reqwest::Client,
     reaper: Mutex<Option<JoinHandle<()>>>,
 }
@@ -111,6 +113,7 @@ impl Registry {
                 by_service: HashMap::new(),
             }),
             index_tx,
+            index: std::sync::atomic::AtomicU64::new(1),
             http,
             reaper: Mutex::new(None),
         });
@@ -128,7 +131,7 @@ impl Registry {
 
     /// The current change index (≥ 1). Every write that changes what a read returns bumps it.
     pub fn index(&self) -> u64 {
-        *self.inner.index_tx.borrow()
+        self.inner.index.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A receiver that sees the index move on every change.
@@ -367,6 +370,9 @@ fn lock_state(inner: &Inner) -> MutexGuard<'_, State> {
 
 fn bump(st: &mut State, inner: &Inner) -> u64 {
     st.index += 1;
+    inner
+        .index
+        .store(st.index, std::sync::atomic::Ordering::Release);
     inner.index_tx.send_replace(st.index);
     st.index
 }

@@ -119,7 +119,7 @@ impl UserLookup {
                 "{USER_SERVICE} answered {status}"
             )));
         }
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        let body = axum::body::to_bytes(axum::body::Body::new(resp.into_body()), 1 << 20)
             .await
             .map_err(|e| ApiError::bad_gateway(format!("{USER_SERVICE}: body cut short: {e}")))?;
         serde_json::from_slice(&body).map(Some).map_err(|e| {

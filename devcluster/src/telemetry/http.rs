@@ -1,28 +1,32 @@
-//! The server side of a hop: a middleware that opens a span per request, continuing the
-//! caller's trace from its headers, records the status, and counts the request in the
-//! server's metrics. `/health` and `/metrics` are neither traced nor counted: probes and
-//! scrapers would drown the real requests.
+//! The server side of a hop: a middleware that makes each request a traffic-path span,
+//! continuing the caller's trace from its headers, runs the handler in the request's scope (so
+//! calls it makes and anything it logs join the trace), answers with `X-Trace-ID` as the
+//! framework we follow does, counts the request in the server's metrics and writes its access
+//! line. `/health` and `/metrics` are neither traced nor counted: probes and scrapers would
+//! drown the real requests.
 
-use super::context;
+use super::context::{self, SpanContext, SpanId, TraceId, X_TRACE_ID};
 use super::metrics::ServerMetrics;
+use super::names::Name;
+use super::path::{self, Access, PathSpan, Scope, ServerSpan, Text, Timing, unix_ns};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use http::HeaderValue;
 use std::sync::Arc;
-use tracing::Instrument;
 
 #[derive(Clone)]
-pub struct ServerSpan {
-    pub service: Arc<str>,
-    pub instance: Arc<str>,
+pub struct ServerSpans {
+    pub service: Name,
+    pub instance: Name,
     pub metrics: Arc<ServerMetrics>,
 }
 
-impl ServerSpan {
+impl ServerSpans {
     pub fn new(metrics: Arc<ServerMetrics>) -> Self {
-        ServerSpan {
-            service: Arc::from(metrics.service.as_str()),
-            instance: Arc::from(metrics.instance.as_str()),
+        ServerSpans {
+            service: Name::of(&metrics.service),
+            instance: Name::of(&metrics.instance),
             metrics,
         }
     }
@@ -34,60 +38,106 @@ impl ServerSpan {
 pub struct RouteName(pub String);
 
 /// Requests that matched no route share one label, so junk paths cannot grow the series.
-const UNMATCHED: &str = "unmatched";
+pub const UNMATCHED: &str = "unmatched";
 
-pub async fn trace_request(State(s): State<ServerSpan>, req: Request, next: Next) -> Response {
+/// A request's trace context: the caller's, continued, or a new trace.
+pub fn server_context(headers: &http::HeaderMap) -> (SpanContext, Option<SpanId>) {
+    let remote = context::extract(headers);
+    let ctx = SpanContext {
+        trace_id: remote.map_or_else(TraceId::random, |r| r.trace_id),
+        span_id: SpanId::random(),
+    };
+    (ctx, remote.and_then(|r| r.parent))
+}
+
+/// `X-Trace-ID: <trace>` on a response.
+pub fn trace_header(resp: &mut Response<impl Sized>, trace: TraceId) {
+    let mut buf = [0u8; 32];
+    let hex = hex32(trace, &mut buf);
+    if let Ok(v) = HeaderValue::from_bytes(hex) {
+        resp.headers_mut()
+            .insert(http::HeaderName::from_static(X_TRACE_ID), v);
+    }
+}
+
+fn hex32(t: TraceId, buf: &mut [u8; 32]) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = DIGITS[((t.0 >> ((31 - i) * 4)) & 0xf) as usize];
+    }
+    buf
+}
+
+pub async fn trace_request(State(s): State<ServerSpans>, req: Request, next: Next) -> Response {
     if matches!(req.uri().path(), "/health" | "/metrics") {
         return next.run(req).await;
     }
+    let start_unix_ns = unix_ns();
     let started = std::time::Instant::now();
     let _in_flight = s.metrics.start();
-    let method = req.method().clone();
-    let remote = context::extract(req.headers());
-    let trace_id = remote.map(|r| r.trace_id.to_string());
-    let parent = remote.and_then(|r| r.parent).map(|p| p.to_string());
-    let route = req
+    let (ctx, parent) = server_context(req.headers());
+    let http_method = req.method().clone();
+    let method = Name::of(http_method.as_str());
+    let target = Text::new(
+        req.uri()
+            .path_and_query()
+            .map_or(req.uri().path(), |p| p.as_str()),
+    );
+    let matched = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string());
+        .map(|m| s.metrics.route_names(m.as_str(), &http_method));
     let config_version = crate::config::center::live_version();
     s.metrics.ran_under(config_version);
-    let span = tracing::info_span!(
-        "server",
-        otel.name = %format_args!("{} {}", req.method(), route.as_deref().unwrap_or(req.uri().path())),
-        service = %s.service,
-        instance = %s.instance,
-        trace_id = trace_id.as_deref(),
-        parent_span_id = parent.as_deref(),
-        http.method = %req.method(),
-        http.target = %req.uri(),
-        http.route = route.as_deref(),
-        http.status_code = tracing::field::Empty,
-        error = tracing::field::Empty,
-        // The config version the request ran under (the config center's, process-wide).
-        config.version = config_version,
-    );
-    let resp = next.run(req).instrument(span.clone()).await;
-    span.record("http.status_code", resp.status().as_u16());
-    if resp.status().is_server_error() {
-        span.record("error", true);
-    }
-    let route = resp
+    let scope = Scope {
+        ctx,
+        service: s.service,
+        instance: s.instance,
+    };
+    let (mut resp, events) = path::scoped(scope, next.run(req)).await;
+    let status = resp.status().as_u16();
+    // A handler that routes by itself (the gateway) names the route it took.
+    let named = resp
         .extensions()
         .get::<RouteName>()
-        .map(|r| r.0.as_str())
-        .or(route.as_deref())
-        .unwrap_or(UNMATCHED);
+        .map(|r| s.metrics.route_names(&r.0, &http_method));
+    let matched_route = named.is_some() || matched.is_some();
+    let names = named
+        .or(matched)
+        .unwrap_or_else(|| s.metrics.route_names(UNMATCHED, &http_method));
     let took = started.elapsed();
-    let status = resp.status().as_u16();
-    s.metrics.record(route, method.as_str(), status, took);
-    // The access log line, in the request's span (debug: `serve` prints info and above).
-    span.in_scope(|| {
-        tracing::debug!(
-            status,
-            took_ms = took.as_secs_f64() * 1000.0,
-            "{method} {route} → {status}"
-        );
+    s.metrics.record_route(&names, status, took);
+    trace_header(&mut resp, ctx.trace_id);
+    let duration_ns = took.as_nanos() as u64;
+    let route_name = matched_route.then_some(names.route);
+    path::access(Access {
+        at_unix_ns: start_unix_ns + duration_ns,
+        service: s.service,
+        instance: s.instance,
+        method,
+        route: names.route,
+        status,
+        took_ns: duration_ns,
+        trace_id: ctx.trace_id,
+        span_id: ctx.span_id,
     });
+    path::record(PathSpan::Server(ServerSpan {
+        timing: Timing {
+            ctx,
+            parent,
+            start_unix_ns,
+            duration_ns,
+            error: status >= 500,
+        },
+        service: s.service,
+        instance: s.instance,
+        method,
+        op: names.op,
+        route: route_name,
+        target,
+        status,
+        config_version,
+        events: (!events.is_empty()).then(|| events.into_boxed_slice()),
+    }));
     resp
 }

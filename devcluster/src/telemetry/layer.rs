@@ -120,11 +120,21 @@ where
         };
         let mut fields = Fields::default();
         attrs.record(&mut fields);
-        let inherited = span.parent().and_then(|p| {
-            let ext = p.extensions();
-            ext.get::<SpanData>()
-                .map(|d| (d.ctx, d.fields.service.clone(), d.fields.instance.clone()))
-        });
+        // The parent: an enclosing `tracing` span of ours, else the request being handled
+        // (a traffic-path server span, known through the task's scope).
+        let inherited = span
+            .parent()
+            .and_then(|p| {
+                let ext = p.extensions();
+                ext.get::<SpanData>()
+                    .map(|d| (d.ctx, d.fields.service.clone(), d.fields.instance.clone()))
+            })
+            .or_else(|| {
+                super::path::current().map(|s| {
+                    let name = |n: super::names::Name| (!n.is_empty()).then(|| n.to_string());
+                    (s.ctx, name(s.service), name(s.instance))
+                })
+            });
         // An explicit remote context (from request headers) wins over the in-process parent.
         let (trace_id, parent) = match (fields.remote_trace, &inherited) {
             (Some(t), _) => (t, fields.remote_parent),
@@ -182,6 +192,12 @@ where
                         )
                     })
                 })
+                .or_else(|| {
+                    // Outside any `tracing` span but inside a request: the request's.
+                    let s = span.is_none().then(super::path::current).flatten()?;
+                    let name = |n: super::names::Name| (!n.is_empty()).then(|| n.to_string());
+                    Some((name(s.service), name(s.instance), Some(s.ctx)))
+                })
                 .unwrap_or((None, None, None));
             logs.push(LogRecord {
                 seq: 0,
@@ -201,6 +217,12 @@ where
             });
         }
         let Some(span) = span else {
+            // An event inside a request but no `tracing` span: an event of the request's span.
+            super::path::add_scope_event(SpanEvent {
+                at_unix_ns: unix_ns(),
+                message: f.message.unwrap_or_default(),
+                attributes: f.attributes,
+            });
             return;
         };
         let mut ext = span.extensions_mut();

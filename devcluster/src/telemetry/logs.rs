@@ -3,6 +3,7 @@
 
 use super::context::{SpanId, TraceId};
 use super::intern::{Interner, Sym};
+use super::path::Access;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -107,14 +108,62 @@ pub struct LogStore {
 }
 
 struct Inner {
-    records: VecDeque<StoredLog>,
+    records: VecDeque<Stored>,
     capacity: usize,
     /// The sequence number of the newest record.
     seq: u64,
     strings: Interner,
 }
 
-/// A record as the store keeps it: shared strings as [`Sym`]s, no spare capacity.
+/// A record as the store keeps it: a request's access line as the fixed-size record it was
+/// made as (its message is written when read), any other in the generic form.
+enum Stored {
+    Log(StoredLog),
+    Access { seq: u64, line: Access },
+}
+
+impl Stored {
+    fn matches(&self, f: &LogFilter, q: Option<&str>, strings: &Interner) -> bool {
+        match self {
+            Stored::Log(l) => l.matches(f, q, strings),
+            Stored::Access { seq, line } => {
+                f.after.is_none_or(|a| *seq > a)
+                    && f.level.is_none_or(|l| Access::LEVEL >= l)
+                    && f.trace.is_none_or(|t| line.trace_id == t)
+                    && f.service
+                        .as_ref()
+                        .is_none_or(|s| line.service.as_str() == s)
+                    && q.is_none_or(|q| {
+                        line.message().to_lowercase().contains(q)
+                            || line
+                                .fields()
+                                .iter()
+                                .any(|(k, v)| k.contains(q) || v.to_lowercase().contains(q))
+                    })
+            }
+        }
+    }
+
+    fn record(&self, strings: &Interner) -> LogRecord {
+        match self {
+            Stored::Log(l) => l.record(strings),
+            Stored::Access { seq, line } => LogRecord {
+                seq: *seq,
+                at_unix_ns: line.at_unix_ns,
+                level: Access::LEVEL,
+                service: line.service.to_string(),
+                instance: line.instance.to_string(),
+                target: Access::TARGET.into(),
+                message: line.message(),
+                fields: line.fields(),
+                trace_id: Some(line.trace_id),
+                span_id: Some(line.span_id),
+            },
+        }
+    }
+}
+
+/// A generic record: shared strings as [`Sym`]s, no spare capacity.
 struct StoredLog {
     seq: u64,
     at_unix_ns: u64,
@@ -216,7 +265,18 @@ impl LogStore {
             g.records.pop_front();
         }
         let stored = StoredLog::new(r, &mut g.strings);
-        g.records.push_back(stored);
+        g.records.push_back(Stored::Log(stored));
+    }
+
+    /// Adds a request's access line as it is: nothing formatted or interned.
+    pub fn push_access(&self, line: Access) {
+        let mut g = self.lock();
+        g.seq += 1;
+        let seq = g.seq;
+        if g.records.len() >= g.capacity {
+            g.records.pop_front();
+        }
+        g.records.push_back(Stored::Access { seq, line });
     }
 
     pub fn len(&self) -> usize {

@@ -55,6 +55,9 @@ pub struct ServerMetrics {
 }
 
 struct RouteEntry {
+    name: super::names::Name,
+    /// "GET /users/{id}" per method seen: the server span's operation.
+    ops: RwLock<Vec<(http::Method, super::names::Name)>>,
     errors: Counter,
     duration: Histogram,
     /// Requests by (method, status): a handful per route, scanned.
@@ -126,9 +129,46 @@ impl ServerMetrics {
         InFlight(self)
     }
 
-    pub fn record(&self, route: &str, method: &str, status: u16, took: Duration) {
-        let error = status >= 500;
+    /// A route's metric handles and names for `method`, looked up once per request.
+    pub fn route_names(&self, route: &str, method: &http::Method) -> RouteNames {
         let entry = self.route(route);
+        let known = entry
+            .ops
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, n)| *n);
+        let op = known.unwrap_or_else(|| {
+            let n = super::names::Name::of(&format!("{method} {route}"));
+            entry
+                .ops
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((method.clone(), n));
+            n
+        });
+        RouteNames {
+            route: entry.name,
+            op,
+            method: method.clone(),
+            entry,
+        }
+    }
+
+    /// Counts a request of the route `names` was looked up for.
+    pub fn record_route(&self, names: &RouteNames, status: u16, took: Duration) {
+        self.record_in(&names.entry, names.method.as_str(), status, took);
+    }
+
+    pub fn record(&self, route: &str, method: &str, status: u16, took: Duration) {
+        let entry = self.route(route);
+        self.record_in(&entry, method, status, took);
+    }
+
+    fn record_in(&self, entry: &RouteEntry, method: &str, status: u16, took: Duration) {
+        let error = status >= 500;
+        let route = entry.name.as_str();
         let counted = entry
             .requests
             .read()
@@ -166,6 +206,8 @@ impl ServerMetrics {
                 route: route.into(),
             };
             Arc::new(RouteEntry {
+                name: super::names::Name::of(route),
+                ops: RwLock::default(),
                 errors: self.errors.get_or_create(&labels).clone(),
                 duration: self.duration.get_or_create(&labels).clone(),
                 requests: RwLock::default(),
@@ -200,6 +242,15 @@ impl ServerMetrics {
 
 pub struct InFlight<'a>(&'a ServerMetrics);
 
+/// A route of a server as a request records it: its metric handles and span names.
+pub struct RouteNames {
+    pub route: super::names::Name,
+    /// "GET /users/{id}".
+    pub op: super::names::Name,
+    pub method: http::Method,
+    entry: Arc<RouteEntry>,
+}
+
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.dec();
@@ -233,12 +284,50 @@ pub struct ProcessView {
 }
 
 /// One caller->target path of the service client: its histogram, its counters by instance and
-/// outcome, and its window.
-struct CallEntry {
+/// outcome, and its window. A client keeps its handle and records without any lookup by name.
+pub struct CallPath {
+    caller: String,
+    target: String,
+    family: Family<CallLabels, Counter>,
     duration: Histogram,
     calls: RwLock<Vec<(String, String, Counter)>>,
     window: Rolling,
 }
+
+impl CallPath {
+    /// One attempt to `instance` ended as `outcome` (ok, 5xx, timeout, connect_error).
+    pub fn record(&self, instance: &str, outcome: &str, took: Duration) {
+        let counted = self
+            .calls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(i, o, _)| i == instance && o == outcome)
+            .map(|(_, _, c)| c.clone());
+        let counter = counted.unwrap_or_else(|| {
+            let c = self
+                .family
+                .get_or_create(&CallLabels {
+                    caller: self.caller.clone(),
+                    target: self.target.clone(),
+                    instance: instance.into(),
+                    outcome: outcome.into(),
+                })
+                .clone();
+            self.calls.write().unwrap_or_else(|e| e.into_inner()).push((
+                instance.into(),
+                outcome.into(),
+                c.clone(),
+            ));
+            c
+        });
+        counter.inc();
+        self.duration.observe(took.as_secs_f64());
+        self.window.record(took, outcome != "ok");
+    }
+}
+
+type CallEntry = CallPath;
 
 /// One caller's paths, by target.
 type CallTargets = RwLock<HashMap<String, Arc<CallEntry>>>;
@@ -356,39 +445,21 @@ impl MetricsHub {
         outcome: &str,
         took: Duration,
     ) {
-        let entry = self.path(caller, target);
-        let counted = entry
-            .calls
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|(i, o, _)| i == instance && o == outcome)
-            .map(|(_, _, c)| c.clone());
-        let counter = counted.unwrap_or_else(|| {
-            let c = self
-                .calls
-                .get_or_create(&CallLabels {
-                    caller: caller.into(),
-                    target: target.into(),
-                    instance: instance.into(),
-                    outcome: outcome.into(),
-                })
-                .clone();
-            entry
-                .calls
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((instance.into(), outcome.into(), c.clone()));
-            c
-        });
-        counter.inc();
-        entry.duration.observe(took.as_secs_f64());
-        entry.window.record(took, outcome != "ok");
+        self.call_path(caller, target)
+            .record(instance, outcome, took);
+    }
+
+    /// The handle of caller → target, made on first use.
+    pub fn call_path(&self, caller: &str, target: &str) -> Arc<CallPath> {
+        self.path(caller, target)
     }
 
     fn path(&self, caller: &str, target: &str) -> Arc<CallEntry> {
         let make = || {
             Arc::new(CallEntry {
+                caller: caller.into(),
+                target: target.into(),
+                family: self.calls.clone(),
                 duration: self
                     .call_duration
                     .get_or_create(&PathLabels {

@@ -3,6 +3,7 @@
 use super::context::SpanId;
 use super::context::TraceId;
 use super::intern::{Interner, Sym};
+use super::path::PathSpan;
 use super::span::{SpanEvent, SpanFacts, SpanRecord, TraceSummary};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -24,9 +25,15 @@ pub struct SpanStore {
     inner: Mutex<Inner>,
 }
 
-/// A span as the store keeps it: ids inline, strings as [`Sym`]s, boxed slices (no spare
-/// capacity).
-struct StoredSpan {
+/// A span as the store keeps it: the traffic path's own spans as the fixed-size records they
+/// were made as, any other (a `tracing` span, an OTLP export) in the generic form.
+enum StoredSpan {
+    Generic(GenericSpan),
+    Path(PathSpan),
+}
+
+/// A generic span: ids inline, strings as [`Sym`]s, boxed slices (no spare capacity).
+struct GenericSpan {
     trace_id: TraceId,
     span_id: SpanId,
     parent_id: Option<SpanId>,
@@ -49,7 +56,42 @@ struct StoredEvent {
 }
 
 impl StoredSpan {
-    fn new(s: SpanRecord, strings: &mut Interner) -> StoredSpan {
+    fn trace_id(&self) -> TraceId {
+        match self {
+            StoredSpan::Generic(g) => g.trace_id,
+            StoredSpan::Path(p) => p.timing().ctx.trace_id,
+        }
+    }
+
+    fn record(&self, strings: &Interner) -> SpanRecord {
+        match self {
+            StoredSpan::Generic(g) => g.record(strings),
+            StoredSpan::Path(p) => p.record(),
+        }
+    }
+
+    fn facts<'a>(&'a self, strings: &'a Interner) -> SpanFacts<'a> {
+        match self {
+            StoredSpan::Generic(g) => g.facts(strings),
+            StoredSpan::Path(p) => {
+                let t = p.timing();
+                SpanFacts {
+                    trace_id: t.ctx.trace_id,
+                    span_id: t.ctx.span_id,
+                    parent_id: t.parent,
+                    service: p.service().as_str(),
+                    name: p.name().as_str(),
+                    start_unix_ns: t.start_unix_ns,
+                    end_unix_ns: t.start_unix_ns + t.duration_ns,
+                    error: t.error,
+                }
+            }
+        }
+    }
+}
+
+impl GenericSpan {
+    fn new(s: SpanRecord, strings: &mut Interner) -> GenericSpan {
         let mut p = strings.packer();
         let (service, instance, name) = (p.name(&s.service), p.name(&s.instance), p.name(&s.name));
         let attributes = p.pairs(&s.attributes);
@@ -62,7 +104,7 @@ impl StoredSpan {
                 attributes: p.pairs(&e.attributes),
             })
             .collect();
-        StoredSpan {
+        GenericSpan {
             trace_id: s.trace_id,
             span_id: s.span_id,
             parent_id: s.parent_id,
@@ -169,6 +211,12 @@ impl SpanStore {
         g.insert(span);
     }
 
+    /// Adds a traffic-path span as it is: nothing to intern or copy.
+    pub fn push_path(&self, span: PathSpan) {
+        let mut g = self.lock();
+        g.insert_stored(StoredSpan::Path(span));
+    }
+
     /// Adds many at once under one lock (OTLP batches, benchmarks).
     pub fn extend(&self, spans: impl IntoIterator<Item = SpanRecord>) {
         let mut g = self.lock();
@@ -214,8 +262,9 @@ impl SpanStore {
             if out.len() >= limit {
                 break;
             }
-            if seen.insert(span.trace_id)
-                && let Some(sum) = g.summary(span.trace_id, f)
+            let id = span.trace_id();
+            if seen.insert(id)
+                && let Some(sum) = g.summary(id, f)
             {
                 out.push(sum);
             }
@@ -253,12 +302,16 @@ impl Inner {
     }
 
     fn insert(&mut self, span: SpanRecord) {
+        let stored = StoredSpan::Generic(GenericSpan::new(span, &mut self.strings));
+        self.insert_stored(stored);
+    }
+
+    fn insert_stored(&mut self, stored: StoredSpan) {
         // Room first: pushing onto a full ring would double its buffer.
         self.evict_to(self.capacity - 1);
         let seq = self.front_seq + self.ring.len() as u64;
-        let stored = StoredSpan::new(span, &mut self.strings);
         self.traces
-            .entry(stored.trace_id)
+            .entry(stored.trace_id())
             .or_default()
             .push_back(seq);
         self.ring.push_back(stored);
@@ -270,11 +323,12 @@ impl Inner {
                 break;
             };
             self.front_seq += 1;
-            if let Some(seqs) = self.traces.get_mut(&oldest.trace_id) {
+            let id = oldest.trace_id();
+            if let Some(seqs) = self.traces.get_mut(&id) {
                 // The oldest span overall is its trace's oldest too.
                 seqs.pop_front();
                 if seqs.is_empty() {
-                    self.traces.remove(&oldest.trace_id);
+                    self.traces.remove(&id);
                 }
             }
         }

@@ -1,0 +1,159 @@
+//! The attempt's telemetry: a span per attempt under the call's span (the instance chosen and
+//! why, the breaker, the status), the trace context the instance continues (W3C `traceparent`
+//! and the framework's `X-Trace-ID`/`X-Span-ID`/`X-Parent-ID`), the client-side metrics of
+//! caller → target, and a warning in the log when the attempt got no answer.
+
+use super::request::{CallError, Req, Resp};
+use super::{BoxFuture, Stack};
+use crate::balance::Reason;
+use crate::telemetry::path::{self, AttemptSpan, PathSpan, Timing, unix_ns};
+use crate::telemetry::{Level, LogRecord, SpanContext, SpanId};
+use std::task::{Context, Poll};
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+
+#[derive(Debug, Clone, Default)]
+pub struct AttemptLayer;
+
+impl<S> Layer<S> for AttemptLayer {
+    type Service = Attempt<S>;
+    fn layer(&self, inner: S) -> Attempt<S> {
+        Attempt { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Attempt<S> {
+    inner: S,
+}
+
+impl<S: Stack> Service<Req> for Attempt<S> {
+    type Response = Resp;
+    type Error = CallError;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Req) -> BoxFuture {
+        let inner = self.inner.clone();
+        let parent = req.ctx;
+        let ctx = SpanContext {
+            trace_id: parent.trace_id,
+            span_id: SpanId::random(),
+        };
+        req.ctx = ctx;
+        crate::telemetry::context::inject(req.http.headers_mut(), ctx, Some(parent.span_id));
+        let call = req.call.clone();
+        let attempt = req.attempt;
+        let op = call.target.op(req.method());
+        let chosen = req.picked.as_ref().map(|p| {
+            let m = p.member();
+            // A TwoChoices reason names the other candidate: keep its name, not its place.
+            let reason = match p.reason {
+                Reason::TwoChoices {
+                    chosen_cost,
+                    other,
+                    other_cost,
+                } => Reason::TwoChoices {
+                    chosen_cost,
+                    other: p.members.get(other).map_or(0, |o| o.name.raw() as usize),
+                    other_cost,
+                },
+                r => r,
+            };
+            (m.name, p.strategy, reason)
+        });
+        Box::pin(async move {
+            let start_unix_ns = unix_ns();
+            let started = Instant::now();
+            let result = inner.oneshot(req).await;
+            let took = started.elapsed();
+            let t = &call.target;
+            let Some((peer, strategy, reason)) = chosen else {
+                return result;
+            };
+            let (status, outcome) = match &result {
+                Ok(r) if r.status().is_server_error() => (r.status().as_u16(), "5xx"),
+                Ok(r) => (r.status().as_u16(), "ok"),
+                Err(CallError::Timeout { .. }) => (0, "timeout"),
+                Err(_) => (0, "connect_error"),
+            };
+            if let Some(m) = &t.metrics {
+                m.record(peer.as_str(), outcome, took);
+            }
+            let failure = result.as_ref().err().map(|e| e.to_string());
+            if let Some(why) = &failure {
+                crate::telemetry::logs().push(LogRecord {
+                    seq: 0,
+                    at_unix_ns: unix_ns(),
+                    level: Level::Warn,
+                    service: t.caller.to_string(),
+                    instance: call.caller_instance.to_string(),
+                    target: "devcluster::client".into(),
+                    message: why.clone(),
+                    fields: vec![],
+                    trace_id: Some(ctx.trace_id),
+                    span_id: Some(ctx.span_id),
+                });
+            }
+            path::record(PathSpan::Attempt(AttemptSpan {
+                timing: Timing {
+                    ctx,
+                    parent: Some(parent.span_id),
+                    start_unix_ns,
+                    duration_ns: took.as_nanos() as u64,
+                    error: outcome != "ok",
+                },
+                service: t.caller_name,
+                instance: call.caller_instance,
+                op,
+                attempt,
+                peer,
+                strategy,
+                reason,
+                breaker: t.breaker_name,
+                breaker_state: t.breaker.gate_state(),
+                status,
+                failure: failure.map(String::into_boxed_str),
+            }));
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{by_instance, call_req_to, fixture};
+    use super::*;
+    use crate::telemetry::context::{TRACEPARENT, X_PARENT_ID};
+
+    #[tokio::test]
+    async fn the_instance_sees_the_attempt_as_its_parent_and_the_attempt_is_a_span() {
+        let f = fixture(&["a"]);
+        let (svc, seen) = by_instance(&[("a", 200)]);
+        let req = call_req_to(&f, "a");
+        let call_span = req.ctx;
+        AttemptLayer.layer(svc).oneshot(req).await.unwrap();
+        let headers = seen.lock().unwrap()[0].1.clone();
+        let tp = headers[TRACEPARENT].to_str().unwrap().to_string();
+        assert!(
+            tp.starts_with(&format!("00-{}-", call_span.trace_id)),
+            "{tp}"
+        );
+        assert_eq!(
+            headers[X_PARENT_ID].to_str().unwrap(),
+            call_span.span_id.to_string()
+        );
+        let spans = crate::telemetry::store().trace(call_span.trace_id);
+        let attempt = spans
+            .iter()
+            .find(|s| s.parent_id == Some(call_span.span_id))
+            .expect("the attempt's span");
+        assert_eq!(attempt.attribute("peer.instance"), Some("a"));
+        assert_eq!(attempt.attribute("http.status_code"), Some("200"));
+        assert_eq!(attempt.attribute("breaker"), Some("gateway->svc"));
+        assert!(tp.contains(&attempt.span_id.to_string()));
+    }
+}

@@ -1,0 +1,159 @@
+//! The retry layer: an idempotent request that failed (no answer, or a 5xx) is sent again, to
+//! an instance not tried yet, up to `attempts` tries — within a retry budget, so a failing
+//! service sees at most `budget_percent` more load plus a small floor, never a storm.
+
+use super::budget::RetryBudget;
+use super::request::{AnsweredBy, CallError, Req, Resp, failed};
+use super::{BoxFuture, Knobs, Stack};
+use http::Method;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use tower::{Layer, Service, ServiceExt};
+
+pub fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+#[derive(Clone)]
+pub struct RetryLayer {
+    knobs: Arc<Knobs>,
+    budget: Arc<RetryBudget>,
+}
+
+impl RetryLayer {
+    pub fn new(knobs: Arc<Knobs>, budget: Arc<RetryBudget>) -> Self {
+        RetryLayer { knobs, budget }
+    }
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+    fn layer(&self, inner: S) -> Retry<S> {
+        Retry {
+            inner,
+            knobs: self.knobs.clone(),
+            budget: self.budget.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Retry<S> {
+    inner: S,
+    knobs: Arc<Knobs>,
+    budget: Arc<RetryBudget>,
+}
+
+impl<S: Stack> Service<Req> for Retry<S> {
+    type Response = Resp;
+    type Error = CallError;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> BoxFuture {
+        let (inner, budget) = (self.inner.clone(), self.budget.clone());
+        let attempts = self.knobs.attempts.load(Ordering::Relaxed).max(1);
+        Box::pin(async move {
+            if req.is_dry() {
+                return inner.oneshot(req).await;
+            }
+            let retryable = attempts > 1 && idempotent(req.method());
+            budget.deposit();
+            let mut req = req;
+            loop {
+                req.call.attempts.store(req.attempt, Ordering::Relaxed);
+                let next = if retryable && req.attempt < attempts {
+                    req.try_clone()
+                } else {
+                    None
+                };
+                let result = inner.clone().oneshot(req).await;
+                let Some(mut next) = next else {
+                    return result;
+                };
+                // No instance at all: another try would find none either.
+                if !failed(&result)
+                    || matches!(result, Err(CallError::NoInstance(_)))
+                    || !budget.withdraw()
+                {
+                    return result;
+                }
+                let tried = match &result {
+                    Ok(resp) => resp.extensions().get::<AnsweredBy>().map(|a| a.0.clone()),
+                    Err(e) => e.instance().map(Arc::from),
+                };
+                next.tried.extend(tried);
+                next.attempt += 1;
+                req = next;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{call_req, fixture, picks_and_answers};
+    use super::*;
+
+    fn layer(attempts: u32, budget: RetryBudget) -> RetryLayer {
+        let knobs = Knobs::default();
+        knobs.attempts.store(attempts, Ordering::Relaxed);
+        RetryLayer::new(Arc::new(knobs), Arc::new(budget))
+    }
+
+    #[tokio::test]
+    async fn a_failed_get_goes_to_an_instance_not_tried_yet() {
+        let f = fixture(&["a", "b", "c"]);
+        // a and c fail, b answers: round robin goes a, then c (of b and c), then b.
+        let (svc, seen) = picks_and_answers(&f, &[("a", 503), ("b", 200), ("c", 502)]);
+        let resp = layer(3, RetryBudget::new(100, 10))
+            .layer(svc)
+            .oneshot(call_req(&f))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(seen.lock().unwrap().len(), 3, "{seen:?}");
+        let tried: std::collections::BTreeSet<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        assert_eq!(tried.len(), 3, "never the same instance twice: {seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_post_is_sent_once_and_an_empty_budget_stops_retries() {
+        let f = fixture(&["a", "b"]);
+        let (svc, seen) = picks_and_answers(&f, &[("a", 503), ("b", 503)]);
+        let mut post = call_req(&f);
+        *post.http.method_mut() = Method::POST;
+        let resp = layer(3, RetryBudget::new(100, 10))
+            .layer(svc.clone())
+            .oneshot(post)
+            .await
+            .unwrap();
+        assert_eq!(
+            (resp.status().as_u16(), seen.lock().unwrap().len()),
+            (503, 1)
+        );
+
+        seen.lock().unwrap().clear();
+        let resp = layer(3, RetryBudget::new(0, 0))
+            .layer(svc)
+            .oneshot(call_req(&f))
+            .await
+            .unwrap();
+        assert_eq!(
+            (resp.status().as_u16(), seen.lock().unwrap().len()),
+            (503, 1)
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! Helpers for the layers' tests: a target with its balancer and breaker over a real registry,
+//! requests, and mock services standing in for the layers below.
+
+#![allow(clippy::unwrap_used)]
+
+use super::Explain;
+use super::pool::PooledBody;
+use super::request::{CallError, CallShared, Req, ReqBody, Resp};
+use super::target::Target;
+use crate::balance::load::OutlierSettings;
+use crate::balance::service::{Picked, ServiceBalancer};
+use crate::balance::{Reason, Strategy};
+use crate::breaker::{Breaker, BreakerSettings};
+use crate::registry::{Registration, Registry};
+use crate::telemetry::names::Name;
+use crate::telemetry::{SpanContext, SpanId, TraceId};
+use http::HeaderMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub(crate) struct Fixture {
+    pub registry: Registry,
+    pub target: Arc<Target>,
+}
+
+/// Service `svc` with passing instances `ids`, called by the gateway.
+pub(crate) fn fixture(ids: &[&str]) -> Fixture {
+    let registry = Registry::new();
+    for id in ids {
+        registry
+            .register(Registration {
+                id: (*id).into(),
+                name: "svc".into(),
+                address: "127.0.0.1".into(),
+                port: 1,
+                weight_passing: 1,
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    let balancer = Arc::new(ServiceBalancer::new(
+        "svc",
+        Strategy::RoundRobin,
+        OutlierSettings::default(),
+        1,
+    ));
+    let breaker = Arc::new(Breaker::new("gateway->svc", BreakerSettings::default()));
+    let target = Arc::new(Target::new(
+        &Arc::from("gateway"),
+        "svc",
+        balancer,
+        breaker,
+        None,
+    ));
+    Fixture { registry, target }
+}
+
+fn req(f: &Fixture, dry: bool) -> Req {
+    Req {
+        http: http::Request::builder()
+            .uri("/x")
+            .body(ReqBody::Empty)
+            .unwrap(),
+        call: Arc::new(CallShared {
+            target: f.target.clone(),
+            key: None,
+            caller_instance: Name::EMPTY,
+            attempts: AtomicU32::new(0),
+            dry: dry.then(|| Mutex::new(Explain::default())),
+        }),
+        ctx: SpanContext {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+        },
+        attempt: 1,
+        tried: vec![],
+        picked: None,
+    }
+}
+
+/// A GET of `/x` at the top of the stack.
+pub(crate) fn call_req(f: &Fixture) -> Req {
+    req(f, false)
+}
+
+impl Fixture {
+    /// A dry-run request, and where its explanation lands.
+    pub(crate) fn dry_req(&self) -> (Req, Arc<CallShared>) {
+        let r = req(self, true);
+        let shared = r.call.clone();
+        (r, shared)
+    }
+}
+
+/// A GET already sent to instance `id`, as below the pick layer.
+pub(crate) fn call_req_to(f: &Fixture, id: &str) -> Req {
+    let mut r = call_req(f);
+    let members = f.target.balancer.members(&f.registry);
+    let index = members.iter().position(|m| &*m.id == id).unwrap();
+    r.picked = Some(Picked {
+        members,
+        index,
+        strategy: Strategy::RoundRobin,
+        reason: Reason::Only,
+        eligible: 0,
+        ejected: 0,
+        seq: 0,
+    });
+    r
+}
+
+fn status(code: u16) -> Resp {
+    let mut r = http::Response::new(PooledBody::empty());
+    *r.status_mut() = http::StatusCode::from_u16(code).unwrap();
+    r
+}
+
+/// Answers every request with `code`, counting them.
+pub(crate) fn answer(code: u16, reached: Arc<AtomicU32>) -> impl super::Stack {
+    tower::service_fn(move |_: Req| {
+        reached.fetch_add(1, Ordering::Relaxed);
+        async move { Ok::<Resp, CallError>(status(code)) }
+    })
+}
+
+pub(crate) type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
+
+/// Answers by the instance the request was sent to (`answers`, else 200), noting each
+/// instance and the headers it got.
+pub(crate) fn by_instance(answers: &[(&str, u16)]) -> (impl super::Stack, Seen) {
+    let answers: Vec<(String, u16)> = answers.iter().map(|(i, s)| (i.to_string(), *s)).collect();
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let svc = tower::service_fn(move |r: Req| {
+        let id = r
+            .picked
+            .as_ref()
+            .map(|p| p.member().id.to_string())
+            .unwrap_or_default();
+        let code = answers
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map_or(200, |(_, s)| *s);
+        log.lock().unwrap().push((id, r.http.headers().clone()));
+        async move { Ok::<Resp, CallError>(status(code)) }
+    });
+    (svc, seen)
+}
+
+/// The pick layer over [`by_instance`].
+pub(crate) fn picks_and_answers(f: &Fixture, answers: &[(&str, u16)]) -> (impl super::Stack, Seen) {
+    use tower::Layer;
+    let (svc, seen) = by_instance(answers);
+    (
+        super::pick::PickLayer::new(f.registry.clone()).layer(svc),
+        seen,
+    )
+}

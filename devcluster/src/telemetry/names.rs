@@ -1,0 +1,107 @@
+//! Names the traffic path records again and again (services, instances, routes, operations,
+//! breakers), each kept once for the life of the process and known by a 4-byte [`Name`]. A
+//! request records names it looked up once (a route, a member of a candidate set caches its
+//! own), so recording a span copies integers: no hashing, no formatting, no allocation.
+//!
+//! Bounded: past [`MAX_NAMES`] distinct names, new ones all read as [`OVERFLOW`].
+
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
+
+/// Distinct names kept at most (a few thousand in a busy dev cluster).
+pub const MAX_NAMES: usize = 16_384;
+/// What a name reads as once the table is full.
+pub const OVERFLOW: &str = "…";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Name(u32);
+
+#[derive(Default)]
+struct Table {
+    ids: HashMap<&'static str, u32, foldhash::fast::FixedState>,
+    /// Index 0 is the empty name.
+    texts: Vec<&'static str>,
+}
+
+fn table() -> &'static RwLock<Table> {
+    static TABLE: OnceLock<RwLock<Table>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = Table::default();
+        t.texts.push("");
+        t.ids.insert("", 0);
+        t.texts.push(OVERFLOW);
+        t.ids.insert(OVERFLOW, 1);
+        RwLock::new(t)
+    })
+}
+
+impl Name {
+    /// The empty name.
+    pub const EMPTY: Name = Name(0);
+
+    /// The name for `s`, added on first sight. Look names up once and keep them.
+    pub fn of(s: &str) -> Name {
+        if let Some(&id) = table().read().unwrap_or_else(|e| e.into_inner()).ids.get(s) {
+            return Name(id);
+        }
+        let mut t = table().write().unwrap_or_else(|e| e.into_inner());
+        if let Some(&id) = t.ids.get(s) {
+            return Name(id);
+        }
+        if t.texts.len() >= MAX_NAMES {
+            return Name(1);
+        }
+        // Kept for the life of the process: the table is bounded, and a name handed out must
+        // stay readable.
+        let text: &'static str = Box::leak(s.to_owned().into_boxed_str());
+        let id = t.texts.len() as u32;
+        t.texts.push(text);
+        t.ids.insert(text, id);
+        Name(id)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        table()
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .texts
+            .get(self.0 as usize)
+            .copied()
+            .unwrap_or(OVERFLOW)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The number behind the name, to keep in a plain integer field.
+    pub fn raw(self) -> u32 {
+        self.0
+    }
+
+    /// A name back from [`Name::raw`] (an unknown number reads as [`OVERFLOW`]).
+    pub fn from_raw(n: u32) -> Name {
+        Name(n)
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_kept_once_and_reads_back() {
+        let a = Name::of("user-service-1");
+        assert_eq!(a, Name::of("user-service-1"));
+        assert_ne!(a, Name::of("user-service-2"));
+        assert_eq!(a.as_str(), "user-service-1");
+        assert_eq!(Name::of(""), Name::EMPTY);
+        assert!(Name::EMPTY.is_empty());
+    }
+}
