@@ -20,8 +20,8 @@ pub use settings::{BreakerSettings, WindowSize};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use window::Window;
@@ -552,6 +552,46 @@ impl Breaker {
             to,
             reason,
         });
+    }
+}
+
+/// A [`Permit`] that owns a handle to its breaker, for a call that outlives the borrow (a
+/// boxed future). Dropped unrecorded, it frees its probe slot like a permit.
+#[must_use = "record the outcome, or drop the permit if the call never happened"]
+pub struct OwnedPermit {
+    breaker: Arc<Breaker>,
+    epoch: u64,
+    probe: bool,
+    done: bool,
+}
+
+impl Breaker {
+    /// [`Breaker::try_acquire`], with a permit that owns a handle to the breaker.
+    pub fn try_acquire_owned(self: &Arc<Self>) -> Result<OwnedPermit, Rejected> {
+        let p = self.try_acquire()?;
+        let (epoch, probe) = (p.epoch, p.probe);
+        std::mem::forget(p);
+        Ok(OwnedPermit {
+            breaker: self.clone(),
+            epoch,
+            probe,
+            done: false,
+        })
+    }
+}
+
+impl OwnedPermit {
+    pub fn record(mut self, outcome: Outcome) {
+        self.done = true;
+        self.breaker.record(self.epoch, self.probe, outcome);
+    }
+}
+
+impl Drop for OwnedPermit {
+    fn drop(&mut self) {
+        if !self.done && self.probe {
+            self.breaker.release_probe(self.epoch);
+        }
     }
 }
 

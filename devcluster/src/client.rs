@@ -66,18 +66,16 @@ const MAX_REPLAY_BODY: usize = 1 << 20;
 /// Every layer's future.
 pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Resp, CallError>> + Send>>;
 
-/// What a layer needs of the layers below it.
+/// What a layer needs of the layers below it. Every layer does its own work when called and
+/// returns a boxed future that only waits for the layers below: no request is moved into a
+/// future, and there is no `poll_ready` to wait for (every layer is always ready).
 pub trait Stack:
-    Service<Req, Response = Resp, Error = CallError, Future: Send + 'static>
-    + Clone
-    + Send
-    + Sync
-    + 'static
+    Service<Req, Response = Resp, Error = CallError, Future = BoxFuture> + Clone + Send + Sync + 'static
 {
 }
 
 impl<T> Stack for T where
-    T: Service<Req, Response = Resp, Error = CallError, Future: Send + 'static>
+    T: Service<Req, Response = Resp, Error = CallError, Future = BoxFuture>
         + Clone
         + Send
         + Sync
@@ -338,7 +336,7 @@ impl ServiceClient {
         let key = self.hash_key(target, &call.headers, &call.params);
         let replay =
             retry::idempotent(&call.method) && self.knobs.attempts.load(Ordering::Relaxed) > 1;
-        let body = if dry {
+        let body = if dry || hyper::body::Body::is_end_stream(&call.body) {
             ReqBody::Empty
         } else if replay {
             let bytes = axum::body::to_bytes(call.body, MAX_REPLAY_BODY)

@@ -182,11 +182,23 @@ fn started(
     listener: TcpListener,
     router: axum::Router,
 ) -> Result<HttpServer, ClusterError> {
+    started_with(
+        name,
+        listener,
+        std::sync::Arc::new(crate::server::RouterConnections(router)),
+    )
+}
+
+fn started_with(
+    name: &str,
+    listener: TcpListener,
+    handler: Arc<dyn crate::server::Connections>,
+) -> Result<HttpServer, ClusterError> {
     let ip = listener
         .local_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    HttpServer::start(name, listener, router).map_err(|source| ClusterError::Bind {
+    HttpServer::start_with(name, listener, handler).map_err(|source| ClusterError::Bind {
         name: name.into(),
         ip,
         port: 0,
@@ -298,10 +310,10 @@ impl Cluster {
 
         let gateway_client = new_client("gateway");
         let gateway = Gateway::new(gateway_client.clone(), routes);
-        let gateway_server = started(
+        let gateway_server = started_with(
             "gateway",
             gateway_l,
-            crate::gateway::router(
+            crate::gateway::connections(
                 gateway.clone(),
                 metrics.server(crate::gateway::GATEWAY, crate::gateway::GATEWAY),
             ),

@@ -1,22 +1,34 @@
 //! The API gateway: a reverse proxy on the gateway port. Each request is matched to a route,
-//! its path rewritten, and sent through the gateway's service client (discovery, balancer,
-//! breaker `gateway->SERVICE`, timeout, retries). Method, query, headers and body go through;
-//! hop-by-hop headers are dropped; `X-Forwarded-For` is added; bodies stream both ways.
+//! its path rewritten, and sent through the gateway's service client (breaker
+//! `gateway->SERVICE`, retries, balancer, timeout, pooled connection). Method, query, headers
+//! and body go through; hop-by-hop headers are dropped; `X-Forwarded-For` is added; bodies
+//! stream both ways; every answer carries `X-Trace-ID`.
+//!
+//! It is served on hyper directly, not through an axum router: it has one handler, and its
+//! request span, metrics and access line are written here in line with the proxying.
 
 pub mod routes;
 
-use crate::client::{Call, ServiceClient};
-use crate::telemetry::http::{RouteName, ServerSpans, trace_request};
+use crate::client::pool::PooledBody;
+use crate::client::{Call, CallError, ServiceClient};
+use crate::server::{Connections, drive};
+use crate::telemetry::http::{UNMATCHED, server_context, trace_header};
 use crate::telemetry::metrics::ServerMetrics;
-use axum::Router;
+use crate::telemetry::names::Name;
+use crate::telemetry::path::{self, Access, PathSpan, Scope, ServerSpan, Text, Timing, unix_ns};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming, SizeHint};
 use routes::RouteTable;
 use serde_json::json;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 pub struct Gateway {
     pub client: Arc<ServiceClient>,
@@ -43,80 +55,242 @@ impl Gateway {
     }
 }
 
-pub fn router(gw: Arc<Gateway>, metrics: Arc<ServerMetrics>) -> Router {
-    Router::new()
-        .fallback(proxy)
-        .with_state(gw)
-        .layer(axum::middleware::from_fn_with_state(
-            ServerSpans::new(metrics),
-            trace_request,
-        ))
-}
-
 /// The gateway's name as a caller (breakers `gateway->…`) and in traces.
 pub const GATEWAY: &str = "gateway";
 
-fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"error": msg.into()}))).into_response()
+/// What the gateway answers with: the upstream's body as it streams in, or its own JSON.
+pub enum GatewayBody {
+    Upstream(PooledBody),
+    Full(Option<Bytes>),
 }
 
-async fn proxy(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path();
-    let table = gw.routes();
-    let matched = match table.find(parts.method.as_str(), path) {
-        Ok(m) => m,
-        Err(Some(route)) => {
-            return error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!(
+impl HttpBody for GatewayBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            GatewayBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            GatewayBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            GatewayBody::Upstream(b) => b.is_end_stream(),
+            GatewayBody::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            GatewayBody::Upstream(b) => b.size_hint(),
+            GatewayBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+type Answer = http::Response<GatewayBody>;
+
+fn error(status: StatusCode, body: serde_json::Value) -> Answer {
+    let mut r = http::Response::new(GatewayBody::Full(Some(Bytes::from(body.to_string()))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The gateway's connections: each request proxied by [`Gateway::handle`].
+pub struct GatewayConnections {
+    gateway: Arc<Gateway>,
+    metrics: Arc<ServerMetrics>,
+    service: Name,
+}
+
+pub fn connections(gateway: Arc<Gateway>, metrics: Arc<ServerMetrics>) -> Arc<dyn Connections> {
+    Arc::new(GatewayConnections {
+        service: Name::of(GATEWAY),
+        gateway,
+        metrics,
+    })
+}
+
+/// The client of a connection.
+#[derive(Clone)]
+struct Peer {
+    addr: SocketAddr,
+    xff: Option<HeaderValue>,
+}
+
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
+impl Connections for GatewayConnections {
+    fn serve(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        stop: watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let (gw, metrics, service) = (self.gateway.clone(), self.metrics.clone(), self.service);
+        // The peer's X-Forwarded-For value, made once per connection.
+        let peer = Peer {
+            addr: peer,
+            xff: HeaderValue::from_str(&peer.ip().to_string()).ok(),
+        };
+        let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let (gw, metrics, peer) = (gw.clone(), metrics.clone(), peer.clone());
+            async move { Ok::<_, Infallible>(gw.handle(&metrics, service, &peer, req).await) }
+        });
+        Box::pin(drive(stream, svc, stop))
+    }
+}
+
+impl Gateway {
+    /// One request: its span (continuing the caller's trace), the route, the call through the
+    /// gateway's client, the metrics and access line, `X-Trace-ID` on the answer.
+    async fn handle(
+        &self,
+        metrics: &ServerMetrics,
+        service: Name,
+        peer: &Peer,
+        req: http::Request<Incoming>,
+    ) -> Answer {
+        let (parts, body) = req.into_parts();
+        // Probes and scrapers are neither traced nor counted (no route serves them anyway).
+        if matches!(parts.uri.path(), "/health" | "/metrics") {
+            return self.proxy(parts, body, peer, None).await.0;
+        }
+        let start_unix_ns = unix_ns();
+        let started = std::time::Instant::now();
+        let _in_flight = metrics.start();
+        let (ctx, parent) = server_context(&parts.headers);
+        let method_name = Name::of(parts.method.as_str());
+        let target = Text::new(
+            parts
+                .uri
+                .path_and_query()
+                .map_or(parts.uri.path(), |p| p.as_str()),
+        );
+        let config_version = crate::config::center::live_version();
+        metrics.ran_under(config_version);
+        let method = parts.method.clone();
+        let scope = Scope {
+            ctx,
+            service,
+            instance: service,
+        };
+        let (mut resp, route) = self.proxy(parts, body, peer, Some(scope)).await;
+        let status = resp.status().as_u16();
+        let names = metrics.route_names(route.as_deref().unwrap_or(UNMATCHED), &method);
+        let took = started.elapsed();
+        metrics.record_route(&names, status, took);
+        trace_header(&mut resp, ctx.trace_id);
+        let duration_ns = took.as_nanos() as u64;
+        path::access(Access {
+            at_unix_ns: start_unix_ns + duration_ns,
+            service,
+            instance: service,
+            method: method_name,
+            route: names.route,
+            status,
+            took_ns: duration_ns,
+            trace_id: ctx.trace_id,
+            span_id: ctx.span_id,
+        });
+        path::record(PathSpan::Server(ServerSpan {
+            timing: Timing {
+                ctx,
+                parent,
+                start_unix_ns,
+                duration_ns,
+                error: status >= 500,
+            },
+            service,
+            instance: service,
+            method: method_name,
+            op: names.op,
+            route: route.is_some().then_some(names.route),
+            target,
+            status,
+            config_version,
+            events: None,
+        }));
+        resp
+    }
+
+    /// Routes and proxies; returns the answer and the route pattern that matched, if any.
+    async fn proxy(
+        &self,
+        parts: http::request::Parts,
+        body: Incoming,
+        peer: &Peer,
+        scope: Option<Scope>,
+    ) -> (Answer, Option<Arc<str>>) {
+        let path = parts.uri.path();
+        let table = self.routes();
+        let matched = match table.find(parts.method.as_str(), path) {
+            Ok(m) => m,
+            Err(Some(route)) => {
+                let msg = format!(
                     "{} {path}: route {} allows {}",
                     parts.method,
                     route.pattern,
                     route.methods.join(", ")
-                ),
-            );
-        }
-        Err(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no route for {} {path}", parts.method),
-            );
-        }
-    };
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("{}?{q}", matched.path),
-        None => matched.path.clone(),
-    };
-    let mut headers = parts.headers;
-    if let Some(peer) = peer {
-        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {}", peer.ip()),
-            None => peer.ip().to_string(),
+                );
+                return (
+                    error(StatusCode::METHOD_NOT_ALLOWED, json!({"error": msg})),
+                    None,
+                );
+            }
+            Err(None) => {
+                let msg = format!("no route for {} {path}", parts.method);
+                return (error(StatusCode::NOT_FOUND, json!({"error": msg})), None);
+            }
         };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert("x-forwarded-for", v);
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{}?{q}", matched.path),
+            None => matched.path,
+        };
+        let mut headers = parts.headers;
+        // Room for what is added on the way: forwarding and the four trace headers.
+        headers.reserve(6);
+        let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
+            None => peer.xff.clone(),
+        };
+        if let Some(v) = xff {
+            headers.insert(X_FORWARDED_FOR, v);
         }
+        let call = Call {
+            method: parts.method,
+            path_and_query,
+            headers,
+            // A request without a body (most GETs) costs no boxed stream.
+            body: if body.is_end_stream() {
+                Body::empty()
+            } else {
+                Body::new(body)
+            },
+            params: matched.params,
+            parent: scope,
+        };
+        let resp = match self.client.call(&matched.service, call).await {
+            Ok(resp) => {
+                let (mut parts, body) = resp.into_parts();
+                crate::client::headers::strip_hop_by_hop(&mut parts.headers);
+                http::Response::from_parts(parts, GatewayBody::Upstream(body))
+            }
+            Err(e) => answer_error(&e),
+        };
+        (resp, Some(matched.route))
     }
-    let call = Call {
-        method: parts.method,
-        path_and_query,
-        headers,
-        body: Body::new(body),
-        params: matched.params,
-        parent: None,
-    };
-    let mut resp = match gw.client.call(&matched.service, call).await {
-        Ok(mut resp) => {
-            crate::client::headers::strip_hop_by_hop(resp.headers_mut());
-            resp.map(Body::new).into_response()
-        }
-        Err(e) => e.into_response(),
-    };
-    resp.extensions_mut().insert(RouteName(matched.route));
-    resp
+}
+
+fn answer_error(e: &CallError) -> Answer {
+    error(e.status(), e.body())
 }

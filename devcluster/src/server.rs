@@ -1,23 +1,81 @@
-//! An HTTP/1.1 server for an axum router that can be stopped two ways: gracefully (stop
-//! accepting, let in-flight requests finish within a drain time) or killed like a crashed
-//! process (listener and every open connection gone at once). Every listener of the cluster
-//! runs on it, so there is one shutdown path.
+//! An HTTP/1.1 server that can be stopped two ways: gracefully (stop accepting, let in-flight
+//! requests finish within a drain time) or killed like a crashed process (listener and every
+//! open connection gone at once). Every listener of the cluster runs on it, so there is one
+//! shutdown path. It serves an axum router, or (the gateway) a hyper service of its own.
 
 use axum::Router;
+use hyper::body::Incoming;
+use hyper::service::HttpService;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
+/// Serves one accepted connection until it closes or `stop` turns true (then gracefully).
+pub trait Connections: Send + Sync + 'static {
+    fn serve(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        stop: watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// Drives one HTTP/1.1 connection with `svc`.
+pub async fn drive<S>(stream: TcpStream, svc: S, mut stop: watch::Receiver<bool>)
+where
+    S: HttpService<Incoming>,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// An axum router as a connection handler; handlers that want the peer (the gateway's
+/// X-Forwarded-For) read `ConnectInfo`.
+pub struct RouterConnections(pub Router);
+
+impl Connections for RouterConnections {
+    fn serve(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        stop: watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let svc = TowerToHyperService::new(self.0.clone().map_request(
+            move |mut req: http::Request<Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
+        Box::pin(drive(stream, svc, stop))
+    }
+}
+
 pub struct HttpServer {
     name: String,
     addr: SocketAddr,
-    router: Router,
+    handler: Arc<dyn Connections>,
     running: Mutex<Option<Running>>,
 }
 
@@ -33,11 +91,20 @@ impl HttpServer {
         listener: TcpListener,
         router: Router,
     ) -> std::io::Result<HttpServer> {
+        Self::start_with(name, listener, Arc::new(RouterConnections(router)))
+    }
+
+    /// Starts serving connections with `handler` on an already bound listener.
+    pub fn start_with(
+        name: impl Into<String>,
+        listener: TcpListener,
+        handler: Arc<dyn Connections>,
+    ) -> std::io::Result<HttpServer> {
         let addr = listener.local_addr()?;
         let server = HttpServer {
             name: name.into(),
             addr,
-            router,
+            handler,
             running: Mutex::new(None),
         };
         server.spawn(listener);
@@ -46,7 +113,7 @@ impl HttpServer {
 
     fn spawn(&self, listener: TcpListener) {
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, self.router.clone(), rx));
+        let task = tokio::spawn(accept_loop(listener, self.handler.clone(), rx));
         *self.lock() = Some(Running { task, shutdown: tx });
     }
 
@@ -103,7 +170,11 @@ impl HttpServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    handler: Arc<dyn Connections>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     // Dropping this set (when the task is aborted) aborts every connection: that is `kill`.
     let mut conns = JoinSet::new();
     loop {
@@ -111,27 +182,7 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown: watch:
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    // Handlers that want the peer (the gateway's X-Forwarded-For) read ConnectInfo.
-                    let svc = TowerToHyperService::new(router.clone().map_request(
-                        move |mut req: http::Request<hyper::body::Incoming>| {
-                            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                            req
-                        },
-                    ));
-                    let mut stop = shutdown.clone();
-                    conns.spawn(async move {
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(TokioIo::new(stream), svc);
-                        tokio::pin!(conn);
-                        tokio::select! {
-                            _ = conn.as_mut() => {}
-                            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.await;
-                            }
-                        }
-                    });
+                    conns.spawn(handler.serve(stream, peer, shutdown.clone()));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.

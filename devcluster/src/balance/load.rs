@@ -90,6 +90,17 @@ impl InstanceLoad {
         InFlight(self)
     }
 
+    /// A request starts (paired with [`InstanceLoad::end`]; [`InstanceLoad::start`] is the
+    /// guard form).
+    pub fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }

@@ -10,7 +10,7 @@ use crate::telemetry::path::{self, AttemptSpan, PathSpan, Timing, unix_ns};
 use crate::telemetry::{Level, LogRecord, SpanContext, SpanId};
 use std::task::{Context, Poll};
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 #[derive(Debug, Clone, Default)]
 pub struct AttemptLayer;
@@ -37,7 +37,6 @@ impl<S: Stack> Service<Req> for Attempt<S> {
     }
 
     fn call(&mut self, mut req: Req) -> BoxFuture {
-        let inner = self.inner.clone();
         let parent = req.ctx;
         let ctx = SpanContext {
             trace_id: parent.trace_id,
@@ -65,10 +64,11 @@ impl<S: Stack> Service<Req> for Attempt<S> {
             };
             (m.name, p.strategy, reason)
         });
+        let start_unix_ns = unix_ns();
+        let started = Instant::now();
+        let fut = self.inner.call(req);
         Box::pin(async move {
-            let start_unix_ns = unix_ns();
-            let started = Instant::now();
-            let result = inner.oneshot(req).await;
+            let result = fut.await;
             let took = started.elapsed();
             let t = &call.target;
             let Some((peer, strategy, reason)) = chosen else {
@@ -128,6 +128,7 @@ mod tests {
     use super::super::testing::{by_instance, call_req_to, fixture};
     use super::*;
     use crate::telemetry::context::{TRACEPARENT, X_PARENT_ID};
+    use tower::ServiceExt;
 
     #[tokio::test]
     async fn the_instance_sees_the_attempt_as_its_parent_and_the_attempt_is_a_span() {

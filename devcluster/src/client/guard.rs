@@ -11,7 +11,7 @@ use crate::telemetry::path::unix_ns;
 use crate::telemetry::{SpanId, SpanRecord};
 use std::task::{Context, Poll};
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 #[derive(Debug, Clone, Default)]
 pub struct GuardLayer;
@@ -38,31 +38,31 @@ impl<S: Stack> Service<Req> for Guard<S> {
     }
 
     fn call(&mut self, req: Req) -> BoxFuture {
-        let inner = self.inner.clone();
-        Box::pin(async move {
-            let call = req.call.clone();
-            let breaker = &call.target.breaker;
-            if req.is_dry() {
-                let (state, mode) = breaker.state();
-                let verdict = breaker.would_admit();
-                req.explain(|e| {
-                    e.breaker = Some(breaker.name().to_string());
-                    e.breaker_state = Some(state);
-                    e.breaker_mode = Some(mode);
-                    e.refused = verdict.err();
-                });
-                // Go on anyway: the inspector shows where the call would go once admitted.
-                return inner.oneshot(req).await;
+        let call = req.call.clone();
+        let breaker = &call.target.breaker;
+        if req.is_dry() {
+            let (state, mode) = breaker.state();
+            let verdict = breaker.would_admit();
+            req.explain(|e| {
+                e.breaker = Some(breaker.name().to_string());
+                e.breaker_state = Some(state);
+                e.breaker_mode = Some(mode);
+                e.refused = verdict.err();
+            });
+            // Go on anyway: the inspector shows where the call would go once admitted.
+            return self.inner.call(req);
+        }
+        let permit = match breaker.try_acquire_owned() {
+            Ok(p) => p,
+            Err(r) => {
+                refusal_span(&req, &r.to_string());
+                return Box::pin(async move { Err(r.into()) });
             }
-            let permit = match breaker.try_acquire() {
-                Ok(p) => p,
-                Err(r) => {
-                    refusal_span(&req, &r.to_string());
-                    return Err(r.into());
-                }
-            };
-            let started = Instant::now();
-            let result = inner.oneshot(req).await;
+        };
+        let started = Instant::now();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let result = fut.await;
             permit.record(Outcome {
                 failure: failed(&result),
                 duration: started.elapsed(),
@@ -108,7 +108,10 @@ mod tests {
         f.target.breaker.set_mode(Mode::ForcedOpen);
         let reached = Arc::new(AtomicU32::new(0));
         let svc = GuardLayer.layer(answer(200, reached.clone()));
-        let err = svc.oneshot(call_req(&f)).await.err().unwrap();
+        let err = tower::ServiceExt::oneshot(svc, call_req(&f))
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, CallError::Rejected(_)), "{err}");
         assert_eq!(reached.load(Ordering::Relaxed), 0);
     }
@@ -118,7 +121,9 @@ mod tests {
         let f = fixture(&["a"]);
         let svc = GuardLayer.layer(answer(503, Arc::default()));
         for _ in 0..3 {
-            let resp = svc.clone().oneshot(call_req(&f)).await.unwrap();
+            let resp = tower::ServiceExt::oneshot(svc.clone(), call_req(&f))
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 503);
         }
         let s = f.target.breaker.snapshot();

@@ -3,37 +3,42 @@
 //! An invalid or missing context starts a new trace; it is never an error.
 
 use crate::telemetry::context::{self, SpanContext, SpanId, TraceId};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+/// Whether `n` is a hop-by-hop header (RFC 9110 §7.6.1), `Proxy-Connection` included.
+fn hop_by_hop(n: &HeaderName) -> bool {
+    use http::header::{
+        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
+        UPGRADE,
+    };
+    *n == CONNECTION
+        || *n == TE
+        || *n == TRAILER
+        || *n == TRANSFER_ENCODING
+        || *n == UPGRADE
+        || *n == PROXY_AUTHENTICATE
+        || *n == PROXY_AUTHORIZATION
+        || n.as_str() == "keep-alive"
+        || n.as_str() == "proxy-connection"
+}
 
-/// Removes hop-by-hop headers, including any the `Connection` header names.
+/// Removes hop-by-hop headers, including any the `Connection` header names. Most requests
+/// have none: then this is one look at each name, nothing more.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<String> = h
+    if !h.keys().any(hop_by_hop) {
+        return;
+    }
+    let named: Vec<HeaderName> = h
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
+        .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
         .collect();
-    for name in HOP_BY_HOP
-        .iter()
-        .copied()
-        .chain(named.iter().map(String::as_str))
-    {
+    let hop: Vec<HeaderName> = h.keys().filter(|k| hop_by_hop(k)).cloned().collect();
+    for name in hop.iter().chain(&named) {
         h.remove(name);
     }
-    h.remove("proxy-connection");
 }
 
 /// Makes the outgoing headers carry the calling span's context and returns its trace id.

@@ -5,9 +5,11 @@
 
 use super::request::{CallError, Req, Resp, failed};
 use super::{BoxFuture, Stack};
+use crate::balance::members::Members;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 #[derive(Debug, Clone, Default)]
 pub struct OutlierLayer;
@@ -34,27 +36,74 @@ impl<S: Stack> Service<Req> for Outlier<S> {
     }
 
     fn call(&mut self, req: Req) -> BoxFuture {
-        let inner = self.inner.clone();
+        let Some(picked) = req.picked.as_ref() else {
+            return self.inner.call(req);
+        };
+        let (balancer, members, index) = (
+            req.target().balancer.clone(),
+            picked.members.clone(),
+            picked.index,
+        );
+        let flight = InFlight::new(members, index);
+        let started = Instant::now();
+        let fut = self.inner.call(req);
         Box::pin(async move {
-            let Some(picked) = req.picked.clone() else {
-                return inner.oneshot(req).await;
-            };
-            let balancer = req.target().balancer.clone();
-            let member = picked.member();
-            let in_flight = member.load.start();
-            let started = Instant::now();
-            let result = inner.oneshot(req).await;
-            drop(in_flight);
+            let result = fut.await;
+            let member = flight.end();
             balancer.report(&member.id, &member.load, started.elapsed(), failed(&result));
             result
         })
     }
 }
 
+/// An attempt counted in flight on its instance until it ends or is dropped (cancelled).
+struct InFlight {
+    members: Arc<Members>,
+    index: usize,
+    done: bool,
+}
+
+impl InFlight {
+    fn new(members: Arc<Members>, index: usize) -> InFlight {
+        members[index].load.begin();
+        InFlight {
+            members,
+            index,
+            done: false,
+        }
+    }
+
+    /// The attempt ended: no longer in flight.
+    fn end(mut self) -> Member {
+        self.done = true;
+        let m = &self.members[self.index];
+        m.load.end();
+        Member {
+            id: m.id.clone(),
+            load: m.load.clone(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.done {
+            self.members[self.index].load.end();
+        }
+    }
+}
+
+/// What the report needs of the instance once the attempt is over.
+struct Member {
+    id: Arc<str>,
+    load: Arc<crate::balance::load::InstanceLoad>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::{by_instance, call_req_to, fixture};
     use super::*;
+    use tower::ServiceExt;
 
     #[tokio::test(start_paused = true)]
     async fn consecutive_failures_eject_the_instance() {

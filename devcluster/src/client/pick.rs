@@ -10,7 +10,7 @@ use crate::registry::Registry;
 use crate::telemetry::path::unix_ns;
 use crate::telemetry::{SpanId, SpanRecord};
 use std::task::{Context, Poll};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 #[derive(Clone)]
 pub struct PickLayer {
@@ -49,7 +49,6 @@ impl<S: Stack> Service<Req> for PickInstance<S> {
     }
 
     fn call(&mut self, mut req: Req) -> BoxFuture {
-        let inner = self.inner.clone();
         let target = req.target().clone();
         let members = target.balancer.members(&self.registry);
         let at = PickFor {
@@ -76,8 +75,9 @@ impl<S: Stack> Service<Req> for PickInstance<S> {
         };
         let id = picked.member().id.clone();
         req.picked = Some(picked);
+        let fut = self.inner.call(req);
         Box::pin(async move {
-            let mut result = inner.oneshot(req).await;
+            let mut result = fut.await;
             // The retry layer needs to know whom a 5xx came from, to go elsewhere.
             if let Ok(resp) = &mut result
                 && resp.status().is_server_error()
@@ -113,6 +113,7 @@ mod tests {
     use super::*;
     use crate::breaker::Mode;
     use std::sync::Arc;
+    use tower::ServiceExt;
 
     #[tokio::test]
     async fn each_call_is_a_recorded_pick_and_a_dry_run_records_none() {

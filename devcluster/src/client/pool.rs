@@ -146,7 +146,6 @@ impl Host {
         self: Arc<Self>,
         mut req: http::Request<ReqBody>,
     ) -> Result<http::Response<PooledBody>, SendError> {
-        headers::strip_hop_by_hop(req.headers_mut());
         req.headers_mut()
             .insert(http::header::HOST, self.authority.clone());
         let (mut tx, mut reused) = self.checkout().await?;

@@ -9,7 +9,7 @@ use http::Method;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 pub fn idempotent(m: &Method) -> bool {
     matches!(
@@ -58,26 +58,24 @@ impl<S: Stack> Service<Req> for Retry<S> {
     }
 
     fn call(&mut self, req: Req) -> BoxFuture {
-        let (inner, budget) = (self.inner.clone(), self.budget.clone());
+        if req.is_dry() {
+            return self.inner.call(req);
+        }
         let attempts = self.knobs.attempts.load(Ordering::Relaxed).max(1);
+        let retryable = attempts > 1 && idempotent(req.method());
+        self.budget.deposit();
+        // What a second attempt would send, kept aside before the first goes.
+        let next = if retryable { req.try_clone() } else { None };
+        req.call.attempts.store(1, Ordering::Relaxed);
+        let first = self.inner.call(req);
+        let Some(next) = next else {
+            return first;
+        };
+        let (mut inner, budget) = (self.inner.clone(), self.budget.clone());
         Box::pin(async move {
-            if req.is_dry() {
-                return inner.oneshot(req).await;
-            }
-            let retryable = attempts > 1 && idempotent(req.method());
-            budget.deposit();
-            let mut req = req;
+            let mut result = first.await;
+            let mut next = next;
             loop {
-                req.call.attempts.store(req.attempt, Ordering::Relaxed);
-                let next = if retryable && req.attempt < attempts {
-                    req.try_clone()
-                } else {
-                    None
-                };
-                let result = inner.clone().oneshot(req).await;
-                let Some(mut next) = next else {
-                    return result;
-                };
                 // No instance at all: another try would find none either.
                 if !failed(&result)
                     || matches!(result, Err(CallError::NoInstance(_)))
@@ -91,7 +89,15 @@ impl<S: Stack> Service<Req> for Retry<S> {
                 };
                 next.tried.extend(tried);
                 next.attempt += 1;
-                req = next;
+                next.call.attempts.store(next.attempt, Ordering::Relaxed);
+                let after = (next.attempt < attempts)
+                    .then(|| next.try_clone())
+                    .flatten();
+                result = inner.call(next).await;
+                match after {
+                    Some(a) => next = a,
+                    None => return result,
+                }
             }
         })
     }
@@ -101,6 +107,7 @@ impl<S: Stack> Service<Req> for Retry<S> {
 mod tests {
     use super::super::testing::{call_req, fixture, picks_and_answers};
     use super::*;
+    use tower::ServiceExt;
 
     fn layer(attempts: u32, budget: RetryBudget) -> RetryLayer {
         let knobs = Knobs::default();

@@ -117,9 +117,9 @@ fn status(code: u16) -> Resp {
 
 /// Answers every request with `code`, counting them.
 pub(crate) fn answer(code: u16, reached: Arc<AtomicU32>) -> impl super::Stack {
-    tower::service_fn(move |_: Req| {
+    tower::service_fn(move |_: Req| -> super::BoxFuture {
         reached.fetch_add(1, Ordering::Relaxed);
-        async move { Ok::<Resp, CallError>(status(code)) }
+        Box::pin(async move { Ok::<Resp, CallError>(status(code)) })
     })
 }
 
@@ -131,7 +131,7 @@ pub(crate) fn by_instance(answers: &[(&str, u16)]) -> (impl super::Stack, Seen) 
     let answers: Vec<(String, u16)> = answers.iter().map(|(i, s)| (i.to_string(), *s)).collect();
     let seen: Seen = Arc::default();
     let log = seen.clone();
-    let svc = tower::service_fn(move |r: Req| {
+    let svc = tower::service_fn(move |r: Req| -> super::BoxFuture {
         let id = r
             .picked
             .as_ref()
@@ -142,7 +142,7 @@ pub(crate) fn by_instance(answers: &[(&str, u16)]) -> (impl super::Stack, Seen) 
             .find(|(i, _)| *i == id)
             .map_or(200, |(_, s)| *s);
         log.lock().unwrap().push((id, r.http.headers().clone()));
-        async move { Ok::<Resp, CallError>(status(code)) }
+        Box::pin(async move { Ok::<Resp, CallError>(status(code)) })
     });
     (svc, seen)
 }

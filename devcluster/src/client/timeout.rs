@@ -6,7 +6,7 @@ use super::request::{CallError, Req, Resp};
 use super::{BoxFuture, Knobs, Stack};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 #[derive(Clone)]
 pub struct TimeoutLayer {
@@ -45,11 +45,11 @@ impl<S: Stack> Service<Req> for Timeout<S> {
     }
 
     fn call(&mut self, req: Req) -> BoxFuture {
-        let inner = self.inner.clone();
         let after = self.knobs.timeout();
         let instance = req.picked.as_ref().map(|p| p.member().id.clone());
+        let fut = self.inner.call(req);
         Box::pin(async move {
-            match tokio::time::timeout(after, inner.oneshot(req)).await {
+            match tokio::time::timeout(after, fut).await {
                 Ok(r) => r,
                 Err(_) => Err(CallError::Timeout {
                     instance: instance.as_deref().unwrap_or("?").to_string(),
@@ -66,15 +66,18 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
     use std::time::Duration;
+    use tower::ServiceExt;
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_instance_is_a_timeout_naming_it() {
         let f = fixture(&["a"]);
         let knobs = Knobs::default();
         knobs.timeout_ms.store(50, Ordering::Relaxed);
-        let hang = tower::service_fn(|_: Req| async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok::<Resp, CallError>(http::Response::new(super::super::pool::PooledBody::empty()))
+        let hang = tower::service_fn(|_: Req| -> super::super::BoxFuture {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<Resp, CallError>(http::Response::new(super::super::pool::PooledBody::empty()))
+            })
         });
         let err = TimeoutLayer::new(Arc::new(knobs))
             .layer(hang)

@@ -270,7 +270,7 @@ impl Core {
         let m = match table.find(&method, route_path) {
             Ok(m) => m,
             Err(Some(r)) => {
-                out.route = Some(r.pattern.clone());
+                out.route = Some(r.pattern.to_string());
                 out.outcome = format!("405: route {} does not allow {method}", r.pattern);
                 return out;
             }
@@ -279,8 +279,8 @@ impl Core {
                 return out;
             }
         };
-        out.route = Some(m.route.clone());
-        out.service = Some(m.service.clone());
+        out.route = Some(m.route.to_string());
+        out.service = Some(m.service.to_string());
         out.rewritten = Some(match query {
             Some(q) => format!("{}?{q}", m.path),
             None => m.path.clone(),

@@ -3,7 +3,7 @@
 //! ignored this mapping; here the rewritten path is what the upstream receives.
 
 use crate::config::RouteConfig;
-use serde::Serialize;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -13,24 +13,32 @@ enum Segment {
 
 #[derive(Debug, Clone)]
 pub struct Route {
-    pub pattern: String,
-    pub service: String,
+    pub pattern: Arc<str>,
+    pub service: Arc<str>,
     pub rewrite: String,
     pub methods: Vec<String>,
     segments: Vec<Segment>,
+    /// The rewrite's segments, each a literal or the index of a path parameter.
+    rewrite_segments: Vec<Rewrite>,
 }
 
-/// A request matched to a route.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rewrite {
+    Literal(String),
+    Param(usize),
+}
+
+/// A request matched to a route (the route's names shared, not copied).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched {
-    pub route: String,
-    pub service: String,
+    pub route: Arc<str>,
+    pub service: Arc<str>,
     pub path: String,
     pub params: Vec<(String, String)>,
 }
 
 fn split(path: &str) -> impl Iterator<Item = &str> {
-    path.trim_matches('/').split('/').filter(|s| !s.is_empty())
+    path.split('/').filter(|s| !s.is_empty())
 }
 
 fn param_name(seg: &str) -> Option<&str> {
@@ -71,39 +79,57 @@ impl Route {
             }
         }
         let methods = cfg.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+        let params: Vec<&str> = segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Param(n) => Some(n.as_str()),
+                Segment::Literal(_) => None,
+            })
+            .collect();
+        let rewrite_segments = split(&cfg.rewrite)
+            .map(
+                |seg| match param_name(seg).and_then(|n| params.iter().position(|p| *p == n)) {
+                    Some(i) => Rewrite::Param(i),
+                    None => Rewrite::Literal(seg.to_string()),
+                },
+            )
+            .collect();
         Ok(Route {
-            pattern: cfg.path.clone(),
-            service: cfg.service.clone(),
+            pattern: Arc::from(cfg.path.as_str()),
+            service: Arc::from(cfg.service.as_str()),
             rewrite: cfg.rewrite.clone(),
             methods,
             segments,
+            rewrite_segments,
         })
     }
 
-    /// The parameters when `path` matches, else `None`.
+    /// The parameters when `path` matches, else `None`. Walks the path once; allocates only
+    /// for the parameters' values.
     pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
-        let parts: Vec<&str> = split(path).collect();
-        if parts.len() != self.segments.len() {
-            return None;
-        }
+        let mut parts = split(path);
         let mut params = Vec::new();
-        for (seg, part) in self.segments.iter().zip(&parts) {
+        for seg in &self.segments {
+            let part = parts.next()?;
             match seg {
                 Segment::Literal(l) if l == part => {}
                 Segment::Literal(_) => return None,
-                Segment::Param(name) => params.push((name.clone(), (*part).to_string())),
+                Segment::Param(name) => params.push((name.clone(), part.to_string())),
             }
+        }
+        if parts.next().is_some() {
+            return None;
         }
         Some(params)
     }
 
     pub fn rewrite_with(&self, params: &[(String, String)]) -> String {
-        let mut out = String::new();
-        for seg in split(&self.rewrite) {
+        let mut out = String::with_capacity(self.rewrite.len() + 16);
+        for seg in &self.rewrite_segments {
             out.push('/');
-            match param_name(seg).and_then(|n| params.iter().find(|(k, _)| k == n)) {
-                Some((_, v)) => out.push_str(v),
-                None => out.push_str(seg),
+            match seg {
+                Rewrite::Literal(l) => out.push_str(l),
+                Rewrite::Param(i) => out.push_str(params.get(*i).map_or("", |(_, v)| v)),
             }
         }
         if out.is_empty() {
@@ -185,7 +211,7 @@ mod tests {
         .unwrap();
         let m = t.find("GET", "/api/users/42").unwrap();
         assert_eq!(
-            (m.service.as_str(), m.path.as_str()),
+            (&*m.service, m.path.as_str()),
             ("user-service", "/users/42")
         );
         assert_eq!(t.find("POST", "/api/users/").unwrap().path, "/users");

@@ -14,6 +14,15 @@ pub const X_TRACE_ID: &str = "x-trace-id";
 pub const X_SPAN_ID: &str = "x-span-id";
 pub const X_PARENT_ID: &str = "x-parent-id";
 
+/// The same names, made once (a name given as text is parsed on every lookup).
+pub mod names {
+    use http::HeaderName;
+    pub const TRACEPARENT: HeaderName = HeaderName::from_static(super::TRACEPARENT);
+    pub const X_TRACE_ID: HeaderName = HeaderName::from_static(super::X_TRACE_ID);
+    pub const X_SPAN_ID: HeaderName = HeaderName::from_static(super::X_SPAN_ID);
+    pub const X_PARENT_ID: HeaderName = HeaderName::from_static(super::X_PARENT_ID);
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct TraceId(pub u128);
 
@@ -114,7 +123,7 @@ pub struct Remote {
     pub parent: Option<SpanId>,
 }
 
-fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn get<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -141,36 +150,74 @@ pub fn parse_traceparent(v: &str) -> Option<Remote> {
 
 /// The caller's context, if the headers carry a usable one.
 pub fn extract(h: &HeaderMap) -> Option<Remote> {
-    if let Some(r) = get(h, TRACEPARENT).and_then(parse_traceparent) {
+    if let Some(r) = get(h, &names::TRACEPARENT).and_then(parse_traceparent) {
         return Some(r);
     }
-    let trace_id = TraceId::parse(get(h, X_TRACE_ID)?)?;
+    let trace_id = TraceId::parse(get(h, &names::X_TRACE_ID)?)?;
     Some(Remote {
         trace_id,
-        parent: get(h, X_SPAN_ID).and_then(SpanId::parse),
+        parent: get(h, &names::X_SPAN_ID).and_then(SpanId::parse),
     })
 }
 
-fn set(h: &mut HeaderMap, name: &'static str, value: String) {
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        h.insert(HeaderName::from_static(name), v);
+/// Every byte as its two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
     }
+    t
+};
+
+/// `v` as 16 lowercase hex digits into `out`, a byte at a time.
+fn hex64(v: u64, out: &mut [u8]) {
+    for (i, b) in v.to_be_bytes().iter().enumerate() {
+        out[2 * i..2 * i + 2].copy_from_slice(&HEX_PAIRS[*b as usize]);
+    }
+}
+
+fn hex128(v: u128, out: &mut [u8]) {
+    hex64((v >> 64) as u64, &mut out[..16]);
+    hex64(v as u64, &mut out[16..32]);
+}
+
+/// A trace id as a header value (32 hex digits), written without formatting machinery.
+pub fn trace_value(t: TraceId) -> HeaderValue {
+    let mut buf = [0u8; 32];
+    hex128(t.0, &mut buf);
+    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+}
+
+fn span_value(s: SpanId) -> HeaderValue {
+    let mut buf = [0u8; 16];
+    hex64(s.0, &mut buf);
+    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Writes `ctx` as the calling span into outgoing headers, in both forms; `parent` is the
 /// span above it (the framework's `X-Parent-ID`). `tracestate` passes through untouched.
 pub fn inject(h: &mut HeaderMap, ctx: SpanContext, parent: Option<SpanId>) {
-    set(
-        h,
-        TRACEPARENT,
-        format!("00-{}-{}-01", ctx.trace_id, ctx.span_id),
-    );
-    set(h, X_TRACE_ID, ctx.trace_id.to_string());
-    set(h, X_SPAN_ID, ctx.span_id.to_string());
+    // "00-" trace "-" span "-01"
+    let mut tp = [0u8; 55];
+    tp[..3].copy_from_slice(b"00-");
+    hex128(ctx.trace_id.0, &mut tp[3..35]);
+    tp[35] = b'-';
+    hex64(ctx.span_id.0, &mut tp[36..52]);
+    tp[52..].copy_from_slice(b"-01");
+    if let Ok(v) = HeaderValue::from_bytes(&tp) {
+        h.insert(names::TRACEPARENT, v);
+    }
+    h.insert(names::X_TRACE_ID, trace_value(ctx.trace_id));
+    h.insert(names::X_SPAN_ID, span_value(ctx.span_id));
     match parent {
-        Some(p) => set(h, X_PARENT_ID, p.to_string()),
+        Some(p) => {
+            h.insert(names::X_PARENT_ID, span_value(p));
+        }
         None => {
-            h.remove(X_PARENT_ID);
+            h.remove(names::X_PARENT_ID);
         }
     }
 }

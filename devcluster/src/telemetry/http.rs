@@ -5,14 +5,13 @@
 //! line. `/health` and `/metrics` are neither traced nor counted: probes and scrapers would
 //! drown the real requests.
 
-use super::context::{self, SpanContext, SpanId, TraceId, X_TRACE_ID};
+use super::context::{self, SpanContext, SpanId, TraceId};
 use super::metrics::ServerMetrics;
 use super::names::Name;
 use super::path::{self, Access, PathSpan, Scope, ServerSpan, Text, Timing, unix_ns};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use http::HeaderValue;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -50,22 +49,10 @@ pub fn server_context(headers: &http::HeaderMap) -> (SpanContext, Option<SpanId>
     (ctx, remote.and_then(|r| r.parent))
 }
 
-/// `X-Trace-ID: <trace>` on a response.
-pub fn trace_header(resp: &mut Response<impl Sized>, trace: TraceId) {
-    let mut buf = [0u8; 32];
-    let hex = hex32(trace, &mut buf);
-    if let Ok(v) = HeaderValue::from_bytes(hex) {
-        resp.headers_mut()
-            .insert(http::HeaderName::from_static(X_TRACE_ID), v);
-    }
-}
-
-fn hex32(t: TraceId, buf: &mut [u8; 32]) -> &[u8] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = DIGITS[((t.0 >> ((31 - i) * 4)) & 0xf) as usize];
-    }
-    buf
+/// `X-Trace-ID: <trace>` on a response, as the framework we follow answers.
+pub fn trace_header<B>(resp: &mut http::Response<B>, trace: TraceId) {
+    resp.headers_mut()
+        .insert(context::names::X_TRACE_ID, context::trace_value(trace));
 }
 
 pub async fn trace_request(State(s): State<ServerSpans>, req: Request, next: Next) -> Response {

@@ -49,7 +49,7 @@ pub struct ServerMetrics {
     duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
     /// Per route: the metric handles (so a request allocates no label) and its window.
-    routes: RwLock<HashMap<String, Arc<RouteEntry>>>,
+    routes: RwLock<HashMap<String, Arc<RouteEntry>, foldhash::fast::FixedState>>,
     /// The config version the last request here ran under (0: none yet).
     config_version: AtomicU64,
 }
@@ -66,7 +66,11 @@ struct RouteEntry {
 }
 
 /// A read-mostly cache: the common case takes the read lock and finds the entry.
-fn cached<K, V>(map: &RwLock<HashMap<K, V>>, key: &str, make: impl FnOnce() -> V) -> V
+fn cached<K, V, H: std::hash::BuildHasher>(
+    map: &RwLock<HashMap<K, V, H>>,
+    key: &str,
+    make: impl FnOnce() -> V,
+) -> V
 where
     K: std::borrow::Borrow<str> + std::hash::Hash + Eq + for<'a> From<&'a str>,
     V: Clone,

@@ -174,7 +174,8 @@ struct Inner {
     ring: VecDeque<StoredSpan>,
     /// The sequence number of `ring[0]`.
     front_seq: u64,
-    traces: HashMap<TraceId, VecDeque<u64>>,
+    /// foldhash: three spans a request look their trace up here.
+    traces: HashMap<TraceId, VecDeque<u64>, foldhash::fast::FixedState>,
     strings: Interner,
 }
 
@@ -189,7 +190,7 @@ impl SpanStore {
                 capacity: capacity.max(1),
                 ring: VecDeque::with_capacity(capacity.clamp(1, RESERVE_MAX)),
                 front_seq: 0,
-                traces: HashMap::new(),
+                traces: HashMap::default(),
                 strings: Interner::default(),
             }),
         }
