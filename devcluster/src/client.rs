@@ -334,8 +334,13 @@ impl ServiceClient {
     ) -> Result<Req, CallError> {
         headers::strip_hop_by_hop(&mut call.headers);
         let key = self.hash_key(target, &call.headers, &call.params);
-        let replay =
-            retry::idempotent(&call.method) && self.knobs.attempts.load(Ordering::Relaxed) > 1;
+        // Held in memory (when small) so another attempt can send it again — any method: a
+        // request that never reached an instance is retried whatever its method. A body of
+        // unknown or larger size streams through once.
+        let small = hyper::body::Body::size_hint(&call.body)
+            .upper()
+            .is_some_and(|u| u <= MAX_REPLAY_BODY as u64);
+        let replay = small && self.knobs.attempts.load(Ordering::Relaxed) > 1;
         let body = if dry || hyper::body::Body::is_end_stream(&call.body) {
             ReqBody::Empty
         } else if replay {

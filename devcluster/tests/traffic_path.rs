@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, Uri};
-use common::http;
+use common::{fresh, http};
 use devcluster::breaker::Mode;
 use devcluster::cluster::Cluster;
 use devcluster::config::{Config, DEFAULTS_TOML};
@@ -61,14 +61,6 @@ rewrite = "/"
 async fn start() -> Cluster {
     let cfg = Config::from_layers(&[("defaults", DEFAULTS_TOML), ("test", TEST_CONFIG)]).unwrap();
     common::start_with(cfg).await
-}
-
-/// The next snapshot published after now (they are rebuilt on a short tick).
-async fn fresh(handle: &devcluster::ClusterHandle) -> Arc<devcluster::handle::ClusterSnapshot> {
-    let mut rx = handle.subscribe();
-    rx.borrow_and_update();
-    rx.changed().await.unwrap();
-    rx.borrow().clone()
 }
 
 /// An upstream that echoes what it received and counts requests.

@@ -78,7 +78,8 @@ impl<S: Stack> Service<Req> for Attempt<S> {
                 Ok(r) if r.status().is_server_error() => (r.status().as_u16(), "5xx"),
                 Ok(r) => (r.status().as_u16(), "ok"),
                 Err(CallError::Timeout { .. }) => (0, "timeout"),
-                Err(_) => (0, "connect_error"),
+                Err(CallError::Connect { .. }) => (0, "connect_error"),
+                Err(_) => (0, "upstream_error"),
             };
             if let Some(m) = &t.metrics {
                 m.record(peer.as_str(), outcome, took);

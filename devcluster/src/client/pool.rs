@@ -95,11 +95,19 @@ impl Pool {
     }
 }
 
-type SendError = Box<dyn std::error::Error + Send + Sync>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a request got no answer: it never left (no connection, or one closed before the request
+/// was written), or the connection failed on the way.
+#[derive(Debug)]
+pub enum SendError {
+    NotSent(BoxError),
+    Failed(BoxError),
+}
 
 impl Host {
     /// A ready connection: the most recently used idle one, or a new one.
-    async fn checkout(&self) -> Result<(SendRequest<ReqBody>, bool), SendError> {
+    async fn checkout(&self) -> Result<(SendRequest<ReqBody>, bool), BoxError> {
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let Some(Idle { mut tx, since }) = idle else {
@@ -114,7 +122,7 @@ impl Host {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<ReqBody>, SendError> {
+    async fn connect(&self) -> Result<SendRequest<ReqBody>, BoxError> {
         let stream = tokio::net::TcpStream::connect((&*self.address, self.port)).await?;
         let _ = stream.set_nodelay(true);
         let (tx, conn) = hyper::client::conn::http1::Builder::new()
@@ -148,7 +156,7 @@ impl Host {
     ) -> Result<http::Response<PooledBody>, SendError> {
         req.headers_mut()
             .insert(http::header::HOST, self.authority.clone());
-        let (mut tx, mut reused) = self.checkout().await?;
+        let (mut tx, mut reused) = self.checkout().await.map_err(SendError::NotSent)?;
         loop {
             match tx.try_send_request(req).await {
                 Ok(resp) => {
@@ -165,11 +173,16 @@ impl Host {
                 // Never written: the instance closed a reused connection meanwhile. Once more
                 // on a new one.
                 Err(mut e) if reused && e.message().is_some() => {
-                    req = e.take_message().ok_or_else(|| e.into_error())?;
-                    tx = self.connect().await?;
+                    req = e
+                        .take_message()
+                        .ok_or_else(|| SendError::NotSent(e.into_error().into()))?;
+                    tx = self.connect().await.map_err(SendError::NotSent)?;
                     reused = false;
                 }
-                Err(e) => return Err(e.into_error().into()),
+                Err(e) if e.message().is_some() => {
+                    return Err(SendError::NotSent(e.into_error().into()));
+                }
+                Err(e) => return Err(SendError::Failed(e.into_error().into())),
             }
         }
     }
@@ -264,9 +277,15 @@ impl tower::Service<super::request::Req> for Connect {
         let member = picked.member();
         let (host, instance) = (self.pool.host(member), member.id.clone());
         Box::pin(async move {
-            host.send(req.http).await.map_err(|e| CallError::Upstream {
-                instance: instance.to_string(),
-                message: headers::root_cause(&*e),
+            host.send(req.http).await.map_err(|e| match e {
+                SendError::NotSent(e) => CallError::Connect {
+                    instance: instance.to_string(),
+                    message: headers::root_cause(&*e),
+                },
+                SendError::Failed(e) => CallError::Upstream {
+                    instance: instance.to_string(),
+                    message: headers::root_cause(&*e),
+                },
             })
         })
     }

@@ -27,6 +27,11 @@ pub enum CallError {
     Rejected(#[from] Rejected),
     #[error("{instance} did not answer within {after:?}")]
     Timeout { instance: String, after: Duration },
+    /// No connection to the instance (refused, or closed before the request was written): the
+    /// request never reached it.
+    #[error("{instance} failed: {message}")]
+    Connect { instance: String, message: String },
+    /// The connection failed while the request was on its way or being answered.
     #[error("{instance} failed: {message}")]
     Upstream { instance: String, message: String },
     #[error("{0}")]
@@ -38,7 +43,7 @@ impl CallError {
         match self {
             CallError::NoInstance(_) | CallError::Rejected(_) => StatusCode::SERVICE_UNAVAILABLE,
             CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            CallError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            CallError::Upstream { .. } | CallError::Connect { .. } => StatusCode::BAD_GATEWAY,
             CallError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -46,9 +51,9 @@ impl CallError {
     /// The instance that failed, when one was reached.
     pub fn instance(&self) -> Option<&str> {
         match self {
-            CallError::Timeout { instance, .. } | CallError::Upstream { instance, .. } => {
-                Some(instance)
-            }
+            CallError::Timeout { instance, .. }
+            | CallError::Upstream { instance, .. }
+            | CallError::Connect { instance, .. } => Some(instance),
             _ => None,
         }
     }

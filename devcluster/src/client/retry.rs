@@ -1,6 +1,12 @@
 //! The retry layer: an idempotent request that failed (no answer, or a 5xx) is sent again, to
 //! an instance not tried yet, up to `attempts` tries — within a retry budget, so a failing
 //! service sees at most `budget_percent` more load plus a small floor, never a storm.
+//!
+//! A request that never reached an instance (no connection to it: refused, or closed before
+//! the request was written) is sent elsewhere whatever its method and without drawing on the
+//! budget: it added no load anywhere. When an instance dies under traffic, its callers' next
+//! requests all fail that way until health checks and ejection catch up — at thousands of
+//! requests a second that would drain any budget in milliseconds.
 
 use super::budget::RetryBudget;
 use super::request::{AnsweredBy, CallError, Req, Resp, failed};
@@ -62,10 +68,10 @@ impl<S: Stack> Service<Req> for Retry<S> {
             return self.inner.call(req);
         }
         let attempts = self.knobs.attempts.load(Ordering::Relaxed).max(1);
-        let retryable = attempts > 1 && idempotent(req.method());
+        let idempotent = idempotent(req.method());
         self.budget.deposit();
         // What a second attempt would send, kept aside before the first goes.
-        let next = if retryable { req.try_clone() } else { None };
+        let next = if attempts > 1 { req.try_clone() } else { None };
         req.call.attempts.store(1, Ordering::Relaxed);
         let first = self.inner.call(req);
         let Some(next) = next else {
@@ -77,9 +83,11 @@ impl<S: Stack> Service<Req> for Retry<S> {
             let mut next = next;
             loop {
                 // No instance at all: another try would find none either.
+                let never_sent = matches!(result, Err(CallError::Connect { .. }));
                 if !failed(&result)
                     || matches!(result, Err(CallError::NoInstance(_)))
-                    || !budget.withdraw()
+                    || !(never_sent || idempotent)
+                    || !(never_sent || budget.withdraw())
                 {
                     return result;
                 }
@@ -162,5 +170,28 @@ mod tests {
             (resp.status().as_u16(), seen.lock().unwrap().len()),
             (503, 1)
         );
+    }
+
+    /// A dead instance refuses connections: whatever the method, the request goes elsewhere,
+    /// and an empty budget does not stop it (it added no load anywhere).
+    #[tokio::test]
+    async fn a_request_that_never_reached_an_instance_goes_elsewhere_for_free() {
+        let f = fixture(&["a", "b"]);
+        let (svc, seen) = picks_and_answers(&f, &[("a", 0), ("b", 201)]);
+        let mut post = call_req(&f);
+        *post.http.method_mut() = Method::POST;
+        let resp = layer(3, RetryBudget::new(0, 0))
+            .layer(svc)
+            .oneshot(post)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let tried: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(i, _)| i.clone())
+            .collect();
+        assert_eq!(tried, ["a", "b"]);
     }
 }

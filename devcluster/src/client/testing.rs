@@ -125,8 +125,8 @@ pub(crate) fn answer(code: u16, reached: Arc<AtomicU32>) -> impl super::Stack {
 
 pub(crate) type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
 
-/// Answers by the instance the request was sent to (`answers`, else 200), noting each
-/// instance and the headers it got.
+/// Answers by the instance the request was sent to (`answers`, else 200; 0 for "no
+/// connection"), noting each instance and the headers it got.
 pub(crate) fn by_instance(answers: &[(&str, u16)]) -> (impl super::Stack, Seen) {
     let answers: Vec<(String, u16)> = answers.iter().map(|(i, s)| (i.to_string(), *s)).collect();
     let seen: Seen = Arc::default();
@@ -141,8 +141,18 @@ pub(crate) fn by_instance(answers: &[(&str, u16)]) -> (impl super::Stack, Seen) 
             .iter()
             .find(|(i, _)| *i == id)
             .map_or(200, |(_, s)| *s);
-        log.lock().unwrap().push((id, r.http.headers().clone()));
-        Box::pin(async move { Ok::<Resp, CallError>(status(code)) })
+        log.lock()
+            .unwrap()
+            .push((id.clone(), r.http.headers().clone()));
+        Box::pin(async move {
+            if code == 0 {
+                return Err(CallError::Connect {
+                    instance: id,
+                    message: "Connection refused (os error 111)".into(),
+                });
+            }
+            Ok::<Resp, CallError>(status(code))
+        })
     });
     (svc, seen)
 }

@@ -47,3 +47,13 @@ pub async fn start() -> Cluster {
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
+
+/// The next snapshot published after now (they are rebuilt on a short tick).
+pub async fn fresh(
+    handle: &devcluster::ClusterHandle,
+) -> std::sync::Arc<devcluster::handle::ClusterSnapshot> {
+    let mut rx = handle.subscribe();
+    rx.borrow_and_update();
+    rx.changed().await.unwrap();
+    rx.borrow().clone()
+}
