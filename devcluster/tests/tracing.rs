@@ -318,3 +318,68 @@ async fn server_spans_carry_the_config_version_they_ran_under() {
     }
     cluster.shutdown().await;
 }
+
+/// The framework we follow answers with `X-Trace-ID`; so does every response of the gateway and
+/// of the sample services — the trace the request ran under, the one stored.
+#[tokio::test]
+async fn every_response_carries_the_trace_id_it_ran_under() {
+    let cluster = start().await;
+    let client = http();
+    let trace_of = |r: &reqwest::Response| {
+        let h = r.headers().get("x-trace-id").expect("X-Trace-ID on the response");
+        TraceId::parse(h.to_str().unwrap()).expect("a trace id")
+    };
+    // Through the gateway, with no context: a new trace, the one the spans are stored under.
+    let resp = client
+        .get(format!("{}/api/orders/2", cluster.gateway_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let trace = trace_of(&resp);
+    let stored = spans(&cluster, trace, 7).await;
+    assert_eq!(stored.len(), 7, "{stored:#?}");
+    assert!(stored.iter().all(|s| s.trace_id == trace));
+    // With the caller's traceparent: that trace, continued.
+    let given = TraceId::random();
+    let resp = client
+        .get(format!("{}/api/users/1", cluster.gateway_url()))
+        .header("traceparent", format!("00-{given}-{}-01", SpanId::random()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trace_of(&resp), given);
+    // Answers the gateway makes itself (no route) and a sample service called directly.
+    let resp = client
+        .get(format!("{}/nowhere", cluster.gateway_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let lost = trace_of(&resp);
+    assert!(
+        spans(&cluster, lost, 1)
+            .await
+            .iter()
+            .any(|s| s.service == "gateway")
+    );
+    let user = cluster
+        .registry()
+        .instances()
+        .into_iter()
+        .find(|i| i.service == "user-service")
+        .unwrap();
+    let resp = client
+        .get(format!("http://{}:{}/users/2", user.address, user.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let direct = trace_of(&resp);
+    let stored = spans(&cluster, direct, 1).await;
+    assert_eq!(
+        (stored[0].service.as_str(), stored[0].name.as_str()),
+        ("user-service", "GET /users/{id}")
+    );
+    cluster.shutdown().await;
+}
