@@ -6,6 +6,7 @@
 
 pub mod context;
 pub mod export;
+pub mod histogram;
 pub mod http;
 mod intern;
 mod layer;
@@ -15,6 +16,7 @@ pub mod names;
 pub mod otlp;
 pub mod path;
 pub mod rolling;
+pub mod slots;
 pub mod span;
 pub mod store;
 

@@ -326,7 +326,10 @@ async fn every_response_carries_the_trace_id_it_ran_under() {
     let cluster = start().await;
     let client = http();
     let trace_of = |r: &reqwest::Response| {
-        let h = r.headers().get("x-trace-id").expect("X-Trace-ID on the response");
+        let h = r
+            .headers()
+            .get("x-trace-id")
+            .expect("X-Trace-ID on the response");
         TraceId::parse(h.to_str().unwrap()).expect("a trace id")
     };
     // Through the gateway, with no context: a new trace, the one the spans are stored under.

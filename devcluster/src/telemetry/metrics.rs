@@ -5,12 +5,14 @@
 //!   and the admin port's `/metrics` for the gateway, the client side and the process;
 //! - rolling per-second windows (five minutes) for the dashboard's sparklines and percentiles.
 
+use super::histogram::Histogram;
+use super::names::Name;
 use super::rolling::{Rolling, Series};
+use super::slots::Slots;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +25,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// Latency buckets: 0.5 ms doubling up to about 16 s.
 fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+    Histogram::default()
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,41 +50,22 @@ pub struct ServerMetrics {
     errors: Family<RouteLabels, Counter>,
     duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
-    /// Per route: the metric handles (so a request allocates no label) and its window.
-    routes: RwLock<HashMap<String, Arc<RouteEntry>, foldhash::fast::FixedState>>,
+    /// Per route: the metric handles (so a request allocates no label) and its window, found
+    /// without a lock.
+    routes: Slots<Box<str>, Arc<RouteEntry>, 32>,
     /// The config version the last request here ran under (0: none yet).
     config_version: AtomicU64,
 }
 
 struct RouteEntry {
-    name: super::names::Name,
+    name: Name,
     /// "GET /users/{id}" per method seen: the server span's operation.
-    ops: RwLock<Vec<(http::Method, super::names::Name)>>,
+    ops: Slots<http::Method, Name, 8>,
     errors: Counter,
     duration: Histogram,
-    /// Requests by (method, status): a handful per route, scanned.
-    requests: RwLock<Vec<(String, u16, Counter)>>,
+    /// Requests by (method, status): a handful per route.
+    requests: Slots<(http::Method, u16), Counter, 16>,
     window: Rolling,
-}
-
-/// A read-mostly cache: the common case takes the read lock and finds the entry.
-fn cached<K, V, H: std::hash::BuildHasher>(
-    map: &RwLock<HashMap<K, V, H>>,
-    key: &str,
-    make: impl FnOnce() -> V,
-) -> V
-where
-    K: std::borrow::Borrow<str> + std::hash::Hash + Eq + for<'a> From<&'a str>,
-    V: Clone,
-{
-    if let Some(v) = map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
-        return v.clone();
-    }
-    map.write()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(K::from(key))
-        .or_insert_with(make)
-        .clone()
 }
 
 impl ServerMetrics {
@@ -122,7 +105,7 @@ impl ServerMetrics {
             errors,
             duration,
             in_flight,
-            routes: RwLock::default(),
+            routes: Slots::default(),
             config_version: AtomicU64::new(0),
         }
     }
@@ -136,22 +119,11 @@ impl ServerMetrics {
     /// A route's metric handles and names for `method`, looked up once per request.
     pub fn route_names(&self, route: &str, method: &http::Method) -> RouteNames {
         let entry = self.route(route);
-        let known = entry
-            .ops
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|(m, _)| m == method)
-            .map(|(_, n)| *n);
-        let op = known.unwrap_or_else(|| {
-            let n = super::names::Name::of(&format!("{method} {route}"));
-            entry
-                .ops
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((method.clone(), n));
-            n
-        });
+        let op = entry.ops.with(
+            |m| m == method,
+            || (method.clone(), Name::of(&format!("{method} {route}"))),
+            |n| *n,
+        );
         RouteNames {
             route: entry.name,
             op,
@@ -162,72 +134,68 @@ impl ServerMetrics {
 
     /// Counts a request of the route `names` was looked up for.
     pub fn record_route(&self, names: &RouteNames, status: u16, took: Duration) {
-        self.record_in(&names.entry, names.method.as_str(), status, took);
+        self.record_in(&names.entry, &names.method, status, took);
     }
 
     pub fn record(&self, route: &str, method: &str, status: u16, took: Duration) {
         let entry = self.route(route);
-        self.record_in(&entry, method, status, took);
+        let method = http::Method::from_bytes(method.as_bytes()).unwrap_or_default();
+        self.record_in(&entry, &method, status, took);
     }
 
-    fn record_in(&self, entry: &RouteEntry, method: &str, status: u16, took: Duration) {
+    /// Atomic adds only: the counter is found among the route's few (method, status) pairs.
+    fn record_in(&self, entry: &RouteEntry, method: &http::Method, status: u16, took: Duration) {
         let error = status >= 500;
-        let route = entry.name.as_str();
-        let counted = entry
-            .requests
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|(m, st, _)| m == method && *st == status)
-            .map(|(_, _, c)| c.clone());
-        let counter = counted.unwrap_or_else(|| {
-            let c = self
-                .requests
-                .get_or_create(&RequestLabels {
-                    route: route.into(),
-                    method: method.into(),
-                    status,
-                })
-                .clone();
-            entry
-                .requests
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((method.into(), status, c.clone()));
-            c
-        });
-        counter.inc();
+        entry.requests.with(
+            |(m, st)| m == method && *st == status,
+            || {
+                let c = self
+                    .requests
+                    .get_or_create(&RequestLabels {
+                        route: entry.name.to_string(),
+                        method: method.to_string(),
+                        status,
+                    })
+                    .clone();
+                ((method.clone(), status), c)
+            },
+            |c| {
+                c.inc();
+            },
+        );
         if error {
             entry.errors.inc();
         }
-        entry.duration.observe(took.as_secs_f64());
+        entry.duration.observe(took);
         entry.window.record(took, error);
     }
 
     fn route(&self, route: &str) -> Arc<RouteEntry> {
-        cached(&self.routes, route, || {
-            let labels = RouteLabels {
-                route: route.into(),
-            };
-            Arc::new(RouteEntry {
-                name: super::names::Name::of(route),
-                ops: RwLock::default(),
-                errors: self.errors.get_or_create(&labels).clone(),
-                duration: self.duration.get_or_create(&labels).clone(),
-                requests: RwLock::default(),
-                window: Rolling::default(),
-            })
-        })
+        self.routes.with(
+            |r| &**r == route,
+            || {
+                let labels = RouteLabels {
+                    route: route.into(),
+                };
+                let entry = Arc::new(RouteEntry {
+                    name: Name::of(route),
+                    ops: Slots::default(),
+                    errors: self.errors.get_or_create(&labels).clone(),
+                    duration: self.duration.get_or_create(&labels).clone(),
+                    requests: Slots::default(),
+                    window: Rolling::default(),
+                });
+                (route.into(), entry)
+            },
+            Arc::clone,
+        )
     }
 
     /// Each route's window, by route.
     fn route_windows(&self) -> Vec<(String, Arc<RouteEntry>)> {
-        self.routes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        let mut v = Vec::new();
+        self.routes.each(|k, e| v.push((k.to_string(), e.clone())));
+        v
     }
 
     /// A request ran under config version `v`.
@@ -288,45 +256,40 @@ pub struct ProcessView {
 }
 
 /// One caller->target path of the service client: its histogram, its counters by instance and
-/// outcome, and its window. A client keeps its handle and records without any lookup by name.
+/// outcome, and its window. A client keeps its handle and records without any lookup by name
+/// and without a lock.
 pub struct CallPath {
     caller: String,
     target: String,
     family: Family<CallLabels, Counter>,
     duration: Histogram,
-    calls: RwLock<Vec<(String, String, Counter)>>,
+    calls: Slots<(Box<str>, &'static str), Counter, 32>,
     window: Rolling,
 }
 
 impl CallPath {
-    /// One attempt to `instance` ended as `outcome` (ok, 5xx, timeout, connect_error).
-    pub fn record(&self, instance: &str, outcome: &str, took: Duration) {
-        let counted = self
-            .calls
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|(i, o, _)| i == instance && o == outcome)
-            .map(|(_, _, c)| c.clone());
-        let counter = counted.unwrap_or_else(|| {
-            let c = self
-                .family
-                .get_or_create(&CallLabels {
-                    caller: self.caller.clone(),
-                    target: self.target.clone(),
-                    instance: instance.into(),
-                    outcome: outcome.into(),
-                })
-                .clone();
-            self.calls.write().unwrap_or_else(|e| e.into_inner()).push((
-                instance.into(),
-                outcome.into(),
-                c.clone(),
-            ));
-            c
-        });
-        counter.inc();
-        self.duration.observe(took.as_secs_f64());
+    /// One attempt to `instance` ended as `outcome` (ok, 5xx, timeout, connect_error,
+    /// upstream_error).
+    pub fn record(&self, instance: &str, outcome: &'static str, took: Duration) {
+        self.calls.with(
+            |(i, o)| &**i == instance && *o == outcome,
+            || {
+                let c = self
+                    .family
+                    .get_or_create(&CallLabels {
+                        caller: self.caller.clone(),
+                        target: self.target.clone(),
+                        instance: instance.into(),
+                        outcome: outcome.into(),
+                    })
+                    .clone();
+                ((instance.into(), outcome), c)
+            },
+            |c| {
+                c.inc();
+            },
+        );
+        self.duration.observe(took);
         self.window.record(took, outcome != "ok");
     }
 }
@@ -446,7 +409,7 @@ impl MetricsHub {
         caller: &str,
         target: &str,
         instance: &str,
-        outcome: &str,
+        outcome: &'static str,
         took: Duration,
     ) {
         self.call_path(caller, target)
@@ -458,34 +421,30 @@ impl MetricsHub {
         self.path(caller, target)
     }
 
+    /// Made once per caller and target (a client keeps the handle).
     fn path(&self, caller: &str, target: &str) -> Arc<CallEntry> {
-        let make = || {
-            Arc::new(CallEntry {
-                caller: caller.into(),
-                target: target.into(),
-                family: self.calls.clone(),
-                duration: self
-                    .call_duration
-                    .get_or_create(&PathLabels {
-                        caller: caller.into(),
-                        target: target.into(),
-                    })
-                    .clone(),
-                calls: RwLock::default(),
-                window: Rolling::default(),
-            })
-        };
-        if let Some(targets) = self
-            .paths
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(caller)
-        {
-            return cached(targets, target, make);
-        }
         let mut paths = self.paths.write().unwrap_or_else(|e| e.into_inner());
         let targets = paths.entry(caller.into()).or_default();
-        cached(targets, target, make)
+        let mut targets = targets.write().unwrap_or_else(|e| e.into_inner());
+        targets
+            .entry(target.into())
+            .or_insert_with(|| {
+                Arc::new(CallEntry {
+                    caller: caller.into(),
+                    target: target.into(),
+                    family: self.calls.clone(),
+                    calls: Slots::default(),
+                    duration: self
+                        .call_duration
+                        .get_or_create(&PathLabels {
+                            caller: caller.into(),
+                            target: target.into(),
+                        })
+                        .clone(),
+                    window: Rolling::default(),
+                })
+            })
+            .clone()
     }
 
     pub fn set_process(&self, p: ProcessView) {
