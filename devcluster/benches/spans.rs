@@ -1,5 +1,7 @@
-//! Span ingestion: into the store directly (batches of 512, as an OTLP export sends them), and
-//! through the `tracing` layer (create, enter, record, close: what an instrumented hop pays).
+//! Span ingestion: into the store directly (batches of 512, as an OTLP export sends them),
+//! through the `tracing` layer (create, enter, record, close: what an instrumented hop pays),
+//! and a traffic-path span (an attempt's, made and recorded into a full store the way the
+//! client does it: target ≤ 300 ns).
 //! Also prints the resident memory a stored span costs, from filling a 100 000-span store.
 //!
 //! Run: `cargo bench -p devcluster --bench spans`
@@ -7,7 +9,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use devcluster::telemetry::{SpanId, SpanLayer, SpanRecord, SpanStore, TraceId};
+use devcluster::balance::{Reason, Strategy};
+use devcluster::breaker::State;
+use devcluster::telemetry::names::Name;
+use devcluster::telemetry::path::{AttemptSpan, PathSpan, Timing};
+use devcluster::telemetry::{SpanContext, SpanId, SpanLayer, SpanRecord, SpanStore, TraceId};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,6 +102,49 @@ fn store(c: &mut Criterion) {
         });
     });
     assert!(layer_store.added() > 0, "the layer recorded spans");
+
+    // A traffic-path span: names looked up once (as a client's target keeps them), the span's
+    // id drawn, the record pushed into a store already full (every push evicts the oldest).
+    let path_store = SpanStore::new(100_000);
+    path_store.extend((0..100_000).map(record));
+    let (service, instance, op, peer, breaker) = (
+        Name::of("gateway"),
+        Name::of("gateway"),
+        Name::of("GET user-service"),
+        Name::of("user-service-2"),
+        Name::of("gateway->user-service"),
+    );
+    let trace = TraceId::random();
+    let parent = SpanId::random();
+    let mut i = 0u64;
+    g.bench_function("traffic_path_span_recorded", |b| {
+        b.iter(|| {
+            i += 1;
+            path_store.push_path(PathSpan::Attempt(AttemptSpan {
+                timing: Timing::new(
+                    SpanContext {
+                        trace_id: TraceId(trace.0 + u128::from(i / 3)),
+                        span_id: SpanId::random(),
+                    },
+                    Some(parent),
+                    1_700_000_000_000_000_000 + i,
+                    850_000,
+                    false,
+                ),
+                service,
+                instance,
+                op,
+                attempt: 1,
+                peer,
+                strategy: Strategy::RoundRobin,
+                reason: Reason::Turn(i),
+                breaker,
+                breaker_state: State::Closed,
+                status: 200,
+                failure: None,
+            }));
+        });
+    });
     g.finish();
 }
 

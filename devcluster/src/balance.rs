@@ -150,15 +150,16 @@ pub enum Reason {
     Random,
     /// Smooth weighted: the chosen one had the highest current weight.
     CurrentWeight {
-        current: i64,
-        total: i64,
+        current: i32,
+        total: i32,
     },
     LeastInFlight(u32),
-    /// Power of two choices: cost (EWMA × (in-flight+1)) of the chosen and of the other.
+    /// Power of two choices: cost (EWMA × (in-flight+1), ns) of the chosen and of the other.
+    /// Kept small (it is stored with every pick and attempt span).
     TwoChoices {
-        chosen_cost: f64,
-        other: usize,
-        other_cost: f64,
+        chosen_cost: f32,
+        other: u32,
+        other_cost: f32,
     },
     /// Consistent hash: the key's hash landed on this instance's point of the ring.
     Hash(u64),
@@ -188,9 +189,9 @@ impl Reason {
                 other_cost,
             } => format!(
                 "cost {:.2}ms beat {} at {:.2}ms (EWMA latency × in-flight)",
-                chosen_cost / 1e6,
-                name_of(other),
-                other_cost / 1e6
+                f64::from(chosen_cost) / 1e6,
+                name_of(other as usize),
+                f64::from(other_cost) / 1e6
             ),
             Reason::Hash(h) => format!("key hash {h:016x} on the ring"),
             Reason::NoKey(n) => format!("no hash key on the request: rotation turn {n}"),

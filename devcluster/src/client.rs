@@ -402,13 +402,13 @@ impl ServiceClient {
             Err(e) => e.status().as_u16(),
         };
         path::record(PathSpan::Call(CallSpan {
-            timing: Timing {
+            timing: Timing::new(
                 ctx,
-                parent: parent_span,
+                parent_span,
                 start_unix_ns,
-                duration_ns: started.elapsed().as_nanos() as u64,
-                error: status >= 500,
-            },
+                started.elapsed().as_nanos() as u64,
+                status >= 500,
+            ),
             service: self.caller_name,
             instance: caller_instance,
             op: t.call_op,

@@ -203,21 +203,19 @@ impl Gateway {
             span_id: ctx.span_id,
         });
         path::record(PathSpan::Server(ServerSpan {
-            timing: Timing {
-                ctx,
-                parent,
-                start_unix_ns,
-                duration_ns,
-                error: status >= 500,
-            },
+            timing: Timing::new(ctx, parent, start_unix_ns, duration_ns, status >= 500),
             service,
             instance: service,
             method: method_name,
             op: names.op,
-            route: route.is_some().then_some(names.route),
+            route: if route.is_some() {
+                names.route
+            } else {
+                Name::EMPTY
+            },
             target,
             status,
-            config_version,
+            config_version: config_version as u32,
             events: None,
         }));
         resp

@@ -65,9 +65,9 @@ fn choose(candidates: &dyn Candidates, a: usize, mut b: usize) -> (usize, Reason
     (
         win,
         Reason::TwoChoices {
-            chosen_cost: cw,
-            other: lose,
-            other_cost: cl,
+            chosen_cost: cw as f32,
+            other: lose as u32,
+            other_cost: cl as f32,
         },
     )
 }

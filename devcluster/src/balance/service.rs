@@ -339,7 +339,7 @@ impl ServiceBalancer {
                 other_cost,
             } => Reason::TwoChoices {
                 chosen_cost,
-                other: eligible.get(other).map_or(index, |&i| i as usize),
+                other: eligible.get(other as usize).map_or(index as u32, |&i| i),
                 other_cost,
             },
             r => r,

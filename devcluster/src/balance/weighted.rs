@@ -81,7 +81,13 @@ fn step(current: &mut [i64], candidates: &dyn Candidates) -> (usize, Reason) {
     if let Some(v) = current.get_mut(i) {
         *v -= total;
     }
-    (i, Reason::CurrentWeight { current: cw, total })
+    (
+        i,
+        Reason::CurrentWeight {
+            current: cw.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+            total: total.clamp(0, i64::from(i32::MAX)) as i32,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ impl<S: Stack> Service<Req> for Attempt<S> {
                     other_cost,
                 } => Reason::TwoChoices {
                     chosen_cost,
-                    other: p.members.get(other).map_or(0, |o| o.name.raw() as usize),
+                    other: p.members.get(other as usize).map_or(0, |o| o.name.raw()),
                     other_cost,
                 },
                 r => r,
@@ -100,24 +100,24 @@ impl<S: Stack> Service<Req> for Attempt<S> {
                 });
             }
             path::record(PathSpan::Attempt(AttemptSpan {
-                timing: Timing {
+                timing: Timing::new(
                     ctx,
-                    parent: Some(parent.span_id),
+                    Some(parent.span_id),
                     start_unix_ns,
-                    duration_ns: took.as_nanos() as u64,
-                    error: outcome != "ok",
-                },
+                    took.as_nanos() as u64,
+                    outcome != "ok",
+                ),
                 service: t.caller_name,
                 instance: call.caller_instance,
                 op,
-                attempt,
+                attempt: attempt.min(255) as u8,
                 peer,
                 strategy,
                 reason,
                 breaker: t.breaker_name,
                 breaker_state: t.breaker.gate_state(),
                 status,
-                failure: failure.map(String::into_boxed_str),
+                failure: failure.map(Box::new),
             }));
             result
         })

@@ -96,7 +96,11 @@ pub async fn trace_request(State(s): State<ServerSpans>, req: Request, next: Nex
     s.metrics.record_route(&names, status, took);
     trace_header(&mut resp, ctx.trace_id);
     let duration_ns = took.as_nanos() as u64;
-    let route_name = matched_route.then_some(names.route);
+    let route_name = if matched_route {
+        names.route
+    } else {
+        Name::EMPTY
+    };
     path::access(Access {
         at_unix_ns: start_unix_ns + duration_ns,
         service: s.service,
@@ -109,13 +113,7 @@ pub async fn trace_request(State(s): State<ServerSpans>, req: Request, next: Nex
         span_id: ctx.span_id,
     });
     path::record(PathSpan::Server(ServerSpan {
-        timing: Timing {
-            ctx,
-            parent,
-            start_unix_ns,
-            duration_ns,
-            error: status >= 500,
-        },
+        timing: Timing::new(ctx, parent, start_unix_ns, duration_ns, status >= 500),
         service: s.service,
         instance: s.instance,
         method,
@@ -123,8 +121,8 @@ pub async fn trace_request(State(s): State<ServerSpans>, req: Request, next: Nex
         route: route_name,
         target,
         status,
-        config_version,
-        events: (!events.is_empty()).then(|| events.into_boxed_slice()),
+        config_version: config_version as u32,
+        events: (!events.is_empty()).then(|| Box::new(events)),
     }));
     resp
 }

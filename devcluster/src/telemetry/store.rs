@@ -32,11 +32,13 @@ enum StoredSpan {
     Path(PathSpan),
 }
 
-/// A generic span: ids inline, strings as [`Sym`]s, boxed slices (no spare capacity).
+/// A generic span: ids inline (as words: a `u128` would align every record to 16 bytes),
+/// strings as [`Sym`]s, boxed slices (no spare capacity).
 struct GenericSpan {
-    trace_id: TraceId,
+    trace_id: [u64; 2],
     span_id: SpanId,
-    parent_id: Option<SpanId>,
+    /// 0: no parent.
+    parent_id: u64,
     start_unix_ns: u64,
     duration_ns: u64,
     service: Sym,
@@ -58,8 +60,8 @@ struct StoredEvent {
 impl StoredSpan {
     fn trace_id(&self) -> TraceId {
         match self {
-            StoredSpan::Generic(g) => g.trace_id,
-            StoredSpan::Path(p) => p.timing().ctx.trace_id,
+            StoredSpan::Generic(g) => g.trace(),
+            StoredSpan::Path(p) => p.timing().ctx().trace_id,
         }
     }
 
@@ -75,10 +77,11 @@ impl StoredSpan {
             StoredSpan::Generic(g) => g.facts(strings),
             StoredSpan::Path(p) => {
                 let t = p.timing();
+                let ctx = t.ctx();
                 SpanFacts {
-                    trace_id: t.ctx.trace_id,
-                    span_id: t.ctx.span_id,
-                    parent_id: t.parent,
+                    trace_id: ctx.trace_id,
+                    span_id: ctx.span_id,
+                    parent_id: t.parent(),
                     service: p.service().as_str(),
                     name: p.name().as_str(),
                     start_unix_ns: t.start_unix_ns,
@@ -91,6 +94,10 @@ impl StoredSpan {
 }
 
 impl GenericSpan {
+    fn trace(&self) -> TraceId {
+        TraceId((u128::from(self.trace_id[0]) << 64) | u128::from(self.trace_id[1]))
+    }
+
     fn new(s: SpanRecord, strings: &mut Interner) -> GenericSpan {
         let mut p = strings.packer();
         let (service, instance, name) = (p.name(&s.service), p.name(&s.instance), p.name(&s.name));
@@ -105,9 +112,9 @@ impl GenericSpan {
             })
             .collect();
         GenericSpan {
-            trace_id: s.trace_id,
+            trace_id: [(s.trace_id.0 >> 64) as u64, s.trace_id.0 as u64],
             span_id: s.span_id,
-            parent_id: s.parent_id,
+            parent_id: s.parent_id.map_or(0, |p| p.0),
             start_unix_ns: s.start_unix_ns,
             duration_ns: s.duration_ns,
             service,
@@ -123,9 +130,9 @@ impl GenericSpan {
     fn record(&self, strings: &Interner) -> SpanRecord {
         let text = |sym| strings.text(&self.own, sym).to_string();
         SpanRecord {
-            trace_id: self.trace_id,
+            trace_id: self.trace(),
             span_id: self.span_id,
-            parent_id: self.parent_id,
+            parent_id: (self.parent_id != 0).then_some(SpanId(self.parent_id)),
             service: text(self.service),
             instance: text(self.instance),
             name: text(self.name),
@@ -155,9 +162,9 @@ impl GenericSpan {
 
     fn facts<'a>(&'a self, strings: &'a Interner) -> SpanFacts<'a> {
         SpanFacts {
-            trace_id: self.trace_id,
+            trace_id: self.trace(),
             span_id: self.span_id,
-            parent_id: self.parent_id,
+            parent_id: (self.parent_id != 0).then_some(SpanId(self.parent_id)),
             service: strings.text(&self.own, self.service),
             name: strings.text(&self.own, self.name),
             start_unix_ns: self.start_unix_ns,
@@ -354,6 +361,16 @@ mod tests {
             attributes: vec![],
             events: vec![],
         }
+    }
+
+    /// 100 000 of them sit in the ring: the traffic path's records may not make it wider.
+    #[test]
+    fn a_stored_span_stays_small() {
+        assert!(
+            std::mem::size_of::<StoredSpan>() <= 120,
+            "{} bytes",
+            std::mem::size_of::<StoredSpan>()
+        );
     }
 
     #[test]
