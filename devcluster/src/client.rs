@@ -57,7 +57,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use target::Target;
 use tokio::time::Instant;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 /// Largest request body kept in memory so an idempotent request can be retried; bigger ones
 /// stream through once.
@@ -139,7 +139,7 @@ pub struct Call {
     pub headers: HeaderMap,
     pub body: Body,
     /// Named path parameters, for `hash_key = "path:NAME"`.
-    pub params: Vec<(String, String)>,
+    pub params: Vec<(Arc<str>, String)>,
     /// The request this call is made for (its trace, its span, who handles it). Without one,
     /// the task's current request scope, then the current `tracing` span, then trace headers
     /// already in `headers`; else a new trace starts.
@@ -267,7 +267,7 @@ impl ServiceClient {
         &self,
         target: &str,
         headers: &HeaderMap,
-        params: &[(String, String)],
+        params: &[(Arc<str>, String)],
     ) -> Option<String> {
         let keys = self.hash_keys.read().unwrap_or_else(|e| e.into_inner());
         let spec = keys.get(target)?;
@@ -278,7 +278,10 @@ impl ServiceClient {
                 .map(str::to_string);
         }
         let p = spec.strip_prefix("path:")?;
-        params.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone())
+        params
+            .iter()
+            .find(|(k, _)| &**k == p)
+            .map(|(_, v)| v.clone())
     }
 
     /// This client's entry for `name`: its balancer, breaker and names, looked up once.
@@ -363,7 +366,7 @@ impl ServiceClient {
         *http.uri_mut() = uri;
         *http.headers_mut() = call.headers;
         Ok(Req {
-            http,
+            http: Box::new(http),
             call: Arc::new(CallShared {
                 target: self.target(target),
                 key,
@@ -388,14 +391,15 @@ impl ServiceClient {
             span_id: SpanId::random(),
         };
         let parent_span = parent.map(|p| p.1).filter(|s| s.0 != 0);
-        let method = Name::of(call.method.as_str());
+        let method = Name::method(&call.method);
         let start_unix_ns = unix_ns();
         let started = Instant::now();
         let req = self
             .request(target, call, ctx, caller_instance, false)
             .await?;
         let shared = req.call.clone();
-        let result = self.stack.clone().oneshot(req).await;
+        // Every layer is always ready: call the stack directly.
+        let result = self.stack.clone().call(req).await;
         let t = &shared.target;
         let status = match &result {
             Ok(r) => r.status().as_u16(),
@@ -429,7 +433,7 @@ impl ServiceClient {
         };
         let req = self.request(target, call, ctx, Name::EMPTY, true).await?;
         let shared = req.call.clone();
-        self.stack.clone().oneshot(req).await?;
+        self.stack.clone().call(req).await?;
         let e = shared
             .dry
             .as_ref()

@@ -144,7 +144,11 @@ impl Connections for GatewayConnections {
         };
         let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let (gw, metrics, peer) = (gw.clone(), metrics.clone(), peer.clone());
-            async move { Ok::<_, Infallible>(gw.handle(&metrics, service, &peer, req).await) }
+            // Boxed: hyper moves the request's future around; a pointer moves cheaper than the
+            // kilobytes of a whole proxied call's state.
+            Box::pin(
+                async move { Ok::<_, Infallible>(gw.handle(&metrics, service, &peer, req).await) },
+            ) as Pin<Box<dyn Future<Output = Result<Answer, Infallible>> + Send>>
         });
         Box::pin(drive(stream, svc, stop))
     }
@@ -169,7 +173,7 @@ impl Gateway {
         let started = std::time::Instant::now();
         let _in_flight = metrics.start();
         let (ctx, parent) = server_context(&parts.headers);
-        let method_name = Name::of(parts.method.as_str());
+        let method_name = Name::method(&parts.method);
         let target = Text::new(
             parts
                 .uri

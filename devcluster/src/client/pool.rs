@@ -277,7 +277,7 @@ impl tower::Service<super::request::Req> for Connect {
         let member = picked.member();
         let (host, instance) = (self.pool.host(member), member.id.clone());
         Box::pin(async move {
-            host.send(req.http).await.map_err(|e| match e {
+            host.send(*req.http).await.map_err(|e| match e {
                 SendError::NotSent(e) => CallError::Connect {
                     instance: instance.to_string(),
                     message: headers::root_cause(&*e),

@@ -57,10 +57,12 @@ pub(crate) fn fixture(ids: &[&str]) -> Fixture {
 
 fn req(f: &Fixture, dry: bool) -> Req {
     Req {
-        http: http::Request::builder()
-            .uri("/x")
-            .body(ReqBody::Empty)
-            .unwrap(),
+        http: Box::new(
+            http::Request::builder()
+                .uri("/x")
+                .body(ReqBody::Empty)
+                .unwrap(),
+        ),
         call: Arc::new(CallShared {
             target: f.target.clone(),
             key: None,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
-    Param(String),
+    Param(Arc<str>),
 }
 
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub struct Matched {
     pub route: Arc<str>,
     pub service: Arc<str>,
     pub path: String,
-    pub params: Vec<(String, String)>,
+    pub params: Vec<(Arc<str>, String)>,
 }
 
 fn split(path: &str) -> impl Iterator<Item = &str> {
@@ -64,13 +64,13 @@ impl Route {
         }
         let segments: Vec<Segment> = split(&cfg.path)
             .map(|s| match param_name(s) {
-                Some(name) if !name.is_empty() => Segment::Param(name.to_string()),
+                Some(name) if !name.is_empty() => Segment::Param(Arc::from(name)),
                 _ => Segment::Literal(s.to_string()),
             })
             .collect();
         for seg in split(&cfg.rewrite) {
             if let Some(name) = param_name(seg)
-                && !segments.contains(&Segment::Param(name.to_string()))
+                && !segments.contains(&Segment::Param(Arc::from(name)))
             {
                 return Err(format!(
                     "rewrite = \"{}\": {{{name}}} is not a parameter of path \"{}\"",
@@ -82,7 +82,7 @@ impl Route {
         let params: Vec<&str> = segments
             .iter()
             .filter_map(|s| match s {
-                Segment::Param(n) => Some(n.as_str()),
+                Segment::Param(n) => Some(&**n),
                 Segment::Literal(_) => None,
             })
             .collect();
@@ -106,7 +106,7 @@ impl Route {
 
     /// The parameters when `path` matches, else `None`. Walks the path once; allocates only
     /// for the parameters' values.
-    pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+    pub fn matches(&self, path: &str) -> Option<Vec<(Arc<str>, String)>> {
         let mut parts = split(path);
         let mut params = Vec::new();
         for seg in &self.segments {
@@ -123,7 +123,7 @@ impl Route {
         Some(params)
     }
 
-    pub fn rewrite_with(&self, params: &[(String, String)]) -> String {
+    pub fn rewrite_with(&self, params: &[(Arc<str>, String)]) -> String {
         let mut out = String::with_capacity(self.rewrite.len() + 16);
         for seg in &self.rewrite_segments {
             out.push('/');
@@ -162,7 +162,9 @@ impl RouteTable {
     /// The matching route for `path`; `Err(Some(route))` when the path matches but not the method.
     pub fn find(&self, method: &str, path: &str) -> Result<Matched, Option<&Route>> {
         let mut wrong_method = None;
-        for r in &self.routes {
+        // Routes with another number of segments are skipped without walking the path.
+        let count = split(path).count();
+        for r in self.routes.iter().filter(|r| r.segments.len() == count) {
             if let Some(params) = r.matches(path) {
                 if !r.allows(method) {
                     wrong_method.get_or_insert(r);

@@ -64,7 +64,7 @@ pub async fn trace_request(State(s): State<ServerSpans>, req: Request, next: Nex
     let _in_flight = s.metrics.start();
     let (ctx, parent) = server_context(req.headers());
     let http_method = req.method().clone();
-    let method = Name::of(http_method.as_str());
+    let method = Name::method(&http_method);
     let target = Text::new(
         req.uri()
             .path_and_query()

@@ -74,6 +74,30 @@ impl Name {
         self.0 == 0
     }
 
+    /// An HTTP method's name; the common ones are looked up once for the whole process.
+    pub fn method(m: &http::Method) -> Name {
+        static COMMON: OnceLock<[(http::Method, Name); 7]> = OnceLock::new();
+        let common = COMMON.get_or_init(|| {
+            [
+                http::Method::GET,
+                http::Method::POST,
+                http::Method::PUT,
+                http::Method::DELETE,
+                http::Method::HEAD,
+                http::Method::PATCH,
+                http::Method::OPTIONS,
+            ]
+            .map(|m| {
+                let n = Name::of(m.as_str());
+                (m, n)
+            })
+        });
+        common
+            .iter()
+            .find(|(c, _)| c == m)
+            .map_or_else(|| Name::of(m.as_str()), |(_, n)| *n)
+    }
+
     /// The number behind the name, to keep in a plain integer field.
     pub fn raw(self) -> u32 {
         self.0

@@ -174,15 +174,18 @@ impl GenericSpan {
     }
 }
 
-/// Spans in one ring, oldest first (eviction is a pop), and each trace's spans by their
-/// sequence numbers (a span's place in the ring is its number minus the front's).
+/// Spans in one ring, oldest first (eviction is a pop). Each trace is found through its newest
+/// span, and each span links back to the one before it of its trace: adding a span is one
+/// lookup and no allocation (a span's place in the ring is its number minus the front's).
 struct Inner {
     capacity: usize,
     ring: VecDeque<StoredSpan>,
+    /// Per span of `ring`: how many spans back the previous span of its trace is (0: none).
+    prev: VecDeque<u32>,
     /// The sequence number of `ring[0]`.
     front_seq: u64,
-    /// foldhash: three spans a request look their trace up here.
-    traces: HashMap<TraceId, VecDeque<u64>, foldhash::fast::FixedState>,
+    /// Each trace's newest span. foldhash: three spans a request look their trace up here.
+    traces: HashMap<TraceId, u64, foldhash::fast::FixedState>,
     strings: Interner,
 }
 
@@ -196,6 +199,7 @@ impl SpanStore {
             inner: Mutex::new(Inner {
                 capacity: capacity.max(1),
                 ring: VecDeque::with_capacity(capacity.clamp(1, RESERVE_MAX)),
+                prev: VecDeque::with_capacity(capacity.clamp(1, RESERVE_MAX)),
                 front_seq: 0,
                 traces: HashMap::default(),
                 strings: Interner::default(),
@@ -249,11 +253,7 @@ impl SpanStore {
     /// The spans of one trace, by start time.
     pub fn trace(&self, id: TraceId) -> Vec<SpanRecord> {
         let g = self.lock();
-        let mut v: Vec<SpanRecord> = g
-            .traces
-            .get(&id)
-            .map(|seqs| seqs.iter().map(|&n| g.span(n).record(&g.strings)).collect())
-            .unwrap_or_default();
+        let mut v: Vec<SpanRecord> = g.seqs(id).map(|n| g.span(n).record(&g.strings)).collect();
         v.sort_by_key(|s| s.start_unix_ns);
         v
     }
@@ -287,13 +287,26 @@ impl Inner {
         &self.ring[(seq - self.front_seq) as usize]
     }
 
+    /// The sequence numbers of trace `id`'s spans still in the ring, newest first.
+    fn seqs(&self, id: TraceId) -> impl Iterator<Item = u64> + '_ {
+        let mut next = self.traces.get(&id).copied();
+        std::iter::from_fn(move || {
+            let seq = next.filter(|&s| s >= self.front_seq)?;
+            let back = self.prev[(seq - self.front_seq) as usize];
+            next = (back != 0).then(|| seq - u64::from(back));
+            Some(seq)
+        })
+    }
+
     /// The summary of trace `id` when it passes `f`.
     fn summary(&self, id: TraceId, f: &TraceFilter) -> Option<TraceSummary> {
-        let seqs = self.traces.get(&id)?;
-        let facts: Vec<SpanFacts<'_>> = seqs
-            .iter()
-            .map(|&n| self.span(n).facts(&self.strings))
+        let facts: Vec<SpanFacts<'_>> = self
+            .seqs(id)
+            .map(|n| self.span(n).facts(&self.strings))
             .collect();
+        if facts.is_empty() {
+            return None;
+        }
         if let Some(op) = &f.operation
             && !facts.iter().any(|s| s.name.contains(op.as_str()))
         {
@@ -318,11 +331,12 @@ impl Inner {
         // Room first: pushing onto a full ring would double its buffer.
         self.evict_to(self.capacity - 1);
         let seq = self.front_seq + self.ring.len() as u64;
-        self.traces
-            .entry(stored.trace_id())
-            .or_default()
-            .push_back(seq);
+        let back = match self.traces.insert(stored.trace_id(), seq) {
+            Some(last) if last >= self.front_seq => u32::try_from(seq - last).unwrap_or(0),
+            _ => 0,
+        };
         self.ring.push_back(stored);
+        self.prev.push_back(back);
     }
 
     fn evict_to(&mut self, len: usize) {
@@ -330,14 +344,13 @@ impl Inner {
             let Some(oldest) = self.ring.pop_front() else {
                 break;
             };
+            self.prev.pop_front();
+            let seq = self.front_seq;
             self.front_seq += 1;
+            // The oldest span overall: if it was its trace's newest, the whole trace is gone.
             let id = oldest.trace_id();
-            if let Some(seqs) = self.traces.get_mut(&id) {
-                // The oldest span overall is its trace's oldest too.
-                seqs.pop_front();
-                if seqs.is_empty() {
-                    self.traces.remove(&id);
-                }
+            if self.traces.get(&id) == Some(&seq) {
+                self.traces.remove(&id);
             }
         }
     }
