@@ -26,6 +26,7 @@ mod budget;
 pub mod explain;
 mod guard;
 pub mod headers;
+mod http1;
 mod outlier;
 mod pick;
 pub mod pool;

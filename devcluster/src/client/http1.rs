@@ -1,0 +1,407 @@
+//! HTTP/1.1 on the upstream side, as pure functions over bytes: writing a request's head,
+//! reading a response's head (`httparse`, the parser hyper uses), and the framing of its body
+//! (RFC 9112 §6: no body, a length, chunked, or until the connection closes), including the
+//! chunked decoder. The connection that carries them is in [`super::pool`].
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+
+/// Most headers a response may have.
+const MAX_HEADERS: usize = 100;
+/// Largest response head accepted.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// How a request's body goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sending {
+    /// No body at all (and no length header: a GET).
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Headers the client writes itself, whatever the caller passed: the framing and the target.
+fn written_by_us(n: &HeaderName) -> bool {
+    use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
+    *n == HOST
+        || *n == CONTENT_LENGTH
+        || *n == TRANSFER_ENCODING
+        || *n == CONNECTION
+        || *n == EXPECT
+}
+
+/// Writes the request line and headers, with `host` and the body's framing, into `out`.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    host: &HeaderValue,
+    sending: Sending,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if written_by_us(name) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match sending {
+        Sending::None => {}
+        Sending::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Sending::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn itoa(mut n: u64) -> String {
+    if n == 0 {
+        return "0".into();
+    }
+    let mut digits = Vec::with_capacity(20);
+    while n > 0 {
+        digits.push(b'0' + (n % 10) as u8);
+        n /= 10;
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
+}
+
+/// How a response's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Length(u64),
+    Chunked,
+    /// Until the server closes the connection (which then cannot be reused).
+    UntilClose,
+}
+
+/// A response head read from the front of a buffer.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// The connection may carry another request after this response.
+    pub keep_alive: bool,
+}
+
+/// Why a response could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    #[error("invalid response from the instance: {0}")]
+    Invalid(String),
+    #[error("response head larger than {MAX_HEAD} bytes")]
+    TooLarge,
+}
+
+/// Parses a response head at the front of `buf`, consuming it. `None`: more bytes are needed.
+/// Interim (1xx) responses are skipped; `request` decides whether the response has a body.
+pub fn read_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, HeadError> {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut slots);
+        let used = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => {
+                return if buf.len() > MAX_HEAD {
+                    Err(HeadError::TooLarge)
+                } else {
+                    Ok(None)
+                };
+            }
+            Err(e) => return Err(HeadError::Invalid(e.to_string())),
+        };
+        let code = resp.code.unwrap_or(0);
+        let status =
+            StatusCode::from_u16(code).map_err(|_| HeadError::Invalid(format!("status {code}")))?;
+        let version = if resp.version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        if status.is_informational() {
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                return Err(HeadError::Invalid(
+                    "protocol upgrades are not proxied".into(),
+                ));
+            }
+            buf.advance(used);
+            continue;
+        }
+        let mut headers = HeaderMap::with_capacity(resp.headers.len());
+        let (mut chunked, mut length, mut close, mut keep) = (false, None, false, false);
+        for h in resp.headers.iter() {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| HeadError::Invalid(format!("header name {:?}", h.name)))?;
+            let value = HeaderValue::from_bytes(h.value)
+                .map_err(|_| HeadError::Invalid(format!("value of {}", h.name)))?;
+            if name == http::header::TRANSFER_ENCODING {
+                chunked = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.rsplit(',').next())
+                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            } else if name == http::header::CONTENT_LENGTH {
+                let n = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| HeadError::Invalid("content-length".into()))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::Invalid("two different content-lengths".into()));
+                }
+                length = Some(n);
+            } else if name == http::header::CONNECTION {
+                let v = value.to_str().unwrap_or_default();
+                close |= v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
+                keep |= v
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"));
+            }
+            headers.append(name, value);
+        }
+        buf.advance(used);
+        let no_body = *request == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let framing = if no_body {
+            Framing::Length(0)
+        } else if chunked {
+            Framing::Chunked
+        } else if let Some(n) = length {
+            Framing::Length(n)
+        } else {
+            Framing::UntilClose
+        };
+        let keep_alive =
+            framing != Framing::UntilClose && !close && (version == Version::HTTP_11 || keep);
+        return Ok(Some(Head {
+            status,
+            version,
+            headers,
+            framing,
+            keep_alive,
+        }));
+    }
+}
+
+/// A chunked body being decoded from the bytes that arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Chunks {
+    /// Expecting a chunk-size line.
+    #[default]
+    Size,
+    /// In a chunk's data: bytes left.
+    Data(u64),
+    /// After a chunk's data: its CRLF.
+    DataEnd,
+    /// After the last (zero) chunk: trailer lines until an empty one.
+    Trailers,
+    Done,
+}
+
+/// What the decoder made of the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Data(Bytes),
+    /// More bytes are needed.
+    More,
+    Done,
+}
+
+impl Chunks {
+    /// Takes the next piece of body out of `buf`.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, HeadError> {
+        loop {
+            match *self {
+                Chunks::Done => return Ok(Decoded::Done),
+                Chunks::Data(0) => *self = Chunks::DataEnd,
+                Chunks::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::More);
+                    }
+                    let n = (left as usize).min(buf.len());
+                    *self = Chunks::Data(left - n as u64);
+                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
+                }
+                Chunks::DataEnd => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(Decoded::More);
+                    };
+                    if !line.is_empty() {
+                        return Err(HeadError::Invalid("chunk not followed by CRLF".into()));
+                    }
+                    *self = Chunks::Size;
+                }
+                Chunks::Size => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(Decoded::More);
+                    };
+                    let hex = line.split(|&b| b == b';').next().unwrap_or_default();
+                    let size = std::str::from_utf8(hex)
+                        .ok()
+                        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+                        .ok_or_else(|| HeadError::Invalid("chunk size".into()))?;
+                    *self = if size == 0 {
+                        Chunks::Trailers
+                    } else {
+                        Chunks::Data(size)
+                    };
+                }
+                Chunks::Trailers => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(Decoded::More);
+                    };
+                    if line.is_empty() {
+                        *self = Chunks::Done;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A CRLF-terminated line off the front of `buf` (without the CRLF).
+fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, HeadError> {
+    match buf.windows(2).position(|w| w == b"\r\n") {
+        Some(i) => {
+            let line = buf.split_to(i).freeze();
+            buf.advance(2);
+            Ok(Some(line))
+        }
+        None if buf.len() > 4096 => Err(HeadError::Invalid("chunk line too long".into())),
+        None => Ok(None),
+    }
+}
+
+/// `data` as one chunk of a chunked body (size line, data, CRLF).
+pub fn chunk(data: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The end of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str, method: Method) -> Result<Option<Head>, HeadError> {
+        let mut b = BytesMut::from(raw.as_bytes());
+        read_head(&mut b, &method)
+    }
+
+    #[test]
+    fn a_request_head_carries_host_and_its_own_framing() {
+        let mut h = HeaderMap::new();
+        h.insert("x-trace-id", HeaderValue::from_static("abc"));
+        h.insert("content-length", HeaderValue::from_static("999"));
+        h.insert("host", HeaderValue::from_static("gateway:8080"));
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            &Method::POST,
+            "/users?x=1",
+            &h,
+            &HeaderValue::from_static("127.0.0.1:8081"),
+            Sending::Length(12),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /users?x=1 HTTP/1.1\r\nhost: 127.0.0.1:8081\r\nx-trace-id: abc\r\ncontent-length: 12\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_heads_and_their_framing() {
+        let h = head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (h.status, h.framing, h.keep_alive),
+            (StatusCode::OK, Framing::Length(5), true)
+        );
+        let h = head(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = head(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!h.keep_alive);
+        let h = head("HTTP/1.0 200 OK\r\n\r\n", Method::GET)
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::UntilClose, false));
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::HEAD)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Length(0), "HEAD answers have no body");
+        let h = head(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+            Method::PUT,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (h.status, h.framing),
+            (StatusCode::NO_CONTENT, Framing::Length(0))
+        );
+        assert!(
+            head("HTTP/1.1 200 OK\r\ncontent-len", Method::GET)
+                .unwrap()
+                .is_none()
+        );
+        assert!(head("HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", Method::GET).is_err());
+        assert!(head("garbage\r\n\r\n", Method::GET).is_err());
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_arbitrary_splits() {
+        let raw = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n";
+        for split in 0..raw.len() {
+            let mut c = Chunks::default();
+            let mut buf = BytesMut::new();
+            let mut body = Vec::new();
+            for part in [&raw[..split], &raw[split..]] {
+                buf.extend_from_slice(part);
+                while let Decoded::Data(d) = c.decode(&mut buf).unwrap() {
+                    body.extend_from_slice(&d);
+                }
+            }
+            assert_eq!(c, Chunks::Done, "split at {split}");
+            assert_eq!(body, b"hello, world");
+        }
+        let mut bad = BytesMut::from(&b"zz\r\n"[..]);
+        assert!(Chunks::default().decode(&mut bad).is_err());
+    }
+}
