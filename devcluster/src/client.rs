@@ -256,6 +256,11 @@ impl ServiceClient {
 
     pub fn set_hash_keys(&self, keys: BTreeMap<String, String>) {
         *self.hash_keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        // Targets carry their key's source: made again on their next call.
+        self.targets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Idle pooled connections to every instance.
@@ -295,6 +300,12 @@ impl ServiceClient {
         {
             return t.clone();
         }
+        let hash = self
+            .hash_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .and_then(|spec| target::HashKey::parse(spec));
         let t = Arc::new(Target::new(
             &self.caller,
             name,
@@ -303,6 +314,7 @@ impl ServiceClient {
             self.metrics
                 .as_ref()
                 .map(|m| m.call_path(&self.caller, name)),
+            hash,
         ));
         self.targets
             .write()
@@ -337,7 +349,11 @@ impl ServiceClient {
         dry: bool,
     ) -> Result<Req, CallError> {
         headers::strip_hop_by_hop(&mut call.headers);
-        let key = self.hash_key(target, &call.headers, &call.params);
+        let entry = self.target(target);
+        let key = entry
+            .hash
+            .as_ref()
+            .and_then(|h| h.of(&call.headers, &call.params));
         // Held in memory (when small) so another attempt can send it again — any method: a
         // request that never reached an instance is retried whatever its method. A body of
         // unknown or larger size streams through once.
@@ -359,17 +375,24 @@ impl ServiceClient {
         } else {
             ReqBody::Stream(call.body)
         };
-        let uri: http::Uri = call.path_and_query.parse().map_err(|e| {
-            CallError::BadRequest(format!("invalid path {:?}: {e}", call.path_and_query))
-        })?;
-        let mut http = http::Request::new(body);
-        *http.method_mut() = call.method;
-        *http.uri_mut() = uri;
-        *http.headers_mut() = call.headers;
+        let target_path = call.path_and_query;
+        if !target_path.starts_with('/')
+            || target_path
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(CallError::BadRequest(format!(
+                "invalid path {target_path:?}: expected /path?query without spaces"
+            )));
+        }
         Ok(Req {
-            http: Box::new(http),
+            method: call.method,
+            target: Arc::from(target_path),
+            headers: Arc::new(call.headers),
+            body,
+            trace: None,
             call: Arc::new(CallShared {
-                target: self.target(target),
+                target: entry,
                 key,
                 caller_instance,
                 attempts: AtomicU32::new(0),

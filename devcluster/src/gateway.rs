@@ -259,8 +259,6 @@ impl Gateway {
             None => matched.path,
         };
         let mut headers = parts.headers;
-        // Room for what is added on the way: forwarding and the four trace headers.
-        headers.reserve(6);
         let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
             None => peer.xff.clone(),

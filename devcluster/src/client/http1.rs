@@ -3,11 +3,13 @@
 //! (RFC 9112 §6: no body, a length, chunked, or until the connection closes), including the
 //! chunked decoder. The connection that carries them is in [`super::pool`].
 
+use crate::telemetry::context::{self, SpanContext, SpanId};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use std::mem::MaybeUninit;
 
 /// Most headers a response may have.
-const MAX_HEADERS: usize = 100;
+const MAX_HEADERS: usize = 64;
 /// Largest response head accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
 
@@ -30,6 +32,12 @@ fn written_by_us(n: &HeaderName) -> bool {
         || *n == EXPECT
 }
 
+/// The trace headers, written from the attempt's context when there is one.
+fn trace_header(n: &HeaderName) -> bool {
+    use crate::telemetry::context::names::{TRACEPARENT, X_PARENT_ID, X_SPAN_ID, X_TRACE_ID};
+    *n == TRACEPARENT || *n == X_TRACE_ID || *n == X_SPAN_ID || *n == X_PARENT_ID
+}
+
 /// Writes the request line and headers, with `host` and the body's framing, into `out`.
 pub fn write_head(
     out: &mut Vec<u8>,
@@ -38,6 +46,7 @@ pub fn write_head(
     headers: &HeaderMap,
     host: &HeaderValue,
     sending: Sending,
+    trace: Option<(SpanContext, SpanId)>,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
@@ -49,8 +58,11 @@ pub fn write_head(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
+    if let Some((ctx, parent)) = trace {
+        context::write_headers(out, ctx, parent);
+    }
     for (name, value) in headers {
-        if written_by_us(name) {
+        if written_by_us(name) || (trace.is_some() && trace_header(name)) {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -114,45 +126,60 @@ pub enum HeadError {
 
 /// Parses a response head at the front of `buf`, consuming it. `None`: more bytes are needed.
 /// Interim (1xx) responses are skipped; `request` decides whether the response has a body.
+/// Header values share the head's bytes (no copy each).
 pub fn read_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, HeadError> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut slots);
-        let used = match resp.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => {
-                return if buf.len() > MAX_HEAD {
-                    Err(HeadError::TooLarge)
-                } else {
-                    Ok(None)
-                };
+        // Where each header's name and value are, as offsets into the head.
+        let mut found: Vec<(usize, usize, usize, usize)> = Vec::new();
+        let (used, code, minor) = {
+            let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut []);
+            let base = buf.as_ptr() as usize;
+            match httparse::ParserConfig::default()
+                .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+            {
+                Ok(httparse::Status::Complete(n)) => {
+                    found.reserve(resp.headers.len());
+                    for h in resp.headers.iter() {
+                        let name = h.name.as_ptr() as usize - base;
+                        let value = h.value.as_ptr() as usize - base;
+                        found.push((name, name + h.name.len(), value, value + h.value.len()));
+                    }
+                    (n, resp.code.unwrap_or(0), resp.version.unwrap_or(1))
+                }
+                Ok(httparse::Status::Partial) => {
+                    return if buf.len() > MAX_HEAD {
+                        Err(HeadError::TooLarge)
+                    } else {
+                        Ok(None)
+                    };
+                }
+                Err(e) => return Err(HeadError::Invalid(e.to_string())),
             }
-            Err(e) => return Err(HeadError::Invalid(e.to_string())),
         };
-        let code = resp.code.unwrap_or(0);
         let status =
             StatusCode::from_u16(code).map_err(|_| HeadError::Invalid(format!("status {code}")))?;
-        let version = if resp.version == Some(0) {
+        let version = if minor == 0 {
             Version::HTTP_10
         } else {
             Version::HTTP_11
         };
+        let head = buf.split_to(used).freeze();
         if status.is_informational() {
             if status == StatusCode::SWITCHING_PROTOCOLS {
                 return Err(HeadError::Invalid(
                     "protocol upgrades are not proxied".into(),
                 ));
             }
-            buf.advance(used);
             continue;
         }
-        let mut headers = HeaderMap::with_capacity(resp.headers.len());
+        let mut headers = HeaderMap::with_capacity(found.len());
         let (mut chunked, mut length, mut close, mut keep) = (false, None, false, false);
-        for h in resp.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| HeadError::Invalid(format!("header name {:?}", h.name)))?;
-            let value = HeaderValue::from_bytes(h.value)
-                .map_err(|_| HeadError::Invalid(format!("value of {}", h.name)))?;
+        for &(ns, ne, vs, ve) in &found {
+            let name = HeaderName::from_bytes(&head[ns..ne])
+                .map_err(|_| HeadError::Invalid("a header name".into()))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
+                .map_err(|_| HeadError::Invalid(format!("the value of {name}")))?;
             if name == http::header::TRANSFER_ENCODING {
                 chunked = value
                     .to_str()
@@ -178,7 +205,6 @@ pub fn read_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, H
             }
             headers.append(name, value);
         }
-        buf.advance(used);
         let no_body = *request == Method::HEAD
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
@@ -325,10 +351,34 @@ mod tests {
             &h,
             &HeaderValue::from_static("127.0.0.1:8081"),
             Sending::Length(12),
+            None,
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /users?x=1 HTTP/1.1\r\nhost: 127.0.0.1:8081\r\nx-trace-id: abc\r\ncontent-length: 12\r\n\r\n"
+        );
+        // With the attempt's context, its trace headers replace any the caller passed on.
+        h.insert("traceparent", HeaderValue::from_static("00-old-old-01"));
+        let ctx = SpanContext {
+            trace_id: crate::telemetry::TraceId(0xabc),
+            span_id: SpanId(0x22),
+        };
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            &Method::GET,
+            "/",
+            &h,
+            &HeaderValue::from_static("i:1"),
+            Sending::None,
+            Some((ctx, SpanId(0x11))),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET / HTTP/1.1\r\nhost: i:1\r\n\
+             traceparent: 00-00000000000000000000000000000abc-0000000000000022-01\r\n\
+             x-trace-id: 00000000000000000000000000000abc\r\n\
+             x-span-id: 0000000000000022\r\nx-parent-id: 0000000000000011\r\n\r\n"
         );
     }
 

@@ -58,6 +58,17 @@ pub struct Host {
     idle: Mutex<Vec<(Conn, Instant)>>,
 }
 
+/// What a request sends.
+pub struct Outgoing<'a> {
+    pub method: &'a http::Method,
+    /// Origin-form: `/users/1?x=y`.
+    pub target: &'a str,
+    pub headers: &'a http::HeaderMap,
+    pub body: ReqBody,
+    /// The span the instance continues, and its parent.
+    pub trace: Option<(crate::telemetry::SpanContext, crate::telemetry::SpanId)>,
+}
+
 /// An open connection and what was read from it beyond the last answer (nothing, normally).
 struct Conn {
     stream: TcpStream,
@@ -162,20 +173,24 @@ impl Host {
         }
     }
 
-    /// Sends `req` (origin-form URI) and returns the answer; its body streams from the
-    /// connection, which goes back to the idle list once the body has been read.
+    /// Sends a request and returns the answer; its body streams from the connection, which
+    /// goes back to the idle list once the body has been read.
     pub async fn send(
         self: Arc<Self>,
-        req: http::Request<ReqBody>,
+        out: Outgoing<'_>,
     ) -> Result<http::Response<PooledBody>, SendError> {
-        let (parts, body) = req.into_parts();
-        let method = parts.method;
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let Outgoing {
+            method,
+            target,
+            headers,
+            body,
+            trace,
+        } = out;
         // What goes out: the head, and the body when it is in memory.
         let (sending, held, stream) = match body {
             ReqBody::Empty
                 if matches!(
-                    method,
+                    *method,
                     http::Method::POST | http::Method::PUT | http::Method::PATCH
                 ) =>
             {
@@ -195,11 +210,12 @@ impl Host {
             Vec::with_capacity(256 + held.as_ref().map_or(0, |b| b.len().min(INLINE_BODY)));
         http1::write_head(
             &mut head,
-            &method,
+            method,
             target,
-            &parts.headers,
+            headers,
             &self.authority,
             sending,
+            trace,
         );
         let inline = held.as_ref().is_some_and(|b| b.len() <= INLINE_BODY);
         if inline && let Some(b) = &held {
@@ -231,7 +247,7 @@ impl Host {
             if let Some(body) = stream.take() {
                 write_stream(&mut conn.stream, body, sending == Sending::Chunked).await?;
             }
-            match read_head(&mut conn, &method).await {
+            match read_head(&mut conn, method).await {
                 Ok(head) => return Ok(self.answer(conn, head)),
                 Err(ReadError::ClosedBeforeAnswer(_)) if was_reused && replayable => continue,
                 Err(ReadError::ClosedBeforeAnswer(e)) | Err(ReadError::Other(e)) => {
@@ -518,7 +534,14 @@ impl tower::Service<super::request::Req> for Connect {
         let member = picked.member();
         let (host, instance) = (self.pool.host(member), member.id.clone());
         Box::pin(async move {
-            host.send(*req.http).await.map_err(|e| match e {
+            let out = Outgoing {
+                method: &req.method,
+                target: &req.target,
+                headers: &req.headers,
+                body: req.body,
+                trace: req.trace,
+            };
+            host.send(out).await.map_err(|e| match e {
                 SendError::NotSent(e) => CallError::Connect {
                     instance: instance.to_string(),
                     message: headers::root_cause(&*e),
@@ -606,11 +629,16 @@ mod tests {
         }
     }
 
-    fn req(method: http::Method, path: &str, body: ReqBody) -> http::Request<ReqBody> {
-        let mut r = http::Request::new(body);
-        *r.method_mut() = method;
-        *r.uri_mut() = path.parse().unwrap();
-        r
+    fn req(method: http::Method, path: &str, body: ReqBody) -> Outgoing<'static> {
+        let method: &'static http::Method = Box::leak(Box::new(method));
+        let headers: &'static http::HeaderMap = Box::leak(Box::default());
+        Outgoing {
+            method,
+            target: Box::leak(path.to_string().into_boxed_str()),
+            headers,
+            body,
+            trace: None,
+        }
     }
 
     async fn text(resp: http::Response<PooledBody>) -> String {

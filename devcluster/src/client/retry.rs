@@ -149,7 +149,7 @@ mod tests {
         let f = fixture(&["a", "b"]);
         let (svc, seen) = picks_and_answers(&f, &[("a", 503), ("b", 503)]);
         let mut post = call_req(&f);
-        *post.http.method_mut() = Method::POST;
+        post.method = Method::POST;
         let resp = layer(3, RetryBudget::new(100, 10))
             .layer(svc.clone())
             .oneshot(post)
@@ -179,7 +179,7 @@ mod tests {
         let f = fixture(&["a", "b"]);
         let (svc, seen) = picks_and_answers(&f, &[("a", 0), ("b", 201)]);
         let mut post = call_req(&f);
-        *post.http.method_mut() = Method::POST;
+        post.method = Method::POST;
         let resp = layer(3, RetryBudget::new(0, 0))
             .layer(svc)
             .oneshot(post)

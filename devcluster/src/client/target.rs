@@ -23,6 +23,41 @@ pub struct Target {
     ops: [(Method, Name); 5],
     /// The client-side metrics of caller → target.
     pub metrics: Option<Arc<CallPath>>,
+    /// Where its balancing key comes from (`hash_key`), as the config said when this entry was
+    /// made (a change of `hash_key` makes new entries).
+    pub hash: Option<HashKey>,
+}
+
+/// Where a call's balancing key comes from.
+#[derive(Debug, Clone)]
+pub enum HashKey {
+    Header(http::HeaderName),
+    Path(String),
+}
+
+impl HashKey {
+    /// `header:NAME` or `path:NAME`.
+    pub fn parse(spec: &str) -> Option<HashKey> {
+        if let Some(h) = spec.strip_prefix("header:") {
+            return http::HeaderName::from_bytes(h.as_bytes())
+                .ok()
+                .map(HashKey::Header);
+        }
+        spec.strip_prefix("path:").map(|p| HashKey::Path(p.into()))
+    }
+
+    pub fn of(&self, headers: &http::HeaderMap, params: &[(Arc<str>, String)]) -> Option<String> {
+        match self {
+            HashKey::Header(h) => headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            HashKey::Path(p) => params
+                .iter()
+                .find(|(k, _)| **k == **p)
+                .map(|(_, v)| v.clone()),
+        }
+    }
 }
 
 impl Target {
@@ -32,6 +67,7 @@ impl Target {
         balancer: Arc<ServiceBalancer>,
         breaker: Arc<Breaker>,
         metrics: Option<Arc<CallPath>>,
+        hash: Option<HashKey>,
     ) -> Target {
         let op = |m: Method| {
             let n = Name::of(&format!("{m} {name}"));
@@ -54,6 +90,7 @@ impl Target {
                 op(Method::HEAD),
             ],
             metrics,
+            hash,
         }
     }
 

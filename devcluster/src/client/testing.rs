@@ -14,7 +14,6 @@ use crate::breaker::{Breaker, BreakerSettings};
 use crate::registry::{Registration, Registry};
 use crate::telemetry::names::Name;
 use crate::telemetry::{SpanContext, SpanId, TraceId};
-use http::HeaderMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -51,18 +50,18 @@ pub(crate) fn fixture(ids: &[&str]) -> Fixture {
         balancer,
         breaker,
         None,
+        None,
     ));
     Fixture { registry, target }
 }
 
 fn req(f: &Fixture, dry: bool) -> Req {
     Req {
-        http: Box::new(
-            http::Request::builder()
-                .uri("/x")
-                .body(ReqBody::Empty)
-                .unwrap(),
-        ),
+        method: http::Method::GET,
+        target: Arc::from("/x"),
+        headers: Arc::default(),
+        body: ReqBody::Empty,
+        trace: None,
         call: Arc::new(CallShared {
             target: f.target.clone(),
             key: None,
@@ -125,7 +124,8 @@ pub(crate) fn answer(code: u16, reached: Arc<AtomicU32>) -> impl super::Stack {
     })
 }
 
-pub(crate) type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
+/// Each instance reached, with the trace context the request carried to it.
+pub(crate) type Seen = Arc<Mutex<Vec<(String, Option<(SpanContext, SpanId)>)>>>;
 
 /// Answers by the instance the request was sent to (`answers`, else 200; 0 for "no
 /// connection"), noting each instance and the headers it got.
@@ -143,9 +143,7 @@ pub(crate) fn by_instance(answers: &[(&str, u16)]) -> (impl super::Stack, Seen) 
             .iter()
             .find(|(i, _)| *i == id)
             .map_or(200, |(_, s)| *s);
-        log.lock()
-            .unwrap()
-            .push((id.clone(), r.http.headers().clone()));
+        log.lock().unwrap().push((id.clone(), r.trace));
         Box::pin(async move {
             if code == 0 {
                 return Err(CallError::Connect {

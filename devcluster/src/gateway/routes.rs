@@ -107,20 +107,37 @@ impl Route {
     /// The parameters when `path` matches, else `None`. Walks the path once; allocates only
     /// for the parameters' values.
     pub fn matches(&self, path: &str) -> Option<Vec<(Arc<str>, String)>> {
-        let mut parts = split(path);
-        let mut params = Vec::new();
-        for seg in &self.segments {
-            let part = parts.next()?;
-            match seg {
-                Segment::Literal(l) if l == part => {}
-                Segment::Literal(_) => return None,
-                Segment::Param(name) => params.push((name.clone(), part.to_string())),
-            }
-        }
-        if parts.next().is_some() {
+        let parts: Vec<&str> = split(path).collect();
+        self.matches_parts(&parts)
+    }
+
+    /// The parameters when the path's segments `parts` match.
+    fn matches_parts(&self, parts: &[&str]) -> Option<Vec<(Arc<str>, String)>> {
+        if parts.len() != self.segments.len() {
             return None;
         }
-        Some(params)
+        // Literals first: most routes are told apart without taking anything.
+        let literal_ok = self
+            .segments
+            .iter()
+            .zip(parts)
+            .all(|(seg, part)| match seg {
+                Segment::Literal(l) => l == part,
+                Segment::Param(_) => true,
+            });
+        if !literal_ok {
+            return None;
+        }
+        Some(
+            self.segments
+                .iter()
+                .zip(parts)
+                .filter_map(|(seg, part)| match seg {
+                    Segment::Param(name) => Some((name.clone(), (*part).to_string())),
+                    Segment::Literal(_) => None,
+                })
+                .collect(),
+        )
     }
 
     pub fn rewrite_with(&self, params: &[(Arc<str>, String)]) -> String {
@@ -143,6 +160,9 @@ impl Route {
     }
 }
 
+/// Path segments matched without allocating.
+const MAX_SEGMENTS: usize = 16;
+
 /// Routes in order; the first match wins.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
@@ -162,10 +182,28 @@ impl RouteTable {
     /// The matching route for `path`; `Err(Some(route))` when the path matches but not the method.
     pub fn find(&self, method: &str, path: &str) -> Result<Matched, Option<&Route>> {
         let mut wrong_method = None;
-        // Routes with another number of segments are skipped without walking the path.
-        let count = split(path).count();
+        // The path's segments, split once (on the stack for any ordinary path).
+        let mut buf = [""; MAX_SEGMENTS];
+        let mut count = 0;
+        let mut long: Vec<&str> = Vec::new();
+        for seg in split(path) {
+            if count < MAX_SEGMENTS {
+                buf[count] = seg;
+            } else {
+                if long.is_empty() {
+                    long.extend_from_slice(&buf);
+                }
+                long.push(seg);
+            }
+            count += 1;
+        }
+        let parts: &[&str] = if count <= MAX_SEGMENTS {
+            &buf[..count]
+        } else {
+            &long
+        };
         for r in self.routes.iter().filter(|r| r.segments.len() == count) {
-            if let Some(params) = r.matches(path) {
+            if let Some(params) = r.matches_parts(parts) {
                 if !r.allows(method) {
                     wrong_method.get_or_insert(r);
                     continue;

@@ -197,6 +197,27 @@ fn span_value(s: SpanId) -> HeaderValue {
     HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
 }
 
+/// Writes `ctx` (and its parent) as HTTP/1.1 header lines straight into a request head, in both
+/// forms: no header map, no allocation.
+pub fn write_headers(out: &mut Vec<u8>, ctx: SpanContext, parent: SpanId) {
+    let mut hex = [0u8; 32];
+    hex128(ctx.trace_id.0, &mut hex);
+    out.extend_from_slice(b"traceparent: 00-");
+    out.extend_from_slice(&hex);
+    out.push(b'-');
+    let mut span = [0u8; 16];
+    hex64(ctx.span_id.0, &mut span);
+    out.extend_from_slice(&span);
+    out.extend_from_slice(b"-01\r\nx-trace-id: ");
+    out.extend_from_slice(&hex);
+    out.extend_from_slice(b"\r\nx-span-id: ");
+    out.extend_from_slice(&span);
+    out.extend_from_slice(b"\r\nx-parent-id: ");
+    hex64(parent.0, &mut span);
+    out.extend_from_slice(&span);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Writes `ctx` as the calling span into outgoing headers, in both forms; `parent` is the
 /// span above it (the framework's `X-Parent-ID`). `tracestate` passes through untouched.
 pub fn inject(h: &mut HeaderMap, ctx: SpanContext, parent: Option<SpanId>) {
