@@ -44,7 +44,7 @@ use crate::breaker::Breakers;
 use crate::registry::Registry;
 use crate::telemetry::metrics::MetricsHub;
 use crate::telemetry::names::Name;
-use crate::telemetry::path::{self, CallSpan, PathSpan, Scope, Timing, unix_ns};
+use crate::telemetry::path::{self, CallSpan, PathSpan, Scope, Timing};
 use crate::telemetry::{SpanContext, SpanId, TraceId};
 use axum::body::Body;
 use http::{HeaderMap, Method};
@@ -57,7 +57,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use target::Target;
-use tokio::time::Instant;
 use tower::Service;
 
 /// Largest request body kept in memory so an idempotent request can be retried; bigger ones
@@ -416,8 +415,8 @@ impl ServiceClient {
         };
         let parent_span = parent.map(|p| p.1).filter(|s| s.0 != 0);
         let method = Name::method(&call.method);
-        let start_unix_ns = unix_ns();
-        let started = Instant::now();
+        let start = path::stamp();
+        let (start_unix_ns, started) = (start.unix_ns, start.at);
         let req = self
             .request(target, call, ctx, caller_instance, false)
             .await?;

@@ -15,7 +15,7 @@ use crate::server::{Connections, drive};
 use crate::telemetry::http::{UNMATCHED, server_context, trace_header};
 use crate::telemetry::metrics::ServerMetrics;
 use crate::telemetry::names::Name;
-use crate::telemetry::path::{self, Access, PathSpan, Scope, ServerSpan, Text, Timing, unix_ns};
+use crate::telemetry::path::{self, Access, PathSpan, Scope, ServerSpan, Text, Timing};
 use axum::body::Body;
 use http::{HeaderValue, StatusCode};
 use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming, SizeHint};
@@ -169,8 +169,8 @@ impl Gateway {
         if matches!(parts.uri.path(), "/health" | "/metrics") {
             return self.proxy(parts, body, peer, None).await.0;
         }
-        let start_unix_ns = unix_ns();
-        let started = std::time::Instant::now();
+        let start = path::stamp();
+        let (start_unix_ns, started) = (start.unix_ns, start.at);
         let _in_flight = metrics.start();
         let (ctx, parent) = server_context(&parts.headers);
         let method_name = Name::method(&parts.method);

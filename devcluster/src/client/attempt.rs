@@ -9,7 +9,6 @@ use crate::balance::Reason;
 use crate::telemetry::path::{self, AttemptSpan, PathSpan, Timing, unix_ns};
 use crate::telemetry::{Level, LogRecord, SpanContext, SpanId};
 use std::task::{Context, Poll};
-use tokio::time::Instant;
 use tower::{Layer, Service};
 
 #[derive(Debug, Clone, Default)]
@@ -64,8 +63,8 @@ impl<S: Stack> Service<Req> for Attempt<S> {
             };
             (m.name, p.strategy, reason)
         });
-        let start_unix_ns = unix_ns();
-        let started = Instant::now();
+        let start = path::stamp();
+        let (start_unix_ns, started) = (start.unix_ns, start.at);
         let fut = self.inner.call(req);
         Box::pin(async move {
             let result = fut.await;

@@ -8,7 +8,7 @@
 use super::context::{self, SpanContext, SpanId, TraceId};
 use super::metrics::ServerMetrics;
 use super::names::Name;
-use super::path::{self, Access, PathSpan, Scope, ServerSpan, Text, Timing, unix_ns};
+use super::path::{self, Access, PathSpan, Scope, ServerSpan, Text, Timing};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -59,8 +59,8 @@ pub async fn trace_request(State(s): State<ServerSpans>, req: Request, next: Nex
     if matches!(req.uri().path(), "/health" | "/metrics") {
         return next.run(req).await;
     }
-    let start_unix_ns = unix_ns();
-    let started = std::time::Instant::now();
+    let start = path::stamp();
+    let (start_unix_ns, started) = (start.unix_ns, start.at);
     let _in_flight = s.metrics.start();
     let (ctx, parent) = server_context(req.headers());
     let http_method = req.method().clone();

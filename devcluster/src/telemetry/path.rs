@@ -86,6 +86,25 @@ pub fn unix_ns() -> u64 {
 
 static LAST_UNIX_NS: AtomicU64 = AtomicU64::new(0);
 
+/// A moment as both clocks see it, from one clock read: the monotonic instant (for durations)
+/// and the wall clock (for the record), the latter derived from a base taken once.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp {
+    pub at: std::time::Instant,
+    pub unix_ns: u64,
+}
+
+/// Now, read once. Reading a clock costs 20-50 ns on a virtual machine; a request's spans
+/// take their start this way instead of reading both clocks.
+pub fn stamp() -> Stamp {
+    static BASE: std::sync::OnceLock<(std::time::Instant, u64)> = std::sync::OnceLock::new();
+    let (base_at, base_unix) = *BASE.get_or_init(|| (std::time::Instant::now(), unix_ns()));
+    let at = std::time::Instant::now();
+    let unix_ns = base_unix + at.saturating_duration_since(base_at).as_nanos() as u64;
+    LAST_UNIX_NS.store(unix_ns, Ordering::Relaxed);
+    Stamp { at, unix_ns }
+}
+
 /// The wall clock as the last [`unix_ns`] read it, in milliseconds: on the traffic path, the
 /// start of the request or call being handled, microseconds ago. Reading the clock costs
 /// 20-50 ns on a virtual machine; a pick's timestamp does not need more than this.

@@ -186,6 +186,8 @@ struct Inner {
     front_seq: u64,
     /// Each trace's newest span. foldhash: three spans a request look their trace up here.
     traces: HashMap<TraceId, u64, foldhash::fast::FixedState>,
+    /// Evictions since the index was last swept.
+    evicted: u64,
     strings: Interner,
 }
 
@@ -202,6 +204,7 @@ impl SpanStore {
                 prev: VecDeque::with_capacity(capacity.clamp(1, RESERVE_MAX)),
                 front_seq: 0,
                 traces: HashMap::default(),
+                evicted: 0,
                 strings: Interner::default(),
             }),
         }
@@ -345,12 +348,17 @@ impl Inner {
                 break;
             };
             self.prev.pop_front();
-            let seq = self.front_seq;
             self.front_seq += 1;
-            // The oldest span overall: if it was its trace's newest, the whole trace is gone.
-            let id = oldest.trace_id();
-            if self.traces.get(&id) == Some(&seq) {
-                self.traces.remove(&id);
+            drop(oldest);
+            // Traces whose newest span has left are dropped from the index in one sweep now and
+            // then, not one lookup per eviction (the evicted span's trace is cold in memory; the
+            // sweep reads the index in order). Until then the index points before the ring, and
+            // a lookup finds nothing there.
+            self.evicted += 1;
+            if self.evicted >= self.capacity as u64 / 4 + 64 {
+                self.evicted = 0;
+                let front = self.front_seq;
+                self.traces.retain(|_, newest| *newest >= front);
             }
         }
     }
