@@ -400,9 +400,15 @@ impl Breaker {
     /// Applies new settings; the window restarts at the new size.
     pub fn set_settings(&self, settings: BreakerSettings) {
         let mut inner = self.lock();
+        // Callers wait at the lock while the window is rebuilt, as in a transition; an outcome
+        // already past the gate may still land (the window's totals stay within its calls).
+        let open = self
+            .gate
+            .swap(gate(inner.epoch, GATE_LOCKED), Ordering::AcqRel);
         self.window.configure(kind_of(settings.window));
         self.limits.set(&settings);
         inner.settings = settings;
+        self.gate.store(open, Ordering::Release);
     }
 
     pub fn state(&self) -> (State, Mode) {

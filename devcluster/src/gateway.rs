@@ -12,14 +12,14 @@ pub mod routes;
 use crate::client::pool::PooledBody;
 use crate::client::{Call, CallError, ServiceClient};
 use crate::server::{Connections, drive};
-use crate::telemetry::http::{UNMATCHED, server_context, trace_header};
+use crate::telemetry::http::{Served, trace_header};
 use crate::telemetry::metrics::ServerMetrics;
 use crate::telemetry::names::Name;
-use crate::telemetry::path::{self, Access, PathSpan, Scope, ServerSpan, Text, Timing};
+use crate::telemetry::path::Scope;
 use axum::body::Body;
 use http::{HeaderValue, StatusCode};
 use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming, SizeHint};
-use routes::RouteTable;
+use routes::{Matched, RouteTable};
 use serde_json::json;
 use std::convert::Infallible;
 use std::future::Future;
@@ -165,78 +165,34 @@ impl Gateway {
         req: http::Request<Incoming>,
     ) -> Answer {
         let (parts, body) = req.into_parts();
+        let routed = self.route(&parts);
         // Probes and scrapers are neither traced nor counted (no route serves them anyway).
         if matches!(parts.uri.path(), "/health" | "/metrics") {
-            return self.proxy(parts, body, peer, None).await.0;
+            return match routed {
+                Ok(m) => self.forward(parts, body, peer, m, None).await,
+                Err((status, msg)) => error(status, json!({"error": msg})),
+            };
         }
-        let start = path::stamp();
-        let (start_unix_ns, started) = (start.unix_ns, start.at);
-        let _in_flight = metrics.start();
-        let (ctx, parent) = server_context(&parts.headers);
-        let method_name = Name::method(&parts.method);
-        let target = Text::new(
-            parts
-                .uri
-                .path_and_query()
-                .map_or(parts.uri.path(), |p| p.as_str()),
-        );
-        let config_version = crate::config::center::live_version();
-        metrics.ran_under(config_version);
-        let method = parts.method.clone();
-        let scope = Scope {
-            ctx,
-            service,
-            instance: service,
+        let route = routed.as_ref().ok().map(|m| m.route.clone());
+        let head = (&parts.method, &parts.uri, &parts.headers);
+        let mut served = Served::begin(metrics, (service, service), head, route);
+        let mut resp = match routed {
+            Ok(m) => {
+                self.forward(parts, body, peer, m, Some(served.scope()))
+                    .await
+            }
+            Err((status, msg)) => error(status, json!({"error": msg})),
         };
-        let (mut resp, route) = self.proxy(parts, body, peer, Some(scope)).await;
-        let status = resp.status().as_u16();
-        let names = metrics.route_names(route.as_deref().unwrap_or(UNMATCHED), &method);
-        let took = started.elapsed();
-        metrics.record_route(&names, status, took);
-        trace_header(&mut resp, ctx.trace_id);
-        let duration_ns = took.as_nanos() as u64;
-        path::access(Access {
-            at_unix_ns: start_unix_ns + duration_ns,
-            service,
-            instance: service,
-            method: method_name,
-            route: names.route,
-            status,
-            took_ns: duration_ns,
-            trace_id: ctx.trace_id,
-            span_id: ctx.span_id,
-        });
-        path::record(PathSpan::Server(ServerSpan {
-            timing: Timing::new(ctx, parent, start_unix_ns, duration_ns, status >= 500),
-            service,
-            instance: service,
-            method: method_name,
-            op: names.op,
-            route: if route.is_some() {
-                names.route
-            } else {
-                Name::EMPTY
-            },
-            target,
-            status,
-            config_version: config_version as u32,
-            events: None,
-        }));
+        served.finish(resp.status().as_u16(), Vec::new());
+        trace_header(&mut resp, served.ctx.trace_id);
         resp
     }
 
-    /// Routes and proxies; returns the answer and the route pattern that matched, if any.
-    async fn proxy(
-        &self,
-        parts: http::request::Parts,
-        body: Incoming,
-        peer: &Peer,
-        scope: Option<Scope>,
-    ) -> (Answer, Option<Arc<str>>) {
+    /// The route for a request, or why none serves it.
+    fn route(&self, parts: &http::request::Parts) -> Result<Matched, (StatusCode, String)> {
         let path = parts.uri.path();
-        let table = self.routes();
-        let matched = match table.find(parts.method.as_str(), path) {
-            Ok(m) => m,
+        match self.routes().find(parts.method.as_str(), path) {
+            Ok(m) => Ok(m),
             Err(Some(route)) => {
                 let msg = format!(
                     "{} {path}: route {} allows {}",
@@ -244,16 +200,24 @@ impl Gateway {
                     route.pattern,
                     route.methods.join(", ")
                 );
-                return (
-                    error(StatusCode::METHOD_NOT_ALLOWED, json!({"error": msg})),
-                    None,
-                );
+                Err((StatusCode::METHOD_NOT_ALLOWED, msg))
             }
             Err(None) => {
                 let msg = format!("no route for {} {path}", parts.method);
-                return (error(StatusCode::NOT_FOUND, json!({"error": msg})), None);
+                Err((StatusCode::NOT_FOUND, msg))
             }
-        };
+        }
+    }
+
+    /// Sends a routed request to its service and answers with what came back.
+    async fn forward(
+        &self,
+        parts: http::request::Parts,
+        body: Incoming,
+        peer: &Peer,
+        matched: Matched,
+        scope: Option<Scope>,
+    ) -> Answer {
         let path_and_query = match parts.uri.query() {
             Some(q) => format!("{}?{q}", matched.path),
             None => matched.path,
@@ -279,15 +243,14 @@ impl Gateway {
             params: matched.params,
             parent: scope,
         };
-        let resp = match self.client.call(&matched.service, call).await {
+        match self.client.call(&matched.service, call).await {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 crate::client::headers::strip_hop_by_hop(&mut parts.headers);
                 http::Response::from_parts(parts, GatewayBody::Upstream(body))
             }
             Err(e) => answer_error(&e),
-        };
-        (resp, Some(matched.route))
+        }
     }
 }
 

@@ -386,3 +386,80 @@ async fn every_response_carries_the_trace_id_it_ran_under() {
     );
     cluster.shutdown().await;
 }
+
+/// A client that gives up before the answer (its timeout, a closed tab) still leaves a trace:
+/// the gateway's span and access line, with nginx's 499, and a count in its metrics.
+#[tokio::test]
+async fn a_request_the_client_gave_up_on_is_recorded_as_499() {
+    use devcluster::services::faults::Fault;
+    use devcluster::telemetry::LogFilter;
+    let cluster = start().await;
+    let handle = cluster.handle();
+    for n in 1..=3 {
+        handle
+            .send(Command::Fault {
+                id: format!("user-service-{n}"),
+                fault: Fault {
+                    latency_ms: 3_000,
+                    ..Fault::default()
+                },
+                for_s: None,
+            })
+            .await
+            .unwrap();
+    }
+    let trace = TraceId::random();
+    let gave_up = http()
+        .get(format!("{}/api/users/1", cluster.gateway_url()))
+        .header("traceparent", format!("00-{trace}-{}-01", SpanId::random()))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err_and(|e| e.is_timeout()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let gw = loop {
+        let spans = cluster.handle().trace(trace).await.unwrap();
+        if let Some(gw) = spans
+            .iter()
+            .find(|s| s.service == "gateway" && s.parent_id.is_some())
+        {
+            break gw.clone();
+        }
+        assert!(Instant::now() < deadline, "no gateway span in {spans:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(gw.name, "GET /api/users/{id}");
+    assert_eq!(gw.attribute("http.status_code"), Some("499"));
+    let ms = gw.duration_ns / 1_000_000;
+    assert!(
+        (250..3_000).contains(&ms),
+        "lasted until the client left: {ms} ms"
+    );
+    let logs = handle
+        .logs(&LogFilter {
+            trace: Some(trace),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.service == "gateway" && l.message == "GET /api/users/{id} → 499"),
+        "{logs:#?}"
+    );
+    let metrics = http()
+        .get(format!("{}/metrics", cluster.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("route=\"/api/users/{id}\"") && l.contains("status=\"499\"")),
+        "{metrics}"
+    );
+    cluster.shutdown().await;
+}

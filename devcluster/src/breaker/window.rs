@@ -118,6 +118,11 @@ impl Window {
 
     /// Switches kind or size; the window starts empty. Callers hold the breaker's lock.
     pub(super) fn configure(&self, kind: Kind) {
+        // All of the ring: a push racing with a shrink may land past the new size, and would
+        // come back into view when the size grows again.
+        for b in &self.ring[..] {
+            b.store(0, Ordering::Relaxed);
+        }
         match kind {
             Kind::Calls(n) => {
                 self.size.store(n.clamp(1, MAX_CALLS), Ordering::Relaxed);
@@ -218,10 +223,16 @@ impl Window {
         let slot_ms = self.slot_ms.load(Ordering::Relaxed);
         if slot_ms == 0 {
             let size = u64::from(self.size.load(Ordering::Relaxed));
+            let calls = self.next.load(Ordering::Relaxed).min(size) as u32;
+            // A push that swapped its slot before a clear and corrects the totals after it
+            // leaves them off by one, below zero as likely as not: read them as signed and keep
+            // them within the calls, so a rate stays a rate.
+            let within =
+                |v: &AtomicU32| (v.load(Ordering::Relaxed) as i32).clamp(0, calls as i32) as u32;
             return Totals {
-                calls: self.next.load(Ordering::Relaxed).min(size) as u32,
-                failures: self.failures.load(Ordering::Relaxed),
-                slow: self.slow.load(Ordering::Relaxed),
+                calls,
+                failures: within(&self.failures),
+                slow: within(&self.slow),
             };
         }
         let now = now_ms() / slot_ms;
@@ -287,6 +298,54 @@ mod tests {
         );
         w.configure(Kind::Calls(2));
         assert_eq!(w.totals(|| 0), Totals::default());
+    }
+
+    /// A push that swapped a failure out before a clear and takes it off the totals after:
+    /// the totals read zero failures, not four billion.
+    #[test]
+    fn a_push_split_by_a_clear_leaves_a_rate_in_range() {
+        let w = Window::new(Kind::Calls(2));
+        w.push(true, true, || 0);
+        w.push(true, true, || 0);
+        w.clear();
+        // What the racing push's second half does: the failure it swapped out comes off.
+        w.failures.fetch_add(-1i32 as u32, Ordering::Relaxed);
+        w.slow.fetch_add(-1i32 as u32, Ordering::Relaxed);
+        w.push(false, false, || 0);
+        let t = w.totals(|| 0);
+        assert_eq!(
+            t,
+            Totals {
+                calls: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
+        assert!(t.failure_rate() <= 100.0);
+    }
+
+    /// Settings changed under load: every total stays within the window's calls.
+    #[test]
+    fn resizing_while_pushing_keeps_totals_within_calls() {
+        let w = Window::new(Kind::Calls(100));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let mut k = 0u32;
+                    while !stop.load(Ordering::Relaxed) {
+                        w.push(k % 3 != 0, k % 5 == 0, || 0);
+                        k += 1;
+                    }
+                });
+            }
+            for round in 0..2000u32 {
+                w.configure(Kind::Calls(10 + round % 50));
+                let t = w.totals(|| 0);
+                assert!(t.failures <= t.calls && t.slow <= t.calls, "{t:?}");
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
     }
 
     #[test]

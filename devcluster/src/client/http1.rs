@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use std::mem::MaybeUninit;
 
 /// Most headers a response may have.
-const MAX_HEADERS: usize = 64;
+const MAX_HEADERS: usize = 100;
 /// Largest response head accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
 
@@ -175,12 +175,14 @@ pub fn read_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, H
         }
         let mut headers = HeaderMap::with_capacity(found.len());
         let (mut chunked, mut length, mut close, mut keep) = (false, None, false, false);
+        let mut coded = false;
         for &(ns, ne, vs, ve) in &found {
             let name = HeaderName::from_bytes(&head[ns..ne])
                 .map_err(|_| HeadError::Invalid("a header name".into()))?;
             let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
                 .map_err(|_| HeadError::Invalid(format!("the value of {name}")))?;
             if name == http::header::TRANSFER_ENCODING {
+                coded = true;
                 chunked = value
                     .to_str()
                     .ok()
@@ -212,13 +214,20 @@ pub fn read_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, H
             Framing::Length(0)
         } else if chunked {
             Framing::Chunked
+        } else if coded {
+            // A transfer coding other than chunked last: the body runs to the close
+            // (RFC 9112 §6.3), whatever a content-length says.
+            Framing::UntilClose
         } else if let Some(n) = length {
             Framing::Length(n)
         } else {
             Framing::UntilClose
         };
-        let keep_alive =
-            framing != Framing::UntilClose && !close && (version == Version::HTTP_11 || keep);
+        // Both a coding and a length: a sender to be wary of, so the connection is not reused.
+        let keep_alive = framing != Framing::UntilClose
+            && !close
+            && !(coded && length.is_some())
+            && (version == Version::HTTP_11 || keep);
         return Ok(Some(Head {
             status,
             version,
@@ -401,6 +410,24 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(h.framing, Framing::Chunked);
+        let h = head(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (h.framing, h.keep_alive),
+            (Framing::Chunked, false),
+            "the coding wins over the length, and the connection is not kept"
+        );
+        let h = head(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ncontent-length: 3\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::UntilClose, false));
         let h = head(
             "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
             Method::GET,

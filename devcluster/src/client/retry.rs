@@ -101,7 +101,12 @@ impl<S: Stack> Service<Req> for Retry<S> {
                 let after = (next.attempt < attempts)
                     .then(|| next.try_clone())
                     .flatten();
-                result = inner.call(next).await;
+                let again = inner.call(next).await;
+                // Every instance gone meanwhile: what the last try got says more than that.
+                if matches!(again, Err(CallError::NoInstance(_))) {
+                    return result;
+                }
+                result = again;
                 match after {
                     Some(a) => next = a,
                     None => return result,

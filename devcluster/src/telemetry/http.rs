@@ -31,11 +31,6 @@ impl ServerSpans {
     }
 }
 
-/// Put into a response's extensions by a handler that routes by itself (the gateway), so the
-/// metrics group by route pattern rather than raw path.
-#[derive(Clone, Debug)]
-pub struct RouteName(pub String);
-
 /// Requests that matched no route share one label, so junk paths cannot grow the series.
 pub const UNMATCHED: &str = "unmatched";
 
@@ -59,70 +54,128 @@ pub async fn trace_request(State(s): State<ServerSpans>, req: Request, next: Nex
     if matches!(req.uri().path(), "/health" | "/metrics") {
         return next.run(req).await;
     }
-    let start = path::stamp();
-    let (start_unix_ns, started) = (start.unix_ns, start.at);
-    let _in_flight = s.metrics.start();
-    let (ctx, parent) = server_context(req.headers());
-    let http_method = req.method().clone();
-    let method = Name::method(&http_method);
-    let target = Text::new(
-        req.uri()
-            .path_and_query()
-            .map_or(req.uri().path(), |p| p.as_str()),
-    );
-    let matched = req
+    let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| s.metrics.route_names(m.as_str(), &http_method));
-    let config_version = crate::config::center::live_version();
-    s.metrics.ran_under(config_version);
-    let scope = Scope {
-        ctx,
-        service: s.service,
-        instance: s.instance,
-    };
-    let (mut resp, events) = path::scoped(scope, next.run(req)).await;
-    let status = resp.status().as_u16();
-    // A handler that routes by itself (the gateway) names the route it took.
-    let named = resp
-        .extensions()
-        .get::<RouteName>()
-        .map(|r| s.metrics.route_names(&r.0, &http_method));
-    let matched_route = named.is_some() || matched.is_some();
-    let names = named
-        .or(matched)
-        .unwrap_or_else(|| s.metrics.route_names(UNMATCHED, &http_method));
-    let took = started.elapsed();
-    s.metrics.record_route(&names, status, took);
-    trace_header(&mut resp, ctx.trace_id);
-    let duration_ns = took.as_nanos() as u64;
-    let route_name = if matched_route {
-        names.route
-    } else {
-        Name::EMPTY
-    };
-    path::access(Access {
-        at_unix_ns: start_unix_ns + duration_ns,
-        service: s.service,
-        instance: s.instance,
-        method,
-        route: names.route,
-        status,
-        took_ns: duration_ns,
-        trace_id: ctx.trace_id,
-        span_id: ctx.span_id,
-    });
-    path::record(PathSpan::Server(ServerSpan {
-        timing: Timing::new(ctx, parent, start_unix_ns, duration_ns, status >= 500),
-        service: s.service,
-        instance: s.instance,
-        method,
-        op: names.op,
-        route: route_name,
-        target,
-        status,
-        config_version: config_version as u32,
-        events: (!events.is_empty()).then(|| Box::new(events)),
-    }));
+        .map(|m| Arc::<str>::from(m.as_str()));
+    let head = (req.method(), req.uri(), req.headers());
+    let mut served = Served::begin(&s.metrics, (s.service, s.instance), head, route);
+    let (mut resp, events) = path::scoped(served.scope(), next.run(req)).await;
+    served.finish(resp.status().as_u16(), events);
+    trace_header(&mut resp, served.ctx.trace_id);
     resp
+}
+
+/// The status a request is recorded with when its client went away before the answer
+/// (nginx's code for it).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// A request being served: its span, metrics and access line, written once it is answered —
+/// or, when the client leaves first and the handler is dropped with this, with
+/// [`CLIENT_CLOSED`], so a request nobody waited for still shows.
+pub struct Served<'a> {
+    metrics: &'a ServerMetrics,
+    _in_flight: super::metrics::InFlight<'a>,
+    service: Name,
+    instance: Name,
+    pub ctx: SpanContext,
+    parent: Option<SpanId>,
+    start: path::Stamp,
+    method: http::Method,
+    /// The route pattern that matched, if one did.
+    route: Option<Arc<str>>,
+    target: Text,
+    config_version: u64,
+    done: bool,
+}
+
+impl<'a> Served<'a> {
+    /// Starts the record of a request (its head), served by `instance` of `service`.
+    pub fn begin(
+        metrics: &'a ServerMetrics,
+        (service, instance): (Name, Name),
+        head: (&http::Method, &http::Uri, &http::HeaderMap),
+        route: Option<Arc<str>>,
+    ) -> Served<'a> {
+        let (method, uri, headers) = head;
+        let start = path::stamp();
+        let (ctx, parent) = server_context(headers);
+        let config_version = crate::config::center::live_version();
+        metrics.ran_under(config_version);
+        Served {
+            metrics,
+            _in_flight: metrics.start(),
+            service,
+            instance,
+            ctx,
+            parent,
+            start,
+            method: method.clone(),
+            route,
+            target: Text::new(uri.path_and_query().map_or(uri.path(), |p| p.as_str())),
+            config_version,
+            done: false,
+        }
+    }
+
+    /// The scope the request's handling runs in: calls it makes and what it logs join its trace.
+    pub fn scope(&self) -> Scope {
+        Scope {
+            ctx: self.ctx,
+            service: self.service,
+            instance: self.instance,
+        }
+    }
+
+    /// Writes the request's metrics, access line and span (once).
+    pub fn finish(&mut self, status: u16, events: Vec<super::span::SpanEvent>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let metrics = self.metrics;
+        let names = metrics.route_names(self.route.as_deref().unwrap_or(UNMATCHED), &self.method);
+        let took = self.start.at.elapsed();
+        metrics.record_route(&names, status, took);
+        let duration_ns = took.as_nanos() as u64;
+        let method = Name::method(&self.method);
+        path::access(Access {
+            at_unix_ns: self.start.unix_ns + duration_ns,
+            service: self.service,
+            instance: self.instance,
+            method,
+            route: names.route,
+            status,
+            took_ns: duration_ns,
+            trace_id: self.ctx.trace_id,
+            span_id: self.ctx.span_id,
+        });
+        path::record(PathSpan::Server(ServerSpan {
+            timing: Timing::new(
+                self.ctx,
+                self.parent,
+                self.start.unix_ns,
+                duration_ns,
+                status >= 500,
+            ),
+            service: self.service,
+            instance: self.instance,
+            method,
+            op: names.op,
+            route: if self.route.is_some() {
+                names.route
+            } else {
+                Name::EMPTY
+            },
+            target: std::mem::take(&mut self.target),
+            status,
+            config_version: self.config_version as u32,
+            events: (!events.is_empty()).then(|| Box::new(events)),
+        }));
+    }
+}
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        self.finish(CLIENT_CLOSED, Vec::new());
+    }
 }

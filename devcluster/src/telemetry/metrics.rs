@@ -118,6 +118,7 @@ impl ServerMetrics {
 
     /// A route's metric handles and names for `method`, looked up once per request.
     pub fn route_names(&self, route: &str, method: &http::Method) -> RouteNames {
+        let method = &crate::telemetry::names::label_method(method);
         let entry = self.route(route);
         let op = entry.ops.with(
             |m| m == method,
@@ -145,6 +146,7 @@ impl ServerMetrics {
 
     /// Atomic adds only: the counter is found among the route's few (method, status) pairs.
     fn record_in(&self, entry: &RouteEntry, method: &http::Method, status: u16, took: Duration) {
+        let method = &crate::telemetry::names::label_method(method);
         let error = status >= 500;
         entry.requests.with(
             |(m, st)| m == method && *st == status,

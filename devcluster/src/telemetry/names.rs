@@ -95,7 +95,7 @@ impl Name {
         common
             .iter()
             .find(|(c, _)| c == m)
-            .map_or_else(|| Name::of(m.as_str()), |(_, n)| *n)
+            .map_or_else(|| Name::of(label_method(m).as_str()), |(_, n)| *n)
     }
 
     /// The number behind the name, to keep in a plain integer field.
@@ -115,6 +115,29 @@ impl std::fmt::Display for Name {
     }
 }
 
+/// `m` if it is one of HTTP's own methods, else `OTHER`: a method is a label and a name, and a
+/// client making up methods must not make up series and names without end.
+pub fn label_method(m: &http::Method) -> http::Method {
+    use http::Method as M;
+    match *m {
+        M::GET
+        | M::POST
+        | M::PUT
+        | M::DELETE
+        | M::HEAD
+        | M::PATCH
+        | M::OPTIONS
+        | M::TRACE
+        | M::CONNECT => m.clone(),
+        _ => {
+            static OTHER: OnceLock<http::Method> = OnceLock::new();
+            OTHER
+                .get_or_init(|| http::Method::from_bytes(b"OTHER").unwrap_or_default())
+                .clone()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +150,29 @@ mod tests {
         assert_eq!(a.as_str(), "user-service-1");
         assert_eq!(Name::of(""), Name::EMPTY);
         assert!(Name::EMPTY.is_empty());
+    }
+
+    /// Methods a client makes up share one name and one label: nobody can grow the name table
+    /// or the metric series by inventing methods.
+    #[test]
+    fn made_up_methods_share_one_name_and_one_label() {
+        let m = |s: &str| http::Method::from_bytes(s.as_bytes()).unwrap();
+        assert_eq!(Name::method(&m("GET")).as_str(), "GET");
+        assert_eq!(Name::method(&m("TRACE")).as_str(), "TRACE");
+        assert_eq!(Name::method(&m("BREW1")).as_str(), "OTHER");
+        let metrics = crate::telemetry::metrics::ServerMetrics::new("svc", "svc-1");
+        for i in 0..50 {
+            let names = metrics.route_names("/x", &m(&format!("MADEUP{i}")));
+            assert_eq!(names.op.as_str(), "OTHER /x");
+            metrics.record_route(&names, 200, std::time::Duration::from_millis(1));
+        }
+        let text = metrics.encode();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("http_requests_total{") || l.contains("_requests_total{"))
+            .collect();
+        assert_eq!(series.len(), 1, "{text}");
+        assert!(series[0].contains("method=\"OTHER\""), "{text}");
+        assert!(series[0].ends_with(" 50"), "{text}");
     }
 }

@@ -95,12 +95,25 @@ pub struct Stamp {
 }
 
 /// Now, read once. Reading a clock costs 20-50 ns on a virtual machine; a request's spans
-/// take their start this way instead of reading both clocks.
+/// take their start this way instead of reading both clocks. The wall clock is derived from
+/// the monotonic one and an offset taken again every second, so a laptop's suspend or an NTP
+/// step shows within a second.
 pub fn stamp() -> Stamp {
-    static BASE: std::sync::OnceLock<(std::time::Instant, u64)> = std::sync::OnceLock::new();
-    let (base_at, base_unix) = *BASE.get_or_init(|| (std::time::Instant::now(), unix_ns()));
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    /// The wall clock at `ORIGIN` as last measured, in nanoseconds.
+    static OFFSET_NS: AtomicU64 = AtomicU64::new(0);
+    /// When (nanoseconds after `ORIGIN`) the offset is measured again.
+    static NEXT_CHECK_NS: AtomicU64 = AtomicU64::new(0);
+    let origin = *ORIGIN.get_or_init(std::time::Instant::now);
     let at = std::time::Instant::now();
-    let unix_ns = base_unix + at.saturating_duration_since(base_at).as_nanos() as u64;
+    let since = at.saturating_duration_since(origin).as_nanos() as u64;
+    let mut offset = OFFSET_NS.load(Ordering::Relaxed);
+    if since >= NEXT_CHECK_NS.load(Ordering::Relaxed) || offset == 0 {
+        NEXT_CHECK_NS.store(since + 1_000_000_000, Ordering::Relaxed);
+        offset = unix_ns().saturating_sub(since);
+        OFFSET_NS.store(offset, Ordering::Relaxed);
+    }
+    let unix_ns = offset + since;
     LAST_UNIX_NS.store(unix_ns, Ordering::Relaxed);
     Stamp { at, unix_ns }
 }
@@ -167,6 +180,15 @@ pub enum Text {
 }
 
 const INLINE_TEXT: usize = 14;
+
+impl Default for Text {
+    fn default() -> Text {
+        Text::Inline {
+            len: 0,
+            bytes: [0; INLINE_TEXT],
+        }
+    }
+}
 
 impl Text {
     pub fn new(s: &str) -> Text {
@@ -435,4 +457,32 @@ impl Access {
 /// Records a request's access line into the process's log store.
 pub fn access(line: Access) {
     super::logs().push_access(line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stamp's wall time is the wall clock's, and its instant moves with it.
+    #[test]
+    fn a_stamp_reads_the_wall_clock() {
+        let a = stamp();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let b = stamp();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        assert!(
+            wall.abs_diff(b.unix_ns) < 50_000_000,
+            "{wall} {}",
+            b.unix_ns
+        );
+        let moved = b.unix_ns - a.unix_ns;
+        let took = b.at.duration_since(a.at).as_nanos() as u64;
+        assert!(
+            moved.abs_diff(took) < 5_000_000 && moved >= 5_000_000,
+            "{moved} {took}"
+        );
+    }
 }
