@@ -334,7 +334,7 @@ mod tests {
                 s.spawn(|| {
                     let mut k = 0u32;
                     while !stop.load(Ordering::Relaxed) {
-                        w.push(k % 3 != 0, k % 5 == 0, || 0);
+                        w.push(!k.is_multiple_of(3), k.is_multiple_of(5), || 0);
                         k += 1;
                     }
                 });
