@@ -26,7 +26,7 @@ mod budget;
 pub mod explain;
 mod guard;
 pub mod headers;
-mod http1;
+pub(crate) mod http1;
 mod outlier;
 mod pick;
 pub mod pool;
@@ -338,15 +338,16 @@ impl ServiceClient {
     }
 
     /// Turns a call into the stack's request: hop-by-hop headers dropped, the body held in
-    /// memory when a retry may need it again.
-    async fn request(
+    /// memory when a retry may need it again — then (the rare case) still to be read, with the
+    /// request returned beside it.
+    fn request(
         &self,
         target: &str,
         mut call: Call,
         ctx: SpanContext,
         caller_instance: Name,
         dry: bool,
-    ) -> Result<Req, CallError> {
+    ) -> Result<(Req, Option<Body>), CallError> {
         headers::strip_hop_by_hop(&mut call.headers);
         let entry = self.target(target);
         let key = entry
@@ -360,19 +361,12 @@ impl ServiceClient {
             .upper()
             .is_some_and(|u| u <= MAX_REPLAY_BODY as u64);
         let replay = small && self.knobs.attempts.load(Ordering::Relaxed) > 1;
-        let body = if dry || hyper::body::Body::is_end_stream(&call.body) {
-            ReqBody::Empty
+        let (body, to_read) = if dry || hyper::body::Body::is_end_stream(&call.body) {
+            (ReqBody::Empty, None)
         } else if replay {
-            let bytes = axum::body::to_bytes(call.body, MAX_REPLAY_BODY)
-                .await
-                .map_err(|e| CallError::BadRequest(format!("cannot read request body: {e}")))?;
-            if bytes.is_empty() {
-                ReqBody::Empty
-            } else {
-                ReqBody::Full(Some(bytes))
-            }
+            (ReqBody::Empty, Some(call.body))
         } else {
-            ReqBody::Stream(call.body)
+            (ReqBody::Stream(call.body), None)
         };
         let target_path = call.path_and_query;
         if !target_path.starts_with('/')
@@ -384,7 +378,7 @@ impl ServiceClient {
                 "invalid path {target_path:?}: expected /path?query without spaces"
             )));
         }
-        Ok(Req {
+        let req = Req {
             method: call.method,
             target: Arc::from(target_path),
             headers: Arc::new(call.headers),
@@ -401,7 +395,8 @@ impl ServiceClient {
             attempt: 1,
             tried: Vec::new(),
             picked: None,
-        })
+        };
+        Ok((req, to_read))
     }
 
     /// Sends `call` to a passing instance of `target` through the stack. An upstream 5xx after
@@ -417,9 +412,11 @@ impl ServiceClient {
         let method = Name::method(&call.method);
         let start = path::stamp();
         let (start_unix_ns, started) = (start.unix_ns, start.at);
-        let req = self
-            .request(target, call, ctx, caller_instance, false)
-            .await?;
+        let (mut req, to_read) = self.request(target, call, ctx, caller_instance, false)?;
+        if let Some(body) = to_read {
+            // Boxed: reading a body is rare, and its state would otherwise weigh on every call.
+            req.body = Box::pin(replayable(body)).await?;
+        }
         let shared = req.call.clone();
         // Every layer is always ready: call the stack directly.
         let result = self.stack.clone().call(req).await;
@@ -454,7 +451,7 @@ impl ServiceClient {
             trace_id: TraceId::random(),
             span_id: SpanId::random(),
         };
-        let req = self.request(target, call, ctx, Name::EMPTY, true).await?;
+        let (req, _) = self.request(target, call, ctx, Name::EMPTY, true)?;
         let shared = req.call.clone();
         self.stack.clone().call(req).await?;
         let e = shared
@@ -464,6 +461,18 @@ impl ServiceClient {
             .unwrap_or_default();
         Ok(e)
     }
+}
+
+/// A request body read into memory, so another attempt can send it again.
+async fn replayable(body: Body) -> Result<ReqBody, CallError> {
+    let bytes = axum::body::to_bytes(body, MAX_REPLAY_BODY)
+        .await
+        .map_err(|e| CallError::BadRequest(format!("cannot read request body: {e}")))?;
+    Ok(if bytes.is_empty() {
+        ReqBody::Empty
+    } else {
+        ReqBody::Full(Some(bytes))
+    })
 }
 
 #[cfg(test)]

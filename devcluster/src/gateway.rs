@@ -4,24 +4,25 @@
 //! and body go through; hop-by-hop headers are dropped; `X-Forwarded-For` is added; bodies
 //! stream both ways; every answer carries `X-Trace-ID`.
 //!
-//! It is served on hyper directly, not through an axum router: it has one handler, and its
-//! request span, metrics and access line are written here in line with the proxying.
+//! Its connections are served by [`crate::server::h1`], not hyper and an axum router: it has one
+//! handler, and its request span, metrics and access line are written here in line with the
+//! proxying.
 
 pub mod routes;
 
 use crate::client::pool::PooledBody;
 use crate::client::{Call, CallError, ServiceClient};
-use crate::server::{Connections, drive};
+use crate::server::Connections;
+use crate::server::h1::{self, Inbound};
 use crate::telemetry::http::{Served, trace_header};
 use crate::telemetry::metrics::ServerMetrics;
 use crate::telemetry::names::Name;
 use crate::telemetry::path::Scope;
 use axum::body::Body;
 use http::{HeaderValue, StatusCode};
-use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming, SizeHint};
+use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
 use routes::{Matched, RouteTable};
 use serde_json::json;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -136,55 +137,84 @@ impl Connections for GatewayConnections {
         peer: SocketAddr,
         stop: watch::Receiver<bool>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let (gw, metrics, service) = (self.gateway.clone(), self.metrics.clone(), self.service);
-        // The peer's X-Forwarded-For value, made once per connection.
-        let peer = Peer {
-            addr: peer,
-            xff: HeaderValue::from_str(&peer.ip().to_string()).ok(),
+        let handler = Requests {
+            gateway: self.gateway.clone(),
+            metrics: self.metrics.clone(),
+            service: self.service,
+            // The peer's X-Forwarded-For value, made once per connection.
+            peer: Peer {
+                addr: peer,
+                xff: HeaderValue::from_str(&peer.ip().to_string()).ok(),
+            },
         };
-        let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            let (gw, metrics, peer) = (gw.clone(), metrics.clone(), peer.clone());
-            // Boxed: hyper moves the request's future around; a pointer moves cheaper than the
-            // kilobytes of a whole proxied call's state.
-            Box::pin(
-                async move { Ok::<_, Infallible>(gw.handle(&metrics, service, &peer, req).await) },
-            ) as Pin<Box<dyn Future<Output = Result<Answer, Infallible>> + Send>>
-        });
-        Box::pin(drive(stream, svc, stop))
+        Box::pin(h1::serve(stream, stop, handler))
+    }
+}
+
+/// One connection's requests, each proxied by [`Gateway::handle`].
+struct Requests {
+    gateway: Arc<Gateway>,
+    metrics: Arc<ServerMetrics>,
+    service: Name,
+    peer: Peer,
+}
+
+impl h1::Handler for Requests {
+    type Body = GatewayBody;
+
+    fn call(
+        &self,
+        req: http::Request<Inbound>,
+    ) -> impl Future<Output = http::Response<GatewayBody>> + Send + '_ {
+        self.gateway
+            .handle(&self.metrics, self.service, &self.peer, req)
     }
 }
 
 impl Gateway {
     /// One request: its span (continuing the caller's trace), the route, the call through the
     /// gateway's client, the metrics and access line, `X-Trace-ID` on the answer.
+    ///
+    /// The service call is awaited at one place, in this function: the call's state is most of
+    /// a request's, and a future awaited in a nested function is copied into its caller's.
     async fn handle(
         &self,
         metrics: &ServerMetrics,
         service: Name,
         peer: &Peer,
-        req: http::Request<Incoming>,
+        req: http::Request<Inbound>,
     ) -> Answer {
         let (parts, body) = req.into_parts();
         let routed = self.route(&parts);
         // Probes and scrapers are neither traced nor counted (no route serves them anyway).
-        if matches!(parts.uri.path(), "/health" | "/metrics") {
-            return match routed {
-                Ok(m) => self.forward(parts, body, peer, m, None).await,
-                Err((status, msg)) => error(status, json!({"error": msg})),
-            };
-        }
-        let route = routed.as_ref().ok().map(|m| m.route.clone());
-        let head = (&parts.method, &parts.uri, &parts.headers);
-        let mut served = Served::begin(metrics, (service, service), head, route);
+        let probe = matches!(parts.uri.path(), "/health" | "/metrics");
+        let mut served = match (&routed, probe) {
+            (_, true) => None,
+            (routed, false) => {
+                let route = routed.as_ref().ok().map(|m| m.route.clone());
+                let head = (&parts.method, &parts.uri, &parts.headers);
+                Some(Served::begin(metrics, (service, service), head, route))
+            }
+        };
         let mut resp = match routed {
             Ok(m) => {
-                self.forward(parts, body, peer, m, Some(served.scope()))
-                    .await
+                let scope = served.as_ref().map(Served::scope);
+                let (target, call) = prepare(parts, body, peer, m, scope);
+                match self.client.call(&target, call).await {
+                    Ok(resp) => {
+                        let (mut parts, body) = resp.into_parts();
+                        crate::client::headers::strip_hop_by_hop(&mut parts.headers);
+                        http::Response::from_parts(parts, GatewayBody::Upstream(body))
+                    }
+                    Err(e) => answer_error(&e),
+                }
             }
             Err((status, msg)) => error(status, json!({"error": msg})),
         };
-        served.finish(resp.status().as_u16(), Vec::new());
-        trace_header(&mut resp, served.ctx.trace_id);
+        if let Some(served) = served.as_mut() {
+            served.finish(resp.status().as_u16(), Vec::new());
+            trace_header(&mut resp, served.ctx.trace_id);
+        }
         resp
     }
 
@@ -208,50 +238,43 @@ impl Gateway {
             }
         }
     }
+}
 
-    /// Sends a routed request to its service and answers with what came back.
-    async fn forward(
-        &self,
-        parts: http::request::Parts,
-        body: Incoming,
-        peer: &Peer,
-        matched: Matched,
-        scope: Option<Scope>,
-    ) -> Answer {
-        let path_and_query = match parts.uri.query() {
-            Some(q) => format!("{}?{q}", matched.path),
-            None => matched.path,
-        };
-        let mut headers = parts.headers;
-        let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
-            None => peer.xff.clone(),
-        };
-        if let Some(v) = xff {
-            headers.insert(X_FORWARDED_FOR, v);
-        }
-        let call = Call {
-            method: parts.method,
-            path_and_query,
-            headers,
-            // A request without a body (most GETs) costs no boxed stream.
-            body: if body.is_end_stream() {
-                Body::empty()
-            } else {
-                Body::new(body)
-            },
-            params: matched.params,
-            parent: scope,
-        };
-        match self.client.call(&matched.service, call).await {
-            Ok(resp) => {
-                let (mut parts, body) = resp.into_parts();
-                crate::client::headers::strip_hop_by_hop(&mut parts.headers);
-                http::Response::from_parts(parts, GatewayBody::Upstream(body))
-            }
-            Err(e) => answer_error(&e),
-        }
+/// The call a routed request becomes, and the service it goes to: the path rewritten, the
+/// client's address added to `X-Forwarded-For`.
+fn prepare(
+    parts: http::request::Parts,
+    body: Inbound,
+    peer: &Peer,
+    matched: Matched,
+    scope: Option<Scope>,
+) -> (Arc<str>, Call) {
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{}?{q}", matched.path),
+        None => matched.path,
+    };
+    let mut headers = parts.headers;
+    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
+        None => peer.xff.clone(),
+    };
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR, v);
     }
+    let call = Call {
+        method: parts.method,
+        path_and_query,
+        headers,
+        // A request without a body (most GETs) costs no boxed stream.
+        body: if body.is_end_stream() {
+            Body::empty()
+        } else {
+            Body::new(body)
+        },
+        params: matched.params,
+        parent: scope,
+    };
+    (matched.service, call)
 }
 
 fn answer_error(e: &CallError) -> Answer {

@@ -3,6 +3,8 @@
 //! open connection gone at once). Every listener of the cluster runs on it, so there is one
 //! shutdown path. It serves an axum router, or (the gateway) a hyper service of its own.
 
+pub mod h1;
+
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::service::HttpService;

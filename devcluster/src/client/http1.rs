@@ -129,8 +129,10 @@ pub enum HeadError {
 /// Header values share the head's bytes (no copy each).
 pub fn read_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, HeadError> {
     loop {
-        // Where each header's name and value are, as offsets into the head.
-        let mut found: Vec<(usize, usize, usize, usize)> = Vec::new();
+        // Where each header's name and value are, as offsets into the head (on the stack: an
+        // allocation costs more than clearing this).
+        let mut found = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        let count;
         let (used, code, minor) = {
             let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
             let mut resp = httparse::Response::new(&mut []);
@@ -139,12 +141,17 @@ pub fn read_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, H
                 .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
             {
                 Ok(httparse::Status::Complete(n)) => {
-                    found.reserve(resp.headers.len());
-                    for h in resp.headers.iter() {
-                        let name = h.name.as_ptr() as usize - base;
-                        let value = h.value.as_ptr() as usize - base;
-                        found.push((name, name + h.name.len(), value, value + h.value.len()));
+                    for (slot, h) in found.iter_mut().zip(resp.headers.iter()) {
+                        let name = (h.name.as_ptr() as usize - base) as u32;
+                        let value = (h.value.as_ptr() as usize - base) as u32;
+                        *slot = (
+                            name,
+                            name + h.name.len() as u32,
+                            value,
+                            value + h.value.len() as u32,
+                        );
                     }
+                    count = resp.headers.len();
                     (n, resp.code.unwrap_or(0), resp.version.unwrap_or(1))
                 }
                 Ok(httparse::Status::Partial) => {
@@ -173,13 +180,14 @@ pub fn read_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, H
             }
             continue;
         }
-        let mut headers = HeaderMap::with_capacity(found.len());
+        // Room for what the caller adds (the gateway's X-Trace-ID) without growing the map.
+        let mut headers = HeaderMap::with_capacity(count + 2);
         let (mut chunked, mut length, mut close, mut keep) = (false, None, false, false);
         let mut coded = false;
-        for &(ns, ne, vs, ve) in &found {
-            let name = HeaderName::from_bytes(&head[ns..ne])
+        for &(ns, ne, vs, ve) in &found[..count] {
+            let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
                 .map_err(|_| HeadError::Invalid("a header name".into()))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
+            let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
                 .map_err(|_| HeadError::Invalid(format!("the value of {name}")))?;
             if name == http::header::TRANSFER_ENCODING {
                 coded = true;
@@ -189,10 +197,7 @@ pub fn read_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, H
                     .and_then(|v| v.rsplit(',').next())
                     .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
             } else if name == http::header::CONTENT_LENGTH {
-                let n = value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
+                let n = content_length(value.as_bytes())
                     .ok_or_else(|| HeadError::Invalid("content-length".into()))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(HeadError::Invalid("two different content-lengths".into()));
@@ -291,10 +296,16 @@ impl Chunks {
                         return Ok(Decoded::More);
                     };
                     let hex = line.split(|&b| b == b';').next().unwrap_or_default();
-                    let size = std::str::from_utf8(hex)
-                        .ok()
-                        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
-                        .ok_or_else(|| HeadError::Invalid("chunk size".into()))?;
+                    // Hex digits only (a sign or leading space is not a size: RFC 9112 §7.1),
+                    // whitespace allowed before an extension.
+                    let hex = hex.trim_ascii_end();
+                    let size = (!hex.is_empty()
+                        && hex.len() <= 16
+                        && hex.iter().all(u8::is_ascii_hexdigit))
+                    .then(|| std::str::from_utf8(hex).ok())
+                    .flatten()
+                    .and_then(|s| u64::from_str_radix(s, 16).ok())
+                    .ok_or_else(|| HeadError::Invalid("chunk size".into()))?;
                     *self = if size == 0 {
                         Chunks::Trailers
                     } else {
@@ -336,6 +347,16 @@ pub fn chunk(data: &[u8], out: &mut Vec<u8>) {
 
 /// The end of a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// A `Content-Length` value: decimal digits only (RFC 9110 §8.6; a sign, or a list, is not a
+/// length).
+pub(crate) fn content_length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
 
 #[cfg(test)]
 mod tests {
