@@ -33,6 +33,7 @@ pub mod pool;
 pub mod request;
 mod retry;
 pub mod target;
+mod then;
 mod timeout;
 
 pub use budget::RetryBudget;
@@ -63,19 +64,25 @@ use tower::Service;
 /// stream through once.
 const MAX_REPLAY_BODY: usize = 1 << 20;
 
-/// Every layer's future.
+/// The future of a layer that waits for something of its own (retries, the timeout, the
+/// connection).
 pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Resp, CallError>> + Send>>;
 
 /// What a layer needs of the layers below it. Every layer does its own work when called and
-/// returns a boxed future that only waits for the layers below: no request is moved into a
-/// future, and there is no `poll_ready` to wait for (every layer is always ready).
+/// returns a future that only waits for the layers below (then, for some, does a little more:
+/// [`then::Then`]): no request is moved into a future, and there is no `poll_ready` to wait for
+/// (every layer is always ready).
 pub trait Stack:
-    Service<Req, Response = Resp, Error = CallError, Future = BoxFuture> + Clone + Send + Sync + 'static
+    Service<Req, Response = Resp, Error = CallError, Future: Send + Unpin + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
 }
 
 impl<T> Stack for T where
-    T: Service<Req, Response = Resp, Error = CallError, Future = BoxFuture>
+    T: Service<Req, Response = Resp, Error = CallError, Future: Send + Unpin + 'static>
         + Clone
         + Send
         + Sync
@@ -379,17 +386,17 @@ impl ServiceClient {
             )));
         }
         let req = Req {
-            method: call.method,
-            target: Arc::from(target_path),
-            headers: Arc::new(call.headers),
             body,
             trace: None,
             call: Arc::new(CallShared {
+                method: call.method,
+                path: target_path.into_boxed_str(),
+                headers: call.headers,
                 target: entry,
                 key,
                 caller_instance,
                 attempts: AtomicU32::new(0),
-                dry: dry.then(|| Mutex::new(Explain::default())),
+                dry: dry.then(|| Box::new(Mutex::new(Explain::default()))),
             }),
             ctx,
             attempt: 1,

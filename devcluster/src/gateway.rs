@@ -254,12 +254,21 @@ fn prepare(
         None => matched.path,
     };
     let mut headers = parts.headers;
-    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
-        None => peer.xff.clone(),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
+    // One lookup of the name, whether the header is there or not.
+    match headers.entry(X_FORWARDED_FOR) {
+        http::header::Entry::Occupied(mut e) => {
+            let joined = e.get().to_str().ok().and_then(|prev| {
+                HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok()
+            });
+            if let Some(v) = joined.or_else(|| peer.xff.clone()) {
+                e.insert(v);
+            }
+        }
+        http::header::Entry::Vacant(e) => {
+            if let Some(v) = peer.xff.clone() {
+                e.insert(v);
+            }
+        }
     }
     let call = Call {
         method: parts.method,

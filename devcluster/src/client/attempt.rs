@@ -3,12 +3,18 @@
 //! and the framework's `X-Trace-ID`/`X-Span-ID`/`X-Parent-ID`), the client-side metrics of
 //! caller → target, and a warning in the log when the attempt got no answer.
 
+use super::Stack;
+use super::request::CallShared;
 use super::request::{CallError, Req, Resp};
-use super::{BoxFuture, Stack};
+use super::then::{Finish, Then};
 use crate::balance::Reason;
+use crate::balance::Strategy;
+use crate::telemetry::names::Name;
 use crate::telemetry::path::{self, AttemptSpan, PathSpan, Timing, unix_ns};
 use crate::telemetry::{Level, LogRecord, SpanContext, SpanId};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 use tower::{Layer, Service};
 
 #[derive(Debug, Clone, Default)]
@@ -29,20 +35,20 @@ pub struct Attempt<S> {
 impl<S: Stack> Service<Req> for Attempt<S> {
     type Response = Resp;
     type Error = CallError;
-    type Future = BoxFuture;
+    type Future = Then<S::Future, Record>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Req) -> BoxFuture {
+    fn call(&mut self, mut req: Req) -> Self::Future {
         let parent = req.ctx;
         let ctx = SpanContext {
             trace_id: parent.trace_id,
             span_id: SpanId::random(),
         };
         req.ctx = ctx;
-        req.trace = Some((ctx, parent.span_id));
+        req.trace = Some((ctx.span_id, parent.span_id));
         let call = req.call.clone();
         let attempt = req.attempt;
         let op = call.target.op(req.method());
@@ -65,61 +71,95 @@ impl<S: Stack> Service<Req> for Attempt<S> {
         });
         let start = path::stamp();
         let (start_unix_ns, started) = (start.unix_ns, start.at);
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let result = fut.await;
-            let took = started.elapsed();
-            let t = &call.target;
-            let Some((peer, strategy, reason)) = chosen else {
-                return result;
-            };
-            let (status, outcome) = match &result {
-                Ok(r) if r.status().is_server_error() => (r.status().as_u16(), "5xx"),
-                Ok(r) => (r.status().as_u16(), "ok"),
-                Err(CallError::Timeout { .. }) => (0, "timeout"),
-                Err(CallError::Connect { .. }) => (0, "connect_error"),
-                Err(_) => (0, "upstream_error"),
-            };
-            if let Some(m) = &t.metrics {
-                m.record(peer.as_str(), outcome, took);
-            }
-            let failure = result.as_ref().err().map(|e| e.to_string());
-            if let Some(why) = &failure {
-                crate::telemetry::logs().push(LogRecord {
-                    seq: 0,
-                    at_unix_ns: unix_ns(),
-                    level: Level::Warn,
-                    service: t.caller.to_string(),
-                    instance: call.caller_instance.to_string(),
-                    target: "devcluster::client".into(),
-                    message: why.clone(),
-                    fields: vec![],
-                    trace_id: Some(ctx.trace_id),
-                    span_id: Some(ctx.span_id),
-                });
-            }
-            path::record(PathSpan::Attempt(AttemptSpan {
-                timing: Timing::new(
-                    ctx,
-                    Some(parent.span_id),
-                    start_unix_ns,
-                    took.as_nanos() as u64,
-                    outcome != "ok",
-                ),
-                service: t.caller_name,
-                instance: call.caller_instance,
-                op,
-                attempt: attempt.min(255) as u8,
-                peer,
-                strategy,
-                reason,
-                breaker: t.breaker_name,
-                breaker_state: t.breaker.gate_state(),
-                status,
-                failure: failure.map(Box::new),
-            }));
-            result
-        })
+        let record = Record {
+            ctx,
+            parent: parent.span_id,
+            call,
+            attempt,
+            op,
+            chosen,
+            start_unix_ns,
+            started,
+        };
+        Then::below(self.inner.call(req), record)
+    }
+}
+
+/// The attempt's span, metrics and (when it got no answer) warning, once it has ended.
+pub struct Record {
+    ctx: SpanContext,
+    parent: SpanId,
+    call: Arc<CallShared>,
+    attempt: u32,
+    op: Name,
+    chosen: Option<(Name, Strategy, Reason)>,
+    start_unix_ns: u64,
+    started: Instant,
+}
+
+impl Finish for Record {
+    fn finish(self, result: &mut Result<Resp, CallError>) {
+        let Record {
+            ctx,
+            parent,
+            call,
+            attempt,
+            op,
+            chosen,
+            start_unix_ns,
+            started,
+        } = self;
+        let result = &*result;
+        let took = started.elapsed();
+        let t = &call.target;
+        let Some((peer, strategy, reason)) = chosen else {
+            return;
+        };
+        let (status, outcome) = match &result {
+            Ok(r) if r.status().is_server_error() => (r.status().as_u16(), "5xx"),
+            Ok(r) => (r.status().as_u16(), "ok"),
+            Err(CallError::Timeout { .. }) => (0, "timeout"),
+            Err(CallError::Connect { .. }) => (0, "connect_error"),
+            Err(_) => (0, "upstream_error"),
+        };
+        if let Some(m) = &t.metrics {
+            m.record(peer.as_str(), outcome, took);
+        }
+        let failure = result.as_ref().err().map(|e| e.to_string());
+        if let Some(why) = &failure {
+            crate::telemetry::logs().push(LogRecord {
+                seq: 0,
+                at_unix_ns: unix_ns(),
+                level: Level::Warn,
+                service: t.caller.to_string(),
+                instance: call.caller_instance.to_string(),
+                target: "devcluster::client".into(),
+                message: why.clone(),
+                fields: vec![],
+                trace_id: Some(ctx.trace_id),
+                span_id: Some(ctx.span_id),
+            });
+        }
+        path::record(PathSpan::Attempt(AttemptSpan {
+            timing: Timing::new(
+                ctx,
+                Some(parent),
+                start_unix_ns,
+                took.as_nanos() as u64,
+                outcome != "ok",
+            ),
+            service: t.caller_name,
+            instance: call.caller_instance,
+            op,
+            attempt: attempt.min(255) as u8,
+            peer,
+            strategy,
+            reason,
+            breaker: t.breaker_name,
+            breaker_state: t.breaker.gate_state(),
+            status,
+            failure: failure.map(Box::new),
+        }));
     }
 }
 

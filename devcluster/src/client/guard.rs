@@ -3,9 +3,11 @@
 //! as a pick) and it records the outcome of the whole call, after retries on other instances:
 //! a failing instance is the business of outlier ejection, not of the service's breaker.
 
+use super::Stack;
 use super::request::{CallError, Req, Resp, failed};
-use super::{BoxFuture, Stack};
+use super::then::{Finish, Then};
 use crate::breaker::Outcome;
+use crate::breaker::OwnedPermit;
 use crate::telemetry::names::Name;
 use crate::telemetry::path::unix_ns;
 use crate::telemetry::{SpanId, SpanRecord};
@@ -31,13 +33,13 @@ pub struct Guard<S> {
 impl<S: Stack> Service<Req> for Guard<S> {
     type Response = Resp;
     type Error = CallError;
-    type Future = BoxFuture;
+    type Future = Then<S::Future, Record>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Req) -> BoxFuture {
+    fn call(&mut self, req: Req) -> Self::Future {
         let call = req.call.clone();
         let breaker = &call.target.breaker;
         if req.is_dry() {
@@ -50,25 +52,32 @@ impl<S: Stack> Service<Req> for Guard<S> {
                 e.refused = verdict.err();
             });
             // Go on anyway: the inspector shows where the call would go once admitted.
-            return self.inner.call(req);
+            return Then::Below(self.inner.call(req), None);
         }
         let permit = match breaker.try_acquire_owned() {
             Ok(p) => p,
             Err(r) => {
                 refusal_span(&req, &r.to_string());
-                return Box::pin(async move { Err(r.into()) });
+                return Then::answered(Err(r.into()));
             }
         };
         let started = Instant::now();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let result = fut.await;
-            permit.record(Outcome {
-                failure: failed(&result),
-                duration: started.elapsed(),
-            });
-            result
-        })
+        Then::below(self.inner.call(req), Record { permit, started })
+    }
+}
+
+/// The call's outcome, for the breaker, once the layers below have answered.
+pub struct Record {
+    permit: OwnedPermit,
+    started: Instant,
+}
+
+impl Finish for Record {
+    fn finish(self, result: &mut Result<Resp, CallError>) {
+        self.permit.record(Outcome {
+            failure: failed(result),
+            duration: self.started.elapsed(),
+        });
     }
 }
 

@@ -3,9 +3,11 @@
 //! target's balancer. A failing instance is ejected here; the service's breaker never sees
 //! single attempts.
 
+use super::Stack;
 use super::request::{CallError, Req, Resp, failed};
-use super::{BoxFuture, Stack};
+use super::then::{Finish, Then};
 use crate::balance::members::Members;
+use crate::balance::service::ServiceBalancer;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::time::Instant;
@@ -29,15 +31,15 @@ pub struct Outlier<S> {
 impl<S: Stack> Service<Req> for Outlier<S> {
     type Response = Resp;
     type Error = CallError;
-    type Future = BoxFuture;
+    type Future = Then<S::Future, Report>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Req) -> BoxFuture {
+    fn call(&mut self, req: Req) -> Self::Future {
         let Some(picked) = req.picked.as_ref() else {
-            return self.inner.call(req);
+            return Then::Below(self.inner.call(req), None);
         };
         let (balancer, members, index) = (
             req.target().balancer.clone(),
@@ -46,13 +48,28 @@ impl<S: Stack> Service<Req> for Outlier<S> {
         );
         let flight = InFlight::new(members, index);
         let started = Instant::now();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let result = fut.await;
-            let member = flight.end();
-            balancer.report(&member.id, &member.load, started.elapsed(), failed(&result));
-            result
-        })
+        let report = Report {
+            balancer,
+            flight,
+            started,
+        };
+        Then::below(self.inner.call(req), report)
+    }
+}
+
+/// The attempt's latency and outcome, for the balancer, once it has ended.
+pub struct Report {
+    balancer: Arc<ServiceBalancer>,
+    flight: InFlight,
+    started: Instant,
+}
+
+impl Finish for Report {
+    fn finish(self, result: &mut Result<Resp, CallError>) {
+        let member = self.flight.end();
+        let took = self.started.elapsed();
+        self.balancer
+            .report(&member.id, &member.load, took, failed(result));
     }
 }
 

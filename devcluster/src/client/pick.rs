@@ -2,13 +2,15 @@
 //! (passing, not ejected, not tried by an earlier attempt) and records the pick. In a dry run
 //! it asks what the pick would be and changes nothing.
 
+use super::Stack;
 use super::pool::PooledBody;
 use super::request::{AnsweredBy, CallError, Req, Resp};
-use super::{BoxFuture, Stack};
+use super::then::{Finish, Then};
 use crate::balance::service::PickFor;
 use crate::registry::Registry;
 use crate::telemetry::path::unix_ns;
 use crate::telemetry::{SpanId, SpanRecord};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
@@ -42,13 +44,13 @@ pub struct PickInstance<S> {
 impl<S: Stack> Service<Req> for PickInstance<S> {
     type Response = Resp;
     type Error = CallError;
-    type Future = BoxFuture;
+    type Future = Then<S::Future, NoteAnswerer>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Req) -> BoxFuture {
+    fn call(&mut self, mut req: Req) -> Self::Future {
         let target = req.target().clone();
         let members = target.balancer.members(&self.registry);
         let at = PickFor {
@@ -64,28 +66,31 @@ impl<S: Stack> Service<Req> for PickInstance<S> {
                 Ok(p) => e.picked = Some(p),
                 Err(n) => e.no_instance = Some(n),
             });
-            return Box::pin(async { Ok(http::Response::new(PooledBody::empty())) });
+            return Then::answered(Ok(http::Response::new(PooledBody::empty())));
         }
         let picked = match target.balancer.pick(&members, at) {
             Ok(p) => p,
             Err(none) => {
                 no_instance_span(&req, &none.to_string());
-                return Box::pin(async move { Err(none.into()) });
+                return Then::answered(Err(none.into()));
             }
         };
         let id = picked.member().id.clone();
         req.picked = Some(picked);
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let mut result = fut.await;
-            // The retry layer needs to know whom a 5xx came from, to go elsewhere.
-            if let Ok(resp) = &mut result
-                && resp.status().is_server_error()
-            {
-                resp.extensions_mut().insert(AnsweredBy(id));
-            }
-            result
-        })
+        Then::below(self.inner.call(req), NoteAnswerer(id))
+    }
+}
+
+/// The retry layer needs to know whom a 5xx came from, to go elsewhere.
+pub struct NoteAnswerer(Arc<str>);
+
+impl Finish for NoteAnswerer {
+    fn finish(self, result: &mut Result<Resp, CallError>) {
+        if let Ok(resp) = result
+            && resp.status().is_server_error()
+        {
+            resp.extensions_mut().insert(AnsweredBy(self.0));
+        }
     }
 }
 

@@ -587,12 +587,13 @@ impl tower::Service<super::request::Req> for Connect {
         let member = picked.member();
         let (host, instance) = (self.pool.host(member), member.id.clone());
         Box::pin(async move {
+            let trace = req.trace_context();
             let out = Outgoing {
-                method: &req.method,
-                target: &req.target,
-                headers: &req.headers,
+                method: &req.call.method,
+                target: &req.call.path,
+                headers: &req.call.headers,
                 body: req.body,
-                trace: req.trace,
+                trace,
             };
             host.send(out).await.map_err(|e| match e {
                 SendError::NotSent(e) => CallError::Connect {

@@ -133,8 +133,14 @@ impl hyper::body::Body for ReqBody {
 /// connection.
 pub type Resp = http::Response<PooledBody>;
 
-/// What every attempt of one call shares (one allocation per call).
+/// What every attempt of one call shares (one allocation per call): the request's method,
+/// target and headers (the connection writes them from a reference), where it goes, what the
+/// call's span reports.
 pub struct CallShared {
+    pub method: Method,
+    /// Origin-form target: `/users/1?x=y`.
+    pub path: Box<str>,
+    pub headers: HeaderMap,
     pub target: Arc<Target>,
     /// The balancing key (`hash_key`), when the target has one.
     pub key: Option<String>,
@@ -143,21 +149,17 @@ pub struct CallShared {
     /// Attempts made so far (the call's span reports it).
     pub attempts: AtomicU32,
     /// A dry run: every layer says what it would do here and changes nothing.
-    pub dry: Option<Mutex<Explain>>,
+    pub dry: Option<Box<Mutex<Explain>>>,
 }
 
-/// One request on its way down the stack. Its headers are shared by every attempt (the
-/// connection writes them from a reference); what differs per attempt — the trace context the
+/// One request on its way down the stack, moved from layer to layer (so kept small): what all
+/// its attempts share is behind `call`; what differs per attempt — the trace context the
 /// instance continues — is written from `trace`.
 pub struct Req {
-    pub method: Method,
-    /// Origin-form target: `/users/1?x=y`.
-    pub target: Arc<str>,
-    pub headers: Arc<HeaderMap>,
     pub body: ReqBody,
-    /// The attempt's span and the one above it, sent as `traceparent` and the framework's
-    /// `X-Trace-ID` / `X-Span-ID` / `X-Parent-ID` (set by the attempt layer).
-    pub trace: Option<(SpanContext, SpanId)>,
+    /// The attempt's span and the one above it (in `ctx`'s trace), sent as `traceparent` and the
+    /// framework's `X-Trace-ID` / `X-Span-ID` / `X-Parent-ID` (set by the attempt layer).
+    pub trace: Option<(SpanId, SpanId)>,
     pub call: Arc<CallShared>,
     /// The span this request runs under: the call's span above the pick, the attempt's below.
     pub ctx: SpanContext,
@@ -171,7 +173,26 @@ pub struct Req {
 
 impl Req {
     pub fn method(&self) -> &Method {
-        &self.method
+        &self.call.method
+    }
+
+    pub fn path(&self) -> &str {
+        &self.call.path
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        &self.call.headers
+    }
+
+    /// The trace context the instance continues (the attempt's span) and its parent.
+    pub fn trace_context(&self) -> Option<(SpanContext, SpanId)> {
+        self.trace.map(|(span_id, parent)| {
+            let ctx = SpanContext {
+                trace_id: self.ctx.trace_id,
+                span_id,
+            };
+            (ctx, parent)
+        })
     }
 
     pub fn target(&self) -> &Arc<Target> {
@@ -192,9 +213,6 @@ impl Req {
     /// A copy for the next attempt, when the body can be sent again (the headers are shared).
     pub fn try_clone(&self) -> Option<Req> {
         Some(Req {
-            method: self.method.clone(),
-            target: self.target.clone(),
-            headers: self.headers.clone(),
             body: self.body.try_clone()?,
             trace: None,
             call: self.call.clone(),

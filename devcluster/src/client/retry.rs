@@ -65,7 +65,7 @@ impl<S: Stack> Service<Req> for Retry<S> {
 
     fn call(&mut self, req: Req) -> BoxFuture {
         if req.is_dry() {
-            return self.inner.call(req);
+            return Box::pin(self.inner.call(req));
         }
         let attempts = self.knobs.attempts.load(Ordering::Relaxed).max(1);
         let idempotent = idempotent(req.method());
@@ -75,50 +75,68 @@ impl<S: Stack> Service<Req> for Retry<S> {
         req.call.attempts.store(1, Ordering::Relaxed);
         let first = self.inner.call(req);
         let Some(next) = next else {
-            return first;
+            return Box::pin(first);
         };
-        let (mut inner, budget) = (self.inner.clone(), self.budget.clone());
+        let (inner, budget) = (self.inner.clone(), self.budget.clone());
         Box::pin(async move {
-            let mut result = first.await;
-            let mut next = next;
-            loop {
-                // No instance at all: another try would find none either.
-                let never_sent = matches!(result, Err(CallError::Connect { .. }));
-                if !failed(&result)
-                    || matches!(result, Err(CallError::NoInstance(_)))
-                    || !(never_sent || idempotent)
-                    || !(never_sent || budget.withdraw())
-                {
-                    return result;
-                }
-                let tried = match &result {
-                    Ok(resp) => resp.extensions().get::<AnsweredBy>().map(|a| a.0.clone()),
-                    Err(e) => e.instance().map(Arc::from),
-                };
-                next.tried.extend(tried);
-                next.attempt += 1;
-                next.call.attempts.store(next.attempt, Ordering::Relaxed);
-                let after = (next.attempt < attempts)
-                    .then(|| next.try_clone())
-                    .flatten();
-                let again = inner.call(next).await;
-                // Every instance gone meanwhile: what the last try got says more than that.
-                if matches!(again, Err(CallError::NoInstance(_))) {
-                    return result;
-                }
-                result = again;
-                match after {
-                    Some(a) => next = a,
-                    None => return result,
-                }
+            let result = first.await;
+            if done(&result, idempotent, &budget) {
+                return result;
             }
+            // Boxed apart: the retries' state (two requests, two answers) would otherwise make
+            // every call's future twice as large, and large allocations take a slower path.
+            Box::pin(retries(result, next, inner, budget, attempts, idempotent)).await
         })
+    }
+}
+
+/// Whether `result` is the call's answer: a success, no instance at all (another try would find
+/// none either), or a failure that may not or cannot go again.
+fn done(result: &Result<Resp, CallError>, idempotent: bool, budget: &RetryBudget) -> bool {
+    let never_sent = matches!(result, Err(CallError::Connect { .. }));
+    !failed(result)
+        || matches!(result, Err(CallError::NoInstance(_)))
+        || !(never_sent || idempotent)
+        || !(never_sent || budget.withdraw())
+}
+
+/// The attempts after a first one that failed with `result`, until one succeeds, the budget or
+/// the attempts run out.
+async fn retries<S: Stack>(
+    mut result: Result<Resp, CallError>,
+    mut next: Req,
+    mut inner: S,
+    budget: Arc<RetryBudget>,
+    attempts: u32,
+    idempotent: bool,
+) -> Result<Resp, CallError> {
+    loop {
+        let tried = match &result {
+            Ok(resp) => resp.extensions().get::<AnsweredBy>().map(|a| a.0.clone()),
+            Err(e) => e.instance().map(Arc::from),
+        };
+        next.tried.extend(tried);
+        next.attempt += 1;
+        next.call.attempts.store(next.attempt, Ordering::Relaxed);
+        let after = (next.attempt < attempts)
+            .then(|| next.try_clone())
+            .flatten();
+        let again = inner.call(next).await;
+        // Every instance gone meanwhile: what the last try got says more than that.
+        if matches!(again, Err(CallError::NoInstance(_))) {
+            return result;
+        }
+        result = again;
+        match after {
+            Some(a) if !done(&result, idempotent, &budget) => next = a,
+            _ => return result,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{call_req, fixture, picks_and_answers};
+    use super::super::testing::{call_req, fixture, picks_and_answers, post_req};
     use super::*;
     use tower::ServiceExt;
 
@@ -153,8 +171,7 @@ mod tests {
     async fn a_post_is_sent_once_and_an_empty_budget_stops_retries() {
         let f = fixture(&["a", "b"]);
         let (svc, seen) = picks_and_answers(&f, &[("a", 503), ("b", 503)]);
-        let mut post = call_req(&f);
-        post.method = Method::POST;
+        let post = post_req(&f);
         let resp = layer(3, RetryBudget::new(100, 10))
             .layer(svc.clone())
             .oneshot(post)
@@ -183,8 +200,7 @@ mod tests {
     async fn a_request_that_never_reached_an_instance_goes_elsewhere_for_free() {
         let f = fixture(&["a", "b"]);
         let (svc, seen) = picks_and_answers(&f, &[("a", 0), ("b", 201)]);
-        let mut post = call_req(&f);
-        post.method = Method::POST;
+        let post = post_req(&f);
         let resp = layer(3, RetryBudget::new(0, 0))
             .layer(svc)
             .oneshot(post)

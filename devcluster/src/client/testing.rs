@@ -55,19 +55,19 @@ pub(crate) fn fixture(ids: &[&str]) -> Fixture {
     Fixture { registry, target }
 }
 
-fn req(f: &Fixture, dry: bool) -> Req {
+fn req(f: &Fixture, dry: bool, method: http::Method) -> Req {
     Req {
-        method: http::Method::GET,
-        target: Arc::from("/x"),
-        headers: Arc::default(),
         body: ReqBody::Empty,
         trace: None,
         call: Arc::new(CallShared {
+            method,
+            path: "/x".into(),
+            headers: http::HeaderMap::new(),
             target: f.target.clone(),
             key: None,
             caller_instance: Name::EMPTY,
             attempts: AtomicU32::new(0),
-            dry: dry.then(|| Mutex::new(Explain::default())),
+            dry: dry.then(|| Box::new(Mutex::new(Explain::default()))),
         }),
         ctx: SpanContext {
             trace_id: TraceId::random(),
@@ -81,13 +81,18 @@ fn req(f: &Fixture, dry: bool) -> Req {
 
 /// A GET of `/x` at the top of the stack.
 pub(crate) fn call_req(f: &Fixture) -> Req {
-    req(f, false)
+    req(f, false, http::Method::GET)
+}
+
+/// A POST of `/x` at the top of the stack.
+pub(crate) fn post_req(f: &Fixture) -> Req {
+    req(f, false, http::Method::POST)
 }
 
 impl Fixture {
     /// A dry-run request, and where its explanation lands.
     pub(crate) fn dry_req(&self) -> (Req, Arc<CallShared>) {
-        let r = req(self, true);
+        let r = req(self, true, http::Method::GET);
         let shared = r.call.clone();
         (r, shared)
     }
@@ -143,7 +148,7 @@ pub(crate) fn by_instance(answers: &[(&str, u16)]) -> (impl super::Stack, Seen) 
             .iter()
             .find(|(i, _)| *i == id)
             .map_or(200, |(_, s)| *s);
-        log.lock().unwrap().push((id.clone(), r.trace));
+        log.lock().unwrap().push((id.clone(), r.trace_context()));
         Box::pin(async move {
             if code == 0 {
                 return Err(CallError::Connect {

@@ -124,7 +124,13 @@ pub struct Remote {
 }
 
 fn get<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
+    // A few headers (most requests): comparing names costs less than hashing this one.
+    let value = if h.len() <= 8 {
+        h.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    } else {
+        h.get(name)
+    };
+    value.and_then(|v| v.to_str().ok())
 }
 
 /// `(trace, parent)` from a valid version-00 `traceparent`.
