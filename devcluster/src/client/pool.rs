@@ -254,9 +254,11 @@ impl Host {
         let mut reused = self.checkout();
         loop {
             let was_reused = reused.is_some();
+            // Connecting and streaming a body are boxed: rare next to a request on a kept-alive
+            // connection, and their state would make every request's future larger.
             let mut conn = match reused.take() {
                 Some(c) => c,
-                None => self.connect().await?,
+                None => Box::pin(self.connect()).await?,
             };
             let sent = async {
                 conn.stream.write_all(&head).await?;
@@ -273,7 +275,12 @@ impl Host {
                 return Err(failed(e));
             }
             if let Some(body) = stream.take() {
-                write_stream(&mut conn.stream, body, sending == Sending::Chunked).await?;
+                Box::pin(write_stream(
+                    &mut conn.stream,
+                    body,
+                    sending == Sending::Chunked,
+                ))
+                .await?;
             }
             match read_head(&mut conn, method).await {
                 Ok(head) => return Ok(self.answer(conn, head)),
