@@ -127,7 +127,11 @@ pub enum HeadError {
 /// Parses a response head at the front of `buf`, consuming it. `None`: more bytes are needed.
 /// Interim (1xx) responses are skipped; `request` decides whether the response has a body.
 /// Header values share the head's bytes (no copy each).
-pub fn read_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, HeadError> {
+pub fn read_head(
+    buf: &mut BytesMut,
+    request: &Method,
+    names: &mut Names,
+) -> Result<Option<Head>, HeadError> {
     loop {
         // Where each header's name and value are, as offsets into the head (on the stack: an
         // allocation costs more than clearing this).
@@ -184,8 +188,9 @@ pub fn read_head(buf: &mut BytesMut, request: &Method) -> Result<Option<Head>, H
         let mut headers = HeaderMap::with_capacity(count + 2);
         let (mut chunked, mut length, mut close, mut keep) = (false, None, false, false);
         let mut coded = false;
-        for &(ns, ne, vs, ve) in &found[..count] {
-            let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
+        for (i, &(ns, ne, vs, ve)) in found[..count].iter().enumerate() {
+            let name = names
+                .name(i, &head[ns as usize..ne as usize])
                 .map_err(|_| HeadError::Invalid("a header name".into()))?;
             let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
                 .map_err(|_| HeadError::Invalid(format!("the value of {name}")))?;
@@ -348,23 +353,103 @@ pub fn chunk(data: &[u8], out: &mut Vec<u8>) {
 /// The end of a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
+/// The header names a connection's peer sent last, by position, as it spelled them: a peer
+/// sends the same names in the same order message after message, and comparing bytes costs
+/// less than making a name.
+#[derive(Debug, Default)]
+pub struct Names {
+    last: Vec<(Spelled, HeaderName)>,
+}
+
+/// How many positions are remembered, and the longest spelling remembered.
+const REMEMBERED_NAMES: usize = 16;
+const SPELLED_MAX: usize = 30;
+
+#[derive(Debug)]
+struct Spelled {
+    len: u8,
+    bytes: [u8; SPELLED_MAX],
+}
+
+impl Spelled {
+    fn of(raw: &[u8]) -> Option<Spelled> {
+        let mut bytes = [0; SPELLED_MAX];
+        bytes.get_mut(..raw.len())?.copy_from_slice(raw);
+        Some(Spelled {
+            len: raw.len() as u8,
+            bytes,
+        })
+    }
+
+    fn is(&self, raw: &[u8]) -> bool {
+        &self.bytes[..self.len as usize] == raw
+    }
+}
+
+impl Names {
+    /// The name of the `i`-th header, spelled `raw`.
+    pub fn name(
+        &mut self,
+        i: usize,
+        raw: &[u8],
+    ) -> Result<HeaderName, http::header::InvalidHeaderName> {
+        if let Some((spelled, name)) = self.last.get(i)
+            && spelled.is(raw)
+        {
+            return Ok(name.clone());
+        }
+        let name = HeaderName::from_bytes(raw)?;
+        if let Some(spelled) = Spelled::of(raw) {
+            if i < self.last.len() {
+                self.last[i] = (spelled, name.clone());
+            } else if i == self.last.len() && i < REMEMBERED_NAMES {
+                self.last.push((spelled, name.clone()));
+            }
+        }
+        Ok(name)
+    }
+}
+
 /// A `Content-Length` value: decimal digits only (RFC 9110 §8.6; a sign, or a list, is not a
 /// length).
 pub(crate) fn content_length(v: &[u8]) -> Option<u64> {
     let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+    if v.is_empty() {
         return None;
     }
-    std::str::from_utf8(v).ok()?.parse().ok()
+    v.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn remembered_names_follow_what_the_peer_sends() {
+        let mut names = Names::default();
+        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Type: a\r\nX-One: 1\r\n\r\n"[..]);
+        let first = read_head(&mut b, &Method::GET, &mut names)
+            .unwrap()
+            .unwrap();
+        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nX-Two: 2\r\ncontent-type: b\r\n\r\n"[..]);
+        let second = read_head(&mut b, &Method::GET, &mut names)
+            .unwrap()
+            .unwrap();
+        let keys = |h: &Head| h.headers.keys().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(keys(&first), ["content-type", "x-one"]);
+        assert_eq!(keys(&second), ["x-two", "content-type"]);
+        assert_eq!(second.headers["content-type"], "b");
+        assert!(second.headers.get("x-one").is_none());
+    }
+
     fn head(raw: &str, method: Method) -> Result<Option<Head>, HeadError> {
         let mut b = BytesMut::from(raw.as_bytes());
-        read_head(&mut b, &method)
+        read_head(&mut b, &method, &mut Names::default())
     }
 
     #[test]

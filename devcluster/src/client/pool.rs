@@ -77,6 +77,7 @@ pub struct Outgoing<'a> {
 struct Conn {
     stream: TcpStream,
     buf: BytesMut,
+    names: http1::Names,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -175,6 +176,7 @@ impl Host {
         Ok(Conn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
+            names: http1::Names::default(),
         })
     }
 
@@ -368,7 +370,7 @@ async fn read_head(conn: &mut Conn, method: &http::Method) -> Result<http1::Head
     loop {
         if !conn.buf.is_empty() {
             got_any = true;
-            match http1::read_head(&mut conn.buf, method) {
+            match http1::read_head(&mut conn.buf, method, &mut conn.names) {
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(e) => return Err(ReadError::Other(e.into())),

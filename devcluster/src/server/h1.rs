@@ -17,10 +17,10 @@
 //! waits [`IDLE`] for a request is closed; on a graceful stop, idle connections close at once and
 //! busy ones after their answer.
 
-use crate::client::http1::{Chunks, Decoded, LAST_CHUNK, chunk, content_length};
+use crate::client::http1::{Chunks, Decoded, LAST_CHUNK, Names, chunk, content_length};
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use std::future::Future;
 use std::mem::MaybeUninit;
@@ -71,6 +71,7 @@ where
         wr,
         buf: BytesMut::with_capacity(READ_CHUNK),
         out: Vec::with_capacity(1024),
+        names: Names::default(),
         idle: None,
         stopped: Box::pin(async move {
             let _ = stopping.wait_for(|v| *v).await;
@@ -141,6 +142,8 @@ struct Conn {
     wr: OwnedWriteHalf,
     buf: BytesMut,
     out: Vec<u8>,
+    /// The header names the client sent last.
+    names: Names,
     /// Ends a wait for a request; reset at most every half [`IDLE`] (a timer reset per request
     /// would cost more than the rest of the wait).
     idle: Option<Pin<Box<Sleep>>>,
@@ -237,7 +240,7 @@ impl Conn {
     async fn read_head(&mut self, stop: &watch::Receiver<bool>) -> Result<Option<Head>, Refusal> {
         loop {
             if !self.buf.is_empty()
-                && let Some(head) = parse_head(&mut self.buf)?
+                && let Some(head) = parse_head(&mut self.buf, &mut self.names)?
             {
                 return Ok(Some(head));
             }
@@ -556,7 +559,7 @@ fn date() -> [u8; 29] {
 }
 
 /// Parses a request head at the front of `buf`, consuming it. `None`: more bytes are needed.
-fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
+fn parse_head(buf: &mut BytesMut, names: &mut Names) -> Result<Option<Head>, Refusal> {
     // Where the method, target and each header are, as offsets into the head (on the stack: an
     // allocation costs more than clearing this).
     let mut found = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
@@ -618,8 +621,9 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
     let mut headers = HeaderMap::with_capacity(count + 2);
     let (mut coded, mut chunked, mut length) = (false, false, None::<u64>);
     let (mut close, mut keep, mut continue_expected) = (false, false, false);
-    for &(ns, ne, vs, ve) in &found[..count] {
-        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
+    for (i, &(ns, ne, vs, ve)) in found[..count].iter().enumerate() {
+        let name = names
+            .name(i, &head[ns as usize..ne as usize])
             .map_err(|_| bad("malformed request: a header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
             .map_err(|_| bad(format!("malformed request: the value of {name}")))?;
