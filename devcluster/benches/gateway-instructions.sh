@@ -31,19 +31,10 @@ valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" "$BIN" serve
   >"$OUT/serve.out" 2>"$OUT/serve.err" & VG=$!; pids+=("$VG")
 for _ in $(seq 240); do grep -qx ready "$OUT/serve.out" 2>/dev/null && break; sleep 0.5; done
 grep -qx ready "$OUT/serve.out" || { echo "serve did not start under valgrind"; exit 1; }
-REG=$(awk '$1=="registry"{print $2}' "$OUT/serve.out")
-ADM=$(awk '$1=="admin"{print $2}' "$OUT/serve.out")
 GW=$(awk '$1=="gateway"{print $2}' "$OUT/serve.out")
-curl -sf -X PUT "$REG/v1/agent/service/register" \
-  -d '{"Name":"user-service","ID":"bench-ext","Address":"127.0.0.1","Port":9101}' >/dev/null
-for id in $("$BIN" ctl --admin "$ADM" instances --json | grep -o '"id": *"user-service-[0-9]*"' | cut -d'"' -f4); do
-  "$BIN" ctl --admin "$ADM" kill "$id" >/dev/null
-done
-for _ in $(seq 60); do
-  [[ "$(curl -s "$GW/api/users/1")" == *'"team":"core"'* ]] && [[ "$(curl -s "$GW/api/users/1")" == *'"team":"core"'* ]] \
-    && [[ "$(curl -s "$GW/api/users/1")" == *'"team":"core"'* ]] && break
-  sleep 0.5
-done
+# shellcheck source=only-backend.sh
+source "$ROOT/devcluster/benches/only-backend.sh"
+only_backend "$OUT/serve.out" || exit 1
 wrk -t1 -c8 -d5s "$GW/api/users/1" >/dev/null
 callgrind_control -z "$VG" >/dev/null
 n=$(wrk -t1 -c8 -d"${SECS}s" "$GW/api/users/1" | awk '/requests in/{print $1}')

@@ -34,25 +34,10 @@ ADDR=127.0.0.1:9101 taskset -c 0 "$REFT/release/backend" 2>"$OUT/backend.err" & 
 taskset -c 1 "$BIN" serve --ports auto --no-traffic >"$OUT/serve.out" 2>"$OUT/serve.err" & OURS=$!; pids+=("$OURS")
 for _ in $(seq 300); do grep -qx ready "$OUT/serve.out" && break; sleep 0.1; done
 grep -qx ready "$OUT/serve.out" || { echo "serve did not start: $(tail -n 3 "$OUT/serve.err")"; exit 1; }
-REG=$(awk '$1=="registry"{print $2}' "$OUT/serve.out")
-ADM=$(awk '$1=="admin"{print $2}' "$OUT/serve.out")
 GW=$(awk '$1=="gateway"{print $2}' "$OUT/serve.out")
-curl -sf -X PUT "$REG/v1/agent/service/register" \
-  -d '{"Name":"user-service","ID":"bench-ext","Address":"127.0.0.1","Port":9101}' >/dev/null
-for id in $("$BIN" ctl --admin "$ADM" instances --json | grep -o '"id": *"user-service-[0-9]*"' | cut -d'"' -f4); do
-  "$BIN" ctl --admin "$ADM" kill "$id" >/dev/null
-done
-# Wait until the gateway answers from the backend only (the killed instances turn critical).
-for _ in $(seq 100); do
-  ok=0
-  for _ in 1 2 3 4 5 6; do
-    body=$(curl -s "$GW/api/users/1" || true)
-    [[ "$body" == *'"team":"core"'* ]] && ok=$((ok + 1))
-  done
-  [ "$ok" = 6 ] && break
-  sleep 0.2
-done
-[ "$ok" = 6 ] || { echo "the gateway does not reach the backend only: $body"; exit 1; }
+# shellcheck source=only-backend.sh
+source "$ROOT/devcluster/benches/only-backend.sh"
+only_backend "$OUT/serve.out" || exit 1
 
 if [ "${STRACE:-}" = 1 ]; then
   NG=$(NGINX_WORKERS=1 taskset -c 1 "$BENCH/nginx-proxy.sh" start 9180 127.0.0.1:9101)

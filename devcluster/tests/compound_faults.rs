@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{fresh, http, start};
+use common::{admin_metrics, fresh, http, start};
 use devcluster::breaker::State;
 use devcluster::control::Command;
 use devcluster::services::faults::Fault;
@@ -112,14 +112,7 @@ async fn two_faults_at_once_fail_no_request_and_every_instance_failing_opens_the
         "the breaker stayed closed while instances were healthy: {b:?}"
     );
     // The instances did see the faults (the retries hid them from the caller).
-    let metrics = http()
-        .get(format!("{}/metrics", cluster.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = admin_metrics(&cluster).await;
     assert!(
         metrics.contains("instance=\"user-service-3\",outcome=\"5xx\""),
         "user-service-3 answered 500s"

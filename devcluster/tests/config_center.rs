@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{http, start, start_layered, start_with};
+use common::{fault_user_service, http, start, start_layered, start_with};
 use devcluster::cluster::Cluster;
 use devcluster::config::{Config, Effective};
-use devcluster::control::{AdminClient, Command};
+use devcluster::control::AdminClient;
 use devcluster::services::faults::Fault;
 use serde_json::Value;
 use std::sync::Arc;
@@ -239,19 +239,11 @@ async fn strategies_switched_under_load_lose_no_request() {
 async fn a_lowered_breaker_threshold_opens_the_breaker_at_the_new_threshold() {
     let cluster = start_with(Config::defaults()).await;
     let handle = cluster.handle();
-    for n in 1..=3 {
-        handle
-            .send(Command::Fault {
-                id: format!("user-service-{n}"),
-                fault: Fault {
-                    error_rate: 1.0,
-                    ..Default::default()
-                },
-                for_s: None,
-            })
-            .await
-            .unwrap();
-    }
+    let failing = Fault {
+        error_rate: 1.0,
+        ..Default::default()
+    };
+    fault_user_service(&handle, failing).await;
     let admin = AdminClient::new(cluster.admin_url());
     let breaker = "breaker.gateway->user-service";
     for (k, v) in [

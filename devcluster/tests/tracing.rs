@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{http, start};
+use common::{admin_metrics, fault_user_service, http, start};
 use devcluster::breaker::Mode;
 use devcluster::cluster::Cluster;
 use devcluster::control::Command;
@@ -395,19 +395,11 @@ async fn a_request_the_client_gave_up_on_is_recorded_as_499() {
     use devcluster::telemetry::LogFilter;
     let cluster = start().await;
     let handle = cluster.handle();
-    for n in 1..=3 {
-        handle
-            .send(Command::Fault {
-                id: format!("user-service-{n}"),
-                fault: Fault {
-                    latency_ms: 3_000,
-                    ..Fault::default()
-                },
-                for_s: None,
-            })
-            .await
-            .unwrap();
-    }
+    let slow = Fault {
+        latency_ms: 3_000,
+        ..Fault::default()
+    };
+    fault_user_service(&handle, slow).await;
     let trace = TraceId::random();
     let gave_up = http()
         .get(format!("{}/api/users/1", cluster.gateway_url()))
@@ -447,14 +439,7 @@ async fn a_request_the_client_gave_up_on_is_recorded_as_499() {
             .any(|l| l.service == "gateway" && l.message == "GET /api/users/{id} → 499"),
         "{logs:#?}"
     );
-    let metrics = http()
-        .get(format!("{}/metrics", cluster.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = admin_metrics(&cluster).await;
     assert!(
         metrics
             .lines()

@@ -14,7 +14,6 @@ use crate::telemetry::path::{self, AttemptSpan, PathSpan, Timing, unix_ns};
 use crate::telemetry::{Level, LogRecord, SpanContext, SpanId};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 use tower::{Layer, Service};
 
 #[derive(Debug, Clone, Default)]
@@ -69,8 +68,6 @@ impl<S: Stack> Service<Req> for Attempt<S> {
             };
             (m.name, p.strategy, reason)
         });
-        let start = path::stamp();
-        let (start_unix_ns, started) = (start.unix_ns, start.at);
         let record = Record {
             ctx,
             parent: parent.span_id,
@@ -78,8 +75,7 @@ impl<S: Stack> Service<Req> for Attempt<S> {
             attempt,
             op,
             chosen,
-            start_unix_ns,
-            started,
+            start: path::stamp(),
         };
         Then::below(self.inner.call(req), record)
     }
@@ -93,8 +89,7 @@ pub struct Record {
     attempt: u32,
     op: Name,
     chosen: Option<(Name, Strategy, Reason)>,
-    start_unix_ns: u64,
-    started: Instant,
+    start: path::Stamp,
 }
 
 impl Finish for Record {
@@ -106,11 +101,10 @@ impl Finish for Record {
             attempt,
             op,
             chosen,
-            start_unix_ns,
-            started,
+            start,
         } = self;
         let result = &*result;
-        let took = started.elapsed();
+        let took = start.at.elapsed();
         let t = &call.target;
         let Some((peer, strategy, reason)) = chosen else {
             return;
@@ -144,7 +138,7 @@ impl Finish for Record {
             timing: Timing::new(
                 ctx,
                 Some(parent),
-                start_unix_ns,
+                start.unix_ns,
                 took.as_nanos() as u64,
                 outcome != "ok",
             ),

@@ -8,8 +8,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use std::mem::MaybeUninit;
 
-/// Most headers a response may have.
-const MAX_HEADERS: usize = 100;
+/// Most headers a message may have.
+pub(crate) const MAX_HEADERS: usize = 100;
 /// Largest response head accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
 
@@ -133,9 +133,7 @@ pub fn read_head(
     names: &mut Names,
 ) -> Result<Option<Head>, HeadError> {
     loop {
-        // Where each header's name and value are, as offsets into the head (on the stack: an
-        // allocation costs more than clearing this).
-        let mut found = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        let mut found = NO_OFFSETS;
         let count;
         let (used, code, minor) = {
             let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -145,17 +143,7 @@ pub fn read_head(
                 .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
             {
                 Ok(httparse::Status::Complete(n)) => {
-                    for (slot, h) in found.iter_mut().zip(resp.headers.iter()) {
-                        let name = (h.name.as_ptr() as usize - base) as u32;
-                        let value = (h.value.as_ptr() as usize - base) as u32;
-                        *slot = (
-                            name,
-                            name + h.name.len() as u32,
-                            value,
-                            value + h.value.len() as u32,
-                        );
-                    }
-                    count = resp.headers.len();
+                    count = offsets(resp.headers, base, &mut found);
                     (n, resp.code.unwrap_or(0), resp.version.unwrap_or(1))
                 }
                 Ok(httparse::Status::Partial) => {
@@ -184,39 +172,15 @@ pub fn read_head(
             }
             continue;
         }
-        // Room for what the caller adds (the gateway's X-Trace-ID) without growing the map.
-        let mut headers = HeaderMap::with_capacity(count + 2);
-        let (mut chunked, mut length, mut close, mut keep) = (false, None, false, false);
-        let mut coded = false;
-        for (i, &(ns, ne, vs, ve)) in found[..count].iter().enumerate() {
-            let name = names
-                .name(i, &head[ns as usize..ne as usize])
-                .map_err(|_| HeadError::Invalid("a header name".into()))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
-                .map_err(|_| HeadError::Invalid(format!("the value of {name}")))?;
-            if name == http::header::TRANSFER_ENCODING {
-                coded = true;
-                chunked = value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.rsplit(',').next())
-                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-            } else if name == http::header::CONTENT_LENGTH {
-                let n = content_length(value.as_bytes())
-                    .ok_or_else(|| HeadError::Invalid("content-length".into()))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(HeadError::Invalid("two different content-lengths".into()));
-                }
-                length = Some(n);
-            } else if name == http::header::CONNECTION {
-                let v = value.to_str().unwrap_or_default();
-                close |= v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
-                keep |= v
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"));
-            }
-            headers.append(name, value);
-        }
+        let HeaderBlock {
+            headers,
+            coded,
+            chunked,
+            length,
+            close,
+            keep,
+            ..
+        } = HeaderBlock::read(&head, &found[..count], names).map_err(HeadError::Invalid)?;
         let no_body = *request == Method::HEAD
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
@@ -352,6 +316,227 @@ pub fn chunk(data: &[u8], out: &mut Vec<u8>) {
 
 /// The end of a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// What is left of a body being read from a connection, by its framing.
+#[derive(Debug)]
+pub(crate) enum Left {
+    Bytes(u64),
+    Chunks(Chunks),
+    /// Until the peer closes the connection (answers only).
+    UntilClose,
+}
+
+/// Who sends a body, for what a reader of it says and how long it waits mid-body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    pub name: &'static str,
+    /// How long the peer may send nothing mid-body.
+    pub patience: std::time::Duration,
+}
+
+/// How many bytes a read asks for at least.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// A body read from a connection, piece by piece, by its framing — the same for an answer on
+/// the client's pooled connection and a request on the server's: what is left, and the timer
+/// for a peer that goes quiet mid-body. The connection's buffer and reading side stay with
+/// their owner.
+pub(crate) struct BodyReader {
+    pub left: Left,
+    peer: Peer,
+    /// Set at the first read that has to wait, pushed back by every read that brings bytes.
+    quiet: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl BodyReader {
+    pub(crate) fn new(left: Left, peer: Peer) -> BodyReader {
+        BodyReader {
+            left,
+            peer,
+            quiet: None,
+        }
+    }
+
+    /// The body has been read to its end (a body until close ends with the connection).
+    pub(crate) fn done(&self) -> bool {
+        match &self.left {
+            Left::Bytes(n) => *n == 0,
+            Left::Chunks(c) => *c == Chunks::Done,
+            Left::UntilClose => false,
+        }
+    }
+
+    /// The next piece of the body: from `buf` when it is there, else read from `rd` into it.
+    /// `Ok(None)`: the body has ended (for a body until close: the peer closed).
+    pub(crate) fn poll_piece<R: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        rd: &mut R,
+        buf: &mut BytesMut,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<Option<Bytes>>> {
+        use std::io::{Error, ErrorKind};
+        use std::task::Poll;
+        loop {
+            let piece = match &mut self.left {
+                Left::Bytes(0) => return Poll::Ready(Ok(None)),
+                Left::Bytes(left) if !buf.is_empty() => {
+                    let n = (*left).min(buf.len() as u64);
+                    *left -= n;
+                    Some(buf.split_to(n as usize).freeze())
+                }
+                Left::Chunks(c) => match c.decode(buf) {
+                    Ok(Decoded::Data(d)) => Some(d),
+                    Ok(Decoded::Done) => return Poll::Ready(Ok(None)),
+                    Ok(Decoded::More) => None,
+                    Err(e) => return Poll::Ready(Err(Error::other(e))),
+                },
+                Left::UntilClose if !buf.is_empty() => Some(buf.split().freeze()),
+                Left::Bytes(_) | Left::UntilClose => None,
+            };
+            if let Some(data) = piece {
+                return Poll::Ready(Ok(Some(data)));
+            }
+            let read = match poll_read_buf(rd, buf, cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    let patience = self.peer.patience;
+                    let quiet = self
+                        .quiet
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(patience)));
+                    if std::future::Future::poll(quiet.as_mut(), cx).is_ready() {
+                        let why = format!(
+                            "the {} sent nothing more of the body for {} s",
+                            self.peer.name,
+                            patience.as_secs()
+                        );
+                        return Poll::Ready(Err(Error::new(ErrorKind::TimedOut, why)));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            match read {
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(0) if matches!(self.left, Left::UntilClose) => return Poll::Ready(Ok(None)),
+                Ok(0) => {
+                    let why = format!("the {} closed the connection mid-body", self.peer.name);
+                    return Poll::Ready(Err(Error::new(ErrorKind::UnexpectedEof, why)));
+                }
+                Ok(_) => {
+                    if let Some(q) = self.quiet.as_mut() {
+                        q.as_mut()
+                            .reset(tokio::time::Instant::now() + self.peer.patience);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads into `buf`'s spare room (made if short) through tokio's `AsyncRead`, which also
+/// forgets the socket's readiness after a read that did not fill the room: the next poll
+/// waits for the peer instead of asking the kernel once more for nothing.
+pub(crate) fn poll_read_buf<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<std::io::Result<usize>> {
+    use std::future::Future;
+    use tokio::io::AsyncReadExt;
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
+    }
+    std::pin::pin!(rd.read_buf(buf)).poll(cx)
+}
+
+/// Where each header's name and value are in a head, as offsets from its start: the parser's
+/// slices borrow the read buffer, which is split off before the header map is made. On the
+/// stack (an allocation costs more than clearing it).
+pub(crate) type Offsets = [(u32, u32, u32, u32); MAX_HEADERS];
+
+pub(crate) const NO_OFFSETS: Offsets = [(0, 0, 0, 0); MAX_HEADERS];
+
+/// Fills `found` with the offsets of `headers`, slices of a buffer starting at address `base`;
+/// returns how many there are.
+pub(crate) fn offsets(headers: &[httparse::Header<'_>], base: usize, found: &mut Offsets) -> usize {
+    for (slot, h) in found.iter_mut().zip(headers) {
+        let name = (h.name.as_ptr() as usize - base) as u32;
+        let value = (h.value.as_ptr() as usize - base) as u32;
+        *slot = (
+            name,
+            name + h.name.len() as u32,
+            value,
+            value + h.value.len() as u32,
+        );
+    }
+    headers.len()
+}
+
+/// A message's headers as a map (values sharing the head's bytes), with what its framing and
+/// the connection's reuse depend on. The same for requests and responses.
+pub(crate) struct HeaderBlock {
+    pub headers: HeaderMap,
+    /// A transfer coding was named; `chunked`: chunked was the last.
+    pub coded: bool,
+    pub chunked: bool,
+    pub length: Option<u64>,
+    /// `Connection: close` / `keep-alive`.
+    pub close: bool,
+    pub keep: bool,
+    /// `Expect: 100-continue`.
+    pub continue_expected: bool,
+}
+
+impl HeaderBlock {
+    /// The headers at `found` in `head`. `Err`: what is malformed.
+    pub(crate) fn read(
+        head: &Bytes,
+        found: &[(u32, u32, u32, u32)],
+        names: &mut Names,
+    ) -> Result<HeaderBlock, String> {
+        use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+        let mut b = HeaderBlock {
+            // Room for what a caller adds (X-Forwarded-For, X-Trace-ID) without growing the map.
+            headers: HeaderMap::with_capacity(found.len() + 2),
+            coded: false,
+            chunked: false,
+            length: None,
+            close: false,
+            keep: false,
+            continue_expected: false,
+        };
+        for (i, &(ns, ne, vs, ve)) in found.iter().enumerate() {
+            let name = names
+                .name(i, &head[ns as usize..ne as usize])
+                .map_err(|_| "a header name".to_string())?;
+            let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+                .map_err(|_| format!("the value of {name}"))?;
+            if name == TRANSFER_ENCODING {
+                b.coded = true;
+                b.chunked = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.rsplit(',').next())
+                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            } else if name == CONTENT_LENGTH {
+                let n = content_length(value.as_bytes()).ok_or("content-length")?;
+                if b.length.is_some_and(|l| l != n) {
+                    return Err("two different content-lengths".into());
+                }
+                b.length = Some(n);
+            } else if name == CONNECTION {
+                let v = value.to_str().unwrap_or_default();
+                b.close |= v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
+                b.keep |= v
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"));
+            } else if name == EXPECT {
+                b.continue_expected = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+            }
+            b.headers.append(name, value);
+        }
+        Ok(b)
+    }
+}
 
 /// The header names a connection's peer sent last, by position, as it spelled them: a peer
 /// sends the same names in the same order message after message, and comparing bytes costs

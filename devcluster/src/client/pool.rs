@@ -16,7 +16,7 @@
 //! of the answer, only a request that may be repeated (idempotent, or with an idempotency key)
 //! goes again.
 
-use super::http1::{self, Chunks, Decoded, Framing, Sending};
+use super::http1::{self, BodyReader, Chunks, Framing, Left, Peer, Sending};
 use super::request::{CallError, ReqBody, Resp};
 use super::{BoxFuture, headers};
 use crate::balance::members::Member;
@@ -29,7 +29,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -316,13 +316,15 @@ impl Host {
                 state: State::Streaming(Box::new(Streaming {
                     conn: Some(conn),
                     host: self.clone(),
-                    framing: match framing {
-                        Framing::Length(n) => Body::Left(n),
-                        Framing::Chunked => Body::Chunked(Chunks::default()),
-                        Framing::UntilClose => Body::UntilClose,
-                    },
+                    reader: BodyReader::new(
+                        match framing {
+                            Framing::Length(n) => Left::Bytes(n),
+                            Framing::Chunked => Left::Chunks(Chunks::default()),
+                            Framing::UntilClose => Left::UntilClose,
+                        },
+                        INSTANCE,
+                    ),
                     keep_alive: head.keep_alive,
-                    quiet: None,
                 })),
             },
         };
@@ -406,18 +408,16 @@ enum State {
 struct Streaming {
     conn: Option<Conn>,
     host: Arc<Host>,
-    framing: Body,
+    reader: BodyReader,
     keep_alive: bool,
-    /// Ends the body when the instance goes quiet mid-body for [`BODY_READ_TIMEOUT`]; set at
-    /// the first read that has to wait, pushed back by every read that brings bytes.
-    quiet: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-enum Body {
-    Left(u64),
-    Chunked(Chunks),
-    UntilClose,
-}
+/// The instance, as a body's reader sees it: it may go quiet mid-body for
+/// [`BODY_READ_TIMEOUT`].
+const INSTANCE: Peer = Peer {
+    name: "instance",
+    patience: BODY_READ_TIMEOUT,
+};
 
 impl PooledBody {
     /// An empty body (a dry run's answer).
@@ -438,95 +438,38 @@ impl Streaming {
     }
 
     fn done(&self) -> bool {
-        match &self.framing {
-            Body::Left(n) => *n == 0,
-            Body::Chunked(c) => *c == Chunks::Done,
-            Body::UntilClose => self.conn.is_none(),
-        }
+        // A body until close ends with its connection.
+        self.reader.done() || (matches!(self.reader.left, Left::UntilClose) && self.conn.is_none())
     }
 
     fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        loop {
-            if self.done() {
-                self.finish();
-                return Poll::Ready(None);
-            }
-            let Some(conn) = self.conn.as_mut() else {
-                return Poll::Ready(None);
-            };
-            // What is in the buffer first.
-            let piece = match &mut self.framing {
-                Body::Left(left) if !conn.buf.is_empty() => {
-                    let n = (*left).min(conn.buf.len() as u64);
-                    *left -= n;
-                    Some(conn.buf.split_to(n as usize).freeze())
-                }
-                Body::Chunked(c) => match c.decode(&mut conn.buf) {
-                    Ok(Decoded::Data(d)) => Some(d),
-                    Ok(Decoded::Done) => continue,
-                    Ok(Decoded::More) => None,
-                    Err(e) => {
-                        self.conn = None;
-                        return Poll::Ready(Some(Err(std::io::Error::other(e))));
-                    }
-                },
-                Body::UntilClose if !conn.buf.is_empty() => Some(conn.buf.split().freeze()),
-                _ => None,
-            };
-            if let Some(data) = piece {
-                if self.done() {
+        if self.reader.done() {
+            self.finish();
+            return Poll::Ready(None);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match std::task::ready!(self.reader.poll_piece(&mut conn.stream, &mut conn.buf, cx)) {
+            Ok(Some(data)) => {
+                if self.reader.done() {
                     // The last piece: give the connection back now, the reader may not come
                     // back for the end.
                     self.finish();
                 }
-                return Poll::Ready(Some(Ok(Frame::data(data))));
+                Poll::Ready(Some(Ok(Frame::data(data))))
             }
-            // Read into a stack buffer and append: reading into the buffer's spare capacity
-            // from a poll would take `unsafe` (the head, read by an async fn, does not copy).
-            let mut chunk = [0u8; READ_CHUNK];
-            let mut read = ReadBuf::new(&mut chunk);
-            match Pin::new(&mut conn.stream).poll_read(cx, &mut read) {
-                Poll::Pending => {
-                    let quiet = self
-                        .quiet
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(BODY_READ_TIMEOUT)));
-                    if quiet.as_mut().poll(cx).is_ready() {
-                        self.conn = None;
-                        return Poll::Ready(Some(Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!(
-                                "the instance sent nothing more of the body for {} s",
-                                BODY_READ_TIMEOUT.as_secs()
-                            ),
-                        ))));
-                    }
-                    return Poll::Pending;
-                }
-                Poll::Ready(Err(e)) => {
-                    self.conn = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(Ok(())) => {
-                    let n = read.filled().len();
-                    if n == 0 {
-                        if matches!(self.framing, Body::UntilClose) {
-                            self.conn = None;
-                            return Poll::Ready(None);
-                        }
-                        self.conn = None;
-                        return Poll::Ready(Some(Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "the instance closed the connection mid-body",
-                        ))));
-                    }
-                    conn.buf.extend_from_slice(read.filled());
-                    if let Some(q) = self.quiet.as_mut() {
-                        q.as_mut().reset(Instant::now() + BODY_READ_TIMEOUT);
-                    }
-                }
+            Ok(None) => {
+                // The end (a body until close: the connection closed, it is not given back).
+                self.finish();
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                self.conn = None;
+                Poll::Ready(Some(Err(e)))
             }
         }
     }
@@ -556,8 +499,8 @@ impl HttpBody for PooledBody {
     fn size_hint(&self) -> SizeHint {
         match &self.state {
             State::Whole(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            State::Streaming(s) => match s.framing {
-                Body::Left(n) => SizeHint::with_exact(n),
+            State::Streaming(s) => match s.reader.left {
+                Left::Bytes(n) => SizeHint::with_exact(n),
                 _ => SizeHint::default(),
             },
         }

@@ -91,7 +91,8 @@ impl<S: Stack> Service<Req> for Retry<S> {
 }
 
 /// Whether `result` is the call's answer: a success, no instance at all (another try would find
-/// none either), or a failure that may not or cannot go again.
+/// none either), or a failure that may not or cannot go again. A retry that may go is drawn
+/// from the budget here.
 fn done(result: &Result<Resp, CallError>, idempotent: bool, budget: &RetryBudget) -> bool {
     let never_sent = matches!(result, Err(CallError::Connect { .. }));
     !failed(result)

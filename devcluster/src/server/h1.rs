@@ -17,10 +17,13 @@
 //! waits [`IDLE`] for a request is closed; on a graceful stop, idle connections close at once and
 //! busy ones after their answer.
 
-use crate::client::http1::{Chunks, Decoded, LAST_CHUNK, Names, chunk, content_length};
+use crate::client::http1::{
+    BodyReader, Chunks, HeaderBlock, LAST_CHUNK, Left, MAX_HEADERS, NO_OFFSETS, Names, Peer, chunk,
+    offsets, poll_read_buf,
+};
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::{Method, StatusCode, Uri, Version};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use std::future::Future;
 use std::mem::MaybeUninit;
@@ -33,8 +36,6 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-/// Most headers a request may have (431 beyond).
-const MAX_HEADERS: usize = 100;
 /// Largest request head accepted (431 beyond).
 const MAX_HEAD: usize = 64 * 1024;
 /// A request body up to this size is read before the handler runs; a larger one streams.
@@ -219,7 +220,7 @@ impl Conn {
             return Read::Closed;
         };
         std::future::poll_fn(|cx| {
-            match poll_read(rd, buf, cx) {
+            match poll_read_buf(rd, buf, cx) {
                 Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Read::Closed),
                 Poll::Ready(Ok(_)) => return Poll::Ready(Read::Got),
                 Poll::Pending => {}
@@ -292,13 +293,15 @@ impl Conn {
                 let reading = Reading {
                     rd: Some(rd),
                     buf: std::mem::take(&mut self.buf),
-                    framing: match framing {
-                        In::Length(n) => Left::Bytes(n),
-                        In::Chunked => Left::Chunks(Chunks::default()),
-                    },
+                    reader: BodyReader::new(
+                        match framing {
+                            In::Length(n) => Left::Bytes(n),
+                            In::Chunked => Left::Chunks(Chunks::default()),
+                        },
+                        CLIENT,
+                    ),
                     back: back.clone(),
                     done: false,
-                    quiet: None,
                 };
                 Ok((
                     Inbound {
@@ -321,7 +324,7 @@ impl Conn {
                 return Poll::Pending;
             };
             while self.buf.len() < MAX_AHEAD {
-                match poll_read(rd, &mut self.buf, cx) {
+                match poll_read_buf(rd, &mut self.buf, cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
                     Poll::Ready(Ok(_)) => {}
@@ -560,9 +563,8 @@ fn date() -> [u8; 29] {
 
 /// Parses a request head at the front of `buf`, consuming it. `None`: more bytes are needed.
 fn parse_head(buf: &mut BytesMut, names: &mut Names) -> Result<Option<Head>, Refusal> {
-    // Where the method, target and each header are, as offsets into the head (on the stack: an
-    // allocation costs more than clearing this).
-    let mut found = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    // Where the method, target and each header are, as offsets into the head.
+    let mut found = NO_OFFSETS;
     let count;
     let base = buf.as_ptr() as usize;
     let (used, method, target, minor) = {
@@ -574,17 +576,7 @@ fn parse_head(buf: &mut BytesMut, names: &mut Names) -> Result<Option<Head>, Ref
             // However it arrived (in one read or many), a head is no larger than MAX_HEAD.
             Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => return Err(too_large()),
             Ok(httparse::Status::Complete(n)) => {
-                for (slot, h) in found.iter_mut().zip(req.headers.iter()) {
-                    let name = (h.name.as_ptr() as usize - base) as u32;
-                    let value = (h.value.as_ptr() as usize - base) as u32;
-                    *slot = (
-                        name,
-                        name + h.name.len() as u32,
-                        value,
-                        value + h.value.len() as u32,
-                    );
-                }
-                count = req.headers.len();
+                count = offsets(req.headers, base, &mut found);
                 let span = |s: &str| {
                     let at = s.as_ptr() as usize - base;
                     (at, at + s.len())
@@ -617,41 +609,16 @@ fn parse_head(buf: &mut BytesMut, names: &mut Names) -> Result<Option<Head>, Ref
     } else {
         Version::HTTP_11
     };
-    // Room for what the gateway adds (X-Forwarded-For) without growing the map.
-    let mut headers = HeaderMap::with_capacity(count + 2);
-    let (mut coded, mut chunked, mut length) = (false, false, None::<u64>);
-    let (mut close, mut keep, mut continue_expected) = (false, false, false);
-    for (i, &(ns, ne, vs, ve)) in found[..count].iter().enumerate() {
-        let name = names
-            .name(i, &head[ns as usize..ne as usize])
-            .map_err(|_| bad("malformed request: a header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
-            .map_err(|_| bad(format!("malformed request: the value of {name}")))?;
-        if name == TRANSFER_ENCODING {
-            coded = true;
-            chunked = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.rsplit(',').next())
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-        } else if name == CONTENT_LENGTH {
-            let n = content_length(value.as_bytes())
-                .ok_or_else(|| bad("malformed request: content-length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(bad("malformed request: two different content-lengths"));
-            }
-            length = Some(n);
-        } else if name == CONNECTION {
-            let v = value.to_str().unwrap_or_default();
-            close |= v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
-            keep |= v
-                .split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"));
-        } else if name == EXPECT {
-            continue_expected = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
-        }
-        headers.append(name, value);
-    }
+    let HeaderBlock {
+        headers,
+        coded,
+        chunked,
+        length,
+        close,
+        keep,
+        continue_expected,
+    } = HeaderBlock::read(&head, &found[..count], names)
+        .map_err(|why| bad(format!("malformed request: {why}")))?;
     // RFC 9112 §6.3: a request's transfer coding must end in chunked, and wins over a length
     // (then the connection is not reused: a sender to be wary of).
     let framing = if coded {
@@ -702,37 +669,21 @@ impl Inbound {
 /// to its end.
 type Back = Arc<Mutex<Option<(OwnedReadHalf, BytesMut)>>>;
 
-/// Reads into `buf`'s spare room (made if short) through tokio's `AsyncRead`, which also
-/// forgets the socket's readiness after a read that did not fill the room: the next poll
-/// waits for the client instead of asking the kernel once more for nothing.
-fn poll_read(
-    rd: &mut OwnedReadHalf,
-    buf: &mut BytesMut,
-    cx: &mut Context<'_>,
-) -> Poll<std::io::Result<usize>> {
-    use tokio::io::AsyncReadExt;
-    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-        buf.reserve(READ_CHUNK);
-    }
-    std::pin::pin!(rd.read_buf(buf)).poll(cx)
-}
-
 /// A body being read from the connection.
 struct Reading {
     /// `None` once handed back.
     rd: Option<OwnedReadHalf>,
     buf: BytesMut,
-    framing: Left,
+    reader: BodyReader,
     back: Back,
     done: bool,
-    /// Ends the body when the client goes quiet mid-body for [`IDLE`].
-    quiet: Option<Pin<Box<Sleep>>>,
 }
 
-enum Left {
-    Bytes(u64),
-    Chunks(Chunks),
-}
+/// The client, as a body's reader sees it: it may go quiet mid-body for [`IDLE`].
+const CLIENT: Peer = Peer {
+    name: "client",
+    patience: IDLE,
+};
 
 impl Reading {
     fn finish(&mut self) {
@@ -743,77 +694,30 @@ impl Reading {
         }
     }
 
-    fn fail(&mut self, e: std::io::Error) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        self.done = true;
-        Poll::Ready(Some(Err(e)))
-    }
-
     fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        loop {
-            if self.done {
-                return Poll::Ready(None);
-            }
-            let piece = match &mut self.framing {
-                Left::Bytes(0) => {
-                    self.finish();
-                    return Poll::Ready(None);
-                }
-                Left::Bytes(left) if !self.buf.is_empty() => {
-                    let n = (*left).min(self.buf.len() as u64);
-                    *left -= n;
-                    Some(self.buf.split_to(n as usize).freeze())
-                }
-                Left::Bytes(_) => None,
-                Left::Chunks(c) => match c.decode(&mut self.buf) {
-                    Ok(Decoded::Data(d)) => Some(d),
-                    Ok(Decoded::Done) => {
-                        self.finish();
-                        return Poll::Ready(None);
-                    }
-                    Ok(Decoded::More) => None,
-                    Err(e) => return self.fail(std::io::Error::other(e)),
-                },
-            };
-            if let Some(data) = piece {
-                if matches!(self.framing, Left::Bytes(0)) {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let Some(rd) = self.rd.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match std::task::ready!(self.reader.poll_piece(rd, &mut self.buf, cx)) {
+            Ok(Some(data)) => {
+                if self.reader.done() {
                     self.finish();
                 }
-                return Poll::Ready(Some(Ok(Frame::data(data))));
+                Poll::Ready(Some(Ok(Frame::data(data))))
             }
-            let Some(rd) = self.rd.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match poll_read(rd, &mut self.buf, cx) {
-                Poll::Pending => {
-                    let quiet = self
-                        .quiet
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(IDLE)));
-                    if quiet.as_mut().poll(cx).is_ready() {
-                        return self.fail(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!(
-                                "the client sent nothing more of the body for {} s",
-                                IDLE.as_secs()
-                            ),
-                        ));
-                    }
-                    return Poll::Pending;
-                }
-                Poll::Ready(Ok(0)) => {
-                    return self.fail(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the client closed the connection mid-body",
-                    ));
-                }
-                Poll::Ready(Ok(_)) => {
-                    if let Some(q) = self.quiet.as_mut() {
-                        q.as_mut().reset(Instant::now() + IDLE);
-                    }
-                }
-                Poll::Ready(Err(e)) => return self.fail(e),
+            Ok(None) => {
+                self.finish();
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                self.done = true;
+                Poll::Ready(Some(Err(e)))
             }
         }
     }
@@ -843,9 +747,9 @@ impl HttpBody for Inbound {
     fn size_hint(&self) -> SizeHint {
         match &self.state {
             InState::Whole(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            InState::Stream(r) => match r.framing {
+            InState::Stream(r) => match r.reader.left {
                 Left::Bytes(n) => SizeHint::with_exact(n),
-                Left::Chunks(_) => SizeHint::default(),
+                _ => SizeHint::default(),
             },
         }
     }

@@ -48,6 +48,35 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
+/// The text of the admin port's `/metrics`.
+pub async fn admin_metrics(cluster: &Cluster) -> String {
+    http()
+        .get(format!("{}/metrics", cluster.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Gives each of the three user-service instances `fault` until it is cleared.
+pub async fn fault_user_service(
+    handle: &devcluster::ClusterHandle,
+    fault: devcluster::services::faults::Fault,
+) {
+    for n in 1..=3 {
+        handle
+            .send(devcluster::control::Command::Fault {
+                id: format!("user-service-{n}"),
+                fault: fault.clone(),
+                for_s: None,
+            })
+            .await
+            .unwrap();
+    }
+}
+
 /// The next snapshot published after now (they are rebuilt on a short tick).
 pub async fn fresh(
     handle: &devcluster::ClusterHandle,
