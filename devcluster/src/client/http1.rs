@@ -1,7 +1,8 @@
-//! HTTP/1.1 on the upstream side, as pure functions over bytes: writing a request's head,
-//! reading a response's head (`httparse`, the parser hyper uses), and the framing of its body
-//! (RFC 9112 §6: no body, a length, chunked, or until the connection closes), including the
-//! chunked decoder. The connection that carries them is in [`super::pool`].
+//! HTTP/1.1 as functions over bytes: writing a request's head, reading a response's head
+//! (`httparse`, the parser hyper uses), and the framing of a body (RFC 9112 §6: no body, a
+//! length, chunked, or until the connection closes), including the chunked decoder. The header
+//! block, the names cache and the body reader serve the gateway's server
+//! ([`crate::server::h1`]) as well; the client's connection is in [`super::pool`].
 
 use crate::telemetry::context::{self, SpanContext, SpanId};
 use bytes::{Buf, Bytes, BytesMut};
