@@ -70,7 +70,7 @@ pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Resp, CallError>> + Send
 
 /// What a layer needs of the layers below it. Every layer does its own work when called and
 /// returns a future that only waits for the layers below (then, for some, does a little more:
-/// [`then::Then`]): no request is moved into a future, and there is no `poll_ready` to wait for
+/// `then::Then`): no request is moved into a future, and there is no `poll_ready` to wait for
 /// (every layer is always ready).
 pub trait Stack:
     Service<Req, Response = Resp, Error = CallError, Future: Send + Unpin + 'static>
