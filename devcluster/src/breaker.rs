@@ -17,6 +17,7 @@ mod window;
 pub use registry::Breakers;
 pub use settings::{BreakerSettings, WindowSize};
 
+use crate::telemetry::path;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fmt;
@@ -264,7 +265,7 @@ impl Breaker {
             inner: Mutex::new(Inner {
                 state: State::Closed,
                 mode: Mode::Auto,
-                since: Instant::now(),
+                since: path::now(),
                 epoch: 0,
                 settings,
                 probes_admitted: 0,
@@ -285,9 +286,7 @@ impl Breaker {
     }
 
     fn now_ms(&self) -> u64 {
-        Instant::now()
-            .saturating_duration_since(self.born)
-            .as_millis() as u64
+        path::now().saturating_duration_since(self.born).as_millis() as u64
     }
 
     fn reject(&self, state: State, mode: Mode) -> Rejected {
@@ -316,7 +315,7 @@ impl Breaker {
             _ => {}
         }
         let mut inner = self.lock();
-        let now = Instant::now();
+        let now = path::now();
         if inner.mode == Mode::Auto
             && inner.state == State::Open
             && now.saturating_duration_since(inner.since) >= inner.settings.open_for()
@@ -368,7 +367,7 @@ impl Breaker {
             _ => {}
         }
         let inner = self.lock();
-        let elapsed = Instant::now().saturating_duration_since(inner.since);
+        let elapsed = path::now().saturating_duration_since(inner.since);
         match (inner.mode, inner.state) {
             (Mode::ForcedClosed, _) | (Mode::Auto, State::Closed) => Ok(()),
             (Mode::Auto, State::Open) if elapsed >= inner.settings.open_for() => Ok(()),
@@ -387,7 +386,7 @@ impl Breaker {
         if inner.mode == mode {
             return;
         }
-        let now = Instant::now();
+        let now = path::now();
         inner.mode = mode;
         let (to, why) = match mode {
             Mode::ForcedOpen => (State::Open, "forced open by hand"),
@@ -428,7 +427,7 @@ impl Breaker {
 
     pub fn snapshot(&self) -> BreakerSnapshot {
         let inner = self.lock();
-        let now = Instant::now();
+        let now = path::now();
         let t = self.window.totals(|| self.now_ms());
         BreakerSnapshot {
             name: self.name.clone(),
@@ -517,7 +516,7 @@ impl Breaker {
         }
         let t = self.window.totals(|| self.now_ms());
         if let Some(reason) = verdict(&t, &inner.settings) {
-            self.transition(&mut inner, State::Open, reason, Instant::now());
+            self.transition(&mut inner, State::Open, reason, path::now());
         }
     }
 

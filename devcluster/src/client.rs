@@ -151,6 +151,9 @@ pub struct Call {
     /// the task's current request scope, then the current `tracing` span, then trace headers
     /// already in `headers`; else a new trace starts.
     pub parent: Option<Scope>,
+    /// For a proxy: the answer comes with its header lines as the instance wrote them
+    /// (`PooledBody::forwarded`, hop-by-hop ones left out) and an empty header map.
+    pub forward: bool,
 }
 
 impl Call {
@@ -162,6 +165,7 @@ impl Call {
             body: Body::empty(),
             params: Vec::new(),
             parent: None,
+            forward: false,
         }
     }
 }
@@ -397,6 +401,7 @@ impl ServiceClient {
                 caller_instance,
                 attempts: AtomicU32::new(0),
                 dry: dry.then(|| Box::new(Mutex::new(Explain::default()))),
+                forward: call.forward,
             }),
             ctx,
             attempt: 1,
@@ -437,7 +442,10 @@ impl ServiceClient {
                 ctx,
                 parent_span,
                 start_unix_ns,
-                started.elapsed().as_nanos() as u64,
+                path::stamp()
+                    .at
+                    .saturating_duration_since(started)
+                    .as_nanos() as u64,
                 status >= 500,
             ),
             service: self.caller_name,

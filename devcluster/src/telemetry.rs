@@ -4,6 +4,7 @@
 //! crosses HTTP hops in W3C `traceparent` and the framework's `X-Trace-ID` / `X-Span-ID` /
 //! `X-Parent-ID` headers ([`context`]).
 
+pub mod clock;
 pub mod context;
 pub mod export;
 pub mod histogram;

@@ -369,3 +369,64 @@ async fn p2c_avoids_a_slow_instance_and_strategy_switches_drop_nothing() {
     assert!(failures.is_empty(), "{failures:?}");
     cluster.shutdown().await;
 }
+
+/// An instance that answers every request on a kept-alive connection with the same raw
+/// response, hop-by-hop headers and its own X-Trace-ID included (as no axum server would).
+async fn raw_instance(answer: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = s.read(&mut chunk).await {
+                    buf.extend_from_slice(&chunk[..n]);
+                    // Requests without bodies: each ends with its blank line.
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The gateway passes the instance's answer headers on as they came, less the hop-by-hop ones
+/// (those its Connection header names too), with its own framing and one X-Trace-ID, its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_passes_answer_headers_on_without_the_hop_by_hop_ones() {
+    let cluster = start().await;
+    let port = raw_instance(
+        "HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nX-Custom: kept, as sent\r\n\
+         Connection: X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\n\
+         X-Trace-ID: 0123456789abcdef0123456789abcdef\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
+    register(&cluster, "echo", "raw-1", port, "passing").await;
+    let gw = cluster.gateway_url();
+    for _ in 0..3 {
+        let r = http().get(format!("{gw}/echo/x")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let h = r.headers();
+        assert_eq!(h["content-type"], "text/plain");
+        assert_eq!(h["x-custom"], "kept, as sent");
+        assert_eq!(h["content-length"], "2");
+        assert!(h.get("x-hop").is_none(), "named by Connection: {h:?}");
+        assert!(h.get("keep-alive").is_none(), "{h:?}");
+        assert_eq!(h.get_all("date").iter().count(), 1, "{h:?}");
+        let traces: Vec<_> = h.get_all("x-trace-id").iter().collect();
+        assert_eq!(traces.len(), 1, "{h:?}");
+        assert_ne!(traces[0], "0123456789abcdef0123456789abcdef");
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
+    // A HEAD answer keeps the length the full answer has.
+    let r = http().head(format!("{gw}/echo/x")).send().await.unwrap();
+    assert_eq!(r.headers()["content-length"], "2");
+    cluster.shutdown().await;
+}

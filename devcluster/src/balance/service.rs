@@ -15,6 +15,7 @@ use super::{Candidates, Pick, Reason, Strategy, picker};
 use crate::registry::{InstanceView, Registry};
 use crate::telemetry::TraceId;
 use crate::telemetry::names::Name;
+use crate::telemetry::path;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -384,7 +385,7 @@ impl ServiceBalancer {
         rtt: Duration,
         failure: bool,
     ) -> Option<Duration> {
-        let now = Instant::now();
+        let now = path::now();
         load.observe_latency(rtt, now);
         let settings = self.outlier.read().unwrap_or_else(|e| e.into_inner());
         // Asked only when this failure would eject: the cap on how many may be out at once.
@@ -403,7 +404,7 @@ impl ServiceBalancer {
     }
 
     pub fn snapshot(&self, recent: usize) -> BalancerSnapshot {
-        let now = Instant::now();
+        let now = path::now();
         let loads = self.loads.lock().unwrap_or_else(|e| e.into_inner());
         let mut views: Vec<LoadView> = loads
             .iter()

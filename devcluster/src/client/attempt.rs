@@ -104,7 +104,7 @@ impl Finish for Record {
             start,
         } = self;
         let result = &*result;
-        let took = start.at.elapsed();
+        let took = path::stamp().at.saturating_duration_since(start.at);
         let t = &call.target;
         let Some((peer, strategy, reason)) = chosen else {
             return;

@@ -9,7 +9,7 @@ use super::then::{Finish, Then};
 use crate::breaker::Outcome;
 use crate::breaker::OwnedPermit;
 use crate::telemetry::names::Name;
-use crate::telemetry::path::unix_ns;
+use crate::telemetry::path::{self, unix_ns};
 use crate::telemetry::{SpanId, SpanRecord};
 use std::task::{Context, Poll};
 use tokio::time::Instant;
@@ -61,7 +61,7 @@ impl<S: Stack> Service<Req> for Guard<S> {
                 return Then::answered(Err(r.into()));
             }
         };
-        let started = Instant::now();
+        let started = path::now();
         Then::below(self.inner.call(req), Record { permit, started })
     }
 }
@@ -76,7 +76,7 @@ impl Finish for Record {
     fn finish(self, result: &mut Result<Resp, CallError>) {
         self.permit.record(Outcome {
             failure: failed(result),
-            duration: self.started.elapsed(),
+            duration: path::now().saturating_duration_since(self.started),
         });
     }
 }

@@ -110,10 +110,27 @@ pub enum Framing {
 pub struct Head {
     pub status: StatusCode,
     pub version: Version,
+    /// Empty when the header lines were kept as [`Forwarded`].
     pub headers: HeaderMap,
+    pub forwarded: Option<Box<Forwarded>>,
     pub framing: Framing,
     /// The connection may carry another request after this response.
     pub keep_alive: bool,
+}
+
+/// An answer's header lines as the instance wrote them, less the hop-by-hop ones (RFC 9110
+/// §7.6.1, those its `Connection` names too), `X-Trace-ID` (a proxy sets its own) and the
+/// framing, which the proxy writes for its own connection: what a proxy passes on, without
+/// parsing the lines into a header map only to write them out again.
+#[derive(Debug, Clone, Default)]
+pub struct Forwarded {
+    /// `name: value\r\n` lines.
+    pub lines: Bytes,
+    /// A `date` line is among them.
+    pub date: bool,
+    /// A `content-length` line is among them: kept only on an answer without a body (to a
+    /// `HEAD`, a 204 or a 304), where it tells what the full answer would have had.
+    pub length: bool,
 }
 
 /// Why a response could not be read.
@@ -127,11 +144,13 @@ pub enum HeadError {
 
 /// Parses a response head at the front of `buf`, consuming it. `None`: more bytes are needed.
 /// Interim (1xx) responses are skipped; `request` decides whether the response has a body.
-/// Header values share the head's bytes (no copy each).
+/// Header values share the head's bytes (no copy each); with `forward`, the header lines are
+/// kept as [`Forwarded`] lines instead of a map.
 pub fn read_head(
     buf: &mut BytesMut,
     request: &Method,
     names: &mut Names,
+    forward: bool,
 ) -> Result<Option<Head>, HeadError> {
     loop {
         let mut found = NO_OFFSETS;
@@ -173,6 +192,17 @@ pub fn read_head(
             }
             continue;
         }
+        let no_body = *request == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let (block, forwarded) = if forward {
+            // The length a HEAD or 304 answer gives is the full answer's; a 204 has none.
+            let length_passes = *request == Method::HEAD || status == StatusCode::NOT_MODIFIED;
+            let (block, lines) = HeaderBlock::forward(&head, &found[..count], length_passes);
+            (block, Some(Box::new(lines)))
+        } else {
+            (HeaderBlock::read(&head, &found[..count], names), None)
+        };
         let HeaderBlock {
             headers,
             coded,
@@ -181,10 +211,7 @@ pub fn read_head(
             close,
             keep,
             ..
-        } = HeaderBlock::read(&head, &found[..count], names).map_err(HeadError::Invalid)?;
-        let no_body = *request == Method::HEAD
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED;
+        } = block.map_err(HeadError::Invalid)?;
         let framing = if no_body {
             Framing::Length(0)
         } else if chunked {
@@ -207,6 +234,7 @@ pub fn read_head(
             status,
             version,
             headers,
+            forwarded,
             framing,
             keep_alive,
         }));
@@ -487,55 +515,211 @@ pub(crate) struct HeaderBlock {
     pub continue_expected: bool,
 }
 
-impl HeaderBlock {
-    /// The headers at `found` in `head`. `Err`: what is malformed.
-    pub(crate) fn read(
-        head: &Bytes,
-        found: &[(u32, u32, u32, u32)],
-        names: &mut Names,
-    ) -> Result<HeaderBlock, String> {
+/// The headers that frame a message or decide the connection's reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framer {
+    TransferEncoding,
+    ContentLength,
+    Connection,
+    Expect,
+}
+
+impl Framer {
+    fn of(name: &HeaderName) -> Option<Framer> {
         use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
-        let mut b = HeaderBlock {
-            // Room for what a caller adds (X-Forwarded-For, X-Trace-ID) without growing the map.
-            headers: HeaderMap::with_capacity(found.len() + 2),
+        if *name == TRANSFER_ENCODING {
+            Some(Framer::TransferEncoding)
+        } else if *name == CONTENT_LENGTH {
+            Some(Framer::ContentLength)
+        } else if *name == CONNECTION {
+            Some(Framer::Connection)
+        } else if *name == EXPECT {
+            Some(Framer::Expect)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a header of an answer is to a proxy passing it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Read for the framing; passed on only as a HEAD's or 304's length.
+    Framer(Framer),
+    /// Hop-by-hop (RFC 9110 §7.6.1, `Proxy-Connection` included), or `X-Trace-ID`, which the
+    /// proxy sets itself: not passed on.
+    HopByHop,
+    Date,
+    Other,
+}
+
+impl Role {
+    /// The role of a name as sent (any case); by its length first, as most are none of these.
+    fn of(name: &[u8]) -> Role {
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        match name.len() {
+            2 if is(b"te") => Role::HopByHop,
+            4 if is(b"date") => Role::Date,
+            7 if is(b"upgrade") || is(b"trailer") => Role::HopByHop,
+            10 if is(b"connection") => Role::Framer(Framer::Connection),
+            10 if is(b"keep-alive") || is(b"x-trace-id") => Role::HopByHop,
+            14 if is(b"content-length") => Role::Framer(Framer::ContentLength),
+            16 if is(b"proxy-connection") => Role::HopByHop,
+            17 if is(b"transfer-encoding") => Role::Framer(Framer::TransferEncoding),
+            18 if is(b"proxy-authenticate") => Role::HopByHop,
+            19 if is(b"proxy-authorization") => Role::HopByHop,
+            _ => Role::Other,
+        }
+    }
+}
+
+/// The tokens of a comma-separated value, trimmed, empty ones left out.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|c| *c == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Appends the header line `name: value`.
+fn line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+impl HeaderBlock {
+    fn new(headers: HeaderMap) -> HeaderBlock {
+        HeaderBlock {
+            headers,
             coded: false,
             chunked: false,
             length: None,
             close: false,
             keep: false,
             continue_expected: false,
-        };
+        }
+    }
+
+    /// Takes note of a framing header's value.
+    fn note(&mut self, framer: Framer, value: &[u8]) -> Result<(), String> {
+        let text = || std::str::from_utf8(value).unwrap_or_default();
+        match framer {
+            Framer::TransferEncoding => {
+                self.coded = true;
+                self.chunked = text()
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            }
+            Framer::ContentLength => {
+                let n = content_length(value).ok_or("content-length")?;
+                if self.length.is_some_and(|l| l != n) {
+                    return Err("two different content-lengths".into());
+                }
+                self.length = Some(n);
+            }
+            Framer::Connection => {
+                let tokens = || text().split(',').map(str::trim);
+                self.close |= tokens().any(|t| t.eq_ignore_ascii_case("close"));
+                self.keep |= tokens().any(|t| t.eq_ignore_ascii_case("keep-alive"));
+            }
+            Framer::Expect => {
+                self.continue_expected = value.eq_ignore_ascii_case(b"100-continue");
+            }
+        }
+        Ok(())
+    }
+
+    /// The headers at `found` in `head`. `Err`: what is malformed.
+    pub(crate) fn read(
+        head: &Bytes,
+        found: &[(u32, u32, u32, u32)],
+        names: &mut Names,
+    ) -> Result<HeaderBlock, String> {
+        // Room for what a caller adds (X-Forwarded-For, X-Trace-ID) without growing the map.
+        let mut b = HeaderBlock::new(HeaderMap::with_capacity(found.len() + 2));
         for (i, &(ns, ne, vs, ve)) in found.iter().enumerate() {
             let name = names
                 .name(i, &head[ns as usize..ne as usize])
                 .map_err(|_| "a header name".to_string())?;
             let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
                 .map_err(|_| format!("the value of {name}"))?;
-            if name == TRANSFER_ENCODING {
-                b.coded = true;
-                b.chunked = value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.rsplit(',').next())
-                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-            } else if name == CONTENT_LENGTH {
-                let n = content_length(value.as_bytes()).ok_or("content-length")?;
-                if b.length.is_some_and(|l| l != n) {
-                    return Err("two different content-lengths".into());
-                }
-                b.length = Some(n);
-            } else if name == CONNECTION {
-                let v = value.to_str().unwrap_or_default();
-                b.close |= v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
-                b.keep |= v
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"));
-            } else if name == EXPECT {
-                b.continue_expected = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+            if let Some(framer) = Framer::of(&name) {
+                b.note(framer, value.as_bytes())?;
             }
             b.headers.append(name, value);
         }
         Ok(b)
+    }
+
+    /// The framing of the headers at `found` in `head`, with no map, and the lines a proxy
+    /// passes on ([`Forwarded`]); `length_passes`: a content-length is among them (an answer
+    /// without a body). httparse has checked the names and values already.
+    pub(crate) fn forward(
+        head: &Bytes,
+        found: &[(u32, u32, u32, u32)],
+        length_passes: bool,
+    ) -> (Result<HeaderBlock, String>, Forwarded) {
+        let at = |(s, e): (u32, u32)| &head[s as usize..e as usize];
+        let mut b = HeaderBlock::new(HeaderMap::new());
+        let mut out = BytesMut::with_capacity(head.len());
+        let mut f = Forwarded::default();
+        // A Connection header that names headers to drop (beyond close and keep-alive).
+        let mut names_others = false;
+        for &(ns, ne, vs, ve) in found {
+            let (name, value) = (at((ns, ne)), at((vs, ve)));
+            let passes = match Role::of(name) {
+                Role::Framer(framer) => {
+                    if let Err(e) = b.note(framer, value) {
+                        return (Err(e), Forwarded::default());
+                    }
+                    names_others |= framer == Framer::Connection
+                        && tokens(value).any(|t| {
+                            !t.eq_ignore_ascii_case(b"close")
+                                && !t.eq_ignore_ascii_case(b"keep-alive")
+                        });
+                    let length = framer == Framer::ContentLength && length_passes;
+                    f.length |= length;
+                    length
+                }
+                Role::HopByHop => false,
+                Role::Date => {
+                    f.date = true;
+                    true
+                }
+                Role::Other => true,
+            };
+            if passes {
+                line(&mut out, name, value);
+            }
+        }
+        if names_others {
+            // Rare: again, without the headers Connection names.
+            out.clear();
+            let named = |name: &[u8]| {
+                found.iter().any(|&(ns, ne, vs, ve)| {
+                    Role::of(at((ns, ne))) == Role::Framer(Framer::Connection)
+                        && tokens(at((vs, ve))).any(|t| t.eq_ignore_ascii_case(name))
+                })
+            };
+            f.date = false;
+            for &(ns, ne, vs, ve) in found {
+                let (name, value) = (at((ns, ne)), at((vs, ve)));
+                let passes = match Role::of(name) {
+                    Role::Framer(framer) => framer == Framer::ContentLength && length_passes,
+                    Role::HopByHop => false,
+                    Role::Date | Role::Other => true,
+                };
+                if passes && !named(name) {
+                    f.date |= Role::of(name) == Role::Date;
+                    line(&mut out, name, value);
+                }
+            }
+        }
+        f.lines = out.freeze();
+        (Ok(b), f)
     }
 }
 
@@ -619,11 +803,11 @@ mod tests {
     fn remembered_names_follow_what_the_peer_sends() {
         let mut names = Names::default();
         let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Type: a\r\nX-One: 1\r\n\r\n"[..]);
-        let first = read_head(&mut b, &Method::GET, &mut names)
+        let first = read_head(&mut b, &Method::GET, &mut names, false)
             .unwrap()
             .unwrap();
         let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nX-Two: 2\r\ncontent-type: b\r\n\r\n"[..]);
-        let second = read_head(&mut b, &Method::GET, &mut names)
+        let second = read_head(&mut b, &Method::GET, &mut names, false)
             .unwrap()
             .unwrap();
         let keys = |h: &Head| h.headers.keys().map(|k| k.to_string()).collect::<Vec<_>>();
@@ -633,9 +817,62 @@ mod tests {
         assert!(second.headers.get("x-one").is_none());
     }
 
+    /// The head read into a map; read for forwarding too, it must frame the same way.
     fn head(raw: &str, method: Method) -> Result<Option<Head>, HeadError> {
+        let read = |forward| {
+            let mut b = BytesMut::from(raw.as_bytes());
+            read_head(&mut b, &method, &mut Names::default(), forward)
+        };
+        let (mapped, forwarded) = (read(false), read(true));
+        let framing = |h: &Result<Option<Head>, HeadError>| match h {
+            Ok(Some(h)) => Ok(Some((h.status, h.framing, h.keep_alive))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(framing(&mapped), framing(&forwarded), "{raw:?}");
+        mapped
+    }
+
+    fn forwarded(raw: &str, method: Method) -> Forwarded {
         let mut b = BytesMut::from(raw.as_bytes());
-        read_head(&mut b, &method, &mut Names::default())
+        let h = read_head(&mut b, &method, &mut Names::default(), true)
+            .unwrap()
+            .unwrap();
+        assert!(h.headers.is_empty());
+        *h.forwarded.unwrap()
+    }
+
+    /// What a proxy passes on: the end-to-end lines as sent (names in their case), without the
+    /// hop-by-hop ones, those `Connection` names, the framing and X-Trace-ID.
+    #[test]
+    fn forwarded_lines_leave_out_what_is_per_hop() {
+        let f = forwarded(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\
+             Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
+             X-Trace-ID: abc\r\nDate: Mon, 30 Nov 2026 10:00:00 GMT\r\nX-Kept:  two words\r\n\
+             Transfer-Encoding: identity\r\nUpgrade: h2c\r\nTE: trailers\r\n\r\n{}",
+            Method::GET,
+        );
+        assert_eq!(
+            std::str::from_utf8(&f.lines).unwrap(),
+            "Content-Type: application/json\r\nDate: Mon, 30 Nov 2026 10:00:00 GMT\r\n\
+             X-Kept: two words\r\n"
+        );
+        assert!(f.date && !f.length);
+        // HEAD and 304 answers keep the length of the full answer; a 204 has none.
+        let f = forwarded("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::HEAD);
+        assert_eq!(&f.lines[..], b"content-length: 5\r\n");
+        assert!(f.length && !f.date);
+        let f = forwarded(
+            "HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n",
+            Method::GET,
+        );
+        assert!(f.length);
+        let f = forwarded(
+            "HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
+            Method::DELETE,
+        );
+        assert!(f.lines.is_empty() && !f.length);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::request::{CallError, Req, Resp, failed};
 use super::then::{Finish, Then};
 use crate::balance::members::Members;
 use crate::balance::service::ServiceBalancer;
+use crate::telemetry::path;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::time::Instant;
@@ -47,7 +48,7 @@ impl<S: Stack> Service<Req> for Outlier<S> {
             picked.index,
         );
         let flight = InFlight::new(members, index);
-        let started = Instant::now();
+        let started = path::now();
         let report = Report {
             balancer,
             flight,
@@ -67,7 +68,7 @@ pub struct Report {
 impl Finish for Report {
     fn finish(self, result: &mut Result<Resp, CallError>) {
         let member = self.flight.end();
-        let took = self.started.elapsed();
+        let took = path::now().saturating_duration_since(self.started);
         self.balancer
             .report(&member.id, &member.load, took, failed(result));
     }

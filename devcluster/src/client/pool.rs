@@ -20,6 +20,7 @@ use super::http1::{self, BodyReader, Chunks, Framing, Left, Peer, Sending};
 use super::request::{CallError, ReqBody, Resp};
 use super::{BoxFuture, headers};
 use crate::balance::members::Member;
+use crate::telemetry::path;
 use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use http_body_util::BodyExt;
@@ -71,6 +72,8 @@ pub struct Outgoing<'a> {
     pub body: ReqBody,
     /// The span the instance continues, and its parent.
     pub trace: Option<(crate::telemetry::SpanContext, crate::telemetry::SpanId)>,
+    /// Keep the answer's header lines for a proxy to pass on ([`PooledBody::forwarded`]).
+    pub forward: bool,
 }
 
 /// An open connection and what was read from it beyond the last answer (nothing, normally).
@@ -159,9 +162,10 @@ fn usable(c: &Conn) -> bool {
 impl Host {
     /// The most recently used idle connection that is still open, if any.
     fn checkout(&self) -> Option<Conn> {
+        let now = path::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((c, since)) = idle.pop() {
-            if since.elapsed() <= IDLE_TIMEOUT && usable(&c) {
+            if now.saturating_duration_since(since) <= IDLE_TIMEOUT && usable(&c) {
                 return Some(c);
             }
         }
@@ -184,17 +188,18 @@ impl Host {
         if !c.buf.is_empty() {
             return; // bytes nobody asked for: not a connection to trust again
         }
+        let now = path::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         // The oldest sit at the front: close those past their time rather than keep them
         // open until a quiet spell uses the list down to them.
         if idle
             .first()
-            .is_some_and(|(_, since)| since.elapsed() > IDLE_TIMEOUT)
+            .is_some_and(|(_, since)| now.saturating_duration_since(*since) > IDLE_TIMEOUT)
         {
-            idle.retain(|(_, since)| since.elapsed() <= IDLE_TIMEOUT);
+            idle.retain(|(_, since)| now.saturating_duration_since(*since) <= IDLE_TIMEOUT);
         }
         if idle.len() < MAX_IDLE {
-            idle.push((c, Instant::now()));
+            idle.push((c, now));
         }
     }
 
@@ -210,6 +215,7 @@ impl Host {
             headers,
             body,
             trace,
+            forward,
         } = out;
         // What goes out: the head, and the body when it is in memory.
         let (sending, held, stream) = match body {
@@ -284,7 +290,7 @@ impl Host {
                 ))
                 .await?;
             }
-            match read_head(&mut conn, method).await {
+            match read_head(&mut conn, method, forward).await {
                 Ok(head) => return Ok(self.answer(conn, head)),
                 Err(ReadError::ClosedBeforeAnswer(_)) if was_reused && repeatable => continue,
                 Err(ReadError::ClosedBeforeAnswer(e)) | Err(ReadError::Other(e)) => {
@@ -310,6 +316,7 @@ impl Host {
                 }
                 PooledBody {
                     state: State::Whole((!data.is_empty()).then_some(data)),
+                    forwarded: head.forwarded,
                 }
             }
             framing => PooledBody {
@@ -326,6 +333,7 @@ impl Host {
                     ),
                     keep_alive: head.keep_alive,
                 })),
+                forwarded: head.forwarded,
             },
         };
         *resp.body_mut() = body;
@@ -367,12 +375,16 @@ enum ReadError {
     Other(BoxError),
 }
 
-async fn read_head(conn: &mut Conn, method: &http::Method) -> Result<http1::Head, ReadError> {
+async fn read_head(
+    conn: &mut Conn,
+    method: &http::Method,
+    forward: bool,
+) -> Result<http1::Head, ReadError> {
     let mut got_any = false;
     loop {
         if !conn.buf.is_empty() {
             got_any = true;
-            match http1::read_head(&mut conn.buf, method, &mut conn.names) {
+            match http1::read_head(&mut conn.buf, method, &mut conn.names, forward) {
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(e) => return Err(ReadError::Other(e.into())),
@@ -398,6 +410,10 @@ async fn read_head(conn: &mut Conn, method: &http::Method) -> Result<http1::Head
 /// closes with it.
 pub struct PooledBody {
     state: State,
+    /// The answer's header lines, when the request asked to keep them
+    /// ([`Outgoing::forward`]): its header map is empty then.
+    /// Boxed: the answer is moved through every layer, and only a proxy asks for them.
+    pub forwarded: Option<Box<http1::Forwarded>>,
 }
 
 enum State {
@@ -424,6 +440,7 @@ impl PooledBody {
     pub fn empty() -> PooledBody {
         PooledBody {
             state: State::Whole(None),
+            forwarded: None,
         }
     }
 }
@@ -546,6 +563,7 @@ impl tower::Service<super::request::Req> for Connect {
                 headers: &req.call.headers,
                 body: req.body,
                 trace,
+                forward: req.call.forward,
             };
             host.send(out).await.map_err(|e| match e {
                 SendError::NotSent(e) => CallError::Connect {
@@ -644,6 +662,7 @@ mod tests {
             headers,
             body,
             trace: None,
+            forward: false,
         }
     }
 

@@ -150,6 +150,10 @@ pub struct CallShared {
     pub attempts: AtomicU32,
     /// A dry run: every layer says what it would do here and changes nothing.
     pub dry: Option<Box<Mutex<Explain>>>,
+    /// The answer's header lines are kept for a proxy to pass on ([`Call::forward`]).
+    ///
+    /// [`Call::forward`]: super::Call::forward
+    pub forward: bool,
 }
 
 /// One request on its way down the stack, moved from layer to layer (so kept small): what all

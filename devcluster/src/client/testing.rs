@@ -68,6 +68,7 @@ fn req(f: &Fixture, dry: bool, method: http::Method) -> Req {
             caller_instance: Name::EMPTY,
             attempts: AtomicU32::new(0),
             dry: dry.then(|| Box::new(Mutex::new(Explain::default()))),
+            forward: false,
         }),
         ctx: SpanContext {
             trace_id: TraceId::random(),

@@ -4,6 +4,7 @@
 
 use super::request::{CallError, Req, Resp};
 use super::{Knobs, Stack};
+use crate::telemetry::path;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -87,7 +88,7 @@ impl<S: Stack> Service<Req> for Timeout<S> {
         let after = self.knobs.timeout();
         let instance = req.picked.as_ref().map(|p| p.member().id.clone());
         Deadline {
-            timer: Some(self.timers.take(Instant::now() + after)),
+            timer: Some(self.timers.take(path::now() + after)),
             inner: self.inner.call(req),
             timers: self.timers.clone(),
             instance,

@@ -292,6 +292,7 @@ impl Core {
             body: axum::body::Body::empty(),
             params: m.params.clone(),
             parent: None,
+            forward: true, // as the gateway's own call
         };
         out.hash_key = self
             .gateway

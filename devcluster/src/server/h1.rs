@@ -18,8 +18,8 @@
 //! busy ones after their answer.
 
 use crate::client::http1::{
-    BodyReader, Chunks, HeaderBlock, LAST_CHUNK, Left, MAX_HEADERS, NO_OFFSETS, Names, Peer, chunk,
-    offsets, poll_read_buf,
+    BodyReader, Chunks, Forwarded, HeaderBlock, LAST_CHUNK, Left, MAX_HEADERS, NO_OFFSETS, Names,
+    Peer, chunk, offsets, poll_read_buf,
 };
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
@@ -34,7 +34,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 /// Largest request head accepted (431 beyond).
 const MAX_HEAD: usize = 64 * 1024;
@@ -57,6 +57,12 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         req: http::Request<Inbound>,
     ) -> impl Future<Output = http::Response<Self::Body>> + Send + '_;
+
+    /// Header lines that come with an answer as another server wrote them (a proxy's
+    /// answer), written after the answer's own headers.
+    fn forwarded(_body: &mut Self::Body) -> Option<Box<Forwarded>> {
+        None
+    }
 }
 
 /// Serves the requests that come on `stream` with `handler` until the client closes it, it
@@ -102,7 +108,7 @@ where
             }
             Err(None) => return,
         };
-        let answer = {
+        let mut answer = {
             // Pinned where it is made: the handler's future is kilobytes (a whole proxied
             // call), and every move of it is a copy.
             let mut call = std::pin::pin!(handler.call(http::Request::from_parts(parts, body)));
@@ -128,7 +134,11 @@ where
             None => true,
         };
         let keep = keep_alive && finished && !*stop.borrow();
-        match conn.respond(answer, is_head, version, keep).await {
+        let forwarded = H::forwarded(answer.body_mut());
+        match conn
+            .respond(answer, forwarded, is_head, version, keep)
+            .await
+        {
             Ok(true) => {}
             Ok(false) | Err(_) => return,
         }
@@ -203,7 +213,7 @@ impl Conn {
     /// Reads more of what the client sends: waits until something comes, the client closes
     /// the connection, it has waited [`IDLE`], or (when `watch_stop`) the server stops.
     async fn read_more(&mut self, watch_stop: bool) -> Read {
-        let now = Instant::now();
+        let now = crate::telemetry::path::now();
         match &mut self.idle {
             Some(s) if s.deadline() > now + IDLE / 2 => {}
             Some(s) => s.as_mut().reset(now + IDLE),
@@ -343,6 +353,7 @@ impl Conn {
     async fn respond<B>(
         &mut self,
         answer: http::Response<B>,
+        forwarded: Option<Box<Forwarded>>,
         is_head: bool,
         version: Version,
         mut keep: bool,
@@ -388,6 +399,11 @@ impl Conn {
             dated |= *name == DATE;
             sized |= *name == CONTENT_LENGTH;
             put_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+        if let Some(f) = forwarded {
+            out.extend_from_slice(&f.lines);
+            dated |= f.date;
+            sized |= f.length;
         }
         if !dated {
             put_header(out, b"date", &date());
@@ -544,9 +560,7 @@ fn date() -> [u8; 29] {
     thread_local! {
         static CACHED: Cell<(u64, [u8; 29])> = const { Cell::new((0, [0; 29])) };
     }
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = crate::telemetry::clock::unix_s();
     CACHED.with(|c| {
         let (at, text) = c.get();
         if at == secs {

@@ -134,7 +134,7 @@ impl<'a> Served<'a> {
         }
         let metrics = self.metrics;
         let names = metrics.route_names(self.route.as_deref().unwrap_or(UNMATCHED), &self.method);
-        let took = self.start.at.elapsed();
+        let took = path::stamp().at.saturating_duration_since(self.start.at);
         metrics.record_route(&names, status, took);
         let duration_ns = took.as_nanos() as u64;
         let method = Name::method(&self.method);

@@ -8,6 +8,7 @@
 //! handler's task, so a call made while handling it, and any `tracing` span or event inside
 //! it, joins its trace.
 
+pub use super::clock::{Stamp, now, recent_unix_ms, stamp, unix_ns};
 use super::context::{SpanContext, SpanId, TraceId};
 use super::logs::Level;
 use super::names::Name;
@@ -16,8 +17,6 @@ use crate::balance::{Reason, Strategy};
 use crate::breaker::State;
 use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where a request's spans belong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,59 +72,6 @@ pub(crate) fn add_scope_event(event: SpanEvent) -> bool {
             }
         })
         .is_ok()
-}
-
-/// The wall clock in nanoseconds; also remembered for [`recent_unix_ms`].
-pub fn unix_ns() -> u64 {
-    let ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    LAST_UNIX_NS.store(ns, Ordering::Relaxed);
-    ns
-}
-
-static LAST_UNIX_NS: AtomicU64 = AtomicU64::new(0);
-
-/// A moment as both clocks see it, from one clock read: the monotonic instant (for durations)
-/// and the wall clock (for the record), the latter derived from a base taken once.
-#[derive(Debug, Clone, Copy)]
-pub struct Stamp {
-    pub at: std::time::Instant,
-    pub unix_ns: u64,
-}
-
-/// Now, read once. Reading a clock costs 20-50 ns on a virtual machine; a request's spans
-/// take their start this way instead of reading both clocks. The wall clock is derived from
-/// the monotonic one and an offset taken again every second, so a laptop's suspend or an NTP
-/// step shows within a second.
-pub fn stamp() -> Stamp {
-    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    /// The wall clock at `ORIGIN` as last measured, in nanoseconds.
-    static OFFSET_NS: AtomicU64 = AtomicU64::new(0);
-    /// When (nanoseconds after `ORIGIN`) the offset is measured again.
-    static NEXT_CHECK_NS: AtomicU64 = AtomicU64::new(0);
-    let origin = *ORIGIN.get_or_init(std::time::Instant::now);
-    let at = std::time::Instant::now();
-    let since = at.saturating_duration_since(origin).as_nanos() as u64;
-    let mut offset = OFFSET_NS.load(Ordering::Relaxed);
-    if since >= NEXT_CHECK_NS.load(Ordering::Relaxed) || offset == 0 {
-        NEXT_CHECK_NS.store(since + 1_000_000_000, Ordering::Relaxed);
-        offset = unix_ns().saturating_sub(since);
-        OFFSET_NS.store(offset, Ordering::Relaxed);
-    }
-    let unix_ns = offset + since;
-    LAST_UNIX_NS.store(unix_ns, Ordering::Relaxed);
-    Stamp { at, unix_ns }
-}
-
-/// The wall clock as the last [`unix_ns`] read it, in milliseconds: on the traffic path, the
-/// start of the request or call being handled, microseconds ago. Reading the clock costs
-/// 20-50 ns on a virtual machine; a pick's timestamp does not need more than this.
-pub fn recent_unix_ms() -> u64 {
-    match LAST_UNIX_NS.load(Ordering::Relaxed) {
-        0 => unix_ns() / 1_000_000,
-        ns => ns / 1_000_000,
-    }
 }
 
 /// A span's place in its trace and its time. The ids are kept as plain words (a `u128` field
@@ -457,32 +403,4 @@ impl Access {
 /// Records a request's access line into the process's log store.
 pub fn access(line: Access) {
     super::logs().push_access(line);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A stamp's wall time is the wall clock's, and its instant moves with it.
-    #[test]
-    fn a_stamp_reads_the_wall_clock() {
-        let a = stamp();
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        let b = stamp();
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        assert!(
-            wall.abs_diff(b.unix_ns) < 50_000_000,
-            "{wall} {}",
-            b.unix_ns
-        );
-        let moved = b.unix_ns - a.unix_ns;
-        let took = b.at.duration_since(a.at).as_nanos() as u64;
-        assert!(
-            moved.abs_diff(took) < 5_000_000 && moved >= 5_000_000,
-            "{moved} {took}"
-        );
-    }
 }
