@@ -309,3 +309,82 @@ fn a_config_edit_in_the_dashboard_is_refused_in_place_then_applied_and_written_b
     tmux.run(&["send-keys", "-t", "dash", "q"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A `serve` process on fixed free ports (from a config file), so it can be started again on
+/// the same admin URL; killed when dropped.
+struct Served {
+    child: std::process::Child,
+}
+
+impl Served {
+    fn start(config: &std::path::Path) -> Served {
+        let child = Command::new(BIN)
+            .args(["serve", "--no-traffic", "--config"])
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Served { child }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The dashboard attached to a `serve` in another process: the process is killed and the
+/// dashboard says so within 3 s; it is started again on the same admin port and the dashboard
+/// picks it up by itself.
+#[test]
+fn an_attached_dashboard_notices_a_killed_cluster_and_recovers_when_it_is_back() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let p: Vec<u16> = (0..7).map(|_| free()).collect();
+    let dir = std::env::temp_dir().join(format!("lgo-dash-attach-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("ports.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ports]\nregistry = {}\nadmin = {}\ngateway = {}\notlp_grpc = {}\notlp_http = {}\n\
+             user_service = {}\norder_service = {}\n\
+             [services.user-service]\ninstances = 1\n[services.order-service]\ninstances = 1\n",
+            p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+        ),
+    )
+    .unwrap();
+    let admin = format!("http://127.0.0.1:{}", p[1]);
+    let mut served = Served::start(&config);
+    let tmux = Tmux::start("attach", &format!("{BIN} --attach {admin}; sleep 60"));
+    tmux.wait_for("the attached cluster's instances", |s| {
+        s.contains("2/2 instances passing")
+    });
+
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    let killed = Instant::now();
+    let s = tmux.wait_for("the banner", |s| s.contains("cluster lost"));
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "the loss took {:?} to show:\n{s}",
+        killed.elapsed()
+    );
+    // What it showed stays, under the banner.
+    assert!(s.contains("order-service-1"), "{s}");
+
+    let _again = Served::start(&config);
+    let s = tmux.wait_for("the cluster picked up again", |s| {
+        !s.contains("cluster lost") && s.contains("2/2 instances passing")
+    });
+    assert!(s.contains("order-service-1"), "{s}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

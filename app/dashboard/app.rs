@@ -14,7 +14,7 @@ use super::views::traces::{self, OpenTrace, TracesView};
 use devcluster::breaker::Mode;
 use devcluster::cluster::RouteExplain;
 use devcluster::config::center::Change;
-use devcluster::handle::ClusterSnapshot;
+use devcluster::handle::{ClusterSnapshot, Link};
 use devcluster::telemetry::{LogFilter, LogRecord, SpanRecord, TraceFilter, TraceId, TraceSummary};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use std::sync::Arc;
@@ -102,6 +102,8 @@ pub struct App {
     pub prompt: Option<Prompt>,
     pub toast: Option<Toast>,
     pub quit: bool,
+    /// The link to an attached cluster; a banner says when it is not up.
+    pub link: Link,
 }
 
 impl App {
@@ -125,10 +127,23 @@ impl App {
             prompt: None,
             toast: None,
             quit: false,
+            link: Link::Up,
         }
     }
 
     /// A new snapshot arrived; returns whether the screen must be redrawn.
+    /// The link to an attached cluster changed; returns whether the screen changes.
+    pub fn on_link(&mut self, link: Link) -> bool {
+        if link == self.link {
+            return false;
+        }
+        if link == Link::Up && matches!(self.link, Link::Lost { ever_up: true, .. }) {
+            self.toast("the cluster answers again", false);
+        }
+        self.link = link;
+        true
+    }
+
     pub fn on_snapshot(&mut self, snapshot: Arc<ClusterSnapshot>) -> bool {
         if self.paused {
             return false;

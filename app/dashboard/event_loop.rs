@@ -5,9 +5,10 @@ use super::action::action_for;
 use super::app::{App, Header, Reply, Request};
 use super::render;
 use devcluster::ClusterHandle;
+use devcluster::handle::Link;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Tick for time-based changes on screen (toasts expiring).
 const TICK: Duration = Duration::from_millis(500);
@@ -46,7 +47,9 @@ pub async fn run_on(
     });
     let (done_tx, mut done) = mpsc::channel::<Reply>(16);
     let mut snapshots = handle.subscribe();
+    let mut link = handle.subscribe_link();
     let mut app = App::new(header, handle.snapshot());
+    app.link = handle.link();
     app.tab = tab;
     let mut tick = tokio::time::interval(TICK);
     let mut dirty = true;
@@ -75,12 +78,18 @@ pub async fn run_on(
                     dirty |= app.on_snapshot(snap);
                 }
             }
+            changed = link_changed(&mut link) => match changed {
+                Some(l) => dirty |= app.on_link(l),
+                None => link = None,
+            },
             Some(reply) = done.recv() => {
                 app.on_reply(reply);
                 dirty = true;
             }
             _ = tick.tick() => {
                 dirty |= app.expire_toast(Instant::now());
+                // The banner counts the time since the link was lost.
+                dirty |= app.link != Link::Up;
                 if let Some(req) = app.on_tick(Instant::now()) {
                     spawn_request(req, handle.clone(), done_tx.clone());
                 }
@@ -89,6 +98,18 @@ pub async fn run_on(
         if app.quit {
             return Ok(());
         }
+    }
+}
+
+/// The link's next state; `None` when it can no longer change. Pends for a cluster in this
+/// process.
+async fn link_changed(link: &mut Option<watch::Receiver<Link>>) -> Option<Link> {
+    match link {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
     }
 }
 

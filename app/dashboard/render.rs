@@ -4,12 +4,14 @@ use super::action::bindings;
 use super::app::App;
 use super::tabs::Tab;
 use super::views;
+use devcluster::handle::Link;
 use devcluster::registry::Health;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
-use ratatui::style::Style;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Row, Table, Tabs};
+use ratatui::widgets::{Block, Clear, Paragraph, Row, Table, Tabs, Wrap};
+use std::time::Instant;
 use widgets::{Notice, Theme};
 
 /// Below this the layout cannot fit; a message is shown instead.
@@ -40,14 +42,27 @@ pub fn draw(frame: &mut Frame, app: &App) {
         frame.render_widget(&msg, area);
         return;
     }
-    let [header, tabs, body, footer] = Layout::vertical([
+    let banner = link_banner(&app.link, Instant::now());
+    let banner_rows = banner.as_ref().map_or(0, |b| wrapped_rows(b, area.width));
+    let [header, banner_area, tabs, body, footer] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(banner_rows),
         Constraint::Length(1),
         Constraint::Fill(1),
         Constraint::Length(1),
     ])
     .areas(area);
     draw_header(frame, header, app, &theme);
+    if let Some(text) = banner {
+        let style = match app.link {
+            Link::Connecting => theme.warning,
+            _ => theme.error.add_modifier(Modifier::REVERSED),
+        };
+        frame.render_widget(
+            Paragraph::new(Span::styled(text, style)).wrap(Wrap { trim: false }),
+            banner_area,
+        );
+    }
     draw_tabs(frame, tabs, app, &theme);
     match app.tab {
         Tab::Services => views::services::render(frame, body, &app.services, &app.snapshot, &theme),
@@ -60,6 +75,10 @@ pub fn draw(frame: &mut Frame, app: &App) {
             views::config::render(frame, body, &app.config, &app.snapshot.config, &theme);
         }
     }
+    if matches!(app.link, Link::Lost { .. }) {
+        // What the cluster last sent, greyed: it is not live.
+        frame.buffer_mut().set_style(body, theme.dim);
+    }
     draw_footer(frame, footer, app, &theme);
     if let Some(p) = &app.prompt {
         views::prompt::render(frame, body, p, &theme);
@@ -70,6 +89,49 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if app.help {
         draw_help(frame, body, &theme);
     }
+}
+
+/// What the banner under the header says about the link to an attached cluster, if anything.
+pub fn link_banner(link: &Link, now: Instant) -> Option<String> {
+    match link {
+        Link::Up => None,
+        Link::Connecting => Some(" ⟳ connecting to the cluster…".to_string()),
+        Link::Lost {
+            since,
+            error,
+            retry_at,
+            ever_up,
+        } => {
+            let retry = match retry_at.saturating_duration_since(now).as_secs_f64().ceil() {
+                0.0 => "trying again now".to_string(),
+                s => format!("trying again in {s:.0} s"),
+            };
+            Some(if *ever_up {
+                let ago = now.saturating_duration_since(*since).as_secs();
+                format!(
+                    " ⚠ cluster lost {ago} s ago — what is shown is from then · {retry} · {error}"
+                )
+            } else {
+                format!(" ⚠ no cluster yet · {retry} · {error}")
+            })
+        }
+    }
+}
+
+/// Rows `text` takes wrapped word by word at `width`, at most 3.
+fn wrapped_rows(text: &str, width: u16) -> u16 {
+    let width = usize::from(width.max(1));
+    let (mut rows, mut col) = (1, 0);
+    for word in text.split(' ') {
+        let n = word.chars().count();
+        if col > 0 && col + 1 + n > width {
+            rows += 1 + (n - 1) / width;
+            col = n % width;
+        } else {
+            col += usize::from(col > 0) + n;
+        }
+    }
+    rows.min(3) as u16
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {

@@ -1364,3 +1364,72 @@ mod config_tab {
         assert_eq!(app.tab, Tab::Config, "and stays on the tab");
     }
 }
+
+/// A lost attached cluster: a banner says since when and when it is tried again, whole at 80
+/// columns; what is shown is greyed; when it answers again the banner goes and a toast says so.
+#[test]
+fn a_lost_cluster_is_a_banner_over_greyed_data_until_it_answers_again() {
+    use devcluster::handle::Link;
+    use std::time::{Duration, Instant};
+    let mut app = busy_app();
+    let now = Instant::now();
+    let error = "nothing answers at http://127.0.0.1:9900 (Connection refused (os error 111)): \
+                 is `lgo-dash serve` running? (--admin URL or LGO_ADMIN)";
+    assert!(app.on_link(Link::Lost {
+        since: now - Duration::from_secs(12),
+        error: error.into(),
+        retry_at: now + Duration::from_millis(1500),
+        ever_up: true,
+    }));
+    for (w, h) in [(80, 24), (160, 48)] {
+        let lines = screen(&app, w, h);
+        let all = lines.join("\n");
+        let banner = lines[1..4].join(" ");
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(words(&banner).contains("cluster lost 12 s ago"), "{all}");
+        assert!(words(&banner).contains("trying again in 2 s"), "{all}");
+        assert!(words(&banner).contains(&words(error)), "{w}x{h}:\n{all}");
+        // The tabs and the services are still there, below it.
+        assert!(
+            all.contains("1 Services") && all.contains("order-service"),
+            "{all}"
+        );
+    }
+    let mut t = Terminal::new(TestBackend::new(160, 48)).unwrap();
+    t.draw(|f| draw(f, &app)).unwrap();
+    let buf = t.backend().buffer();
+    let (x, y) = (0..48u16)
+        .flat_map(|y| (0..160u16).map(move |x| (x, y)))
+        .find(|&(x, y)| buf[(x, y)].symbol() == "●" && y > 3)
+        .expect("a health dot");
+    assert_eq!(
+        buf[(x, y)].fg,
+        ratatui::style::Color::DarkGray,
+        "stale health is greyed"
+    );
+    assert!(app.on_link(Link::Up));
+    let lines = screen(&app, 80, 24);
+    assert!(!lines.join("\n").contains("cluster lost"));
+    assert!(
+        lines[23].contains("the cluster answers again"),
+        "{lines:#?}"
+    );
+}
+
+/// Attaching where nothing answers says so at once rather than showing an empty cluster.
+#[test]
+fn attaching_where_nothing_answers_says_so() {
+    use devcluster::handle::Link;
+    use std::time::{Duration, Instant};
+    let mut app = app();
+    let now = Instant::now();
+    app.on_link(Link::Lost {
+        since: now,
+        error: "nothing answers at http://127.0.0.1:1 (Connection refused (os error 111))".into(),
+        retry_at: now + Duration::from_secs(4),
+        ever_up: false,
+    });
+    let all = screen(&app, 80, 24).join("\n");
+    assert!(all.contains("no cluster yet"), "{all}");
+    assert!(all.contains("http://127.0.0.1:1"), "{all}");
+}

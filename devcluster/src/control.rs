@@ -48,7 +48,7 @@ pub enum ControlError {
     #[error("this view is read-only (a fixed snapshot): commands need a live cluster")]
     ReadOnly,
     #[error(
-        "admin API at {url} is unreachable: {message} (is `lgo-dash serve` running? pass --admin URL or set LGO_ADMIN)"
+        "nothing answers at {url} ({message}): is `lgo-dash serve` running? (--admin URL or LGO_ADMIN)"
     )]
     Unreachable { url: String, message: String },
     #[error("admin API answered {status}: {message}")]

@@ -127,6 +127,25 @@ impl ClusterSnapshot {
 pub struct ClusterHandle {
     kind: Kind,
     snapshots: watch::Receiver<Arc<ClusterSnapshot>>,
+    /// How the link to an attached cluster stands; `None`: nothing to lose (in this process).
+    link: Option<watch::Receiver<Link>>,
+}
+
+/// How the link to an attached cluster (`--attach`) stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Snapshots come (always so for a cluster in this process).
+    Up,
+    /// No answer yet: attaching.
+    Connecting,
+    /// The admin API does not answer: since when (the snapshot shown is from then, or empty
+    /// when it never answered), why, and when it is tried next (past: being tried now).
+    Lost {
+        since: std::time::Instant,
+        error: String,
+        retry_at: std::time::Instant,
+        ever_up: bool,
+    },
 }
 
 #[derive(Clone)]
@@ -146,24 +165,35 @@ enum Kind {
 
 /// How long one `--attach` long-poll may wait for a change.
 const REMOTE_POLL_WAIT: Duration = Duration::from_secs(10);
-/// Pause before polling again after the remote admin API failed.
-const REMOTE_RETRY: Duration = Duration::from_secs(1);
+/// Pause before polling again after the remote admin API failed, doubled on each failure up to
+/// [`REMOTE_RETRY_MAX`]: a cluster that comes back is seen within seconds, one that stays away
+/// is not hammered.
+const REMOTE_RETRY: Duration = Duration::from_millis(250);
+const REMOTE_RETRY_MAX: Duration = Duration::from_secs(4);
 
 impl ClusterHandle {
     pub(crate) fn local(core: Arc<Core>) -> Self {
         ClusterHandle {
             snapshots: core.subscribe(),
             kind: Kind::Local(core),
+            link: None,
         }
     }
 
     /// A handle on a cluster behind an admin URL. It follows changes by long-polling
     /// `/api/snapshot`; the returned handle shows an empty snapshot until the first answer.
+    /// When the admin API stops answering, [`ClusterHandle::link`] says so and the last
+    /// snapshot stays; polling goes on with backoff and picks up by itself when it answers
+    /// again (a restarted cluster's versions start over).
     pub fn remote(client: AdminClient) -> Self {
         let (tx, rx) = watch::channel(Arc::new(ClusterSnapshot::default()));
+        let (link_tx, link_rx) = watch::channel(Link::Connecting);
         let poll_client = client.clone();
         tokio::spawn(async move {
             let mut after = 0;
+            let mut pause = REMOTE_RETRY;
+            let mut lost_since = None;
+            let mut ever_up = false;
             loop {
                 if tx.is_closed() {
                     return;
@@ -172,10 +202,33 @@ impl ClusterHandle {
                     Ok(s) => {
                         after = s.version;
                         tx.send_replace(Arc::new(s));
+                        if lost_since.take().is_some() || !ever_up {
+                            tracing::info!(url = poll_client.base(), "attach: admin API answers");
+                        }
+                        ever_up = true;
+                        pause = REMOTE_RETRY;
+                        link_tx.send_if_modified(|l| {
+                            let changed = *l != Link::Up;
+                            *l = Link::Up;
+                            changed
+                        });
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "attach: admin API unreachable");
-                        tokio::time::sleep(REMOTE_RETRY).await;
+                        let now = std::time::Instant::now();
+                        let since = *lost_since.get_or_insert_with(|| {
+                            tracing::warn!(error = %e, "attach: admin API unreachable");
+                            now
+                        });
+                        // A cluster started again counts its versions from the start.
+                        after = 0;
+                        link_tx.send_replace(Link::Lost {
+                            since,
+                            error: e.to_string(),
+                            retry_at: now + pause,
+                            ever_up,
+                        });
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(REMOTE_RETRY_MAX);
                     }
                 }
             }
@@ -183,7 +236,18 @@ impl ClusterHandle {
         ClusterHandle {
             kind: Kind::Remote(client),
             snapshots: rx,
+            link: Some(link_rx),
         }
+    }
+
+    /// How the link to the cluster stands: always up for one in this process.
+    pub fn link(&self) -> Link {
+        self.link.as_ref().map_or(Link::Up, |l| l.borrow().clone())
+    }
+
+    /// A receiver that wakes when the link changes; `None` for a cluster in this process.
+    pub fn subscribe_link(&self) -> Option<watch::Receiver<Link>> {
+        self.link.clone()
     }
 
     /// A read-only handle on a fixed snapshot (tests, offline views).
@@ -194,6 +258,7 @@ impl ClusterHandle {
                 _sender: Arc::new(tx),
             },
             snapshots: rx,
+            link: None,
         }
     }
 
@@ -207,6 +272,7 @@ impl ClusterHandle {
                 spans,
             },
             snapshots: rx,
+            link: None,
         }
     }
 

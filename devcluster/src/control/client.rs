@@ -46,7 +46,8 @@ impl AdminClient {
             .await
             .map_err(|e| ControlError::Unreachable {
                 url: self.base.clone(),
-                message: e.to_string(),
+                // "Connection refused (os error 111)", not the client library's wrapping.
+                message: crate::client::headers::root_cause(&e),
             })?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| ControlError::Unreachable {
