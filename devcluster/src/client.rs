@@ -48,7 +48,7 @@ use crate::telemetry::names::Name;
 use crate::telemetry::path::{self, CallSpan, PathSpan, Scope, Timing};
 use crate::telemetry::{SpanContext, SpanId, TraceId};
 use axum::body::Body;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderValue, Method};
 use pool::{Connect, Pool};
 use request::{CallShared, Req, ReqBody};
 use std::collections::{BTreeMap, HashMap};
@@ -154,6 +154,8 @@ pub struct Call {
     /// For a proxy: the answer comes with its header lines as the instance wrote them
     /// (`PooledBody::forwarded`, hop-by-hop ones left out) and an empty header map.
     pub forward: bool,
+    /// For a proxy: its client's address, added to `X-Forwarded-For` as the request is written.
+    pub forwarded_for: Option<HeaderValue>,
 }
 
 impl Call {
@@ -166,6 +168,7 @@ impl Call {
             params: Vec::new(),
             parent: None,
             forward: false,
+            forwarded_for: None,
         }
     }
 }
@@ -394,7 +397,7 @@ impl ServiceClient {
             trace: None,
             call: Arc::new(CallShared {
                 method: call.method,
-                path: target_path.into_boxed_str(),
+                path: target_path,
                 headers: call.headers,
                 target: entry,
                 key,
@@ -402,6 +405,7 @@ impl ServiceClient {
                 attempts: AtomicU32::new(0),
                 dry: dry.then(|| Box::new(Mutex::new(Explain::default()))),
                 forward: call.forward,
+                forwarded_for: call.forwarded_for,
             }),
             ctx,
             attempt: 1,

@@ -16,6 +16,7 @@ use crate::client::{Call, CallError, ServiceClient};
 use crate::server::Connections;
 use crate::server::h1::{self, Inbound};
 use crate::telemetry::clock;
+use crate::telemetry::context::trace_hex;
 use crate::telemetry::http::{Served, trace_header};
 use crate::telemetry::metrics::ServerMetrics;
 use crate::telemetry::names::Name;
@@ -126,11 +127,9 @@ pub fn connections(gateway: Arc<Gateway>, metrics: Arc<ServerMetrics>) -> Arc<dy
 /// The client of a connection.
 #[derive(Clone)]
 struct Peer {
-    addr: SocketAddr,
+    /// Its address as added to `X-Forwarded-For`.
     xff: Option<HeaderValue>,
 }
-
-const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 impl Connections for GatewayConnections {
     fn serve(
@@ -145,7 +144,6 @@ impl Connections for GatewayConnections {
             service: self.service,
             // The peer's X-Forwarded-For value, made once per connection.
             peer: Peer {
-                addr: peer,
                 xff: HeaderValue::from_str(&peer.ip().to_string()).ok(),
             },
         };
@@ -221,7 +219,13 @@ impl Gateway {
         };
         if let Some(served) = served.as_mut() {
             served.finish(resp.status().as_u16(), Vec::new());
-            trace_header(&mut resp, served.ctx.trace_id);
+            match resp.body_mut() {
+                // With the upstream's lines, which have room for it: no header map to make.
+                GatewayBody::Upstream(PooledBody {
+                    forwarded: Some(f), ..
+                }) => f.add(b"x-trace-id", &trace_hex(served.ctx.trace_id)),
+                _ => trace_header(&mut resp, served.ctx.trace_id),
+            }
         }
         resp
     }
@@ -261,27 +265,10 @@ fn prepare(
         Some(q) => format!("{}?{q}", matched.path),
         None => matched.path,
     };
-    let mut headers = parts.headers;
-    // One lookup of the name, whether the header is there or not.
-    match headers.entry(X_FORWARDED_FOR) {
-        http::header::Entry::Occupied(mut e) => {
-            let joined = e.get().to_str().ok().and_then(|prev| {
-                HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok()
-            });
-            if let Some(v) = joined.or_else(|| peer.xff.clone()) {
-                e.insert(v);
-            }
-        }
-        http::header::Entry::Vacant(e) => {
-            if let Some(v) = peer.xff.clone() {
-                e.insert(v);
-            }
-        }
-    }
     let call = Call {
         method: parts.method,
         path_and_query,
-        headers,
+        headers: parts.headers,
         // A request without a body (most GETs) costs no boxed stream.
         body: if body.is_end_stream() {
             Body::empty()
@@ -292,6 +279,8 @@ fn prepare(
         parent: scope,
         // The answer's header lines go back to the client as the instance wrote them.
         forward: true,
+        // Added to what X-Forwarded-For says as the request is written, not to the map.
+        forwarded_for: peer.xff.clone(),
     };
     (matched.service, call)
 }

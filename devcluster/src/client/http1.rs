@@ -14,6 +14,8 @@ pub(crate) const MAX_HEADERS: usize = 100;
 /// Largest response head accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// How a request's body goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sending {
@@ -39,7 +41,9 @@ fn trace_header(n: &HeaderName) -> bool {
     *n == TRACEPARENT || *n == X_TRACE_ID || *n == X_SPAN_ID || *n == X_PARENT_ID
 }
 
-/// Writes the request line and headers, with `host` and the body's framing, into `out`.
+/// Writes the request line and headers, with `host` and the body's framing, into `out`;
+/// `forwarded_for` is added to `X-Forwarded-For` (after what is there, comma-separated).
+#[allow(clippy::too_many_arguments)]
 pub fn write_head(
     out: &mut Vec<u8>,
     method: &Method,
@@ -48,6 +52,7 @@ pub fn write_head(
     host: &HeaderValue,
     sending: Sending,
     trace: Option<(SpanContext, SpanId)>,
+    forwarded_for: Option<&HeaderValue>,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
@@ -66,9 +71,22 @@ pub fn write_head(
         if written_by_us(name) || (trace.is_some() && trace_header(name)) {
             continue;
         }
+        if forwarded_for.is_some() && *name == X_FORWARDED_FOR {
+            continue; // written below, with the client added
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(client) = forwarded_for {
+        // One line: what earlier proxies said (every line of it), then this one's client.
+        out.extend_from_slice(b"x-forwarded-for: ");
+        for earlier in headers.get_all(X_FORWARDED_FOR) {
+            out.extend_from_slice(earlier.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(client.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     match sending {
@@ -124,13 +142,20 @@ pub struct Head {
 /// parsing the lines into a header map only to write them out again.
 #[derive(Debug, Clone, Default)]
 pub struct Forwarded {
-    /// `name: value\r\n` lines.
-    pub lines: Bytes,
+    /// `name: value\r\n` lines, with room for a few more ([`Forwarded::add`]).
+    pub lines: BytesMut,
     /// A `date` line is among them.
     pub date: bool,
     /// A `content-length` line is among them: kept only on an answer without a body (to a
     /// `HEAD`, a 204 or a 304), where it tells what the full answer would have had.
     pub length: bool,
+}
+
+impl Forwarded {
+    /// Adds the line `name: value`.
+    pub fn add(&mut self, name: &[u8], value: &[u8]) {
+        line(&mut self.lines, name, value);
+    }
 }
 
 /// Why a response could not be read.
@@ -664,7 +689,8 @@ impl HeaderBlock {
     ) -> (Result<HeaderBlock, String>, Forwarded) {
         let at = |(s, e): (u32, u32)| &head[s as usize..e as usize];
         let mut b = HeaderBlock::new(HeaderMap::new());
-        let mut out = BytesMut::with_capacity(head.len());
+        // Room for what the proxy adds (its X-Trace-ID) without growing.
+        let mut out = BytesMut::with_capacity(head.len() + 64);
         let mut f = Forwarded::default();
         // A Connection header that names headers to drop (beyond close and keep-alive).
         let mut names_others = false;
@@ -718,7 +744,7 @@ impl HeaderBlock {
                 }
             }
         }
-        f.lines = out.freeze();
+        f.lines = out;
         (Ok(b), f)
     }
 }
@@ -890,6 +916,7 @@ mod tests {
             &HeaderValue::from_static("127.0.0.1:8081"),
             Sending::Length(12),
             None,
+            None,
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -910,6 +937,7 @@ mod tests {
             &HeaderValue::from_static("i:1"),
             Sending::None,
             Some((ctx, SpanId(0x11))),
+            None,
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -917,6 +945,38 @@ mod tests {
              traceparent: 00-00000000000000000000000000000abc-0000000000000022-01\r\n\
              x-trace-id: 00000000000000000000000000000abc\r\n\
              x-span-id: 0000000000000022\r\nx-parent-id: 0000000000000011\r\n\r\n"
+        );
+        // A proxy's client joins what earlier proxies said, on one line.
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        let client = HeaderValue::from_static("127.0.0.9");
+        let mut out = Vec::new();
+        let host = HeaderValue::from_static("i:1");
+        let head = |h: &HeaderMap, out: &mut Vec<u8>| {
+            out.clear();
+            write_head(
+                out,
+                &Method::GET,
+                "/",
+                h,
+                &host,
+                Sending::None,
+                None,
+                Some(&client),
+            );
+            String::from_utf8(out.clone()).unwrap()
+        };
+        assert_eq!(
+            head(&h, &mut out),
+            "GET / HTTP/1.1\r\nhost: i:1\r\naccept: */*\r\n\
+             x-forwarded-for: 10.0.0.1, 10.0.0.2, 127.0.0.9\r\n\r\n"
+        );
+        h.remove("x-forwarded-for");
+        assert_eq!(
+            head(&h, &mut out),
+            "GET / HTTP/1.1\r\nhost: i:1\r\naccept: */*\r\nx-forwarded-for: 127.0.0.9\r\n\r\n"
         );
     }
 

@@ -74,6 +74,8 @@ pub struct Outgoing<'a> {
     pub trace: Option<(crate::telemetry::SpanContext, crate::telemetry::SpanId)>,
     /// Keep the answer's header lines for a proxy to pass on ([`PooledBody::forwarded`]).
     pub forward: bool,
+    /// Added to `X-Forwarded-For` (a proxy's client).
+    pub forwarded_for: Option<&'a HeaderValue>,
 }
 
 /// An open connection and what was read from it beyond the last answer (nothing, normally).
@@ -216,6 +218,7 @@ impl Host {
             body,
             trace,
             forward,
+            forwarded_for,
         } = out;
         // What goes out: the head, and the body when it is in memory.
         let (sending, held, stream) = match body {
@@ -247,6 +250,7 @@ impl Host {
             &self.authority,
             sending,
             trace,
+            forwarded_for,
         );
         let inline = held.as_ref().is_some_and(|b| b.len() <= INLINE_BODY);
         if inline && let Some(b) = &held {
@@ -564,6 +568,7 @@ impl tower::Service<super::request::Req> for Connect {
                 body: req.body,
                 trace,
                 forward: req.call.forward,
+                forwarded_for: req.call.forwarded_for.as_ref(),
             };
             host.send(out).await.map_err(|e| match e {
                 SendError::NotSent(e) => CallError::Connect {
@@ -663,6 +668,7 @@ mod tests {
             body,
             trace: None,
             forward: false,
+            forwarded_for: None,
         }
     }
 

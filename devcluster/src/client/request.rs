@@ -10,7 +10,7 @@ use crate::telemetry::names::Name;
 use crate::telemetry::{SpanContext, SpanId};
 use axum::body::Body;
 use axum::response::IntoResponse;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use hyper::body::{Bytes, Frame, SizeHint};
 use serde_json::json;
 use std::pin::Pin;
@@ -139,7 +139,7 @@ pub type Resp = http::Response<PooledBody>;
 pub struct CallShared {
     pub method: Method,
     /// Origin-form target: `/users/1?x=y`.
-    pub path: Box<str>,
+    pub path: String,
     pub headers: HeaderMap,
     pub target: Arc<Target>,
     /// The balancing key (`hash_key`), when the target has one.
@@ -150,6 +150,10 @@ pub struct CallShared {
     pub attempts: AtomicU32,
     /// A dry run: every layer says what it would do here and changes nothing.
     pub dry: Option<Box<Mutex<Explain>>>,
+    /// The client's address a proxy adds to `X-Forwarded-For` ([`Call::forwarded_for`]).
+    ///
+    /// [`Call::forwarded_for`]: super::Call::forwarded_for
+    pub forwarded_for: Option<HeaderValue>,
     /// The answer's header lines are kept for a proxy to pass on ([`Call::forward`]).
     ///
     /// [`Call::forward`]: super::Call::forward

@@ -69,6 +69,7 @@ fn req(f: &Fixture, dry: bool, method: http::Method) -> Req {
             attempts: AtomicU32::new(0),
             dry: dry.then(|| Box::new(Mutex::new(Explain::default()))),
             forward: false,
+            forwarded_for: None,
         }),
         ctx: SpanContext {
             trace_id: TraceId::random(),

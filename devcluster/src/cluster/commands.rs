@@ -293,6 +293,7 @@ impl Core {
             params: m.params.clone(),
             parent: None,
             forward: true, // as the gateway's own call
+            forwarded_for: None,
         };
         out.hash_key = self
             .gateway

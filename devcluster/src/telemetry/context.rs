@@ -192,9 +192,14 @@ fn hex128(v: u128, out: &mut [u8]) {
 
 /// A trace id as a header value (32 hex digits), written without formatting machinery.
 pub fn trace_value(t: TraceId) -> HeaderValue {
+    HeaderValue::from_bytes(&trace_hex(t)).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// A trace id as its 32 hex digits.
+pub fn trace_hex(t: TraceId) -> [u8; 32] {
     let mut buf = [0u8; 32];
     hex128(t.0, &mut buf);
-    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+    buf
 }
 
 fn span_value(s: SpanId) -> HeaderValue {
