@@ -11,24 +11,8 @@ use std::path::PathBuf;
     about = "A terminal dashboard with an embedded microservice dev cluster"
 )]
 pub struct Cli {
-    /// A TOML file whose keys override the defaults (assets/lgo.toml).
-    #[arg(long, global = true, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// The environment (also LGO_ENV, then ENVIRONMENT).
-    #[arg(
-        long,
-        global = true,
-        value_name = "NAME",
-        env = "LGO_ENV",
-        default_value = "development"
-    )]
-    pub env: String,
-    /// `auto`: take free ports instead of the defaults (8500, 9900, 8080, 8081-8083, 8091-8092).
-    #[arg(long, global = true, value_name = "MODE")]
-    pub ports: Option<PortsMode>,
-    /// Start without the traffic generator.
-    #[arg(long, global = true)]
-    pub no_traffic: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Show a cluster that runs elsewhere (its admin URL) instead of starting one.
     #[arg(long, value_name = "URL", conflicts_with = "open")]
     pub attach: Option<String>,
@@ -39,6 +23,30 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// How the cluster starts: for the dashboard and `serve` (before or after `serve`), not `ctl`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClusterArgs {
+    /// A TOML file whose keys override the defaults (assets/lgo.toml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The environment (also LGO_ENV, then ENVIRONMENT).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "LGO_ENV",
+        default_value = DEFAULT_ENV
+    )]
+    pub env: String,
+    /// `auto`: take free ports instead of the defaults (8500, 9900, 8080, 8081-8083, 8091-8092).
+    #[arg(long, value_name = "MODE")]
+    pub ports: Option<PortsMode>,
+    /// Start without the traffic generator.
+    #[arg(long)]
+    pub no_traffic: bool,
+}
+
+const DEFAULT_ENV: &str = "development";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PortsMode {
     Auto,
@@ -47,15 +55,22 @@ pub enum PortsMode {
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the cluster without a terminal: prints `NAME URL` per endpoint, then `ready`.
-    Serve,
+    Serve(ClusterArgs),
     /// Script a running cluster through its admin API.
     Ctl(CtlArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct CtlArgs {
-    /// The admin API of the cluster.
-    #[arg(long, env = crate::ENV_ADMIN, default_value = "http://127.0.0.1:9900", value_name = "URL")]
+    /// The admin API of the cluster (`http://` may be left out). Before or after the command.
+    #[arg(
+        long,
+        global = true,
+        env = crate::ENV_ADMIN,
+        default_value = "http://127.0.0.1:9900",
+        value_name = "URL",
+        value_parser = admin_url
+    )]
     pub admin: String,
     #[command(subcommand)]
     pub command: CtlCommand,
@@ -255,10 +270,41 @@ pub enum RouteCommand {
     },
 }
 
-impl Cli {
+/// An admin URL as given, `http://` added when no scheme is: `localhost:9900` works.
+pub fn admin_url(given: &str) -> Result<String, String> {
+    let url = if given.contains("://") {
+        given.to_string()
+    } else {
+        format!("http://{given}")
+    };
+    match reqwest::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(url.trim_end_matches('/').to_string())
+        }
+        _ => Err(format!(
+            "expected the admin API's URL, like http://127.0.0.1:9900 or localhost:9900, got {given:?}"
+        )),
+    }
+}
+
+impl ClusterArgs {
+    /// These, with what was given after `serve` taking precedence over what came before it.
+    pub fn then(&self, after: &ClusterArgs) -> ClusterArgs {
+        ClusterArgs {
+            config: after.config.clone().or_else(|| self.config.clone()),
+            env: if after.env != DEFAULT_ENV {
+                after.env.clone()
+            } else {
+                self.env.clone()
+            },
+            ports: after.ports.or(self.ports),
+            no_traffic: self.no_traffic || after.no_traffic,
+        }
+    }
+
     /// The environment name: `--env`/`LGO_ENV`, else `ENVIRONMENT` (the framework's variable).
     pub fn environment(&self) -> String {
-        if self.env == "development"
+        if self.env == DEFAULT_ENV
             && std::env::var_os("LGO_ENV").is_none()
             && let Ok(e) = std::env::var("ENVIRONMENT")
             && !e.is_empty()
@@ -280,5 +326,91 @@ impl Cli {
             .config_file(self.config.clone())
             .auto_ports(self.ports == Some(PortsMode::Auto))
             .traffic(!self.no_traffic))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lgo-dash").chain(args.iter().copied()))
+    }
+
+    fn admin(args: &[&str]) -> String {
+        match parse(args).unwrap().command {
+            Some(Command::Ctl(c)) => c.admin,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `--admin` goes before or after the command, and `http://` may be left out.
+    #[test]
+    fn ctl_takes_admin_anywhere_with_or_without_a_scheme() {
+        assert_eq!(
+            admin(&["ctl", "instances", "--admin", "http://127.0.0.1:7000"]),
+            "http://127.0.0.1:7000"
+        );
+        assert_eq!(
+            admin(&["ctl", "--admin", "localhost:7000", "instances"]),
+            "http://localhost:7000"
+        );
+        let e = parse(&["ctl", "--admin", "not a url", "instances"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("like http://127.0.0.1:9900"), "{e}");
+    }
+
+    /// The cluster's flags mean nothing to `ctl`: refused there, and not in its help.
+    #[test]
+    fn ctl_has_no_cluster_flags() {
+        assert!(parse(&["ctl", "--ports", "auto", "instances"]).is_err());
+        let help = parse(&["ctl", "--help"]).unwrap_err().to_string();
+        assert!(help.contains("--admin"), "{help}");
+        for flag in ["--ports", "--no-traffic", "--config", "--env"] {
+            assert!(!help.contains(flag), "{flag} in ctl's help:\n{help}");
+        }
+    }
+
+    /// `serve` takes the cluster's flags after it or before it.
+    #[test]
+    fn serve_takes_the_cluster_flags_before_or_after_it() {
+        for args in [
+            &[
+                "serve",
+                "--ports",
+                "auto",
+                "--no-traffic",
+                "--env",
+                "staging",
+            ][..],
+            &[
+                "--ports",
+                "auto",
+                "--no-traffic",
+                "--env",
+                "staging",
+                "serve",
+            ],
+            &[
+                "--ports",
+                "auto",
+                "serve",
+                "--no-traffic",
+                "--env",
+                "staging",
+            ],
+        ] {
+            let cli = parse(args).unwrap();
+            let Some(Command::Serve(after)) = &cli.command else {
+                panic!("{args:?}")
+            };
+            let c = cli.cluster.then(after);
+            assert_eq!(
+                (c.ports, c.no_traffic, c.env.as_str()),
+                (Some(PortsMode::Auto), true, "staging"),
+                "{args:?}"
+            );
+        }
     }
 }

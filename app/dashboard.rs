@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 pub fn run(args: &Cli) -> anyhow::Result<ExitCode> {
     let rt = crate::runtime()?;
-    let env = args.environment();
+    let env = args.cluster.environment();
     rt.block_on(async {
         if let Some(path) = &args.open {
             let text = std::fs::read_to_string(path)
@@ -34,7 +34,7 @@ pub fn run(args: &Cli) -> anyhow::Result<ExitCode> {
                 event_loop::run(handle, app::Header { mode: title, env }).await?;
             }
             None => {
-                let cluster = Cluster::start(args.cluster_options()?).await?;
+                let cluster = Cluster::start(args.cluster.cluster_options()?).await?;
                 let title = format!("embedded cluster · registry {}", cluster.registry_url());
                 let result =
                     event_loop::run(cluster.handle(), app::Header { mode: title, env }).await;

@@ -17,7 +17,7 @@ pub const ENV_LOG: &str = "LGO_LOG";
 pub fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let result = match args.command.clone() {
-        Some(cli::Command::Serve) => serve::run(&args),
+        Some(cli::Command::Serve(after)) => serve::run(&args.cluster.then(&after)),
         Some(cli::Command::Ctl(ctl)) => ctl::run(&ctl),
         None => dashboard::run(&args),
     };

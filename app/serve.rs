@@ -1,12 +1,12 @@
 //! `lgo-dash serve`: the cluster without a terminal. Prints `NAME URL` per endpoint and `ready`;
 //! SIGINT or SIGTERM deregisters the instances, drains, and exits 0.
 
-use crate::cli::Cli;
+use crate::cli::ClusterArgs;
 use devcluster::Cluster;
 use std::io::Write;
 use std::process::ExitCode;
 
-pub fn run(args: &Cli) -> anyhow::Result<ExitCode> {
+pub fn run(args: &ClusterArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let opts = args.cluster_options()?;
     let rt = crate::runtime()?;

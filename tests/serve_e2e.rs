@@ -221,6 +221,23 @@ async fn a_busy_port_and_a_bad_config_are_refused_with_a_way_out() {
         err.contains("typo.toml") && err.contains("intervl_ms"),
         "{err}"
     );
+
+    // A config file that is not there: named, with the reason said once.
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--ports",
+            "auto",
+            "--config",
+            "/nonexistent/lgo.toml",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("/nonexistent/lgo.toml"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
 
 #[tokio::test]

@@ -123,11 +123,9 @@ pub struct ShutdownConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The cause is in the message and not a `source`: a report of the chain would say it twice.
+    #[error("cannot read config file {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error("invalid config in {origin}: {message}")]
     Invalid { origin: String, message: String },
 }
@@ -155,9 +153,9 @@ impl Config {
         let mut layers = vec![Layer::parse("defaults", DEFAULTS_TOML).map_err(invalid)?];
         layers.push(Layer::environment(env).map_err(invalid)?);
         if let Some(path) = path {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                 path: path.display().to_string(),
-                source,
+                cause,
             })?;
             layers.push(Layer::parse(&path.display().to_string(), &text).map_err(invalid)?);
         }
