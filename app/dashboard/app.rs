@@ -80,6 +80,9 @@ pub struct Toast {
     pub at: Instant,
 }
 
+/// Rows a PgUp / PgDn moves.
+const PAGE: usize = 10;
+
 pub struct App {
     pub header: Header,
     pub tab: Tab,
@@ -132,6 +135,24 @@ impl App {
     }
 
     /// A new snapshot arrived; returns whether the screen must be redrawn.
+    /// Where every cursor is, to tell whether a step moved one.
+    fn cursor(&self) -> [usize; 10] {
+        let s = &self.services;
+        let b = &self.balancer;
+        [
+            s.service,
+            s.instance,
+            b.target,
+            b.instance,
+            self.breakers.selected,
+            self.metrics.selected,
+            self.traces.selected + usize::from(self.traces.held.is_some()) * (1 << 32),
+            self.traces.open.as_ref().map_or(0, |t| t.selected),
+            self.config.selected,
+            self.logs.selected.map_or(usize::MAX, |l| l),
+        ]
+    }
+
     /// The link to an attached cluster changed; returns whether the screen changes.
     pub fn on_link(&mut self, link: Link) -> bool {
         if link == self.link {
@@ -227,6 +248,28 @@ impl App {
     /// Applies an action; returns a request for the cluster when the action needs one.
     pub fn on_action(&mut self, action: Action) -> Option<Request> {
         if self.help && !matches!(action, Action::Quit | Action::ToggleHelp | Action::Back) {
+            return None;
+        }
+        let jump = match action {
+            Action::Top => Some((Action::Up, usize::MAX)),
+            Action::Bottom if self.tab == Tab::Logs => {
+                self.logs.follow();
+                return None;
+            }
+            Action::Bottom => Some((Action::Down, usize::MAX)),
+            Action::PageUp => Some((Action::Up, PAGE)),
+            Action::PageDown => Some((Action::Down, PAGE)),
+            _ => None,
+        };
+        if let Some((step, times)) = jump {
+            // Steps until the cursor stops: every list clamps its own.
+            for _ in 0..times {
+                let before = self.cursor();
+                self.on_action(step.clone());
+                if self.cursor() == before {
+                    break;
+                }
+            }
             return None;
         }
         let cmd = match (action, self.tab) {
@@ -499,6 +542,7 @@ impl App {
                 Ok(f) => {
                     self.traces.filter = f;
                     self.traces.filter_text = (!text.is_empty()).then_some(text);
+                    self.traces.refilter();
                     self.traces_fetched = None;
                     self.on_tick(Instant::now())
                 }

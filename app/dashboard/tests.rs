@@ -755,6 +755,54 @@ mod traces_tab {
                 .is_some_and(|t| t.error && t.text.contains("no longer"))
         );
     }
+
+    fn listed(ids: std::ops::RangeInclusive<u128>) -> Vec<TraceSummary> {
+        // Newest first, as the cluster lists them.
+        ids.rev()
+            .map(|n| TraceSummary {
+                trace_id: TraceId(n),
+                ..summary()
+            })
+            .collect()
+    }
+
+    /// The list under the cursor does not move: new traces are held back (counted in the
+    /// title) while the cursor is below the top, Enter opens the highlighted trace even when
+    /// the cluster has let it go, and the top shows the held ones.
+    #[test]
+    fn the_trace_list_holds_still_under_the_cursor() {
+        let mut app = busy_app();
+        press(&mut app, KeyCode::Char('5'));
+        app.on_reply(Reply::Traces(Ok(listed(1..=20))));
+        press(&mut app, KeyCode::Down);
+        press(&mut app, KeyCode::Down);
+        let looked_at = app.traces.selected_trace().unwrap().trace_id;
+        assert_eq!(looked_at, TraceId(18));
+        // Three newer traces; the oldest ones (the one looked at included) aged out.
+        app.on_reply(Reply::Traces(Ok(listed(10..=23))));
+        assert_eq!(app.traces.selected_trace().unwrap().trace_id, looked_at);
+        assert_eq!(app.traces.list.len(), 20, "the shown rows stay");
+        let all = screen(&app, 160, 40).join("\n");
+        assert!(all.contains("3 new above"), "{all}");
+        let open = action_for(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)).unwrap();
+        assert_eq!(app.on_action(open), Some(Request::Trace(looked_at)));
+        app.on_reply(Reply::Trace(looked_at, Err("gone".into())));
+        // Home: the top, following the newest again.
+        press(&mut app, KeyCode::Home);
+        assert_eq!(app.traces.selected, 0);
+        assert_eq!(app.traces.selected_trace().unwrap().trace_id, TraceId(23));
+        assert_eq!(app.traces.new_count(), 0);
+        // At the top a new list shows at once.
+        app.on_reply(Reply::Traces(Ok(listed(11..=24))));
+        assert_eq!(app.traces.selected_trace().unwrap().trace_id, TraceId(24));
+        // End and PgUp: the last row, then ten up.
+        press(&mut app, KeyCode::End);
+        assert_eq!(app.traces.selected, 13);
+        press(&mut app, KeyCode::PageUp);
+        assert_eq!(app.traces.selected, 3);
+        press(&mut app, KeyCode::Char('g'));
+        assert_eq!(app.traces.selected, 0);
+    }
 }
 
 mod metrics_tab {

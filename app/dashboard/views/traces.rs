@@ -25,6 +25,9 @@ pub struct TracesView {
     pub filter: TraceFilter,
     pub filter_text: Option<String>,
     pub selected: usize,
+    /// The newest list, held back while the cursor is below the top: the rows under it do not
+    /// move while the user looks; going back to the top shows it.
+    pub held: Option<Vec<TraceSummary>>,
     /// The trace being shown as a waterfall.
     pub open: Option<OpenTrace>,
     /// Set while a trace is being fetched, so Enter twice does not ask twice.
@@ -250,13 +253,31 @@ impl TracesView {
         self.list.get(self.selected)
     }
 
+    /// A new list: shown at once when the cursor is on the top row (following the newest,
+    /// as `tail -f` does), held back otherwise ([`TracesView::held`]).
     pub fn set_list(&mut self, list: Vec<TraceSummary>) {
-        // Keep the selection on the same trace as new ones arrive on top.
-        let keep = self.selected_trace().map(|t| t.trace_id);
-        self.list = list;
-        self.selected = keep
-            .and_then(|id| self.list.iter().position(|t| t.trace_id == id))
-            .unwrap_or(0);
+        if self.selected > 0 && !self.list.is_empty() {
+            self.held = Some(list);
+        } else {
+            self.list = list;
+            self.held = None;
+            self.selected = 0;
+        }
+    }
+
+    /// A new filter: its list replaces the shown one whatever the cursor.
+    pub fn refilter(&mut self) {
+        self.selected = 0;
+        self.held = None;
+    }
+
+    /// Traces held back that are not shown (they arrived since the user moved down).
+    pub fn new_count(&self) -> usize {
+        self.held.as_ref().map_or(0, |h| {
+            h.iter()
+                .filter(|t| !self.list.iter().any(|s| s.trace_id == t.trace_id))
+                .count()
+        })
     }
 
     pub fn on_action(&mut self, action: &Action) {
@@ -267,7 +288,14 @@ impl TracesView {
             (Some(t), Action::NextMatch) => t.next_match(),
             (Some(_), Action::Back) => self.open = None,
             (None, Action::Down) if self.selected + 1 < self.list.len() => self.selected += 1,
-            (None, Action::Up) => self.selected = self.selected.saturating_sub(1),
+            (None, Action::Up) if self.selected > 1 => self.selected -= 1,
+            // Back on top: following the newest again, held ones shown.
+            (None, Action::Up) => {
+                self.selected = 0;
+                if let Some(list) = self.held.take() {
+                    self.list = list;
+                }
+            }
             _ => {}
         }
     }
@@ -340,6 +368,9 @@ fn render_list(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) 
                         " Recent traces ({}) · Enter opens · / filters ",
                         view.list.len()
                     ),
+                } + &match view.new_count() {
+                    0 => String::new(),
+                    n => format!("· {n} new above (k / Home at the top shows them) "),
                 },
                 theme.title,
             ))
