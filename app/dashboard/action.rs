@@ -55,6 +55,8 @@ pub struct Binding {
     pub footer: Option<&'static str>,
     /// The tab it acts on; `None` for keys that work everywhere.
     pub tab: Option<Tab>,
+    /// Tabs where a global binding does nothing, so their footer leaves it out.
+    pub idle_on: &'static [Tab],
 }
 
 /// Every binding, global ones first. Order here is the order in `?` and the footer.
@@ -65,6 +67,7 @@ pub fn bindings() -> Vec<Binding> {
         help,
         footer,
         tab,
+        idle_on: &[],
     };
     let services = Some(Tab::Services);
     let balancer = Some(Tab::Balancer);
@@ -93,13 +96,16 @@ pub fn bindings() -> Vec<Binding> {
             None,
         ),
         b("PgUp PgDn", Action::PageUp, "a page up / down", None, None),
-        b(
-            "Enter",
-            Action::Open,
-            "open: instances, a trace's waterfall, a log line's trace",
-            Some("open"),
-            None,
-        ),
+        Binding {
+            idle_on: &[Tab::Breakers, Tab::Metrics],
+            ..b(
+                "Enter",
+                Action::Open,
+                "open: instances, a trace's waterfall, a line's trace",
+                Some("open"),
+                None,
+            )
+        },
         b("Esc", Action::Back, "back", None, None),
         b(
             "x",
@@ -133,14 +139,14 @@ pub fn bindings() -> Vec<Binding> {
             "o",
             Action::ForceOpen,
             "force the breaker open",
-            Some("open"),
+            Some("force open"),
             breakers,
         ),
         b(
             "c",
             Action::ForceClosed,
             "force the breaker closed",
-            Some("closed"),
+            Some("force closed"),
             breakers,
         ),
         b(
@@ -154,7 +160,7 @@ pub fn bindings() -> Vec<Binding> {
             "space",
             Action::Toggle,
             "cycle auto → forced open → forced closed",
-            None,
+            Some("cycle"),
             breakers,
         ),
         b(
@@ -172,10 +178,17 @@ pub fn bindings() -> Vec<Binding> {
             Some(Tab::Traces),
         ),
         b(
-            "/  n",
+            "/",
+            Action::Search,
+            "filter the trace list; in a waterfall, find spans",
+            Some("filter"),
+            Some(Tab::Traces),
+        ),
+        b(
+            "n",
             Action::NextMatch,
-            "filter the trace list; in a waterfall find spans, n next",
-            Some("find"),
+            "in a waterfall, the next span found",
+            Some("next"),
             Some(Tab::Traces),
         ),
         b(
@@ -202,7 +215,7 @@ pub fn bindings() -> Vec<Binding> {
         b(
             "Enter",
             Action::Open,
-            "edit the selected key (refusals are shown in place)",
+            "edit the selected key (a refusal shows in place)",
             Some("edit"),
             Some(Tab::Config),
         ),
@@ -216,7 +229,7 @@ pub fn bindings() -> Vec<Binding> {
         b(
             "d",
             Action::Unset,
-            "remove the key's override (back to file or default)",
+            "remove the key's override (file or default again)",
             Some("unset"),
             Some(Tab::Config),
         ),
@@ -237,7 +250,7 @@ pub fn bindings() -> Vec<Binding> {
         b(
             "e",
             Action::Inspect,
-            "route inspector: how would the gateway route METHOD PATH?",
+            "route inspector: how the gateway routes METHOD PATH",
             Some("explain"),
             None,
         ),

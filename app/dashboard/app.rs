@@ -1,6 +1,6 @@
 //! The dashboard's state and how actions change it. Drawing reads this; nothing here awaits.
 
-use super::action::Action;
+use super::action::{Action, bindings};
 use super::tabs::Tab;
 use super::views::balancer::{self, BalancerView};
 use super::views::breakers::BreakersView;
@@ -107,6 +107,10 @@ pub struct App {
     pub quit: bool,
     /// The link to an attached cluster; a banner says when it is not up.
     pub link: Link,
+    /// The first row of the help overlay shown, and how many rows it showed last (drawing
+    /// knows the room).
+    pub help_offset: usize,
+    pub help_rows: std::cell::Cell<usize>,
 }
 
 impl App {
@@ -131,6 +135,8 @@ impl App {
             toast: None,
             quit: false,
             link: Link::Up,
+            help_offset: 0,
+            help_rows: std::cell::Cell::new(usize::MAX),
         }
     }
 
@@ -248,6 +254,19 @@ impl App {
     /// Applies an action; returns a request for the cluster when the action needs one.
     pub fn on_action(&mut self, action: Action) -> Option<Request> {
         if self.help && !matches!(action, Action::Quit | Action::ToggleHelp | Action::Back) {
+            // The list scrolls when it does not fit; other keys wait until it is closed.
+            let last = bindings().len().saturating_sub(self.help_rows.get().max(1));
+            let at = self.help_offset;
+            self.help_offset = match action {
+                Action::Up => at.saturating_sub(1),
+                Action::Down => at + 1,
+                Action::PageUp => at.saturating_sub(PAGE),
+                Action::PageDown => at + PAGE,
+                Action::Top => 0,
+                Action::Bottom => last,
+                _ => at,
+            }
+            .min(last);
             return None;
         }
         let jump = match action {
@@ -279,6 +298,7 @@ impl App {
             }
             (Action::ToggleHelp, _) => {
                 self.help = !self.help;
+                self.help_offset = 0;
                 None
             }
             (Action::Back, _) if self.help => {
@@ -302,7 +322,7 @@ impl App {
                 let text = if self.paused {
                     "paused: the view is frozen (p resumes)"
                 } else {
-                    "live"
+                    "resumed: live updates again (p pauses)"
                 };
                 self.toast(text, false);
                 None

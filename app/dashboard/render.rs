@@ -1,6 +1,6 @@
 //! Draws the whole screen from `App`: header, tab bar, the active tab, footer, overlays.
 
-use super::action::bindings;
+use super::action::{Action, bindings};
 use super::app::App;
 use super::tabs::Tab;
 use super::views;
@@ -87,7 +87,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         views::inspector::render(frame, body, insp, &theme);
     }
     if app.help {
-        draw_help(frame, body, &theme);
+        draw_help(frame, body, app, &theme);
     }
 }
 
@@ -189,29 +189,78 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         );
         return;
     }
+    let mut shown = footer_hints(app.tab);
+    // What fits, the least needed dropped first (from the end): global keys before this tab's;
+    // help and quit stay.
+    let width = |h: &[Hint]| {
+        h.iter()
+            .map(|h| h.keys.chars().count() + h.label.chars().count() + 3)
+            .sum::<usize>()
+    };
+    for rank in [0, 1] {
+        while width(&shown) > usize::from(area.width) {
+            match shown.iter().rposition(|h| h.rank == rank) {
+                Some(i) => {
+                    shown.remove(i);
+                }
+                None => break,
+            }
+        }
+    }
     let mut spans = Vec::new();
-    for b in bindings() {
-        if b.tab.is_some_and(|t| t != app.tab) {
-            continue;
-        }
-        if let Some(label) = b.footer {
-            spans.push(Span::styled(format!(" {}", b.keys), theme.key));
-            spans.push(Span::styled(format!(" {label} "), theme.dim));
-        }
+    for h in shown {
+        spans.push(Span::styled(format!(" {}", h.keys), theme.key));
+        spans.push(Span::styled(format!(" {} ", h.label), theme.dim));
     }
     frame.render_widget(Line::from(spans), area);
 }
 
-fn draw_help(frame: &mut Frame, area: Rect, theme: &Theme) {
+/// A footer hint and how much it is needed: 0 global keys, 1 this tab's, 2 help and quit.
+pub struct Hint {
+    pub keys: &'static str,
+    pub label: &'static str,
+    rank: u8,
+}
+
+/// The footer's hints on `tab`, in the bindings' order: this tab's bindings, and the global
+/// ones that do something here and are not taken by this tab's own (Enter edits on Config).
+pub fn footer_hints(tab: Tab) -> Vec<Hint> {
+    let all = bindings();
+    all.iter()
+        .filter(|b| b.tab.is_none_or(|t| t == tab))
+        .filter(|b| {
+            b.tab.is_some()
+                || (!b.idle_on.contains(&tab)
+                    && !all.iter().any(|o| o.tab == Some(tab) && o.keys == b.keys))
+        })
+        .filter_map(|b| {
+            let rank = match (b.tab, &b.action) {
+                (_, Action::ToggleHelp | Action::Quit) => 2,
+                (Some(_), _) => 1,
+                (None, _) => 0,
+            };
+            Some(Hint {
+                keys: b.keys,
+                label: b.footer?,
+                rank,
+            })
+        })
+        .collect()
+}
+
+fn draw_help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let all = bindings();
     let height = (all.len() as u16 + 2).min(area.height);
+    let rows_shown = usize::from(height.saturating_sub(2)).max(1);
+    app.help_rows.set(rows_shown);
+    let first = app.help_offset.min(all.len().saturating_sub(rows_shown));
     let [popup] = Layout::vertical([Constraint::Length(height)])
         .flex(Flex::Center)
         .areas(area);
     let [popup] = Layout::horizontal([Constraint::Length(84.min(area.width))])
         .flex(Flex::Center)
         .areas(popup);
-    let rows = all.iter().map(|b| {
+    let rows = all.iter().skip(first).take(rows_shown).map(|b| {
         Row::new([
             Span::styled(b.keys, theme.key),
             Span::styled(b.tab.map_or("", |t| t.title()), theme.dim),
@@ -225,7 +274,19 @@ fn draw_help(frame: &mut Frame, area: Rect, theme: &Theme) {
     ];
     let table = Table::new(rows, widths).block(
         Block::bordered()
-            .title(Line::styled(" Keys (? or Esc closes) ", theme.title))
+            .title(Line::styled(
+                if rows_shown < all.len() {
+                    format!(
+                        " Keys {}–{} of {} · j k PgUp PgDn scroll · ? or Esc closes ",
+                        first + 1,
+                        (first + rows_shown).min(all.len()),
+                        all.len()
+                    )
+                } else {
+                    " Keys (? or Esc closes) ".to_string()
+                },
+                theme.title,
+            ))
             .border_style(theme.border_focused),
     );
     frame.render_widget(Clear, popup);

@@ -1481,3 +1481,67 @@ fn attaching_where_nothing_answers_says_so() {
     assert!(all.contains("no cluster yet"), "{all}");
     assert!(all.contains("http://127.0.0.1:1"), "{all}");
 }
+
+/// At 80×24 the help overlay scrolls, and every binding's text can be read whole in it.
+#[test]
+fn help_scrolls_at_80x24_and_every_line_is_whole() {
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char('?'));
+    let mut seen = String::new();
+    let first = screen(&app, 80, 24).join("\n");
+    assert!(first.contains("Keys 1–"), "{first}");
+    for _ in 0..super::action::bindings().len() {
+        seen.push_str(&screen(&app, 80, 24).join("\n"));
+        press(&mut app, KeyCode::Char('j'));
+    }
+    for b in super::action::bindings() {
+        assert!(
+            seen.contains(b.help),
+            "help shows {:?} whole at 80×24",
+            b.help
+        );
+    }
+    press(&mut app, KeyCode::Home);
+    assert_eq!(screen(&app, 80, 24).join("\n"), first);
+    press(&mut app, KeyCode::Esc);
+    assert!(!app.help);
+}
+
+/// The footer names what each key does on this tab, fits 80 columns, and keeps `? help`.
+#[test]
+fn footer_hints_say_what_the_keys_do_on_each_tab() {
+    let footer = |tab: char| {
+        let mut app = busy_app();
+        press(&mut app, KeyCode::Char(tab));
+        app.toast = None;
+        screen(&app, 80, 24)[23].clone()
+    };
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    for tab in '1'..='7' {
+        let f = words(&footer(tab));
+        assert!(f.ends_with("? help q quit"), "tab {tab}: {f}");
+    }
+    let config = words(&footer('6'));
+    assert!(
+        config.contains("Enter edit") && !config.contains("Enter open"),
+        "{config}"
+    );
+    let metrics = words(&footer('4'));
+    assert!(
+        !metrics.contains("Enter"),
+        "Enter does nothing on Metrics: {metrics}"
+    );
+    let breakers = words(&footer('3'));
+    assert!(breakers.contains("o force open"), "{breakers}");
+    assert!(breakers.contains("space cycle"), "{breakers}");
+    assert!(!breakers.contains("Enter"), "{breakers}");
+    let traces = words(&footer('5'));
+    assert!(
+        traces.contains("/ filter") && traces.contains("n next"),
+        "{traces}"
+    );
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char('p'));
+    press(&mut app, KeyCode::Char('p'));
+    assert!(screen(&app, 80, 24)[23].contains("resumed: live updates again"));
+}
