@@ -13,8 +13,9 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Show a cluster that runs elsewhere (its admin URL) instead of starting one.
-    #[arg(long, value_name = "URL", conflicts_with = "open")]
+    /// Show a cluster that runs elsewhere (its admin URL; `http://` may be left out) instead of
+    /// starting one.
+    #[arg(long, value_name = "URL", conflicts_with = "open", value_parser = admin_url)]
     pub attach: Option<String>,
     /// Browse traces from an OTLP/JSON file (`ctl traces export`) without a cluster.
     #[arg(long, value_name = "FILE")]

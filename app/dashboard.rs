@@ -30,12 +30,12 @@ pub fn run(args: &Cli) -> anyhow::Result<ExitCode> {
         match &args.attach {
             Some(url) => {
                 let handle = ClusterHandle::remote(AdminClient::new(url));
-                let title = format!("attached to {url}");
+                let title = "attached".to_string();
                 event_loop::run(handle, app::Header { mode: title, env }).await?;
             }
             None => {
                 let cluster = Cluster::start(args.cluster.cluster_options()?).await?;
-                let title = format!("embedded cluster · registry {}", cluster.registry_url());
+                let title = "embedded cluster".to_string();
                 let result =
                     event_loop::run(cluster.handle(), app::Header { mode: title, env }).await;
                 cluster.shutdown().await;

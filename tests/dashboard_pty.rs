@@ -146,10 +146,16 @@ fn dashboard_shows_live_services_switches_tabs_and_restores_the_terminal() {
 /// The admin URL the header shows ("· admin http://127.0.0.1:PORT").
 fn admin_url(screen: &str) -> String {
     let at = screen
-        .find("admin http://")
+        .find(" admin ")
         .expect("the header names the admin URL")
-        + 6;
-    screen[at..].split_whitespace().next().unwrap().to_string()
+        + 7;
+    let shown = screen[at..].split_whitespace().next().unwrap();
+    // Shortened to fit: without the scheme, or only the loopback port.
+    match shown.strip_prefix(':') {
+        Some(port) => format!("http://127.0.0.1:{port}"),
+        None if shown.contains("://") => shown.to_string(),
+        None => format!("http://{shown}"),
+    }
 }
 
 /// `lgo-dash ctl breakers --json`, the named breaker's `(state, mode)`.

@@ -72,7 +72,15 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Tab::Logs => views::logs::render(frame, body, &app.logs, &theme),
         Tab::Metrics => views::metrics::render(frame, body, &app.metrics, &app.snapshot, &theme),
         Tab::Config => {
-            views::config::render(frame, body, &app.config, &app.snapshot.config, &theme);
+            let bound = views::config::bound_ports(&app.snapshot);
+            views::config::render(
+                frame,
+                body,
+                &app.config,
+                &app.snapshot.config,
+                &bound,
+                &theme,
+            );
         }
     }
     if matches!(app.link, Link::Lost { .. }) {
@@ -142,28 +150,75 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .iter()
         .filter(|i| i.view.health == Health::Passing)
         .count();
-    let mut spans = vec![
-        Span::styled(" lgo-dash ", theme.tab_active),
-        Span::styled(
-            format!("· {} · env {} · ", app.header.mode, app.env()),
-            theme.dim,
-        ),
-        Span::styled(
-            format!("{passing}/{total} instances passing"),
-            if passing == total {
-                theme.passing
-            } else {
-                theme.warning
-            },
-        ),
+    let health = if passing == total {
+        theme.passing
+    } else {
+        theme.warning
+    };
+    let url = |name: &str| {
+        snap.endpoints
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.url.as_str())
+    };
+    // The gateway is where requests go; the admin URL is what `ctl --admin` and `--attach`
+    // need; both stay in sight. Narrower, parts shorten, then the least needed go.
+    // 0: the whole URL; 1: without `http://`; 2: only the port of a loopback one.
+    let endpoint = |name: &'static str, short: u8| {
+        url(name).map(|u| {
+            let bare = u.strip_prefix("http://").unwrap_or(u);
+            let shown = match short {
+                0 => u,
+                1 => bare,
+                _ => bare.strip_prefix("127.0.0.1").unwrap_or(bare),
+            };
+            (format!(" · {name} {shown}"), theme.dim)
+        })
+    };
+    let paused = app
+        .paused
+        .then(|| ("  ⏸ PAUSED (p resumes)".to_string(), theme.warning));
+    // (URL form, terse count, registry shown, mode shown): the fullest that fits.
+    let layouts = [
+        (0, false, true, true),
+        (1, false, true, true),
+        (1, false, false, true),
+        (2, true, true, true),
+        (2, true, false, true),
+        (2, true, false, false),
     ];
-    // The admin URL is what `ctl --admin` and `--attach` need, so it is always in sight.
-    if let Some(admin) = snap.endpoints.iter().find(|e| e.name == "admin") {
-        spans.push(Span::styled(format!(" · admin {}", admin.url), theme.dim));
+    let width = usize::from(area.width);
+    let mut chosen = Vec::new();
+    for (short, terse, with_registry, with_mode) in layouts {
+        let mut parts: Vec<(String, Style)> = vec![(" lgo-dash ".into(), theme.tab_active)];
+        if with_mode {
+            parts.push((format!("· {} ", app.header.mode), theme.dim));
+        }
+        parts.push((format!("· env {} · ", app.env()), theme.dim));
+        parts.push((
+            if terse {
+                format!("{passing}/{total} passing")
+            } else {
+                format!("{passing}/{total} instances passing")
+            },
+            health,
+        ));
+        parts.extend(endpoint("gateway", short));
+        parts.extend(endpoint("admin", short));
+        if with_registry {
+            parts.extend(endpoint("registry", short));
+        }
+        parts.extend(paused.clone());
+        let fits = parts.iter().map(|(t, _)| t.chars().count()).sum::<usize>() <= width;
+        chosen = parts;
+        if fits {
+            break;
+        }
     }
-    if app.paused {
-        spans.push(Span::styled("  ⏸ PAUSED (p resumes)", theme.warning));
-    }
+    let spans: Vec<Span> = chosen
+        .into_iter()
+        .map(|(t, s)| Span::styled(t, s))
+        .collect();
     frame.render_widget(Line::from(spans), area);
 }
 

@@ -1545,3 +1545,49 @@ fn footer_hints_say_what_the_keys_do_on_each_tab() {
     press(&mut app, KeyCode::Char('p'));
     assert!(screen(&app, 80, 24)[23].contains("resumed: live updates again"));
 }
+
+/// Every endpoint a user needs is on screen: the gateway and the admin API in the header at
+/// 80 columns (shortened) and whole at 160; `ports.*` keys show the port really bound.
+#[test]
+fn the_gateway_and_admin_urls_are_in_the_header_and_ports_show_what_is_bound() {
+    use devcluster::config::center::{ConfigView, Entry};
+    let mut snap = (*busy_snapshot()).clone();
+    snap.endpoints = vec![
+        Endpoint::new("registry", "http://127.0.0.1:41999"),
+        Endpoint::new("gateway", "http://127.0.0.1:45901"),
+        Endpoint::new("admin", "http://127.0.0.1:37531"),
+    ];
+    snap.config = ConfigView {
+        version: 1,
+        entries: vec![
+            Entry {
+                key: "ports.admin".into(),
+                value: "9900".into(),
+                origin: "defaults".into(),
+            },
+            Entry {
+                key: "ports.gateway".into(),
+                value: "8080".into(),
+                origin: "defaults".into(),
+            },
+        ],
+        ..ConfigView::default()
+    };
+    let mut app = app();
+    app.on_snapshot(Arc::new(snap));
+    let narrow = &screen(&app, 80, 24)[0];
+    assert!(
+        narrow.contains("gateway :45901") && narrow.contains("admin :37531"),
+        "{narrow}"
+    );
+    let wide = &screen(&app, 160, 48)[0];
+    assert!(
+        wide.contains("gateway 127.0.0.1:45901") && wide.contains("admin 127.0.0.1:37531"),
+        "{wide}"
+    );
+    assert!(wide.contains("registry 127.0.0.1:41999"), "{wide}");
+    press(&mut app, KeyCode::Char('6'));
+    let all = screen(&app, 160, 48).join("\n");
+    assert!(all.contains("8080 → bound 45901"), "{all}");
+    assert!(all.contains("9900 → bound 37531"), "{all}");
+}

@@ -6,6 +6,7 @@ use super::balancer::clock;
 use super::prompt::edit_line;
 use crate::dashboard::action::Action;
 use devcluster::config::center::{Change, ConfigView};
+use devcluster::handle::ClusterSnapshot;
 use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -181,7 +182,39 @@ impl ConfigTab {
     }
 }
 
-pub fn render(frame: &mut Frame, area: Rect, tab: &ConfigTab, view: &ConfigView, theme: &Theme) {
+/// The port each `ports.*` key's listener is bound to, from the endpoints and the first
+/// instance of each sample service: with `--ports auto` they are not the configured ones.
+pub fn bound_ports(snap: &ClusterSnapshot) -> Vec<(String, u16)> {
+    let port_of = |url: &str| url.rsplit(':').next()?.trim_end_matches('/').parse().ok();
+    let mut out: Vec<(String, u16)> = snap
+        .endpoints
+        .iter()
+        .filter_map(|e| {
+            Some((
+                format!("ports.{}", e.name.replace('-', "_")),
+                port_of(&e.url)?,
+            ))
+        })
+        .collect();
+    for (key, first) in [
+        ("ports.user_service", "user-service-1"),
+        ("ports.order_service", "order-service-1"),
+    ] {
+        if let Some(i) = snap.instances.iter().find(|i| i.view.id == first) {
+            out.push((key.to_string(), i.view.port));
+        }
+    }
+    out
+}
+
+pub fn render(
+    frame: &mut Frame,
+    area: Rect,
+    tab: &ConfigTab,
+    view: &ConfigView,
+    bound: &[(String, u16)],
+    theme: &Theme,
+) {
     if view.entries.is_empty() {
         let notice = Notice::new([
             "No config to show.",
@@ -239,9 +272,17 @@ pub fn render(frame: &mut Frame, area: Rect, tab: &ConfigTab, view: &ConfigView,
             } else {
                 theme.warning
             };
+            // A port taken elsewhere (`--ports auto`) shows what is really listening.
+            let value = match bound.iter().find(|(k, _)| *k == e.key) {
+                Some((_, port)) if e.value != port.to_string() => Line::from(vec![
+                    Span::raw(clip(&e.value, 20)),
+                    Span::styled(format!(" → bound {port}"), theme.warning),
+                ]),
+                _ => Line::from(clip(&e.value, 40)),
+            };
             Row::new([
                 Cell::from(format!("    {}", section(&e.key).1)),
-                Cell::from(clip(&e.value, 40)),
+                Cell::from(value),
                 Cell::from(Span::styled(e.origin.as_str(), origin_style)),
             ])
         }
