@@ -356,6 +356,8 @@ impl App {
                 let id = self.traces.open.as_ref()?.id;
                 self.logs.trace = Some(id);
                 self.logs.search = None;
+                // A healthy request's lines are debug (access lines): all of the trace's show.
+                self.logs.level = devcluster::telemetry::Level::Debug;
                 self.logs.follow();
                 self.tab = Tab::Logs;
                 return self.fetch_logs(Instant::now());

@@ -577,9 +577,7 @@ fn route_inspector_takes_typing_and_shows_the_explanation() {
     press(&mut app, KeyCode::Char('e'));
     assert!(app.inspector.is_some());
     let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
-    for _ in 0.."GET /api/users/1".len() {
-        app.on_inspector_key(key(KeyCode::Backspace));
-    }
+    // The example it opens with is replaced by what is typed, not added to.
     for c in "post /api/orders q".chars() {
         app.on_inspector_key(key(KeyCode::Char(c)));
     }
@@ -1050,7 +1048,11 @@ mod logs_tab {
             }]),
         ));
         match request(&mut app, KeyCode::Char('L')) {
-            Some(Request::Logs(f)) => assert_eq!(f.trace, Some(TraceId(0xabc))),
+            Some(Request::Logs(f)) => {
+                assert_eq!(f.trace, Some(TraceId(0xabc)));
+                // The trace's access lines are debug: they must show.
+                assert_eq!(f.level, Some(devcluster::telemetry::Level::Debug));
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(app.tab, Tab::Logs);

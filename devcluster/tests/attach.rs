@@ -11,17 +11,32 @@ use devcluster::control::AdminClient;
 use devcluster::handle::Link;
 use std::time::{Duration, Instant};
 
+/// Free loopback ports below the kernel's ephemeral range (32768 and up on Linux), so no
+/// `bind(:0)` elsewhere (other tests' `--ports auto`) can take one between here and its use,
+/// nor while the cluster is down and started again.
+fn fixed_ports(n: usize) -> Vec<u16> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mut seed = u64::from(std::process::id()) << 32 | u64::from(nanos);
+    let mut out = Vec::new();
+    while out.len() < n {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let port = 20_000 + ((seed >> 33) % 12_000) as u16;
+        if !out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            out.push(port);
+        }
+    }
+    out
+}
+
 /// A cluster on fixed ports (free ones, chosen once), so a second one takes the first one's
 /// admin URL; one instance per sample service keeps the ports apart.
 fn fixed_ports_config() -> Config {
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let ports: Vec<u16> = (0..7).map(|_| free()).collect();
+    let ports = fixed_ports(7);
     let text = format!(
         "[ports]\nregistry = {}\nadmin = {}\ngateway = {}\notlp_grpc = {}\notlp_http = {}\n\
          user_service = {}\norder_service = {}\n\

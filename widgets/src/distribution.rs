@@ -1,5 +1,5 @@
 //! Horizontal bars showing each item's share of a total: "is it really balancing?" at a glance.
-//! One row per item: label, bar scaled to the largest share, percent, count and a note.
+//! One row per item: label, a bar of its share (a full bar is 100 %), percent, count and a note.
 
 use crate::theme::Theme;
 use ratatui::buffer::Buffer;
@@ -88,7 +88,6 @@ impl Widget for &DistributionBars<'_> {
         }
         let t = &self.theme;
         let total: u64 = self.rows.iter().map(|r| r.count).sum();
-        let max = self.rows.iter().map(|r| r.count).max().unwrap_or(0);
         let label_w = self
             .rows
             .iter()
@@ -104,11 +103,6 @@ impl Widget for &DistributionBars<'_> {
             } else {
                 r.count as f64 / total as f64
             };
-            let frac = if max == 0 {
-                0.0
-            } else {
-                r.count as f64 / max as f64
-            };
             let bar_style = match r.kind {
                 ShareKind::Normal => t.passing,
                 ShareKind::Ejected => t.warning,
@@ -118,7 +112,9 @@ impl Widget for &DistributionBars<'_> {
             let line = Line::from(vec![
                 Span::raw(format!("{label:<w$} ", w = label_w as usize)),
                 Span::styled(
-                    format!("{:<w$}", bar(frac, bar_w), w = bar_w as usize),
+                    // Scaled to the whole: an even split of three is three thirds, not three
+                    // full bars.
+                    format!("{:<w$}", bar(share, bar_w), w = bar_w as usize),
                     bar_style,
                 ),
                 Span::raw(format!(" {:>5.1}% {:>8} ", share * 100.0, r.count)),
@@ -172,15 +168,39 @@ mod tests {
         }
     }
 
+    /// A bar is its share of the whole: 50 % fills half the bar, an even split of three fills
+    /// a third each (scaled to the largest, 33/33/33 drew three full bars).
     #[test]
-    fn bars_scale_to_the_largest_and_show_shares() {
+    fn bars_show_shares_of_the_whole() {
+        let cells = |line: &str| {
+            let full = line.matches('█').count() as f64;
+            let part = ["▏", "▎", "▍", "▌", "▋", "▊", "▉"]
+                .iter()
+                .enumerate()
+                .find(|(_, p)| line.contains(*p))
+                .map_or(0.0, |(i, _)| (i + 1) as f64 / 8.0);
+            full + part
+        };
         let lines = screen(&[row("a", 50), row("b", 25), row("c", 25)], 60);
-        let full = lines[0].matches('█').count();
-        let half = lines[1].matches('█').count();
-        assert!(full >= 8, "{lines:#?}");
-        assert!(half * 2 >= full - 1 && half * 2 <= full + 1, "{lines:#?}");
+        let half = cells(&lines[0]);
+        let quarter = cells(&lines[1]);
+        assert!(half >= 4.0, "{lines:#?}");
+        assert!((half - 2.0 * quarter).abs() <= 0.25, "{lines:#?}");
         assert!(lines[0].contains("50.0%"), "{lines:#?}");
         assert!(lines[2].contains("25.0%"), "{lines:#?}");
+        // Half of the bar's width: the bar column is what is left beside label and numbers.
+        let bar_width = 60 - 5 - 18;
+        assert!(
+            (half - f64::from(bar_width) / 2.0).abs() <= 1.0,
+            "{lines:#?}"
+        );
+        let even = screen(&[row("a", 1), row("b", 1), row("c", 1)], 60);
+        for l in &even {
+            assert!(
+                (cells(l) - f64::from(bar_width) / 3.0).abs() <= 1.0,
+                "{even:#?}"
+            );
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Answer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inspector {
     pub input: String,
+    /// The input is still the example it opened with, shown selected: typing replaces it.
+    pub example: bool,
     pub answer: Option<Answer>,
 }
 
@@ -37,6 +39,7 @@ impl Default for Inspector {
     fn default() -> Self {
         Inspector {
             input: "GET /api/users/1".into(),
+            example: true,
             answer: None,
         }
     }
@@ -71,7 +74,17 @@ impl Inspector {
                 }
                 Err(e) => InspectorKey::Invalid(e),
             },
-            _ if super::prompt::edit_line(&mut self.input, key) => InspectorKey::Edited,
+            // The first character typed, or a deletion, replaces the example as a whole.
+            KeyCode::Char(_) | KeyCode::Backspace | KeyCode::Delete if self.example => {
+                self.example = false;
+                self.input.clear();
+                super::prompt::edit_line(&mut self.input, key);
+                InspectorKey::Edited
+            }
+            _ if super::prompt::edit_line(&mut self.input, key) => {
+                self.example = false;
+                InspectorKey::Edited
+            }
             _ => InspectorKey::Ignored,
         }
     }
@@ -87,7 +100,11 @@ pub fn render(frame: &mut Frame, area: Rect, insp: &Inspector, theme: &Theme) {
     let mut lines = vec![
         Line::from(vec![
             Span::styled("› ", theme.key),
-            Span::raw(insp.input.as_str()),
+            if insp.example {
+                Span::styled(insp.input.as_str(), theme.selected)
+            } else {
+                Span::raw(insp.input.as_str())
+            },
             Span::styled("▏", theme.key),
         ]),
         Line::raw(""),

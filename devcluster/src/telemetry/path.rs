@@ -345,8 +345,9 @@ impl PathSpan {
     }
 }
 
+/// Milliseconds to the microsecond: `0.452`, not `0.45229400000000003`.
 fn took_ms(ns: u64) -> String {
-    (ns as f64 / 1e6).to_string()
+    format!("{:.3}", ns as f64 / 1e6)
 }
 
 /// A reason whose `TwoChoices::other` is a [`Name`] number, as a sentence.
