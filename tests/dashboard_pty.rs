@@ -316,27 +316,8 @@ fn a_config_edit_in_the_dashboard_is_refused_in_place_then_applied_and_written_b
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Free loopback ports below the kernel's ephemeral range (32768 and up on Linux), so no
-/// `bind(:0)` elsewhere (other tests' `--ports auto`) can take one between here and its use,
-/// nor while the cluster is down and started again.
-fn fixed_ports(n: usize) -> Vec<u16> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let mut seed = u64::from(std::process::id()) << 32 | u64::from(nanos);
-    let mut out = Vec::new();
-    while out.len() < n {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let port = 20_000 + ((seed >> 33) % 12_000) as u16;
-        if !out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            out.push(port);
-        }
-    }
-    out
-}
+#[path = "../devcluster/tests/common/fixed_ports.rs"]
+mod fixed_ports;
 
 /// A `serve` process on fixed free ports (from a config file), so it can be started again on
 /// the same admin URL; killed when dropped.
@@ -369,21 +350,12 @@ impl Drop for Served {
 /// picks it up by itself.
 #[test]
 fn an_attached_dashboard_notices_a_killed_cluster_and_recovers_when_it_is_back() {
-    let p = fixed_ports(7);
+    let (text, admin_port) = fixed_ports::fixed_ports_toml();
     let dir = std::env::temp_dir().join(format!("lgo-dash-attach-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("ports.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[ports]\nregistry = {}\nadmin = {}\ngateway = {}\notlp_grpc = {}\notlp_http = {}\n\
-             user_service = {}\norder_service = {}\n\
-             [services.user-service]\ninstances = 1\n[services.order-service]\ninstances = 1\n",
-            p[0], p[1], p[2], p[3], p[4], p[5], p[6]
-        ),
-    )
-    .unwrap();
-    let admin = format!("http://127.0.0.1:{}", p[1]);
+    std::fs::write(&config, text).unwrap();
+    let admin = format!("http://127.0.0.1:{admin_port}");
     let mut served = Served::start(&config);
     let tmux = Tmux::start("attach", &format!("{BIN} --attach {admin}; sleep 60"));
     tmux.wait_for("the attached cluster's instances", |s| {

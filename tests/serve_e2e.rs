@@ -203,39 +203,25 @@ async fn a_busy_port_and_a_bad_config_are_refused_with_a_way_out() {
         "{err}"
     );
 
+    // `serve --ports auto --config FILE` refused: what it says on stderr.
+    let refused = |file: String| async move {
+        let out = Command::new(BIN)
+            .args(["serve", "--ports", "auto", "--config", &file])
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     let cfg = temp_file("typo.toml", "[health]\nintervl_ms = 10\n");
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--ports",
-            "auto",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .output()
-        .await
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused(cfg.to_str().unwrap().to_string()).await;
     assert!(
         err.contains("typo.toml") && err.contains("intervl_ms"),
         "{err}"
     );
 
     // A config file that is not there: named, with the reason said once.
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--ports",
-            "auto",
-            "--config",
-            "/nonexistent/lgo.toml",
-        ])
-        .output()
-        .await
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused("/nonexistent/lgo.toml".to_string()).await;
     assert!(err.contains("/nonexistent/lgo.toml"), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }

@@ -11,38 +11,12 @@ use devcluster::control::AdminClient;
 use devcluster::handle::Link;
 use std::time::{Duration, Instant};
 
-/// Free loopback ports below the kernel's ephemeral range (32768 and up on Linux), so no
-/// `bind(:0)` elsewhere (other tests' `--ports auto`) can take one between here and its use,
-/// nor while the cluster is down and started again.
-fn fixed_ports(n: usize) -> Vec<u16> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let mut seed = u64::from(std::process::id()) << 32 | u64::from(nanos);
-    let mut out = Vec::new();
-    while out.len() < n {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let port = 20_000 + ((seed >> 33) % 12_000) as u16;
-        if !out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            out.push(port);
-        }
-    }
-    out
-}
+#[path = "common/fixed_ports.rs"]
+mod fixed_ports;
 
-/// A cluster on fixed ports (free ones, chosen once), so a second one takes the first one's
-/// admin URL; one instance per sample service keeps the ports apart.
+/// A cluster on fixed ports, so a second one takes the first one's admin URL.
 fn fixed_ports_config() -> Config {
-    let ports = fixed_ports(7);
-    let text = format!(
-        "[ports]\nregistry = {}\nadmin = {}\ngateway = {}\notlp_grpc = {}\notlp_http = {}\n\
-         user_service = {}\norder_service = {}\n\
-         [services.user-service]\ninstances = 1\n[services.order-service]\ninstances = 1\n",
-        ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]
-    );
+    let (text, _) = fixed_ports::fixed_ports_toml();
     Config::from_layers(&[("defaults", DEFAULTS_TOML), ("test", &text)]).unwrap()
 }
 
