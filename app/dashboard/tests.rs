@@ -905,6 +905,113 @@ mod metrics_tab {
         );
         assert!(all.contains('█'), "sparklines drawn: {all}");
     }
+
+    /// At every common size, each tab's identifying text is whole (instances, breakers, picks,
+    /// routes, caller → target, config keys) and no latency is cut; less needed columns go
+    /// instead. Then every size down to 1×1 and back draws without a panic.
+    #[test]
+    fn identifiers_are_whole_and_numbers_uncut_at_every_size() {
+        use devcluster::config::center::{ConfigView, Entry};
+        let mut snap = (*busy_snapshot()).clone();
+        snap.breakers.push(breaker(
+            "order-service->user-service",
+            State::HalfOpen,
+            Mode::Auto,
+        ));
+        snap.metrics = MetricsView {
+            services: [
+                ("gateway".to_string(), series(20.0, 0.0, 1234.25, 2400)),
+                ("order-service".to_string(), series(5.5, 0.0, 0.49, 600)),
+            ]
+            .into(),
+            instances: Default::default(),
+            routes: vec![RouteSeries {
+                service: "gateway".into(),
+                route: "/api/orders/{id}".into(),
+                series: series(2.0, 0.0, 0.45, 240),
+            }],
+            calls: vec![CallSeries {
+                caller: "order-service".into(),
+                target: "user-service".into(),
+                series: series(6.5, 1.5, 0.25, 780),
+            }],
+            process: ProcessView::default(),
+        };
+        snap.config = ConfigView {
+            version: 1,
+            entries: vec![Entry {
+                key: "breaker.gateway->user-service.failure_rate_threshold".into(),
+                value: "50".into(),
+                origin: "assets/config/development.toml".into(),
+            }],
+            ..ConfigView::default()
+        };
+        let snap = Arc::new(snap);
+        let tabs: [(char, &[&str]); 5] = [
+            ('1', &["order-service-1", "order-service"]),
+            ('2', &["order-service", "round_robin", "user-service"]),
+            (
+                '3',
+                &[
+                    "gateway->order-service",
+                    "gateway->user-service",
+                    "order-service->user-service",
+                ],
+            ),
+            (
+                '4',
+                &[
+                    "order-service",
+                    "/api/orders/{id}",
+                    "order-service → user-service",
+                ],
+            ),
+            ('6', &["gateway->user-service.failure_rate_threshold"]),
+        ];
+        for (w, h) in [(80, 24), (100, 30), (160, 48), (220, 60)] {
+            for (tab, names) in tabs {
+                let mut app = app();
+                app.on_snapshot(snap.clone());
+                press(&mut app, KeyCode::Char(tab));
+                if tab == '4' {
+                    press(&mut app, KeyCode::Char('j')); // the selected service: order-service
+                    press(&mut app, KeyCode::Char('k'));
+                }
+                let all = screen(&app, w, h).join("\n");
+                for name in names {
+                    assert!(
+                        all.contains(name),
+                        "tab {tab} at {w}×{h}: {name} cut:\n{all}"
+                    );
+                }
+                // A latency is digits, a point, digits and "ms": never ".25ms" or "1234.2".
+                for word in all.split(|c: char| c.is_whitespace() || c == '│') {
+                    if let Some(num) = word.strip_suffix("ms") {
+                        assert!(
+                            !num.is_empty()
+                                && !num.starts_with('.')
+                                && num.chars().all(|c| c.is_ascii_digit() || c == '.'),
+                            "tab {tab} at {w}×{h}: {word:?}:\n{all}"
+                        );
+                    }
+                }
+            }
+        }
+        for tab in ['1', '2', '3', '4', '5', '6', '7'] {
+            let mut app = app();
+            app.on_snapshot(snap.clone());
+            press(&mut app, KeyCode::Char(tab));
+            // Down from 220×60 to 1×1 and back up, as a window being resized.
+            let down = (1..=60).rev().step_by(3).chain([1]);
+            let sizes = down
+                .clone()
+                .chain(down.rev())
+                .map(|h: u16| (h * 220 / 60, h));
+            for (w, h) in sizes.chain([(1, 1), (2, 40), (200, 2)]) {
+                screen(&app, w.max(1), h);
+            }
+        }
+    }
 }
 
 mod logs_tab {

@@ -2,9 +2,10 @@
 //! flight, req/s, error %), version, notes (faults, ejection, countdowns) and the last
 //! health-check output. Selection lives in a `TableState` kept by the caller.
 
+use crate::columns::{Column, constraints, fit, shown, widest};
 use crate::theme::Theme;
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Row, StatefulWidget, Table, TableState};
@@ -93,19 +94,46 @@ impl StatefulWidget for &InstanceTable<'_> {
             return;
         }
         let t = &self.theme;
-        let header = Row::new([
-            "INSTANCE",
-            "HEALTH",
-            "PROCESS",
-            "ADDRESS",
-            "WEIGHT",
-            "INFL",
-            "REQ/S",
-            "ERR%",
-            "VERSION",
-            "NOTES",
-            "LAST CHECK",
-        ])
+        // Which columns fit: the instance, its health and its notes stay; the rest go, the
+        // last check first and the request rate last.
+        let inner = match &self.block {
+            Some(_) => area.width.saturating_sub(2),
+            None => area.width,
+        };
+        let notes: Vec<String> = self.rows.iter().map(|r| r.notes.join(" ")).collect();
+        let widths = fit(
+            &[
+                Column::keep(widest(self.rows.iter().map(|r| r.id.as_str()), 8)),
+                Column::keep(10),
+                Column::drop(8, 3),
+                Column::drop(widest(self.rows.iter().map(|r| r.address.as_str()), 7), 6),
+                Column::drop(6, 5),
+                Column::drop(4, 4),
+                Column::drop(6, 2),
+                Column::drop(5, 2),
+                Column::drop(7, 7),
+                Column::drop(widest(notes.iter().map(String::as_str), 5).min(26), 1),
+                Column::fill(10, 8),
+            ],
+            inner,
+            1,
+        );
+        let header = Row::new(shown(
+            [
+                "INSTANCE",
+                "HEALTH",
+                "PROCESS",
+                "ADDRESS",
+                "WEIGHT",
+                "INFL",
+                "REQ/S",
+                "ERR%",
+                "VERSION",
+                "NOTES",
+                "LAST CHECK",
+            ],
+            &widths,
+        ))
         .style(t.title);
         let rows = self.rows.iter().map(|r| {
             let process_style = if r.process == "running" {
@@ -119,49 +147,30 @@ impl StatefulWidget for &InstanceTable<'_> {
                 Some(e) if e > 0.0 => t.warning,
                 _ => t.text,
             };
-            Row::new([
-                Cell::from(r.id.as_str()),
-                Cell::from(Span::styled(r.health.label(), r.health.style(t))),
-                Cell::from(Span::styled(r.process.as_str(), process_style)),
-                Cell::from(r.address.as_str()),
-                right(r.weight.to_string()),
-                right(r.in_flight.to_string()),
-                right(r.rps.map_or("-".into(), |v| format!("{v:.1}"))),
-                Cell::from(
-                    Line::from(Span::styled(
-                        r.error_pct.map_or("-".into(), |v| format!("{v:.1}")),
-                        err_style,
-                    ))
-                    .right_aligned(),
-                ),
-                Cell::from(r.version.as_str()),
-                Cell::from(Span::styled(r.notes.join(" "), t.warning)),
-                Cell::from(Span::styled(r.check.as_str(), t.dim)),
-            ])
+            Row::new(shown(
+                [
+                    Cell::from(r.id.as_str()),
+                    Cell::from(Span::styled(r.health.label(), r.health.style(t))),
+                    Cell::from(Span::styled(r.process.as_str(), process_style)),
+                    Cell::from(r.address.as_str()),
+                    right(r.weight.to_string()),
+                    right(r.in_flight.to_string()),
+                    right(r.rps.map_or("-".into(), |v| format!("{v:.1}"))),
+                    Cell::from(
+                        Line::from(Span::styled(
+                            r.error_pct.map_or("-".into(), |v| format!("{v:.1}")),
+                            err_style,
+                        ))
+                        .right_aligned(),
+                    ),
+                    Cell::from(r.version.as_str()),
+                    Cell::from(Span::styled(r.notes.join(" "), t.warning)),
+                    Cell::from(Span::styled(r.check.as_str(), t.dim)),
+                ],
+                &widths,
+            ))
         });
-        let widths = [
-            Constraint::Length(longest(self.rows.iter().map(|r| r.id.as_str()), 8, 28)),
-            Constraint::Length(10),
-            Constraint::Length(8),
-            Constraint::Length(longest(self.rows.iter().map(|r| r.address.as_str()), 7, 22)),
-            Constraint::Length(6),
-            Constraint::Length(4),
-            Constraint::Length(6),
-            Constraint::Length(5),
-            Constraint::Length(7),
-            Constraint::Length(longest(
-                self.rows
-                    .iter()
-                    .map(|r| r.notes.join(" "))
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(String::as_str),
-                5,
-                26,
-            )),
-            Constraint::Fill(1),
-        ];
-        let mut table = Table::new(rows, widths)
+        let mut table = Table::new(rows, constraints(&widths))
             .header(header)
             .column_spacing(1)
             .row_highlight_style(t.selected);
@@ -170,14 +179,6 @@ impl StatefulWidget for &InstanceTable<'_> {
         }
         StatefulWidget::render(table, area, buf, state);
     }
-}
-
-fn longest<'s>(items: impl Iterator<Item = &'s str>, min: u16, max: u16) -> u16 {
-    items
-        .map(|s| s.chars().count() as u16)
-        .max()
-        .unwrap_or(0)
-        .clamp(min, max)
 }
 
 #[cfg(test)]

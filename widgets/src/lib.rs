@@ -2,6 +2,7 @@
 //! the cluster; the app converts its snapshots into these structs.
 
 pub mod breaker_badge;
+pub mod columns;
 pub mod distribution;
 pub mod instance_table;
 pub mod notice;

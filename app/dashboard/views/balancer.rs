@@ -11,6 +11,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, List, ListItem, ListState, Row, Table};
+use widgets::columns::{Column, constraints, fit, shown, widest};
 use widgets::{DistributionBars, Notice, ShareKind, ShareRow, Theme};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -172,14 +173,29 @@ pub fn render(
             theme.border
         }
     };
+    // As wide as the names and strategies need (up to 40): the picks beside it want the room.
+    let name_w = snap
+        .balancers
+        .iter()
+        .map(|b| b.target.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(8, 24) as u16;
+    let strategy_w = snap
+        .balancers
+        .iter()
+        .map(|b| b.strategy.as_str().chars().count())
+        .max()
+        .unwrap_or(0) as u16;
+    let pane = (name_w + 1 + strategy_w + 2).min(40);
     let [left, right] =
-        Layout::horizontal([Constraint::Length(34), Constraint::Fill(1)]).areas(area);
+        Layout::horizontal([Constraint::Length(pane), Constraint::Fill(1)]).areas(area);
     let items: Vec<ListItem> = snap
         .balancers
         .iter()
         .map(|b| {
             ListItem::new(Line::from(vec![
-                Span::raw(format!("{:<17}", b.target)),
+                Span::raw(format!("{:<w$} ", b.target, w = usize::from(name_w))),
                 Span::styled(b.strategy.as_str(), theme.key),
             ]))
         })
@@ -224,6 +240,22 @@ pub fn render(
         );
     frame.render_widget(&bars, bars_area);
 
+    // The chosen instance is never cut; the trace, the caller and why go before it.
+    let chosen_w = widest(b.recent.iter().map(|p| p.chosen.as_str()), 6);
+    let caller_w = widest(b.recent.iter().map(|p| p.caller.as_str()), 6);
+    let widths = fit(
+        &[
+            Column::drop(12, 3),
+            Column::drop(caller_w, 4),
+            Column::keep(chosen_w),
+            Column::drop(5, 2),
+            Column::drop(7, 1),
+            Column::fill(8, 5),
+            Column::drop(8, 6),
+        ],
+        picks_area.width.saturating_sub(2),
+        1,
+    );
     // Newest first: the stream reads top-down like a log being written.
     let picks = b.recent.iter().rev().map(|p| {
         let eligible = p.candidates.iter().filter(|c| c.eligible).count();
@@ -233,44 +265,37 @@ pub fn render(
         } else {
             format!("{eligible}/{}", p.candidates.len())
         };
-        Row::new([
-            Span::styled(clock(p.at_unix_ms), theme.dim),
-            Span::raw(p.caller.clone()),
-            Span::styled(p.chosen.clone(), theme.passing),
-            Span::raw(cand),
-            Span::raw(if p.attempt > 1 {
-                format!("retry {}", p.attempt)
-            } else {
-                String::new()
-            }),
-            Span::raw(p.reason.clone()),
-            Span::styled(
-                p.trace_id
-                    .as_deref()
-                    .map(|t| t.chars().take(8).collect::<String>())
-                    .unwrap_or_default(),
-                theme.dim,
-            ),
-        ])
+        Row::new(shown(
+            [
+                Span::styled(clock(p.at_unix_ms), theme.dim),
+                Span::raw(p.caller.clone()),
+                Span::styled(p.chosen.clone(), theme.passing),
+                Span::raw(cand),
+                Span::raw(if p.attempt > 1 {
+                    format!("retry {}", p.attempt)
+                } else {
+                    String::new()
+                }),
+                Span::raw(p.reason.clone()),
+                Span::styled(
+                    p.trace_id
+                        .as_deref()
+                        .map(|t| t.chars().take(8).collect::<String>())
+                        .unwrap_or_default(),
+                    theme.dim,
+                ),
+            ],
+            &widths,
+        ))
     });
-    let table = Table::new(
-        picks,
-        [
-            Constraint::Length(12),
-            Constraint::Length(14),
-            Constraint::Length(16),
-            Constraint::Length(5),
-            Constraint::Length(7),
-            Constraint::Fill(1),
-            Constraint::Length(8),
-        ],
-    )
-    .header(Row::new(["TIME", "CALLER", "CHOSEN", "CAND", "", "WHY", "TRACE"]).style(theme.title))
-    .block(
-        Block::bordered()
-            .title(Line::styled(" Recent picks (newest first) ", theme.title))
-            .border_style(theme.border),
-    );
+    let header = ["TIME", "CALLER", "CHOSEN", "CAND", "", "WHY", "TRACE"];
+    let table = Table::new(picks, constraints(&widths))
+        .header(Row::new(shown(header, &widths)).style(theme.title))
+        .block(
+            Block::bordered()
+                .title(Line::styled(" Recent picks (newest first) ", theme.title))
+                .border_style(theme.border),
+        );
     frame.render_widget(table, picks_area);
 }
 

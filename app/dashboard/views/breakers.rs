@@ -10,6 +10,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use widgets::columns::{Column, constraints, fit, shown, widest};
 use widgets::{BreakerBadge, BreakerLight, Notice, Theme};
 
 #[derive(Debug, Default)]
@@ -75,6 +76,24 @@ pub fn render(
     }
     let [table_area, detail_area] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(10)]).areas(area);
+    // The breaker's whole name and its state stay; the rest go as the width asks, probes and
+    // the time in state first, the failure rate last.
+    let widths = fit(
+        &[
+            Column::keep(widest(snap.breakers.iter().map(|b| b.name.as_str()), 7)),
+            Column::keep(11),
+            Column::drop(13, 3),
+            Column::drop(5, 1),
+            Column::drop(5, 2),
+            Column::drop(7, 4),
+            Column::drop(8, 6),
+            Column::drop(8, 5),
+            Column::drop(8, 7),
+            Column::drop(6, 8),
+        ],
+        table_area.width.saturating_sub(2),
+        1,
+    );
     let rows = snap.breakers.iter().map(|b| {
         let rate_style = |rate: f64, threshold: u32| {
             if rate >= f64::from(threshold) {
@@ -86,69 +105,63 @@ pub fn render(
             }
         };
         let s = &b.settings;
-        Row::new([
-            Cell::from(b.name.as_str()),
-            Cell::from(badge(b).span(theme)),
-            Cell::from(Span::styled(
-                b.mode.as_str(),
-                if b.mode == Mode::Auto {
-                    theme.dim
-                } else {
-                    theme.warning
-                },
-            )),
-            Cell::from(
-                Line::from(Span::styled(
-                    format!("{:.0}%", b.failure_rate),
-                    rate_style(b.failure_rate, s.failure_rate_threshold),
-                ))
-                .right_aligned(),
-            ),
-            Cell::from(
-                Line::from(Span::styled(
-                    format!("{:.0}%", b.slow_rate),
-                    rate_style(b.slow_rate, s.slow_call_rate_threshold),
-                ))
-                .right_aligned(),
-            ),
-            Cell::from(Line::from(format!("{}/{}", b.calls_in_window, s.window)).right_aligned()),
-            Cell::from(Line::from(b.total_calls.to_string()).right_aligned()),
-            Cell::from(Line::from(b.rejected.to_string()).right_aligned()),
-            Cell::from(Line::from(span_of(b.in_state_ms)).right_aligned()),
-            Cell::from(
-                Line::from(format!("{}/{}", b.probes_in_flight, s.half_open_probes))
+        Row::new(shown(
+            [
+                Cell::from(b.name.as_str()),
+                Cell::from(badge(b).span(theme)),
+                Cell::from(Span::styled(
+                    b.mode.as_str(),
+                    if b.mode == Mode::Auto {
+                        theme.dim
+                    } else {
+                        theme.warning
+                    },
+                )),
+                Cell::from(
+                    Line::from(Span::styled(
+                        format!("{:.0}%", b.failure_rate),
+                        rate_style(b.failure_rate, s.failure_rate_threshold),
+                    ))
                     .right_aligned(),
-            ),
-        ])
+                ),
+                Cell::from(
+                    Line::from(Span::styled(
+                        format!("{:.0}%", b.slow_rate),
+                        rate_style(b.slow_rate, s.slow_call_rate_threshold),
+                    ))
+                    .right_aligned(),
+                ),
+                Cell::from(
+                    Line::from(format!("{}/{}", b.calls_in_window, s.window)).right_aligned(),
+                ),
+                Cell::from(Line::from(b.total_calls.to_string()).right_aligned()),
+                Cell::from(Line::from(b.rejected.to_string()).right_aligned()),
+                Cell::from(Line::from(span_of(b.in_state_ms)).right_aligned()),
+                Cell::from(
+                    Line::from(format!("{}/{}", b.probes_in_flight, s.half_open_probes))
+                        .right_aligned(),
+                ),
+            ],
+            &widths,
+        ))
     });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(30),
-            Constraint::Length(12),
-            Constraint::Length(13),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(9),
-            Constraint::Length(6),
-        ],
-    )
-    .header(
-        Row::new([
-            "BREAKER", "STATE", "MODE", "FAIL%", "SLOW%", "WINDOW", "CALLS", "REJECTED",
-            "IN STATE", "PROBES",
-        ])
-        .style(theme.title),
-    )
-    .row_highlight_style(theme.selected)
-    .block(
-        Block::bordered()
-            .title(Line::styled(" Circuit breakers ", theme.title))
-            .border_style(theme.border_focused),
-    );
+    let table = Table::new(rows, constraints(&widths))
+        .header(
+            Row::new(shown(
+                [
+                    "BREAKER", "STATE", "MODE", "FAIL%", "SLOW%", "WINDOW", "CALLS", "REJECTED",
+                    "IN STATE", "PROBES",
+                ],
+                &widths,
+            ))
+            .style(theme.title),
+        )
+        .row_highlight_style(theme.selected)
+        .block(
+            Block::bordered()
+                .title(Line::styled(" Circuit breakers ", theme.title))
+                .border_style(theme.border_focused),
+        );
     let mut state = TableState::default().with_selected(Some(view.selected));
     frame.render_stateful_widget(table, table_area, &mut state);
 

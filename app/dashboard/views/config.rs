@@ -14,6 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{
     Block, Cell, Clear, List, ListItem, Paragraph, Row, Table, TableState, Wrap,
 };
+use widgets::columns::{Column, constraints, fit, shown, widest};
 use widgets::{Notice, Theme};
 
 #[derive(Debug, Default)]
@@ -247,24 +248,53 @@ pub fn render(
         }
         None => area,
     };
-    let [keys, history] =
-        Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(area);
-    let rows = tab.rows(view).into_iter().map(|r| match r {
-        TreeRow::Section(name, n, folded) => Row::new([
-            Cell::from(Span::styled(
-                format!("{} {name}", if folded { "▸" } else { "▾" }),
-                theme.title,
-            )),
-            Cell::from(Span::styled(
-                match (folded, n) {
-                    (false, _) => String::new(),
-                    (true, 1) => "1 key".into(),
-                    (true, n) => format!("{n} keys"),
-                },
-                theme.dim,
-            )),
-            Cell::from(""),
-        ]),
+    // Side by side when there is room; on a narrow terminal the history goes under the keys,
+    // so the keys keep the whole width.
+    let [keys, history] = if area.width >= 110 {
+        Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(area)
+    } else {
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(8)]).areas(area)
+    };
+    let tree = tab.rows(view);
+    // A key's name is never cut; the origin column goes first, then values are cut.
+    let key_w = widest(
+        tree.iter().map(|r| match r {
+            TreeRow::Key(i) => section(&view.entries[*i].key).1,
+            TreeRow::Section(name, ..) => name,
+        }),
+        3,
+    ) + 4;
+    let widths = fit(
+        &[
+            Column::keep(key_w),
+            Column::fill(12, 2),
+            Column::drop(
+                widest(view.entries.iter().map(|e| e.origin.as_str()), 4).min(28),
+                1,
+            ),
+        ],
+        keys.width.saturating_sub(2),
+        1,
+    );
+    let rows = tree.into_iter().map(|r| match r {
+        TreeRow::Section(name, n, folded) => Row::new(shown(
+            [
+                Cell::from(Span::styled(
+                    format!("{} {name}", if folded { "▸" } else { "▾" }),
+                    theme.title,
+                )),
+                Cell::from(Span::styled(
+                    match (folded, n) {
+                        (false, _) => String::new(),
+                        (true, 1) => "1 key".into(),
+                        (true, n) => format!("{n} keys"),
+                    },
+                    theme.dim,
+                )),
+                Cell::from(""),
+            ],
+            &widths,
+        )),
         TreeRow::Key(i) => {
             let e = &view.entries[i];
             let origin_style = if e.origin == "defaults" {
@@ -280,22 +310,18 @@ pub fn render(
                 ]),
                 _ => Line::from(clip(&e.value, 40)),
             };
-            Row::new([
-                Cell::from(format!("    {}", section(&e.key).1)),
-                Cell::from(value),
-                Cell::from(Span::styled(e.origin.as_str(), origin_style)),
-            ])
+            Row::new(shown(
+                [
+                    Cell::from(format!("    {}", section(&e.key).1)),
+                    Cell::from(value),
+                    Cell::from(Span::styled(e.origin.as_str(), origin_style)),
+                ],
+                &widths,
+            ))
         }
     });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Fill(3),
-            Constraint::Fill(2),
-            Constraint::Length(28),
-        ],
-    )
-    .header(Row::new(["KEY", "VALUE", "FROM"]).style(theme.title))
+    let table = Table::new(rows, constraints(&widths))
+        .header(Row::new(shown(["KEY", "VALUE", "FROM"], &widths)).style(theme.title))
     .row_highlight_style(theme.selected)
     .block(
         Block::bordered()

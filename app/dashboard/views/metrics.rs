@@ -10,6 +10,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Sparkline, Table, TableState};
+use widgets::columns::{Column, constraints, fit, shown, widest};
 use widgets::{Notice, Theme};
 
 #[derive(Debug, Default)]
@@ -99,8 +100,8 @@ pub fn render(
     let table = stats_table(
         " Services · last 10 s (requests and errors: last 5 min) ",
         "SERVICE",
-        Constraint::Length(18),
         services,
+        top.width,
         theme.border_focused,
         theme,
     )
@@ -115,8 +116,8 @@ pub fn render(
         stats_table(
             &format!(" {name} · per route "),
             "ROUTE",
-            Constraint::Fill(1),
             routes,
+            left.width,
             theme.border,
             theme,
         ),
@@ -126,8 +127,8 @@ pub fn render(
         stats_table(
             " Client side · calls per caller → target (errors: failed calls) ",
             "CALLER → TARGET",
-            Constraint::Fill(1),
             calls,
+            right.width,
             theme.border,
             theme,
         ),
@@ -140,19 +141,54 @@ pub fn render(
     frame.render_widget(process_panel(&m.process, theme), process);
 }
 
-/// Rows of rates, error %, percentiles and totals under a bordered title.
+/// Rows of rates, error %, percentiles and totals under a bordered title, as many columns as
+/// fit `width`: the name is never cut, nor a number; the totals go first, then P50 and P90,
+/// the rate last.
 fn stats_table<'a>(
     title: &str,
     first: &'a str,
-    first_width: Constraint,
     rows: Vec<(String, &Series)>,
+    width: u16,
     border: ratatui::style::Style,
     theme: &Theme,
 ) -> Table<'a> {
-    let right = |t: String| Cell::from(Line::from(t).right_aligned());
-    let rows: Vec<Row> = rows
-        .into_iter()
+    let cells: Vec<[String; 8]> = rows
+        .iter()
         .map(|(name, s)| {
+            [
+                name.clone(),
+                format!("{:.1}", s.rps),
+                format!("{:.1}", s.error_pct),
+                ms(s.p50),
+                ms(s.p90),
+                ms(s.p99),
+                s.total_requests.to_string(),
+                s.total_errors.to_string(),
+            ]
+        })
+        .collect();
+    let header = [
+        first, "REQ/S", "ERR%", "P50", "P90", "P99", "REQUESTS", "ERRORS",
+    ];
+    let col = |i: usize| widest(cells.iter().map(|c| c[i].as_str()).chain([header[i]]), 1);
+    let widths = fit(
+        &[
+            Column::keep(col(0)),
+            Column::drop(col(1), 1),
+            Column::drop(col(2), 2),
+            Column::drop(col(3), 4),
+            Column::drop(col(4), 5),
+            Column::drop(col(5), 3),
+            Column::drop(col(6), 6),
+            Column::drop(col(7), 7),
+        ],
+        width.saturating_sub(2),
+        1,
+    );
+    let table_rows: Vec<Row> = cells
+        .into_iter()
+        .zip(&rows)
+        .map(|(c, (_, s))| {
             let err_style = if s.error_pct >= 5.0 {
                 theme.critical
             } else if s.error_pct > 0.0 {
@@ -160,45 +196,24 @@ fn stats_table<'a>(
             } else {
                 theme.text
             };
-            Row::new([
-                Cell::from(name),
-                right(format!("{:.1}", s.rps)),
-                Cell::from(
-                    Line::from(Span::styled(format!("{:.1}", s.error_pct), err_style))
-                        .right_aligned(),
-                ),
-                right(ms(s.p50)),
-                right(ms(s.p90)),
-                right(ms(s.p99)),
-                right(s.total_requests.to_string()),
-                right(s.total_errors.to_string()),
-            ])
+            let [name, rest @ ..] = c;
+            let mut row = vec![Cell::from(name)];
+            for (i, v) in rest.into_iter().enumerate() {
+                let style = if i == 1 { err_style } else { theme.text };
+                row.push(Cell::from(
+                    Line::from(Span::styled(v, style)).right_aligned(),
+                ));
+            }
+            Row::new(shown(row, &widths))
         })
         .collect();
-    Table::new(
-        rows,
-        [
-            first_width,
-            Constraint::Length(6),
-            Constraint::Length(5),
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(8),
-            Constraint::Length(6),
-        ],
-    )
-    .header(
-        Row::new([
-            first, "REQ/S", "ERR%", "P50", "P90", "P99", "REQUESTS", "ERRORS",
-        ])
-        .style(theme.title),
-    )
-    .block(
-        Block::bordered()
-            .title(Line::styled(title.to_string(), theme.title))
-            .border_style(border),
-    )
+    Table::new(table_rows, constraints(&widths))
+        .header(Row::new(shown(header, &widths)).style(theme.title))
+        .block(
+            Block::bordered()
+                .title(Line::styled(title.to_string(), theme.title))
+                .border_style(border),
+        )
 }
 
 fn render_charts(frame: &mut Frame, area: Rect, name: &str, s: &Series, theme: &Theme) {

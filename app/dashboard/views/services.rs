@@ -133,8 +133,20 @@ pub fn render(
         frame.render_widget(&notice, area);
         return;
     }
+    // As wide as the longest name needs (up to 32), narrower on a narrow terminal: the
+    // instances beside it need the room more.
+    let name_w = groups
+        .iter()
+        .map(|g| g.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(8, 24) as u16;
+    let pane = (name_w + 11)
+        .min(32)
+        .min(area.width / 3)
+        .max(name_w.min(16) + 9);
     let [left, right] =
-        Layout::horizontal([Constraint::Length(32), Constraint::Fill(1)]).areas(area);
+        Layout::horizontal([Constraint::Length(pane), Constraint::Fill(1)]).areas(area);
     let focus_style = |f: Focus| {
         if view.focus == f {
             theme.border_focused
@@ -156,7 +168,7 @@ pub fn render(
                 theme.warning
             };
             ListItem::new(Line::from(vec![
-                Span::raw(format!("{:<20}", g.name)),
+                Span::raw(format!("{:<w$} ", g.name, w = usize::from(name_w))),
                 Span::styled(format!("{passing}/{total} up"), style),
             ]))
         })
@@ -174,8 +186,12 @@ pub fn render(
     let Some(group) = groups.get(view.service) else {
         return;
     };
+    // Every instance first (a header and borders besides), then the detail pane, up to 9
+    // rows, in what is left: on a short terminal the list is what matters.
+    let table_rows = group.instances.len() as u16 + 3;
+    let detail = right.height.saturating_sub(table_rows).min(9);
     let [table_area, detail_area] =
-        Layout::vertical([Constraint::Fill(1), Constraint::Length(9)]).areas(right);
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(detail)]).areas(right);
     let rows: Vec<InstanceRow> = group
         .instances
         .iter()
