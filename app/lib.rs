@@ -30,10 +30,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Worker threads: two are enough for a dev cluster on a laptop, and never more than the CPUs
+/// the process may run on (`taskset`, a container's quota): two workers on one CPU only hand
+/// work back and forth, each waking the other.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(2))
+}
+
 /// A multi-threaded runtime; two workers are enough for a dev cluster on a laptop.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers())
         .enable_all()
         .build()?)
 }

@@ -13,6 +13,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 A=${1:?usage: cpu-ab.sh BINARY_A BINARY_B}; B=${2:?usage: cpu-ab.sh BINARY_A BINARY_B}
 BENCH=${BENCH:-$ROOT/../shared/bench}
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 ROUNDS=${ROUNDS:-6}; DURATION=${DURATION:-8}
 REFT=${REFT:-$OUT/refsrv-target}
 cargo build -q --release --manifest-path "$BENCH/refsrv/Cargo.toml" --target-dir "$REFT"
@@ -44,5 +45,6 @@ for r in $(seq "$ROUNDS"); do
       'BEGIN{printf "round %d %s rps=%d user_us/req=%.2f sys_us/req=%.2f cpu_us/req=%.2f p99=%s\n", r, who, n/d, u/t*1e6/n, s/t*1e6/n, (u+s)/t*1e6/n, p}'
   done
 done | tee "$OUT/ab.txt"
-awk '{split($4,u,"="); split($6,c,"="); nu[$3]++; su[$3]+=u[2]; sc[$3]+=c[2]}
-     END{for (w in nu) printf "mean %s user_us/req=%.2f cpu_us/req=%.2f\n", w, su[w]/nu[w], sc[w]/nu[w]}' "$OUT/ab.txt" | sort
+awk '{split($5,u,"="); split($7,c,"="); split($8,p,"="); sub("ms","",p[2]);
+     n[$3]++; su[$3]+=u[2]; sc[$3]+=c[2]; sp[$3]+=p[2]}
+     END{for (w in n) printf "mean %s user_us/req=%.2f cpu_us/req=%.2f p99_ms=%.2f\n", w, su[w]/n[w], sc[w]/n[w], sp[w]/n[w]}' "$OUT/ab.txt" | sort
