@@ -130,6 +130,28 @@ pub enum ConfigError {
     Invalid { origin: String, message: String },
 }
 
+/// A deserializer's message with its type names said in words: "expected u32" means nothing
+/// to someone editing a config key.
+fn in_words(message: &str) -> String {
+    [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ]
+    .iter()
+    .fold(message.to_string(), |m, (from, to)| m.replace(from, to))
+}
+
 impl Config {
     /// The embedded defaults.
     pub fn defaults() -> Config {
@@ -184,7 +206,7 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid {
                 origin: origin.to_string(),
-                message: e.to_string(),
+                message: in_words(&e.to_string()),
             })?;
         cfg.validate().map_err(|message| ConfigError::Invalid {
             origin: origin.to_string(),
@@ -376,7 +398,19 @@ impl Effective {
             layers::merge(&mut table, &l.table, &l.origin, &mut origins, "");
             origin = &l.origin;
         }
-        let config = Config::from_table(table.clone(), origin)?;
+        let config = Config::from_table(table.clone(), origin).map_err(|e| match e {
+            // Named after the layer that set the key the message names (a file's hand edit,
+            // not the KV layer merged on top of it), when it names one.
+            ConfigError::Invalid { origin, message } => ConfigError::Invalid {
+                origin: origins
+                    .iter()
+                    .filter(|(key, _)| message.contains(key.as_str()))
+                    .max_by_key(|(key, _)| key.len())
+                    .map_or(origin, |(_, o)| o.clone()),
+                message,
+            },
+            other => other,
+        })?;
         Ok(Effective {
             config,
             table,
@@ -462,6 +496,34 @@ mod tests {
                 .contains("telemetry.max_spans = 5: expected 100 to 10000000"),
             "{err}"
         );
+    }
+
+    /// A refusal names the layer that set the key, not the last one merged.
+    #[test]
+    fn a_refusal_names_the_layer_that_set_the_key() {
+        let err = Config::from_layers(&[
+            ("defaults", DEFAULTS_TOML),
+            ("my.toml", "[traffic]\nrps = 5000000\n"),
+            ("kv", "[retries]\nattempts = 2\n"),
+        ])
+        .expect_err("too many requests a second");
+        assert!(err.to_string().contains("in my.toml"), "{err}");
+    }
+
+    /// A value of the wrong type is refused in words, with the key: not "expected u32".
+    #[test]
+    fn a_wrong_type_is_refused_in_words() {
+        let refused = |text: &str| {
+            Config::from_layers(&[("defaults", DEFAULTS_TOML), ("mine.toml", text)])
+                .expect_err(text)
+                .to_string()
+        };
+        let err = refused("[traffic]\nrps = -5\n");
+        assert!(err.contains("rps"), "{err}");
+        assert!(err.contains("a whole number from 0 to"), "{err}");
+        assert!(!err.contains("u32"), "{err}");
+        let err = refused("[traffic]\nrps = \"lots\"\n");
+        assert!(err.contains("a whole number"), "{err}");
     }
 
     #[test]

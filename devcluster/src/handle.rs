@@ -123,6 +123,9 @@ impl ClusterSnapshot {
     }
 }
 
+/// Who the dashboard is in the config history.
+const DASHBOARD: &str = "dashboard";
+
 #[derive(Clone)]
 pub struct ClusterHandle {
     kind: Kind,
@@ -289,8 +292,8 @@ impl ClusterHandle {
     /// Carries out a command; the answer is a sentence to show.
     pub async fn send(&self, cmd: Command) -> Result<String, ControlError> {
         match &self.kind {
-            Kind::Local(core) => core.execute(cmd).await,
-            Kind::Remote(c) => c.send(&cmd).await,
+            Kind::Local(core) => core.execute_as(cmd, DASHBOARD).await,
+            Kind::Remote(c) => c.send_as(&cmd, DASHBOARD).await,
             Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),
         }
     }
@@ -339,19 +342,18 @@ impl ClusterHandle {
     /// The newest log records matching `f`, oldest first.
     /// Sets a config key (`None`: unsets it) as the dashboard; the changes, described.
     pub async fn config_set(&self, key: &str, value: Option<&str>) -> Result<String, ControlError> {
-        const WHO: &str = "dashboard";
         match &self.kind {
             Kind::Local(core) => {
                 let done = match value {
-                    Some(v) => core.config.set(key, v, WHO),
-                    None => core.config.unset(key, WHO),
+                    Some(v) => core.config.set(key, v, DASHBOARD),
+                    None => core.config.unset(key, DASHBOARD),
                 };
                 // The dashboard sees the new value at once, not at the next publish tick.
                 core.publish();
                 done.map(|c| describe(&c)).map_err(ControlError::Invalid)
             }
             Kind::Remote(c) => c
-                .config_set(key, value, WHO)
+                .config_set(key, value, DASHBOARD)
                 .await
                 .map(|a| describe(&a.changes)),
             Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),

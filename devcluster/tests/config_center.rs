@@ -378,3 +378,43 @@ async fn faults_are_config_too() {
     }
     cluster.shutdown().await;
 }
+
+/// The history names who changed a knob through a command: the dashboard (through its handle,
+/// in this process or attached) or `ctl` (the admin API's default).
+#[tokio::test]
+async fn the_history_says_whether_the_dashboard_or_ctl_switched_a_strategy() {
+    use devcluster::balance::Strategy;
+    use devcluster::control::Command;
+    let cluster = common::start().await;
+    let strategy = |s| Command::Strategy {
+        service: "user-service".into(),
+        strategy: s,
+    };
+    cluster
+        .handle()
+        .send(strategy(Strategy::P2c))
+        .await
+        .unwrap();
+    let admin = AdminClient::new(cluster.admin_url());
+    admin.send(&strategy(Strategy::Random)).await.unwrap();
+    let attached = devcluster::ClusterHandle::remote(admin.clone());
+    attached
+        .send(strategy(Strategy::LeastRequest))
+        .await
+        .unwrap();
+    let who: Vec<String> = cluster
+        .config()
+        .history()
+        .iter()
+        .map(|c| format!("{} {}", c.who, c.new.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            "dashboard \"p2c\"",
+            "ctl \"random\"",
+            "dashboard \"least_request\""
+        ]
+    );
+    cluster.shutdown().await;
+}

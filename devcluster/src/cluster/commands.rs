@@ -83,6 +83,16 @@ impl RouteExplain {
 impl Core {
     /// Executes a command; the answer is a sentence for a toast or `ctl`.
     pub async fn execute(self: &Arc<Self>, cmd: Command) -> Result<String, ControlError> {
+        self.execute_as(cmd, "ctl").await
+    }
+
+    /// Carries out `cmd` for `who` (the config history's "who" of a strategy or rate change:
+    /// `ctl`, `dashboard`).
+    pub async fn execute_as(
+        self: &Arc<Self>,
+        cmd: Command,
+        who: &str,
+    ) -> Result<String, ControlError> {
         let msg = match cmd {
             Command::Kill { id, for_s } => {
                 self.kill(&id).await?;
@@ -113,7 +123,7 @@ impl Core {
                     .set(
                         &format!("balancer.{service}.strategy"),
                         &format!("\"{strategy}\""),
-                        "command",
+                        who,
                     )
                     .map_err(ControlError::Invalid)?;
                 format!("{service} is now balanced by {strategy}")
@@ -166,7 +176,7 @@ impl Core {
                     )));
                 }
                 self.config
-                    .set("traffic.rps", &rps.to_string(), "command")
+                    .set("traffic.rps", &rps.to_string(), who)
                     .map_err(ControlError::Invalid)?;
                 // Also when the config already says so: `--no-traffic` starts at 0 whatever it says.
                 self.traffic.set_rps(rps);

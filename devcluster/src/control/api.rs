@@ -202,10 +202,16 @@ async fn config_undo(State(core): State<Arc<Core>>) -> Response {
 }
 
 /// `POST /api/commands` with a JSON [`Command`]; malformed JSON is a 400 saying what is wrong.
-async fn command(State(core): State<Arc<Core>>, body: Bytes) -> Result<Response, ControlError> {
+/// `?who=NAME` names who sent it in the config history (default `ctl`).
+async fn command(
+    State(core): State<Arc<Core>>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, ControlError> {
     let cmd: Command = serde_json::from_slice(&body)
         .map_err(|e| ControlError::Invalid(format!("invalid command JSON: {e}")))?;
-    let message = core.execute(cmd).await?;
+    let who = q.get("who").map_or("ctl", String::as_str);
+    let message = core.execute_as(cmd, who).await?;
     Ok(axum::Json(json!({"ok": true, "message": message})).into_response())
 }
 

@@ -93,7 +93,12 @@ impl AdminClient {
     }
 
     pub async fn send(&self, cmd: &Command) -> Result<String, ControlError> {
-        let url = format!("{}/api/commands", self.base);
+        self.send_as(cmd, "ctl").await
+    }
+
+    /// Sends `cmd` as `who` (the config history's "who" of what it changes).
+    pub async fn send_as(&self, cmd: &Command, who: &str) -> Result<String, ControlError> {
+        let url = format!("{}/api/commands?who={}", self.base, encode(who));
         let v: serde_json::Value = self
             .call(self.http.post(url).json(cmd), CALL_TIMEOUT)
             .await?;
