@@ -320,6 +320,7 @@ fn breaker(name: &str, state: State, mode: Mode) -> BreakerSnapshot {
             to: State::Open,
             reason: "failure rate 60% ≥ 50% over 10 calls".into(),
         }],
+        tripped: None,
     }
 }
 
@@ -1699,4 +1700,35 @@ fn the_gateway_and_admin_urls_are_in_the_header_and_ports_show_what_is_bound() {
     let all = screen(&app, 160, 48).join("\n");
     assert!(all.contains("8080 → bound 45901"), "{all}");
     assert!(all.contains("9900 → bound 37531"), "{all}");
+}
+
+/// An open breaker's row says what tripped it (its window is empty once open), marked ↯, and
+/// the detail pane says it in words.
+#[test]
+fn an_open_breaker_shows_the_figures_it_tripped_on() {
+    let mut snap = (*busy_snapshot()).clone();
+    let mut open = breaker("gateway->user-service", State::Open, Mode::Auto);
+    open.failure_rate = 0.0;
+    open.calls_in_window = 0;
+    open.tripped = Some(devcluster::breaker::Tripped {
+        failure_rate: 55.0,
+        slow_rate: 0.0,
+        calls: 20,
+    });
+    snap.breakers = vec![open];
+    let mut app = app();
+    app.on_snapshot(Arc::new(snap));
+    press(&mut app, KeyCode::Char('3'));
+    for (w, h) in [(80, 24), (160, 48)] {
+        let all = screen(&app, w, h).join("\n");
+        let row = all
+            .lines()
+            .find(|l| l.contains("gateway->user-service") && l.contains("open"))
+            .unwrap_or_else(|| panic!("{all}"));
+        assert!(row.contains("55%↯"), "{row}");
+        assert!(
+            all.contains("tripped   at 55% failures and 0% slow calls over 20 calls"),
+            "{all}"
+        );
+    }
 }

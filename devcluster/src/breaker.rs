@@ -142,6 +142,18 @@ pub struct BreakerSnapshot {
     pub probes_in_flight: u32,
     pub settings: BreakerSettings,
     pub transitions: Vec<Transition>,
+    /// While open or half-open after tripping: the figures that tripped it (the window is
+    /// cleared at the transition, so its own figures no longer say why).
+    #[serde(default)]
+    pub tripped: Option<Tripped>,
+}
+
+/// The rates and calls a breaker tripped on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Tripped {
+    pub failure_rate: f64,
+    pub slow_rate: f64,
+    pub calls: u32,
 }
 
 // The gate: what a caller can learn without the lock. `epoch` changes on every transition so
@@ -197,6 +209,7 @@ struct Inner {
     probe_failures: u32,
     probe_slow: u32,
     transitions: VecDeque<Transition>,
+    tripped: Option<Tripped>,
 }
 
 /// Permission to make one call. Report its outcome with [`Permit::record`]; dropping it
@@ -273,6 +286,7 @@ impl Breaker {
                 probe_failures: 0,
                 probe_slow: 0,
                 transitions: VecDeque::new(),
+                tripped: None,
             }),
         }
     }
@@ -443,6 +457,7 @@ impl Breaker {
             probes_in_flight: inner.probes_admitted.saturating_sub(inner.probes_done),
             settings: inner.settings.clone(),
             transitions: inner.transitions.iter().cloned().collect(),
+            tripped: inner.tripped,
         }
     }
 
@@ -485,12 +500,19 @@ impl Breaker {
         let slow_threshold = inner.settings.slow_call_rate_threshold;
         // Re-open as soon as the probes can no longer come out under the thresholds.
         let now = Instant::now;
+        let probes = Tripped {
+            failure_rate: f64::from(inner.probe_failures) * 100.0 / f64::from(inner.probes_done),
+            slow_rate: f64::from(inner.probe_slow) * 100.0 / f64::from(inner.probes_done),
+            calls: inner.probes_done,
+        };
         if inner.probe_failures * 100 >= threshold * n {
             let r = format!("{} of {n} probes failed", inner.probe_failures);
             self.transition(&mut inner, State::Open, r, now());
+            inner.tripped = Some(probes);
         } else if inner.probe_slow * 100 >= slow_threshold * n {
             let r = format!("{} of {n} probes were slow", inner.probe_slow);
             self.transition(&mut inner, State::Open, r, now());
+            inner.tripped = Some(probes);
         } else if inner.probes_done >= n {
             let r = format!("{n} probes done, {} failed", inner.probe_failures);
             self.transition(&mut inner, State::Closed, r, now());
@@ -516,7 +538,13 @@ impl Breaker {
         }
         let t = self.window.totals(|| self.now_ms());
         if let Some(reason) = verdict(&t, &inner.settings) {
+            let tripped = Tripped {
+                failure_rate: t.failure_rate(),
+                slow_rate: t.slow_rate(),
+                calls: t.calls,
+            };
             self.transition(&mut inner, State::Open, reason, path::now());
+            inner.tripped = Some(tripped);
         }
     }
 
@@ -529,6 +557,10 @@ impl Breaker {
 
     fn transition(&self, inner: &mut Inner, to: State, reason: String, now: Instant) {
         let from = inner.state;
+        // Kept through half-open (the probes' verdict replaces it), gone once closed or forced.
+        if to == State::Closed || inner.mode != Mode::Auto {
+            inner.tripped = None;
+        }
         inner.state = to;
         inner.since = now;
         inner.epoch += 1;

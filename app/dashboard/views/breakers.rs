@@ -105,6 +105,17 @@ pub fn render(
             }
         };
         let s = &b.settings;
+        // Open or half-open after tripping, the window was cleared: the figures it tripped
+        // on say why, marked ↯.
+        let tripped = b.tripped.filter(|_| b.state != State::Closed);
+        let (failure_rate, slow_rate) = tripped.map_or((b.failure_rate, b.slow_rate), |t| {
+            (t.failure_rate, t.slow_rate)
+        });
+        let mark = if tripped.is_some() { "↯" } else { "" };
+        let window = match tripped {
+            Some(t) => format!("{}↯", t.calls),
+            None => format!("{}/{}", b.calls_in_window, s.window),
+        };
         Row::new(shown(
             [
                 Cell::from(b.name.as_str()),
@@ -119,21 +130,19 @@ pub fn render(
                 )),
                 Cell::from(
                     Line::from(Span::styled(
-                        format!("{:.0}%", b.failure_rate),
-                        rate_style(b.failure_rate, s.failure_rate_threshold),
+                        format!("{failure_rate:.0}%{mark}"),
+                        rate_style(failure_rate, s.failure_rate_threshold),
                     ))
                     .right_aligned(),
                 ),
                 Cell::from(
                     Line::from(Span::styled(
-                        format!("{:.0}%", b.slow_rate),
-                        rate_style(b.slow_rate, s.slow_call_rate_threshold),
+                        format!("{slow_rate:.0}%{mark}"),
+                        rate_style(slow_rate, s.slow_call_rate_threshold),
                     ))
                     .right_aligned(),
                 ),
-                Cell::from(
-                    Line::from(format!("{}/{}", b.calls_in_window, s.window)).right_aligned(),
-                ),
+                Cell::from(Line::from(window).right_aligned()),
                 Cell::from(Line::from(b.total_calls.to_string()).right_aligned()),
                 Cell::from(Line::from(b.rejected.to_string()).right_aligned()),
                 Cell::from(Line::from(span_of(b.in_state_ms)).right_aligned()),
@@ -186,6 +195,18 @@ fn details<'a>(b: &'a BreakerSnapshot, theme: &Theme) -> Paragraph<'a> {
             s.half_open_probes
         )),
     ])];
+    if let Some(t) = b.tripped.filter(|_| b.state != State::Closed) {
+        lines.push(Line::from(vec![
+            Span::styled("tripped   ", theme.dim),
+            Span::styled(
+                format!(
+                    "at {:.0}% failures and {:.0}% slow calls over {} calls (↯ in the row above)",
+                    t.failure_rate, t.slow_rate, t.calls
+                ),
+                theme.critical,
+            ),
+        ]));
+    }
     if b.transitions.is_empty() {
         lines.push(Line::styled("no transitions yet", theme.dim));
     }

@@ -58,6 +58,35 @@ async fn opens_on_failure_rate_only_after_minimum_calls() {
     );
 }
 
+/// An open breaker's window is empty, so its snapshot keeps the figures it tripped on: through
+/// half-open, replaced by the probes' when they re-open it, gone once it closes or is forced.
+#[tokio::test(start_paused = true)]
+async fn the_figures_it_tripped_on_stay_while_it_is_open() {
+    let b = Breaker::new("a->b", settings());
+    assert_eq!(b.snapshot().tripped, None);
+    call(&b, FAIL);
+    call(&b, OK);
+    call(&b, FAIL);
+    let s = b.snapshot();
+    assert_eq!((s.state, s.calls_in_window), (State::Open, 0));
+    let t = s.tripped.expect("tripped figures");
+    assert_eq!(t.calls, 3);
+    assert!((t.failure_rate - 200.0 / 3.0).abs() < 0.1, "{t:?}");
+    // Half-open keeps them; one failed probe of two re-opens with the probes' figures.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(call(&b, FAIL));
+    let t = b.snapshot().tripped.expect("the probes' figures");
+    assert_eq!((t.calls, t.failure_rate), (1, 100.0));
+    // Closed again: nothing to explain.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    call(&b, OK);
+    call(&b, OK);
+    assert_eq!(b.state().0, State::Closed);
+    assert_eq!(b.snapshot().tripped, None);
+    b.set_mode(Mode::ForcedOpen);
+    assert_eq!(b.snapshot().tripped, None, "forced by hand, not tripped");
+}
+
 #[tokio::test(start_paused = true)]
 async fn successes_push_old_failures_out_of_the_window() {
     let b = Breaker::new("a->b", settings());
