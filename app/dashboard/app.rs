@@ -111,6 +111,8 @@ pub struct App {
     /// knows the room).
     pub help_offset: usize,
     pub help_rows: std::cell::Cell<usize>,
+    /// Dark, light or monochrome (`NO_COLOR`, `LGO_THEME`).
+    pub theme: widgets::Theme,
 }
 
 impl App {
@@ -137,6 +139,7 @@ impl App {
             link: Link::Up,
             help_offset: 0,
             help_rows: std::cell::Cell::new(usize::MAX),
+            theme: widgets::Theme::default(),
         }
     }
 

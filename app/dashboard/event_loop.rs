@@ -49,6 +49,10 @@ pub async fn run_on(
     let mut snapshots = handle.subscribe();
     let mut link = handle.subscribe_link();
     let mut app = App::new(header, handle.snapshot());
+    app.theme = widgets::Theme::from_env(
+        std::env::var("NO_COLOR").ok().as_deref(),
+        std::env::var("LGO_THEME").ok().as_deref(),
+    );
     app.link = handle.link();
     app.tab = tab;
     let mut tick = tokio::time::interval(TICK);

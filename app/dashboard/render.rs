@@ -27,7 +27,7 @@ pub fn health_style(h: Health, theme: &Theme) -> Style {
 }
 
 pub fn draw(frame: &mut Frame, app: &App) {
-    let theme = Theme::default();
+    let theme = app.theme;
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         let msg = Notice::new([

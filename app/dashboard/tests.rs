@@ -1732,3 +1732,66 @@ fn an_open_breaker_shows_the_figures_it_tripped_on() {
         );
     }
 }
+
+/// With `NO_COLOR` the screen has no colour at all, and states stay readable from their
+/// symbols and words: every tab, and a waterfall with an error span.
+#[test]
+fn no_color_draws_without_colour_and_states_stay_readable() {
+    use devcluster::telemetry::{SpanId, SpanRecord, TraceId};
+    use ratatui::style::Color;
+    let mut app = busy_app();
+    app.theme = widgets::Theme::from_env(Some("1"), None);
+    let colourless = |app: &App, what: &str| {
+        let mut t = Terminal::new(TestBackend::new(160, 48)).unwrap();
+        t.draw(|f| draw(f, app)).unwrap();
+        let buf = t.backend().buffer().clone();
+        for y in 0..48 {
+            for x in 0..160 {
+                let c = &buf[(x, y)];
+                assert!(
+                    c.fg == Color::Reset && c.bg == Color::Reset,
+                    "{what}: colour at {x},{y} ({:?}/{:?}) on {:?}",
+                    c.fg,
+                    c.bg,
+                    c.symbol()
+                );
+            }
+        }
+        (0..48u16)
+            .map(|y| (0..160u16).map(|x| buf[(x, y)].symbol()).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let services = colourless(&app, "services");
+    assert!(services.contains('●'), "{services}");
+    for tab in ['2', '3', '4', '6', '7'] {
+        press(&mut app, KeyCode::Char(tab));
+        let screen = colourless(&app, &format!("tab {tab}"));
+        if tab == '3' {
+            assert!(screen.contains("open") && screen.contains("closed"), "{screen}");
+        }
+    }
+    press(&mut app, KeyCode::Char('5'));
+    let span = |id: u64, parent: Option<u64>, error: bool| SpanRecord {
+        trace_id: TraceId(7),
+        span_id: SpanId(id),
+        parent_id: parent.map(SpanId),
+        service: format!("svc-{id}"),
+        instance: String::new(),
+        name: format!("op {id}"),
+        start_unix_ns: 1_000_000_000 + id * 1_000_000,
+        duration_ns: 5_000_000,
+        error,
+        attributes: vec![],
+        events: vec![],
+    };
+    app.traces.loading = Some(TraceId(7));
+    app.on_reply(Reply::Trace(
+        TraceId(7),
+        Ok(vec![span(1, None, false), span(2, Some(1), true)]),
+    ));
+    let waterfall = colourless(&app, "waterfall");
+    assert!(waterfall.contains("✖ op 2"), "the error is marked: {waterfall}");
+    press(&mut app, KeyCode::Char('?'));
+    colourless(&app, "help");
+}

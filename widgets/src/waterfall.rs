@@ -149,7 +149,11 @@ impl Widget for &Waterfall<'_> {
         let height = (inner.height - 1) as usize;
         for (i, row) in self.rows.iter().enumerate().skip(self.offset).take(height) {
             let y = inner.y + 1 + (i - self.offset) as u16;
-            let colour = PALETTE[row.colour % PALETTE.len()];
+            let colour = if t.colour {
+                PALETTE[row.colour % PALETTE.len()]
+            } else {
+                Color::Reset
+            };
             let marker = match (row.has_children, row.collapsed) {
                 (true, true) => "▸ ",
                 (true, false) => "▾ ",
@@ -160,13 +164,17 @@ impl Widget for &Waterfall<'_> {
                 label_style = label_style.add_modifier(Modifier::BOLD);
             }
             if row.error {
-                label_style = label_style.fg(Color::Red);
+                label_style = label_style.patch(t.error);
             }
             if row.highlight {
-                label_style = label_style
-                    .fg(Color::Black)
-                    .bg(Color::Yellow)
-                    .add_modifier(Modifier::BOLD);
+                label_style = if t.colour {
+                    label_style
+                        .fg(Color::Black)
+                        .bg(Color::Yellow)
+                        .add_modifier(Modifier::BOLD)
+                } else {
+                    label_style.add_modifier(Modifier::REVERSED | Modifier::BOLD)
+                };
             }
             let indent = " ".repeat(usize::from(row.depth.min(label_w / 2)) * 2);
             let label = Line::from(vec![
@@ -178,7 +186,11 @@ impl Widget for &Waterfall<'_> {
             label.render(Rect::new(inner.x, y, label_w, 1), buf);
 
             let (from, to) = bar_cells(row.start_ns, row.duration_ns, self.total_ns, bar_w);
-            let mut bar_style = Style::new().fg(if row.error { Color::Red } else { colour });
+            let mut bar_style = match (row.error, t.colour) {
+                (true, true) => Style::new().fg(Color::Red),
+                (true, false) => t.error,
+                (false, _) => Style::new().fg(colour),
+            };
             if row.critical {
                 bar_style = bar_style.add_modifier(Modifier::BOLD);
             }
