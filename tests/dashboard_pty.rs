@@ -141,6 +141,9 @@ fn dashboard_shows_live_services_switches_tabs_and_restores_the_terminal() {
         !s.contains("1 Services"),
         "the alternate screen is gone after quitting:\n{s}"
     );
+    // Mouse reporting (on while the dashboard runs) is off again for the shell.
+    let flag = tmux.run(&["display", "-p", "-t", "dash", "#{mouse_any_flag}"]);
+    assert_eq!(String::from_utf8_lossy(&flag.stdout).trim(), "0");
 }
 
 /// The admin URL the header shows ("· admin http://127.0.0.1:PORT").

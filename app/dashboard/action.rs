@@ -44,6 +44,8 @@ pub enum Action {
     Unset,
     /// Switch environment (after seeing the diff).
     SwitchEnv,
+    /// Mouse capture on or off (off: the terminal selects text again).
+    ToggleMouse,
 }
 
 /// A binding as the help overlay shows it.
@@ -262,6 +264,13 @@ pub fn bindings() -> Vec<Binding> {
             None,
         ),
         b(
+            "m",
+            Action::ToggleMouse,
+            "mouse on / off (off: select text in the terminal)",
+            None,
+            None,
+        ),
+        b(
             "?",
             Action::ToggleHelp,
             "show / hide this help",
@@ -313,6 +322,7 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('u') => Action::Undo,
         KeyCode::Char('d') => Action::Unset,
         KeyCode::Char('E') => Action::SwitchEnv,
+        KeyCode::Char('m') => Action::ToggleMouse,
         KeyCode::Char('?') => Action::ToggleHelp,
         _ => return None,
     })

@@ -17,6 +17,7 @@ use devcluster::config::center::Change;
 use devcluster::handle::{ClusterSnapshot, Link};
 use devcluster::telemetry::{LogFilter, LogRecord, SpanRecord, TraceFilter, TraceId, TraceSummary};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -113,6 +114,10 @@ pub struct App {
     pub help_rows: std::cell::Cell<usize>,
     /// Dark, light or monochrome (`NO_COLOR`, `LGO_THEME`).
     pub theme: widgets::Theme,
+    /// Mouse capture: clicks on tabs, the wheel scrolls. Off, the terminal selects text.
+    pub mouse: bool,
+    /// The screen's size and the tab bar's row, as last drawn (for clicks).
+    pub drawn: std::cell::Cell<(u16, u16, u16)>,
 }
 
 impl App {
@@ -140,10 +145,25 @@ impl App {
             help_offset: 0,
             help_rows: std::cell::Cell::new(usize::MAX),
             theme: widgets::Theme::default(),
+            mouse: true,
+            drawn: std::cell::Cell::new((0, 0, 1)),
         }
     }
 
     /// A new snapshot arrived; returns whether the screen must be redrawn.
+    /// A mouse event: a click on the tab bar switches tab, the wheel moves the selection.
+    pub fn on_mouse(&mut self, m: MouseEvent) -> Option<Request> {
+        match m.kind {
+            MouseEventKind::ScrollDown => self.on_action(Action::Down),
+            MouseEventKind::ScrollUp => self.on_action(Action::Up),
+            MouseEventKind::Down(MouseButton::Left) if m.row == self.drawn.get().2 => {
+                let tab = super::render::tab_at(m.column)?;
+                self.on_action(Action::GoToTab(tab))
+            }
+            _ => None,
+        }
+    }
+
     /// Where every cursor is, to tell whether a step moved one.
     fn cursor(&self) -> [usize; 10] {
         let s = &self.services;
@@ -297,6 +317,16 @@ impl App {
         let cmd = match (action, self.tab) {
             (Action::Quit, _) => {
                 self.quit = true;
+                None
+            }
+            (Action::ToggleMouse, _) => {
+                self.mouse = !self.mouse;
+                let text = if self.mouse {
+                    "mouse on: click a tab, scroll with the wheel (m turns it off)"
+                } else {
+                    "mouse off: the terminal selects text (m turns it on)"
+                };
+                self.toast(text, false);
                 None
             }
             (Action::ToggleHelp, _) => {

@@ -18,8 +18,20 @@ struct TerminalGuard;
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
+        mouse_capture(false);
         ratatui::restore();
     }
+}
+
+/// Turns the terminal's mouse reporting on or off.
+fn mouse_capture(on: bool) {
+    use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+    let mut out = std::io::stdout();
+    let _ = if on {
+        ratatui::crossterm::execute!(out, EnableMouseCapture)
+    } else {
+        ratatui::crossterm::execute!(out, DisableMouseCapture)
+    };
 }
 
 pub async fn run(handle: ClusterHandle, header: Header) -> anyhow::Result<()> {
@@ -35,6 +47,13 @@ pub async fn run_on(
     // `ratatui::init` also chains a panic hook that restores the terminal before the report.
     let mut terminal = ratatui::try_init()?;
     let _guard = TerminalGuard;
+    // ratatui's hook restores the screen on a panic; mouse reporting is turned off first, or
+    // the shell would be sent the mouse's moves.
+    let restore = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        mouse_capture(false);
+        restore(info);
+    }));
 
     let (key_tx, mut keys) = mpsc::channel::<Event>(64);
     // crossterm's reader blocks; it lives on its own thread and ends when the loop is gone.
@@ -53,6 +72,8 @@ pub async fn run_on(
         std::env::var("NO_COLOR").ok().as_deref(),
         std::env::var("LGO_THEME").ok().as_deref(),
     );
+    let mut mouse = app.mouse;
+    mouse_capture(mouse);
     app.link = handle.link();
     app.tab = tab;
     let mut tick = tokio::time::interval(TICK);
@@ -98,6 +119,10 @@ pub async fn run_on(
                     spawn_request(req, handle.clone(), done_tx.clone());
                 }
             }
+        }
+        if app.mouse != mouse {
+            mouse = app.mouse;
+            mouse_capture(mouse);
         }
         if app.quit {
             return Ok(());
@@ -160,6 +185,18 @@ fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sende
                 return false;
             };
             if let Some(req) = app.on_action(action) {
+                spawn_request(req, handle.clone(), done.clone());
+            }
+            true
+        }
+        Event::Mouse(m)
+            if app.mouse
+                && app.prompt.is_none()
+                && app.inspector.is_none()
+                && app.config.editing.is_none()
+                && app.config.env_preview.is_none() =>
+        {
+            if let Some(req) = app.on_mouse(m) {
                 spawn_request(req, handle.clone(), done.clone());
             }
             true

@@ -52,6 +52,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Constraint::Length(1),
     ])
     .areas(area);
+    app.drawn.set((area.width, area.height, tabs.y));
     draw_header(frame, header, app, &theme);
     if let Some(text) = banner {
         let style = match app.link {
@@ -220,6 +221,20 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .map(|(t, s)| Span::styled(t, s))
         .collect();
     frame.render_widget(Line::from(spans), area);
+}
+
+/// The tab whose title is drawn at column `x` of the tab bar (as `Tabs` lays it out: a space,
+/// the title, a space, the divider).
+pub fn tab_at(x: u16) -> Option<usize> {
+    let mut start = 0u16;
+    for (i, t) in Tab::ALL.iter().enumerate() {
+        let width = format!("{} {}", i + 1, t.title()).chars().count() as u16 + 2;
+        if x >= start && x < start + width {
+            return Some(i);
+        }
+        start += width + 1;
+    }
+    None
 }
 
 fn draw_tabs(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {

@@ -1758,7 +1758,11 @@ fn no_color_draws_without_colour_and_states_stay_readable() {
             }
         }
         (0..48u16)
-            .map(|y| (0..160u16).map(|x| buf[(x, y)].symbol()).collect::<String>())
+            .map(|y| {
+                (0..160u16)
+                    .map(|x| buf[(x, y)].symbol())
+                    .collect::<String>()
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -1768,7 +1772,10 @@ fn no_color_draws_without_colour_and_states_stay_readable() {
         press(&mut app, KeyCode::Char(tab));
         let screen = colourless(&app, &format!("tab {tab}"));
         if tab == '3' {
-            assert!(screen.contains("open") && screen.contains("closed"), "{screen}");
+            assert!(
+                screen.contains("open") && screen.contains("closed"),
+                "{screen}"
+            );
         }
     }
     press(&mut app, KeyCode::Char('5'));
@@ -1791,7 +1798,54 @@ fn no_color_draws_without_colour_and_states_stay_readable() {
         Ok(vec![span(1, None, false), span(2, Some(1), true)]),
     ));
     let waterfall = colourless(&app, "waterfall");
-    assert!(waterfall.contains("✖ op 2"), "the error is marked: {waterfall}");
+    assert!(
+        waterfall.contains("✖ op 2"),
+        "the error is marked: {waterfall}"
+    );
     press(&mut app, KeyCode::Char('?'));
     colourless(&app, "help");
+}
+
+/// The mouse: a click on a tab's title switches to it (below the attach banner too), the wheel
+/// moves the selection, and `m` turns mouse capture off for the terminal's own selection.
+#[test]
+fn a_click_on_a_tab_switches_and_the_wheel_scrolls() {
+    use ratatui::crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let mut app = busy_app();
+    let lines = screen(&app, 160, 48);
+    let tabs_row = lines.iter().position(|l| l.contains("3 Breakers")).unwrap();
+    let x = lines[tabs_row].find("Breakers").unwrap();
+    let x = lines[tabs_row][..x].chars().count() as u16;
+    let mouse = |kind, column, row| MouseEvent {
+        kind,
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    };
+    app.on_mouse(mouse(
+        MouseEventKind::Down(MouseButton::Left),
+        x,
+        tabs_row as u16,
+    ));
+    assert_eq!(app.tab, Tab::Breakers);
+    assert_eq!(app.breakers.selected, 0);
+    app.on_mouse(mouse(MouseEventKind::ScrollDown, 40, 10));
+    assert_eq!(app.breakers.selected, 1);
+    // With the attach banner the tab bar is lower: the click follows it.
+    app.on_link(devcluster::handle::Link::Connecting);
+    let lines = screen(&app, 160, 48);
+    let tabs_row = lines.iter().position(|l| l.contains("1 Services")).unwrap();
+    assert_eq!(tabs_row, 2);
+    app.on_mouse(mouse(
+        MouseEventKind::Down(MouseButton::Left),
+        3,
+        tabs_row as u16,
+    ));
+    assert_eq!(app.tab, Tab::Services);
+    // A click elsewhere does nothing.
+    app.on_mouse(mouse(MouseEventKind::Down(MouseButton::Left), x, 20));
+    assert_eq!(app.tab, Tab::Services);
+    press(&mut app, KeyCode::Char('m'));
+    assert!(!app.mouse);
+    assert!(screen(&app, 160, 48)[47].contains("mouse off"));
 }
