@@ -46,6 +46,8 @@ pub enum Action {
     SwitchEnv,
     /// Mouse capture on or off (off: the terminal selects text again).
     ToggleMouse,
+    /// The Services tab: the call graph instead of the instances.
+    Topology,
 }
 
 /// A binding as the help overlay shows it.
@@ -121,6 +123,13 @@ pub fn bindings() -> Vec<Binding> {
             Action::RestartSelected,
             "restart selected instance",
             Some("restart"),
+            services,
+        ),
+        b(
+            "t",
+            Action::Topology,
+            "the call graph: who calls whom, rates, errors, breakers",
+            Some("topology"),
             services,
         ),
         b(
@@ -323,6 +332,7 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('d') => Action::Unset,
         KeyCode::Char('E') => Action::SwitchEnv,
         KeyCode::Char('m') => Action::ToggleMouse,
+        KeyCode::Char('t') => Action::Topology,
         KeyCode::Char('?') => Action::ToggleHelp,
         _ => return None,
     })

@@ -460,6 +460,10 @@ impl App {
                 }
                 None
             }
+            (Action::Topology, Tab::Services) => {
+                self.services.topology = !self.services.topology;
+                None
+            }
             (a @ (Action::KillSelected | Action::RestartSelected), Tab::Services) => {
                 self.services_command(&a)
             }

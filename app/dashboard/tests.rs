@@ -1013,6 +1013,46 @@ mod metrics_tab {
             }
         }
     }
+
+    /// `t` on Services: the call graph, every path from a service nobody calls, each edge with
+    /// its rate, errors and the breaker at its end.
+    #[test]
+    fn topology_shows_the_call_graph_with_rates_and_breakers() {
+        let mut snap = (*busy_snapshot()).clone();
+        let call = |caller: &str, target: &str, rps: f64, err: f64| CallSeries {
+            caller: caller.into(),
+            target: target.into(),
+            series: series(rps, err, 3.0, 100),
+        };
+        snap.metrics.calls = vec![
+            call("gateway", "order-service", 5.4, 0.0),
+            call("gateway", "user-service", 12.5, 0.0),
+            call("order-service", "user-service", 3.6, 8.0),
+        ];
+        let mut app = app();
+        app.on_snapshot(Arc::new(snap));
+        press(&mut app, KeyCode::Char('t'));
+        for (w, h) in [(80, 24), (160, 48)] {
+            let all = screen(&app, w, h).join("\n");
+            assert!(
+                all.contains("gateway ─▶ order-service ─▶ user-service"),
+                "{all}"
+            );
+            assert!(all.contains("gateway ─▶ user-service"), "{all}");
+            let row = |name: &str| {
+                all.lines()
+                    .find(|l| l.contains(name) && l.contains('.'))
+                    .unwrap_or_else(|| panic!("{name}: {all}"))
+                    .to_string()
+            };
+            // busy_snapshot's gateway->user-service breaker is forced open.
+            assert!(row("gateway → user-service").contains("○ open"), "{all}");
+            assert!(row("gateway → order-service").contains("● closed"), "{all}");
+            assert!(row("order-service → user-service").contains("8.0"), "{all}");
+        }
+        press(&mut app, KeyCode::Char('t'));
+        assert!(!screen(&app, 160, 48).join("\n").contains("Topology"));
+    }
 }
 
 mod logs_tab {

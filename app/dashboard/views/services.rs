@@ -9,7 +9,9 @@ use devcluster::telemetry::metrics::MetricsView;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, TableState, Wrap};
+use ratatui::widgets::{
+    Block, Cell, List, ListItem, ListState, Paragraph, Row, Table, TableState, Wrap,
+};
 use widgets::{HealthMark, InstanceRow, InstanceTable, Notice, Theme};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,6 +26,8 @@ pub struct ServicesView {
     pub service: usize,
     pub instance: usize,
     pub focus: Focus,
+    /// The call graph instead of the selected service's instances (`t`).
+    pub topology: bool,
 }
 
 impl ServicesView {
@@ -183,6 +187,10 @@ pub fn render(
         .highlight_style(theme.selected);
     frame.render_stateful_widget(list, left, &mut list_state);
 
+    if view.topology {
+        render_topology(frame, right, snap, theme);
+        return;
+    }
     let Some(group) = groups.get(view.service) else {
         return;
     };
@@ -214,6 +222,142 @@ pub fn render(
     if let Some(inst) = group.instances.get(view.instance) {
         frame.render_widget(details(inst, theme), detail_area);
     }
+}
+
+/// The services as a call graph: every path from a service nobody calls (the gateway, an
+/// external client), then each edge with its rate, errors, p99 and the breaker at its end.
+fn render_topology(frame: &mut Frame, area: Rect, snap: &ClusterSnapshot, theme: &Theme) {
+    let calls = &snap.metrics.calls;
+    let edges: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|c| (c.caller.as_str(), c.target.as_str()))
+        .collect();
+    let mut lines = Vec::new();
+    let roots: Vec<&str> = {
+        let mut r: Vec<&str> = edges
+            .iter()
+            .map(|e| e.0)
+            .filter(|c| !edges.iter().any(|e| e.1 == *c))
+            .collect();
+        r.sort_unstable();
+        r.dedup();
+        r
+    };
+    // Depth first, each path once, cycles cut.
+    fn paths<'a>(
+        at: &'a str,
+        edges: &[(&'a str, &'a str)],
+        path: &mut Vec<&'a str>,
+        out: &mut Vec<Vec<&'a str>>,
+    ) {
+        path.push(at);
+        let next: Vec<&str> = edges.iter().filter(|e| e.0 == at).map(|e| e.1).collect();
+        if next.is_empty() || path.len() > 8 {
+            out.push(path.clone());
+        }
+        for n in next {
+            if !path.contains(&n) {
+                paths(n, edges, path, out);
+            } else {
+                out.push(path.clone());
+            }
+        }
+        path.pop();
+    }
+    let mut all = Vec::new();
+    for r in roots {
+        paths(r, &edges, &mut Vec::new(), &mut all);
+    }
+    for p in &all {
+        let mut spans = Vec::new();
+        for (i, s) in p.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(" ─▶ ", theme.dim));
+            }
+            spans.push(Span::styled(*s, theme.title));
+        }
+        lines.push(Line::from(spans));
+    }
+    if lines.is_empty() {
+        lines.push(Line::styled("no calls between services yet", theme.dim));
+    }
+    let block = Block::bordered()
+        .title(Line::styled(
+            " Topology · calls over the last 10 s (t: instances) ",
+            theme.title,
+        ))
+        .border_style(theme.border_focused);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [graph, table_area] = Layout::vertical([
+        Constraint::Length(lines.len() as u16 + 1),
+        Constraint::Fill(1),
+    ])
+    .areas(inner);
+    frame.render_widget(Paragraph::new(lines), graph);
+    // The edges: names and the breaker's state stay whole, numbers go when narrow.
+    let cells: Vec<[String; 4]> = calls
+        .iter()
+        .map(|c| {
+            let s = &c.series;
+            [
+                format!("{} → {}", c.caller, c.target),
+                format!("{:.1}", s.rps),
+                format!("{:.1}", s.error_pct),
+                crate::dashboard::views::metrics::ms(s.p99),
+            ]
+        })
+        .collect();
+    let header = ["CALLER → TARGET", "REQ/S", "ERR%", "P99", "BREAKER"];
+    let col = |i: usize| {
+        widgets::columns::widest(cells.iter().map(|c| c[i].as_str()).chain([header[i]]), 1)
+    };
+    let widths = widgets::columns::fit(
+        &[
+            widgets::columns::Column::keep(col(0)),
+            widgets::columns::Column::drop(col(1), 2),
+            widgets::columns::Column::drop(col(2), 3),
+            widgets::columns::Column::drop(col(3), 4),
+            widgets::columns::Column::keep(11),
+        ],
+        table_area.width,
+        1,
+    );
+    let rows = calls.iter().zip(cells).map(|(c, [name, rps, err, p99])| {
+        let breaker = snap
+            .breakers
+            .iter()
+            .find(|b| b.name == format!("{}->{}", c.caller, c.target));
+        let (mark, style) = match breaker.map(|b| b.state) {
+            Some(devcluster::breaker::State::Closed) => ("● closed", theme.passing),
+            Some(devcluster::breaker::State::HalfOpen) => ("◐ half-open", theme.warning),
+            Some(devcluster::breaker::State::Open) => ("○ open", theme.critical),
+            None => ("-", theme.dim),
+        };
+        let err_style = if c.series.error_pct >= 5.0 {
+            theme.critical
+        } else if c.series.error_pct > 0.0 {
+            theme.warning
+        } else {
+            theme.text
+        };
+        let right = |t: String, st| Cell::from(Line::from(Span::styled(t, st)).right_aligned());
+        Row::new(widgets::columns::shown(
+            [
+                Cell::from(name),
+                right(rps, theme.text),
+                right(err, err_style),
+                right(p99, theme.text),
+                Cell::from(Span::styled(mark, style)),
+            ],
+            &widths,
+        ))
+    });
+    frame.render_widget(
+        Table::new(rows, widgets::columns::constraints(&widths))
+            .header(Row::new(widgets::columns::shown(header, &widths)).style(theme.title)),
+        table_area,
+    );
 }
 
 fn details<'a>(inst: &'a InstanceSnapshot, theme: &Theme) -> Paragraph<'a> {
