@@ -423,19 +423,8 @@ pub fn waterfall_text(spans: &[SpanRecord], width: u16) -> String {
 }
 
 fn metrics_text(m: &MetricsView) -> String {
-    use crate::dashboard::views::metrics::{bytes, ms};
-    let row = |name: &String, s: &Series| {
-        [
-            name.clone(),
-            format!("{:.1}", s.rps),
-            format!("{:.1}", s.error_pct),
-            ms(s.p50),
-            ms(s.p90),
-            ms(s.p99),
-            s.total_requests.to_string(),
-            s.total_errors.to_string(),
-        ]
-    };
+    use crate::dashboard::views::metrics::{bytes, stats_cells};
+    let row = |name: &String, s: &Series| stats_cells(name, s);
     let header = [
         "", "REQ/S", "ERR%", "P50", "P90", "P99", "REQUESTS", "ERRORS",
     ];

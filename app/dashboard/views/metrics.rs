@@ -141,6 +141,21 @@ pub fn render(
     frame.render_widget(process_panel(&m.process, theme), process);
 }
 
+/// A row's figures as text: name, req/s, error %, p50, p90, p99, requests, errors (the
+/// dashboard's tables and `ctl metrics` show the same).
+pub fn stats_cells(name: &str, s: &Series) -> [String; 8] {
+    [
+        name.to_string(),
+        format!("{:.1}", s.rps),
+        format!("{:.1}", s.error_pct),
+        ms(s.p50),
+        ms(s.p90),
+        ms(s.p99),
+        s.total_requests.to_string(),
+        s.total_errors.to_string(),
+    ]
+}
+
 /// Rows of rates, error %, percentiles and totals under a bordered title, as many columns as
 /// fit `width`: the name is never cut, nor a number; the totals go first, then P50 and P90,
 /// the rate last.
@@ -152,21 +167,7 @@ fn stats_table<'a>(
     border: ratatui::style::Style,
     theme: &Theme,
 ) -> Table<'a> {
-    let cells: Vec<[String; 8]> = rows
-        .iter()
-        .map(|(name, s)| {
-            [
-                name.clone(),
-                format!("{:.1}", s.rps),
-                format!("{:.1}", s.error_pct),
-                ms(s.p50),
-                ms(s.p90),
-                ms(s.p99),
-                s.total_requests.to_string(),
-                s.total_errors.to_string(),
-            ]
-        })
-        .collect();
+    let cells: Vec<[String; 8]> = rows.iter().map(|(name, s)| stats_cells(name, s)).collect();
     let header = [
         first, "REQ/S", "ERR%", "P50", "P90", "P99", "REQUESTS", "ERRORS",
     ];
