@@ -116,8 +116,8 @@ pub struct App {
     pub theme: widgets::Theme,
     /// Mouse capture: clicks on tabs, the wheel scrolls. Off, the terminal selects text.
     pub mouse: bool,
-    /// The screen's size and the tab bar's row, as last drawn (for clicks).
-    pub drawn: std::cell::Cell<(u16, u16, u16)>,
+    /// The tab bar's row as last drawn (below the attach banner when there is one), for clicks.
+    pub tabs_row: std::cell::Cell<u16>,
 }
 
 impl App {
@@ -146,17 +146,16 @@ impl App {
             help_rows: std::cell::Cell::new(usize::MAX),
             theme: widgets::Theme::default(),
             mouse: true,
-            drawn: std::cell::Cell::new((0, 0, 1)),
+            tabs_row: std::cell::Cell::new(1),
         }
     }
 
-    /// A new snapshot arrived; returns whether the screen must be redrawn.
     /// A mouse event: a click on the tab bar switches tab, the wheel moves the selection.
     pub fn on_mouse(&mut self, m: MouseEvent) -> Option<Request> {
         match m.kind {
             MouseEventKind::ScrollDown => self.on_action(Action::Down),
             MouseEventKind::ScrollUp => self.on_action(Action::Up),
-            MouseEventKind::Down(MouseButton::Left) if m.row == self.drawn.get().2 => {
+            MouseEventKind::Down(MouseButton::Left) if m.row == self.tabs_row.get() => {
                 let tab = super::render::tab_at(m.column)?;
                 self.on_action(Action::GoToTab(tab))
             }
@@ -165,7 +164,7 @@ impl App {
     }
 
     /// Where every cursor is, to tell whether a step moved one.
-    fn cursor(&self) -> [usize; 10] {
+    fn cursor(&self) -> [usize; 11] {
         let s = &self.services;
         let b = &self.balancer;
         [
@@ -175,7 +174,8 @@ impl App {
             b.instance,
             self.breakers.selected,
             self.metrics.selected,
-            self.traces.selected + usize::from(self.traces.held.is_some()) * (1 << 32),
+            self.traces.selected,
+            usize::from(self.traces.held.is_some()),
             self.traces.open.as_ref().map_or(0, |t| t.selected),
             self.config.selected,
             self.logs.selected.map_or(usize::MAX, |l| l),
@@ -194,6 +194,7 @@ impl App {
         true
     }
 
+    /// A new snapshot arrived; returns whether the screen must be redrawn.
     pub fn on_snapshot(&mut self, snapshot: Arc<ClusterSnapshot>) -> bool {
         if self.paused {
             return false;

@@ -52,7 +52,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Constraint::Length(1),
     ])
     .areas(area);
-    app.drawn.set((area.width, area.height, tabs.y));
+    app.tabs_row.set(tabs.y);
     draw_header(frame, header, app, &theme);
     if let Some(text) = banner {
         let style = match app.link {

@@ -985,7 +985,8 @@ mod metrics_tab {
                         "tab {tab} at {w}×{h}: {name} cut:\n{all}"
                     );
                 }
-                // A latency is digits, a point, digits and "ms": never ".25ms" or "1234.2".
+                // A latency is digits, a point, digits and "ms": never ".25ms", nor cut on the
+                // right ("0.49m"); the services' p99 stays at every size.
                 for word in all.split(|c: char| c.is_whitespace() || c == '│') {
                     if let Some(num) = word.strip_suffix("ms") {
                         assert!(
@@ -995,6 +996,17 @@ mod metrics_tab {
                             "tab {tab} at {w}×{h}: {word:?}:\n{all}"
                         );
                     }
+                    let cut = word.strip_suffix('m').is_some_and(|n| {
+                        n.ends_with(|c: char| c.is_ascii_digit())
+                            && n.chars().all(|c| c.is_ascii_digit() || c == '.')
+                    });
+                    assert!(!cut, "tab {tab} at {w}×{h}: {word:?} cut:\n{all}");
+                }
+                if tab == '4' {
+                    assert!(
+                        all.contains("1234ms") && all.contains("0.49ms"),
+                        "{w}×{h}:\n{all}"
+                    );
                 }
             }
         }

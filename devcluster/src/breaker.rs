@@ -500,19 +500,26 @@ impl Breaker {
         let slow_threshold = inner.settings.slow_call_rate_threshold;
         // Re-open as soon as the probes can no longer come out under the thresholds.
         let now = Instant::now;
-        let probes = Tripped {
-            failure_rate: f64::from(inner.probe_failures) * 100.0 / f64::from(inner.probes_done),
-            slow_rate: f64::from(inner.probe_slow) * 100.0 / f64::from(inner.probes_done),
-            calls: inner.probes_done,
+        // The probes' figures, when they re-open it (probes_done is at least 1 here).
+        let probes = |i: &Inner| Tripped {
+            failure_rate: f64::from(i.probe_failures) * 100.0 / f64::from(i.probes_done),
+            slow_rate: f64::from(i.probe_slow) * 100.0 / f64::from(i.probes_done),
+            calls: i.probes_done,
         };
         if inner.probe_failures * 100 >= threshold * n {
-            let r = format!("{} of {n} probes failed", inner.probe_failures);
+            let (r, t) = (
+                format!("{} of {n} probes failed", inner.probe_failures),
+                probes(&inner),
+            );
             self.transition(&mut inner, State::Open, r, now());
-            inner.tripped = Some(probes);
+            inner.tripped = Some(t);
         } else if inner.probe_slow * 100 >= slow_threshold * n {
-            let r = format!("{} of {n} probes were slow", inner.probe_slow);
+            let (r, t) = (
+                format!("{} of {n} probes were slow", inner.probe_slow),
+                probes(&inner),
+            );
             self.transition(&mut inner, State::Open, r, now());
-            inner.tripped = Some(probes);
+            inner.tripped = Some(t);
         } else if inner.probes_done >= n {
             let r = format!("{n} probes done, {} failed", inner.probe_failures);
             self.transition(&mut inner, State::Closed, r, now());

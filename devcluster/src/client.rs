@@ -64,8 +64,7 @@ use tower::Service;
 /// stream through once.
 const MAX_REPLAY_BODY: usize = 1 << 20;
 
-/// The future of a layer that waits for something of its own (retries, the timeout, the
-/// connection).
+/// The future of a layer that waits for something of its own (retries, the connection).
 pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Resp, CallError>> + Send>>;
 
 /// What a layer needs of the layers below it. Every layer does its own work when called and

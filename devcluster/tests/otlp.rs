@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use devcluster::cluster::{Cluster, ClusterOptions};
 use devcluster::config::Config;
 use devcluster::control::AdminClient;
@@ -255,14 +257,7 @@ async fn malformed_exports_get_the_protocols_error_and_are_counted() {
     );
 
     // Counted, and the receiver still takes good exports.
-    let metrics = client
-        .get(format!("{}/metrics", cluster.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::admin_metrics(&cluster).await;
     assert!(
         metrics.contains("otlp_rejected_exports_total 4"),
         "{metrics}"

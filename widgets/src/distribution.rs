@@ -88,13 +88,7 @@ impl Widget for &DistributionBars<'_> {
         }
         let t = &self.theme;
         let total: u64 = self.rows.iter().map(|r| r.count).sum();
-        let label_w = self
-            .rows
-            .iter()
-            .map(|r| r.label.chars().count())
-            .max()
-            .unwrap_or(0)
-            .clamp(4, 28) as u16;
+        let label_w = crate::columns::widest(self.rows.iter().map(|r| r.label.as_str()), 4).min(28);
         // label, bar, " 100.0% 1234567 ", note
         let bar_w = inner.width.saturating_sub(label_w + 1 + 18).clamp(4, 50);
         for (i, r) in self.rows.iter().enumerate().take(inner.height as usize) {

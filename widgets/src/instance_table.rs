@@ -94,8 +94,8 @@ impl StatefulWidget for &InstanceTable<'_> {
             return;
         }
         let t = &self.theme;
-        // Which columns fit: the instance, its health and its notes stay; the rest go, the
-        // last check first and the request rate last.
+        // Which columns fit: the instance and its health stay; the rest go, the last check
+        // first, then version, address, weight, in flight, process, the rates, the notes last.
         let inner = match &self.block {
             Some(_) => area.width.saturating_sub(2),
             None => area.width,

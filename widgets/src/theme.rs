@@ -56,8 +56,8 @@ impl Theme {
             dim: Style::new().fg(Color::Gray),
             border: Style::new().fg(Color::Gray),
             border_focused: Style::new().fg(Color::Blue),
-            passing: Style::new().fg(Color::Green),
-            warning: Style::new().fg(Color::Magenta),
+            // Dark orange of the 256-colour palette: Magenta is already a killed process's.
+            warning: Style::new().fg(Color::Indexed(130)),
             key: Style::new().fg(Color::Blue).add_modifier(Modifier::BOLD),
             tab_active: Style::new().fg(Color::Blue).add_modifier(Modifier::BOLD),
             ..Theme::dark()

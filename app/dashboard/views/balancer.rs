@@ -174,19 +174,8 @@ pub fn render(
         }
     };
     // As wide as the names and strategies need (up to 40): the picks beside it want the room.
-    let name_w = snap
-        .balancers
-        .iter()
-        .map(|b| b.target.chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp(8, 24) as u16;
-    let strategy_w = snap
-        .balancers
-        .iter()
-        .map(|b| b.strategy.as_str().chars().count())
-        .max()
-        .unwrap_or(0) as u16;
+    let name_w = widest(snap.balancers.iter().map(|b| b.target.as_str()), 8).min(24);
+    let strategy_w = widest(snap.balancers.iter().map(|b| b.strategy.as_str()), 0);
     let pane = (name_w + 1 + strategy_w + 2).min(40);
     let [left, right] =
         Layout::horizontal([Constraint::Length(pane), Constraint::Fill(1)]).areas(area);

@@ -267,10 +267,10 @@ pub fn render(
     let widths = fit(
         &[
             Column::keep(key_w),
-            Column::fill(12, 2),
+            Column::fill(12, 1),
             Column::drop(
                 widest(view.entries.iter().map(|e| e.origin.as_str()), 4).min(28),
-                1,
+                2,
             ),
         ],
         keys.width.saturating_sub(2),

@@ -141,6 +141,17 @@ pub fn render(
     frame.render_widget(process_panel(&m.process, theme), process);
 }
 
+/// How an error percentage reads: 5 % and above critical, any at all a warning.
+pub fn error_style(pct: f64, theme: &Theme) -> ratatui::style::Style {
+    if pct >= 5.0 {
+        theme.critical
+    } else if pct > 0.0 {
+        theme.warning
+    } else {
+        theme.text
+    }
+}
+
 /// A row's figures as text: name, req/s, error %, p50, p90, p99, requests, errors (the
 /// dashboard's tables and `ctl metrics` show the same).
 pub fn stats_cells(name: &str, s: &Series) -> [String; 8] {
@@ -190,13 +201,7 @@ fn stats_table<'a>(
         .into_iter()
         .zip(&rows)
         .map(|(c, (_, s))| {
-            let err_style = if s.error_pct >= 5.0 {
-                theme.critical
-            } else if s.error_pct > 0.0 {
-                theme.warning
-            } else {
-                theme.text
-            };
+            let err_style = error_style(s.error_pct, theme);
             let [name, rest @ ..] = c;
             let mut row = vec![Cell::from(name)];
             for (i, v) in rest.into_iter().enumerate() {

@@ -139,12 +139,7 @@ pub fn render(
     }
     // As wide as the longest name needs (up to 32), narrower on a narrow terminal: the
     // instances beside it need the room more.
-    let name_w = groups
-        .iter()
-        .map(|g| g.name.chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp(8, 24) as u16;
+    let name_w = widgets::columns::widest(groups.iter().map(|g| g.name), 8).min(24);
     let pane = (name_w + 11)
         .min(32)
         .min(area.width / 3)
@@ -299,13 +294,10 @@ fn render_topology(frame: &mut Frame, area: Rect, snap: &ClusterSnapshot, theme:
     let cells: Vec<[String; 4]> = calls
         .iter()
         .map(|c| {
-            let s = &c.series;
-            [
-                format!("{} → {}", c.caller, c.target),
-                format!("{:.1}", s.rps),
-                format!("{:.1}", s.error_pct),
-                crate::dashboard::views::metrics::ms(s.p99),
-            ]
+            let name = format!("{} → {}", c.caller, c.target);
+            let [name, rps, err, _, _, p99, _, _] =
+                crate::dashboard::views::metrics::stats_cells(&name, &c.series);
+            [name, rps, err, p99]
         })
         .collect();
     let header = ["CALLER → TARGET", "REQ/S", "ERR%", "P99", "BREAKER"];
@@ -334,13 +326,7 @@ fn render_topology(frame: &mut Frame, area: Rect, snap: &ClusterSnapshot, theme:
             Some(devcluster::breaker::State::Open) => ("○ open", theme.critical),
             None => ("-", theme.dim),
         };
-        let err_style = if c.series.error_pct >= 5.0 {
-            theme.critical
-        } else if c.series.error_pct > 0.0 {
-            theme.warning
-        } else {
-            theme.text
-        };
+        let err_style = crate::dashboard::views::metrics::error_style(c.series.error_pct, theme);
         let right = |t: String, st| Cell::from(Line::from(Span::styled(t, st)).right_aligned());
         Row::new(widgets::columns::shown(
             [

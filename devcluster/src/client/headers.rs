@@ -7,19 +7,25 @@ use http::{HeaderMap, HeaderName};
 
 /// Whether `n` is a hop-by-hop header (RFC 9110 §7.6.1), `Proxy-Connection` included.
 fn hop_by_hop(n: &HeaderName) -> bool {
-    use http::header::{
-        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
-        UPGRADE,
-    };
-    *n == CONNECTION
-        || *n == TE
-        || *n == TRAILER
-        || *n == TRANSFER_ENCODING
-        || *n == UPGRADE
-        || *n == PROXY_AUTHENTICATE
-        || *n == PROXY_AUTHORIZATION
-        || n.as_str() == "keep-alive"
-        || n.as_str() == "proxy-connection"
+    is_hop_by_hop(n.as_str().as_bytes())
+}
+
+/// The same for a name as sent (any case): the proxy's lines ([`super::http1::Forwarded`]) are
+/// never parsed into names.
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    [
+        &b"connection"[..],
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"keep-alive",
+        b"proxy-connection",
+    ]
+    .iter()
+    .any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Removes hop-by-hop headers, including any the `Connection` header names. Most requests

@@ -154,7 +154,7 @@ pub struct Forwarded {
 impl Forwarded {
     /// Adds the line `name: value`.
     pub fn add(&mut self, name: &[u8], value: &[u8]) {
-        line(&mut self.lines, name, value);
+        put_header(&mut self.lines, name, value);
     }
 }
 
@@ -582,18 +582,18 @@ impl Role {
     /// The role of a name as sent (any case); by its length first, as most are none of these.
     fn of(name: &[u8]) -> Role {
         let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-        match name.len() {
-            2 if is(b"te") => Role::HopByHop,
-            4 if is(b"date") => Role::Date,
-            7 if is(b"upgrade") || is(b"trailer") => Role::HopByHop,
-            10 if is(b"connection") => Role::Framer(Framer::Connection),
-            10 if is(b"keep-alive") || is(b"x-trace-id") => Role::HopByHop,
-            14 if is(b"content-length") => Role::Framer(Framer::ContentLength),
-            16 if is(b"proxy-connection") => Role::HopByHop,
-            17 if is(b"transfer-encoding") => Role::Framer(Framer::TransferEncoding),
-            18 if is(b"proxy-authenticate") => Role::HopByHop,
-            19 if is(b"proxy-authorization") => Role::HopByHop,
-            _ => Role::Other,
+        if is(b"connection") {
+            Role::Framer(Framer::Connection)
+        } else if is(b"content-length") {
+            Role::Framer(Framer::ContentLength)
+        } else if is(b"transfer-encoding") {
+            Role::Framer(Framer::TransferEncoding)
+        } else if is(b"date") {
+            Role::Date
+        } else if is(b"x-trace-id") || super::headers::is_hop_by_hop(name) {
+            Role::HopByHop
+        } else {
+            Role::Other
         }
     }
 }
@@ -607,11 +607,11 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Appends the header line `name: value`.
-fn line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
+pub(crate) fn put_header(out: &mut impl bytes::BufMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
 }
 
 impl HeaderBlock {
@@ -663,8 +663,7 @@ impl HeaderBlock {
         found: &[(u32, u32, u32, u32)],
         names: &mut Names,
     ) -> Result<HeaderBlock, String> {
-        // Room for what a caller adds (X-Forwarded-For, X-Trace-ID) without growing the map.
-        let mut b = HeaderBlock::new(HeaderMap::with_capacity(found.len() + 2));
+        let mut b = HeaderBlock::new(HeaderMap::with_capacity(found.len()));
         for (i, &(ns, ne, vs, ve)) in found.iter().enumerate() {
             let name = names
                 .name(i, &head[ns as usize..ne as usize])
@@ -718,7 +717,7 @@ impl HeaderBlock {
                 Role::Other => true,
             };
             if passes {
-                line(&mut out, name, value);
+                put_header(&mut out, name, value);
             }
         }
         if names_others {
@@ -740,7 +739,7 @@ impl HeaderBlock {
                 };
                 if passes && !named(name) {
                     f.date |= Role::of(name) == Role::Date;
-                    line(&mut out, name, value);
+                    put_header(&mut out, name, value);
                 }
             }
         }

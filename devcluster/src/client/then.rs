@@ -13,10 +13,6 @@ pub trait Finish: Send + Unpin + 'static {
 }
 
 /// Nothing to do afterwards (a dry run, or a layer that has no work there).
-impl Finish for () {
-    fn finish(self, _: &mut Result<Resp, CallError>) {}
-}
-
 /// The layers below's future `F` and what to do with its answer, or an answer the layer gave
 /// itself (a refusal, no instance).
 pub enum Then<F, D> {

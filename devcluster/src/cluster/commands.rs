@@ -302,7 +302,7 @@ impl Core {
             body: axum::body::Body::empty(),
             params: m.params.clone(),
             parent: None,
-            forward: true, // as the gateway's own call
+            forward: false,
             forwarded_for: None,
         };
         out.hash_key = self

@@ -19,7 +19,7 @@
 
 use crate::client::http1::{
     BodyReader, Chunks, Forwarded, HeaderBlock, LAST_CHUNK, Left, MAX_HEADERS, NO_OFFSETS, Names,
-    Peer, chunk, offsets, poll_read_buf,
+    Peer, chunk, offsets, poll_read_buf, put_header,
 };
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
@@ -519,13 +519,6 @@ enum Out {
     Length(u64),
     Chunked,
     UntilClose,
-}
-
-fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// `n` in decimal, written into the end of `room`.

@@ -45,8 +45,9 @@ pub fn stamp() -> Stamp {
     })
 }
 
-/// Now, as tokio's clock (paused in tests that ask for it) for timers and windows: the
-/// poll's stamp inside a [`clocked`] poll, tokio's `now` outside one.
+/// Now, as a tokio `Instant` for timers and windows: the poll's stamp inside a [`clocked`]
+/// poll (read from the real clock: a clocked task does not see tokio's paused time), tokio's
+/// `now` outside one (paused in tests that ask for it).
 pub fn now() -> tokio::time::Instant {
     match POLL.with(Cell::get) {
         Some(_) => tokio::time::Instant::from_std(stamp().at),
