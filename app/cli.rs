@@ -20,6 +20,10 @@ pub struct Cli {
     /// Browse traces from an OTLP/JSON file (`ctl traces export`) without a cluster.
     #[arg(long, value_name = "FILE")]
     pub open: Option<PathBuf>,
+    /// Keys over the built-in ones (assets/keymap.toml); default ~/.config/lgo-dash/keymap.toml
+    /// when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub keymap: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

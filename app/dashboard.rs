@@ -4,6 +4,7 @@
 pub mod action;
 pub mod app;
 mod event_loop;
+pub mod keymap;
 pub mod render;
 pub mod tabs;
 pub mod views;
@@ -16,6 +17,8 @@ use std::process::ExitCode;
 pub fn run(args: &Cli) -> anyhow::Result<ExitCode> {
     let rt = crate::runtime()?;
     let env = args.cluster.environment();
+    // A bad keymap file is said before the terminal is taken over.
+    let keymap = keymap::Keymap::load(args.keymap.as_deref())?;
     rt.block_on(async {
         if let Some(path) = &args.open {
             let text = std::fs::read_to_string(path)
@@ -24,20 +27,27 @@ pub fn run(args: &Cli) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let handle = ClusterHandle::offline(spans);
             let title = format!("offline · {}", path.display());
-            event_loop::run_on(handle, app::Header { mode: title, env }, tabs::Tab::Traces).await?;
+            event_loop::run_on(
+                handle,
+                app::Header { mode: title, env },
+                keymap,
+                tabs::Tab::Traces,
+            )
+            .await?;
             return Ok(ExitCode::SUCCESS);
         }
         match &args.attach {
             Some(url) => {
                 let handle = ClusterHandle::remote(AdminClient::new(url));
                 let title = "attached".to_string();
-                event_loop::run(handle, app::Header { mode: title, env }).await?;
+                event_loop::run(handle, app::Header { mode: title, env }, keymap).await?;
             }
             None => {
                 let cluster = Cluster::start(args.cluster.cluster_options()?).await?;
                 let title = "embedded cluster".to_string();
                 let result =
-                    event_loop::run(cluster.handle(), app::Header { mode: title, env }).await;
+                    event_loop::run(cluster.handle(), app::Header { mode: title, env }, keymap)
+                        .await;
                 cluster.shutdown().await;
                 result?;
             }

@@ -224,6 +224,20 @@ async fn a_busy_port_and_a_bad_config_are_refused_with_a_way_out() {
     let err = refused("/nonexistent/lgo.toml".to_string()).await;
     assert!(err.contains("/nonexistent/lgo.toml"), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+
+    // A bad keymap file: refused with its line and why, before the terminal is taken over.
+    let keymap = temp_file("keys.toml", "[services]\nkill = \"x\"\nrestart = \"x\"\n");
+    let out = Command::new(BIN)
+        .args(["--no-traffic", "--keymap", keymap.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("keys.toml, line 2") && err.contains("x is bound to both kill and restart"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
-//! Keys become `Action`s through one table, which also feeds the footer hints and the `?`
-//! overlay, so they cannot disagree.
+//! What the dashboard can be asked to do, and the code's half of every binding: its name in
+//! the keymap file, where it acts, its help and footer texts. The keys are the other half
+//! (`keymap.rs`, defaults in `assets/keymap.toml`); dispatch, the footer and the `?` overlay all
+//! read the one table they make, so they cannot disagree.
 
 use super::tabs::Tab;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -50,290 +51,340 @@ pub enum Action {
     Topology,
 }
 
-/// A binding as the help overlay shows it.
-pub struct Binding {
-    pub keys: &'static str,
+/// Where a binding acts: everywhere, or on one tab (where it comes before the global ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    Tab(Tab),
+}
+
+impl Scope {
+    /// Every scope, in the keymap file's order.
+    pub fn all() -> impl Iterator<Item = Scope> {
+        std::iter::once(Scope::Global).chain(Tab::ALL.into_iter().map(Scope::Tab))
+    }
+
+    /// Its section in the keymap file: `global`, `services`, …
+    pub fn section(self) -> String {
+        match self {
+            Scope::Global => "global".to_string(),
+            Scope::Tab(t) => t.title().to_lowercase(),
+        }
+    }
+
+    pub fn tab(self) -> Option<Tab> {
+        match self {
+            Scope::Global => None,
+            Scope::Tab(t) => Some(t),
+        }
+    }
+}
+
+/// What a binding does, whatever its keys.
+pub struct Def {
+    pub scope: Scope,
+    /// Its name in the keymap file.
+    pub name: &'static str,
     pub action: Action,
     pub help: &'static str,
     /// The footer's short label (the most used bindings only).
     pub footer: Option<&'static str>,
-    /// The tab it acts on; `None` for keys that work everywhere.
-    pub tab: Option<Tab>,
+    /// The other half of a pair the footer shows as one hint (`j/k move`, `1-7 tab`), and what
+    /// joins their keys.
+    pub pair: Option<(&'static str, &'static str)>,
     /// Tabs where a global binding does nothing, so their footer leaves it out.
     pub idle_on: &'static [Tab],
 }
 
-/// Every binding, global ones first. Order here is the order in `?` and the footer.
-pub fn bindings() -> Vec<Binding> {
-    let b = |keys, action, help, footer, tab| Binding {
-        keys,
+const fn def(
+    scope: Scope,
+    name: &'static str,
+    action: Action,
+    help: &'static str,
+    footer: Option<&'static str>,
+) -> Def {
+    Def {
+        scope,
+        name,
         action,
         help,
         footer,
-        tab,
+        pair: None,
         idle_on: &[],
-    };
-    let services = Some(Tab::Services);
-    let balancer = Some(Tab::Balancer);
-    let breakers = Some(Tab::Breakers);
-    vec![
-        b("1-7", Action::GoToTab(0), "switch tab", Some("tab"), None),
-        b(
-            "Tab / S-Tab",
-            Action::NextTab,
-            "next / previous tab",
-            None,
-            None,
-        ),
-        b(
-            "j k ↑ ↓",
-            Action::Down,
-            "move selection",
-            Some("move"),
-            None,
-        ),
-        b(
-            "g G Home End",
-            Action::Top,
-            "first / last row (End on Logs: follow)",
-            None,
+    }
+}
+
+/// Every binding, global ones first, in the order of `?` and the footer.
+pub fn defs() -> Vec<Def> {
+    use Scope::Global as G;
+    let on = Scope::Tab;
+    let mut all = vec![
+        Def {
+            pair: Some(("tab_logs", "-")),
+            ..def(
+                G,
+                "tab_services",
+                Action::GoToTab(0),
+                "the Services tab",
+                Some("tab"),
+            )
+        },
+        def(
+            G,
+            "tab_balancer",
+            Action::GoToTab(1),
+            "the Balancer tab",
             None,
         ),
-        b("PgUp PgDn", Action::PageUp, "a page up / down", None, None),
-        Binding {
+        def(
+            G,
+            "tab_breakers",
+            Action::GoToTab(2),
+            "the Breakers tab",
+            None,
+        ),
+        def(
+            G,
+            "tab_metrics",
+            Action::GoToTab(3),
+            "the Metrics tab",
+            None,
+        ),
+        def(G, "tab_traces", Action::GoToTab(4), "the Traces tab", None),
+        def(G, "tab_config", Action::GoToTab(5), "the Config tab", None),
+        def(G, "tab_logs", Action::GoToTab(6), "the Logs tab", None),
+        def(G, "next_tab", Action::NextTab, "next tab", None),
+        def(G, "prev_tab", Action::PrevTab, "previous tab", None),
+        Def {
+            pair: Some(("up", "/")),
+            ..def(
+                G,
+                "down",
+                Action::Down,
+                "move the selection down",
+                Some("move"),
+            )
+        },
+        def(G, "up", Action::Up, "move the selection up", None),
+        def(G, "top", Action::Top, "first row", None),
+        def(
+            G,
+            "bottom",
+            Action::Bottom,
+            "last row (on Logs: follow)",
+            None,
+        ),
+        def(G, "page_up", Action::PageUp, "a page up", None),
+        def(G, "page_down", Action::PageDown, "a page down", None),
+        Def {
             idle_on: &[Tab::Breakers, Tab::Metrics],
-            ..b(
-                "Enter",
+            ..def(
+                G,
+                "open",
                 Action::Open,
                 "open: instances, a trace's waterfall, a line's trace",
                 Some("open"),
-                None,
             )
         },
-        b("Esc", Action::Back, "back", None, None),
-        b(
-            "x",
+        def(G, "back", Action::Back, "back", None),
+        def(
+            on(Tab::Services),
+            "kill",
             Action::KillSelected,
             "kill selected instance (like a crash)",
             Some("kill"),
-            services,
         ),
-        b(
-            "r",
+        def(
+            on(Tab::Services),
+            "restart",
             Action::RestartSelected,
             "restart selected instance",
             Some("restart"),
-            services,
         ),
-        b(
-            "t",
+        def(
+            on(Tab::Services),
+            "topology",
             Action::Topology,
             "the call graph: who calls whom, rates, errors, breakers",
             Some("topology"),
-            services,
         ),
-        b(
-            "s / S",
-            Action::NextStrategy,
-            "next / previous balancing strategy",
-            Some("strategy"),
-            balancer,
+        Def {
+            pair: Some(("prev_strategy", "/")),
+            ..def(
+                on(Tab::Balancer),
+                "next_strategy",
+                Action::NextStrategy,
+                "next balancing strategy",
+                Some("strategy"),
+            )
+        },
+        def(
+            on(Tab::Balancer),
+            "prev_strategy",
+            Action::PrevStrategy,
+            "previous balancing strategy",
+            None,
         ),
-        b(
-            "+ / -",
-            Action::WeightUp,
-            "raise / lower the selected instance's weight",
-            Some("weight"),
-            balancer,
+        Def {
+            pair: Some(("weight_down", "/")),
+            ..def(
+                on(Tab::Balancer),
+                "weight_up",
+                Action::WeightUp,
+                "raise the selected instance's weight",
+                Some("weight"),
+            )
+        },
+        def(
+            on(Tab::Balancer),
+            "weight_down",
+            Action::WeightDown,
+            "lower the selected instance's weight",
+            None,
         ),
-        b(
-            "o",
+        def(
+            on(Tab::Breakers),
+            "force_open",
             Action::ForceOpen,
             "force the breaker open",
             Some("force open"),
-            breakers,
         ),
-        b(
-            "c",
+        def(
+            on(Tab::Breakers),
+            "force_closed",
             Action::ForceClosed,
             "force the breaker closed",
             Some("force closed"),
-            breakers,
         ),
-        b(
-            "a",
+        def(
+            on(Tab::Breakers),
+            "auto",
             Action::BreakerAuto,
             "back to automatic",
             Some("auto"),
-            breakers,
         ),
-        b(
-            "space",
+        def(
+            on(Tab::Breakers),
+            "cycle",
             Action::Toggle,
             "cycle auto → forced open → forced closed",
             Some("cycle"),
-            breakers,
         ),
-        b(
-            "space",
-            Action::Toggle,
-            "fold / unfold the selected span's subtree",
-            Some("fold"),
-            Some(Tab::Traces),
-        ),
-        b(
-            "L",
-            Action::TraceLogs,
-            "the open trace's log lines (in the Logs tab)",
-            Some("logs"),
-            Some(Tab::Traces),
-        ),
-        b(
-            "/",
+        def(
+            on(Tab::Traces),
+            "filter",
             Action::Search,
             "filter the trace list; in a waterfall, find spans",
             Some("filter"),
-            Some(Tab::Traces),
         ),
-        b(
-            "n",
+        def(
+            on(Tab::Traces),
+            "next_match",
             Action::NextMatch,
             "in a waterfall, the next span found",
             Some("next"),
-            Some(Tab::Traces),
         ),
-        b(
-            "f",
-            Action::Follow,
-            "follow the newest lines",
-            Some("follow"),
-            Some(Tab::Logs),
+        def(
+            on(Tab::Traces),
+            "fold",
+            Action::Toggle,
+            "fold / unfold the selected span's subtree",
+            Some("fold"),
         ),
-        b(
-            "v",
-            Action::CycleLevel,
-            "minimum level: debug → info → warn → error",
-            Some("level"),
-            Some(Tab::Logs),
+        def(
+            on(Tab::Traces),
+            "logs",
+            Action::TraceLogs,
+            "the open trace's log lines (in the Logs tab)",
+            Some("logs"),
         ),
-        b(
-            "/",
-            Action::Search,
-            "search the messages and fields",
-            Some("search"),
-            Some(Tab::Logs),
-        ),
-        b(
-            "Enter",
+        def(
+            on(Tab::Config),
+            "edit",
             Action::Open,
             "edit the selected key (a refusal shows in place)",
             Some("edit"),
-            Some(Tab::Config),
         ),
-        b(
-            "space",
+        def(
+            on(Tab::Config),
+            "fold",
             Action::Toggle,
             "fold / unfold a section of keys",
             None,
-            Some(Tab::Config),
         ),
-        b(
-            "d",
+        def(
+            on(Tab::Config),
+            "unset",
             Action::Unset,
             "remove the key's override (file or default again)",
             Some("unset"),
-            Some(Tab::Config),
         ),
-        b(
-            "E",
+        def(
+            on(Tab::Config),
+            "env",
             Action::SwitchEnv,
             "switch environment: its diff first, y applies",
             Some("env"),
-            Some(Tab::Config),
         ),
-        b(
-            "u",
+        def(
+            on(Tab::Config),
+            "undo",
             Action::Undo,
             "undo the newest config change",
             Some("undo"),
-            Some(Tab::Config),
         ),
-        b(
-            "e",
+        def(
+            on(Tab::Logs),
+            "search",
+            Action::Search,
+            "search the messages and fields",
+            Some("search"),
+        ),
+        def(
+            on(Tab::Logs),
+            "follow",
+            Action::Follow,
+            "follow the newest lines",
+            Some("follow"),
+        ),
+        def(
+            on(Tab::Logs),
+            "level",
+            Action::CycleLevel,
+            "minimum level: debug → info → warn → error",
+            Some("level"),
+        ),
+    ];
+    all.extend([
+        def(
+            G,
+            "explain",
             Action::Inspect,
             "route inspector: how the gateway routes METHOD PATH",
             Some("explain"),
-            None,
         ),
-        b(
-            "p",
+        def(
+            G,
+            "pause",
             Action::TogglePause,
             "pause / resume live updates",
             Some("pause"),
-            None,
         ),
-        b(
-            "m",
+        def(
+            G,
+            "mouse",
             Action::ToggleMouse,
             "mouse on / off (off: select text in the terminal)",
             None,
-            None,
         ),
-        b(
-            "?",
+        def(
+            G,
+            "help",
             Action::ToggleHelp,
             "show / hide this help",
             Some("help"),
-            None,
         ),
-        b("q", Action::Quit, "quit", Some("quit"), None),
-    ]
-}
-
-/// Maps a key press to an action; `None` when the key means nothing here.
-pub fn action_for(key: KeyEvent) -> Option<Action> {
-    if key.kind != KeyEventKind::Press && key.kind != KeyEventKind::Repeat {
-        return None;
-    }
-    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
-        return Some(Action::Quit);
-    }
-    Some(match key.code {
-        KeyCode::Char('q') => Action::Quit,
-        KeyCode::Tab => Action::NextTab,
-        KeyCode::BackTab => Action::PrevTab,
-        KeyCode::Char(c @ '1'..='7') => Action::GoToTab(c as usize - '1' as usize),
-        KeyCode::Char('j') | KeyCode::Down => Action::Down,
-        KeyCode::Char('k') | KeyCode::Up => Action::Up,
-        KeyCode::Char('g') | KeyCode::Home => Action::Top,
-        KeyCode::Char('G') | KeyCode::End => Action::Bottom,
-        KeyCode::PageUp => Action::PageUp,
-        KeyCode::PageDown => Action::PageDown,
-        KeyCode::Enter | KeyCode::Char('l') | KeyCode::Right => Action::Open,
-        KeyCode::Esc | KeyCode::Char('h') | KeyCode::Left => Action::Back,
-        KeyCode::Char('x') => Action::KillSelected,
-        KeyCode::Char('r') => Action::RestartSelected,
-        KeyCode::Char('s') => Action::NextStrategy,
-        KeyCode::Char('S') => Action::PrevStrategy,
-        KeyCode::Char('+' | '=') => Action::WeightUp,
-        KeyCode::Char('-') => Action::WeightDown,
-        KeyCode::Char('o') => Action::ForceOpen,
-        KeyCode::Char('c') => Action::ForceClosed,
-        KeyCode::Char('a') => Action::BreakerAuto,
-        KeyCode::Char(' ') => Action::Toggle,
-        KeyCode::Char('e') => Action::Inspect,
-        KeyCode::Char('f') => Action::Follow,
-        KeyCode::Char('v') => Action::CycleLevel,
-        KeyCode::Char('/') => Action::Search,
-        KeyCode::Char('L') => Action::TraceLogs,
-        KeyCode::Char('n') => Action::NextMatch,
-        KeyCode::Char('p') => Action::TogglePause,
-        KeyCode::Char('u') => Action::Undo,
-        KeyCode::Char('d') => Action::Unset,
-        KeyCode::Char('E') => Action::SwitchEnv,
-        KeyCode::Char('m') => Action::ToggleMouse,
-        KeyCode::Char('t') => Action::Topology,
-        KeyCode::Char('?') => Action::ToggleHelp,
-        _ => return None,
-    })
+        def(G, "quit", Action::Quit, "quit", Some("quit")),
+    ]);
+    all
 }

@@ -1,6 +1,7 @@
 //! The dashboard's state and how actions change it. Drawing reads this; nothing here awaits.
 
-use super::action::{Action, bindings};
+use super::action::Action;
+use super::keymap::Keymap;
 use super::tabs::Tab;
 use super::views::balancer::{self, BalancerView};
 use super::views::breakers::BreakersView;
@@ -118,6 +119,8 @@ pub struct App {
     pub mouse: bool,
     /// The tab bar's row as last drawn (below the attach banner when there is one), for clicks.
     pub tabs_row: std::cell::Cell<u16>,
+    /// Every key's binding (built in, then the user's file).
+    pub keymap: Arc<Keymap>,
 }
 
 impl App {
@@ -147,7 +150,14 @@ impl App {
             theme: widgets::Theme::default(),
             mouse: true,
             tabs_row: std::cell::Cell::new(1),
+            keymap: Arc::new(Keymap::default()),
         }
+    }
+
+    /// A key press outside prompts and editors: its binding's action on this tab.
+    pub fn on_key(&mut self, key: KeyEvent) -> Option<Request> {
+        let action = self.keymap.action(self.tab, key)?;
+        self.on_action(action)
     }
 
     /// A mouse event: a click on the tab bar switches tab, the wheel moves the selection.
@@ -279,7 +289,7 @@ impl App {
     pub fn on_action(&mut self, action: Action) -> Option<Request> {
         if self.help && !matches!(action, Action::Quit | Action::ToggleHelp | Action::Back) {
             // The list scrolls when it does not fit; other keys wait until it is closed.
-            let last = bindings().len().saturating_sub(self.help_rows.get().max(1));
+            let last = (self.keymap.bindings().len()).saturating_sub(self.help_rows.get().max(1));
             let at = self.help_offset;
             self.help_offset = match action {
                 Action::Up => at.saturating_sub(1),

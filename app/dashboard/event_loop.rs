@@ -1,8 +1,8 @@
 //! The one loop: terminal input, cluster snapshots, command results and a slow tick; draw once
 //! per batch of changes, never when idle. The terminal is restored on every exit and on panic.
 
-use super::action::action_for;
 use super::app::{App, Header, Reply, Request};
+use super::keymap::Keymap;
 use super::render;
 use devcluster::ClusterHandle;
 use devcluster::handle::Link;
@@ -34,14 +34,15 @@ fn mouse_capture(on: bool) {
     };
 }
 
-pub async fn run(handle: ClusterHandle, header: Header) -> anyhow::Result<()> {
-    run_on(handle, header, super::tabs::Tab::default()).await
+pub async fn run(handle: ClusterHandle, header: Header, keymap: Keymap) -> anyhow::Result<()> {
+    run_on(handle, header, keymap, super::tabs::Tab::default()).await
 }
 
 /// Like [`run`], opening on `tab`.
 pub async fn run_on(
     handle: ClusterHandle,
     header: Header,
+    keymap: Keymap,
     tab: super::tabs::Tab,
 ) -> anyhow::Result<()> {
     // `ratatui::init` also chains a panic hook that restores the terminal before the report.
@@ -68,6 +69,7 @@ pub async fn run_on(
     let mut snapshots = handle.subscribe();
     let mut link = handle.subscribe_link();
     let mut app = App::new(header, handle.snapshot());
+    app.keymap = std::sync::Arc::new(keymap);
     app.theme = widgets::Theme::from_env(
         std::env::var("NO_COLOR").ok().as_deref(),
         std::env::var("LGO_THEME").ok().as_deref(),
@@ -181,10 +183,10 @@ fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sende
             true
         }
         Event::Key(key) => {
-            let Some(action) = action_for(key) else {
+            if app.keymap.binding(app.tab, key).is_none() {
                 return false;
-            };
-            if let Some(req) = app.on_action(action) {
+            }
+            if let Some(req) = app.on_key(key) {
                 spawn_request(req, handle.clone(), done.clone());
             }
             true

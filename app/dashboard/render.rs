@@ -1,7 +1,8 @@
 //! Draws the whole screen from `App`: header, tab bar, the active tab, footer, overlays.
 
-use super::action::{Action, bindings};
+use super::action::{Action, Scope};
 use super::app::App;
+use super::keymap::Keymap;
 use super::tabs::Tab;
 use super::views;
 use devcluster::handle::Link;
@@ -259,7 +260,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         );
         return;
     }
-    let mut shown = footer_hints(app.tab);
+    let mut shown = footer_hints(&app.keymap, app.tab);
     // What fits, the least needed dropped first (from the end): global keys before this tab's;
     // help and quit stay.
     let width = |h: &[Hint]| {
@@ -287,31 +288,43 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
 /// A footer hint and how much it is needed: 0 global keys, 1 this tab's, 2 help and quit.
 pub struct Hint {
-    pub keys: &'static str,
+    pub keys: String,
     pub label: &'static str,
     rank: u8,
 }
 
 /// The footer's hints on `tab`, in the bindings' order: this tab's bindings, and the global
-/// ones that do something here and are not taken by this tab's own (Enter edits on Config).
-pub fn footer_hints(tab: Tab) -> Vec<Hint> {
-    let all = bindings();
-    all.iter()
-        .filter(|b| b.tab.is_none_or(|t| t == tab))
+/// ones that do something here and are not hidden by this tab's own (Enter edits on Config).
+/// A pair shows as one hint with each half's first key (`j/k move`).
+pub fn footer_hints(keymap: &Keymap, tab: Tab) -> Vec<Hint> {
+    keymap
+        .bindings()
+        .iter()
+        .filter(|b| b.def.scope.tab().is_none_or(|t| t == tab))
         .filter(|b| {
-            b.tab.is_some()
-                || (!b.idle_on.contains(&tab)
-                    && !all.iter().any(|o| o.tab == Some(tab) && o.keys == b.keys))
+            b.def.scope != Scope::Global
+                || (!b.def.idle_on.contains(&tab) && !keymap.hidden_on(tab, b))
         })
         .filter_map(|b| {
-            let rank = match (b.tab, &b.action) {
+            let rank = match (b.def.scope, &b.def.action) {
                 (_, Action::ToggleHelp | Action::Quit) => 2,
-                (Some(_), _) => 1,
-                (None, _) => 0,
+                (Scope::Tab(_), _) => 1,
+                (Scope::Global, _) => 0,
+            };
+            let first = b.keys.first()?.to_string();
+            let keys = match b.def.pair {
+                Some((other, join)) => match keymap
+                    .named(b.def.scope, other)
+                    .and_then(|o| o.keys.first())
+                {
+                    Some(k) => format!("{first}{join}{k}"),
+                    None => first,
+                },
+                None => first,
             };
             Some(Hint {
-                keys: b.keys,
-                label: b.footer?,
+                keys,
+                label: b.def.footer?,
                 rank,
             })
         })
@@ -319,7 +332,7 @@ pub fn footer_hints(tab: Tab) -> Vec<Hint> {
 }
 
 fn draw_help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let all = bindings();
+    let all = app.keymap.bindings();
     let height = (all.len() as u16 + 2).min(area.height);
     let rows_shown = usize::from(height.saturating_sub(2)).max(1);
     app.help_rows.set(rows_shown);
@@ -332,9 +345,9 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .areas(popup);
     let rows = all.iter().skip(first).take(rows_shown).map(|b| {
         Row::new([
-            Span::styled(b.keys, theme.key),
-            Span::styled(b.tab.map_or("", |t| t.title()), theme.dim),
-            Span::raw(b.help),
+            Span::styled(b.keys_text(), theme.key),
+            Span::styled(b.def.scope.tab().map_or("", |t| t.title()), theme.dim),
+            Span::raw(b.def.help),
         ])
     });
     let widths = [

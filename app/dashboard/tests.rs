@@ -1,6 +1,6 @@
 //! Whole-screen tests: a fixed snapshot → App → TestBackend, and keys → actions → commands.
 
-use super::action::{Action, action_for};
+use super::action::Action;
 use super::app::{App, Command, Header, Reply, Request};
 use super::render::draw;
 use super::tabs::Tab;
@@ -116,8 +116,7 @@ fn screen(app: &App, w: u16, h: u16) -> Vec<String> {
 }
 
 fn press(app: &mut App, code: KeyCode) -> Option<Command> {
-    let action = action_for(KeyEvent::new(code, KeyModifiers::NONE))?;
-    match app.on_action(action)? {
+    match app.on_key(KeyEvent::new(code, KeyModifiers::NONE))? {
         Request::Command(c) => Some(c),
         // Switching to the Traces or Logs tab fetches; not what these tests look at.
         Request::Traces(_) | Request::Logs(_) => None,
@@ -240,16 +239,26 @@ fn pause_freezes_the_view_and_help_lists_every_key() {
     );
 
     press(&mut app, KeyCode::Char('?'));
-    let all = screen(&app, 120, 40).join("\n");
-    for b in super::action::bindings() {
-        assert!(all.contains(b.help), "help lists {:?}", b.help);
+    let rows = screen(&app, 120, 60);
+    // Every key the dispatcher handles is in help, on the row of what it does.
+    for b in app.keymap.bindings() {
+        assert!(
+            rows.iter()
+                .any(|r| r.contains(b.def.help) && r.contains(&b.keys_text())),
+            "help lists {} {:?}",
+            b.keys_text(),
+            b.def.help
+        );
     }
     // While help is open, other keys do nothing; Esc closes it; q quits.
     assert_eq!(press(&mut app, KeyCode::Char('x')), None);
     press(&mut app, KeyCode::Esc);
     assert!(!app.help);
     assert_eq!(
-        action_for(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+        app.keymap.action(
+            app.tab,
+            KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)
+        ),
         Some(Action::Quit)
     );
     press(&mut app, KeyCode::Char('q'));
@@ -673,8 +682,7 @@ mod traces_tab {
     #[test]
     fn the_tab_asks_for_traces_and_lists_them() {
         let mut app = busy_app();
-        let action = action_for(KeyEvent::new(KeyCode::Char('5'), KeyModifiers::NONE)).unwrap();
-        match app.on_action(action) {
+        match app.on_key(KeyEvent::new(KeyCode::Char('5'), KeyModifiers::NONE)) {
             Some(Request::Traces(TraceFilter { limit: Some(_), .. })) => {}
             other => panic!("switching to Traces asks for them: {other:?}"),
         }
@@ -698,12 +706,9 @@ mod traces_tab {
         let mut app = busy_app();
         press(&mut app, KeyCode::Char('5'));
         app.on_reply(Reply::Traces(Ok(vec![summary()])));
-        let open = action_for(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)).unwrap();
-        assert_eq!(
-            app.on_action(open.clone()),
-            Some(Request::Trace(TraceId(0xabc)))
-        );
-        assert_eq!(app.on_action(open), None, "no second fetch while loading");
+        let open = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+        assert_eq!(app.on_key(open), Some(Request::Trace(TraceId(0xabc))));
+        assert_eq!(app.on_key(open), None, "no second fetch while loading");
         app.on_reply(Reply::Trace(TraceId(0xabc), Ok(spans())));
         let lines = screen(&app, 160, 30);
         let all = lines.join("\n");
@@ -783,8 +788,8 @@ mod traces_tab {
         assert_eq!(app.traces.list.len(), 20, "the shown rows stay");
         let all = screen(&app, 160, 40).join("\n");
         assert!(all.contains("3 new above"), "{all}");
-        let open = action_for(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)).unwrap();
-        assert_eq!(app.on_action(open), Some(Request::Trace(looked_at)));
+        let open = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+        assert_eq!(app.on_key(open), Some(Request::Trace(looked_at)));
         app.on_reply(Reply::Trace(looked_at, Err("gone".into())));
         // Home: the top, following the newest again.
         press(&mut app, KeyCode::Home);
@@ -1087,7 +1092,7 @@ mod logs_tab {
     }
 
     fn request(app: &mut App, code: KeyCode) -> Option<Request> {
-        app.on_action(action_for(KeyEvent::new(code, KeyModifiers::NONE))?)
+        app.on_key(KeyEvent::new(code, KeyModifiers::NONE))
     }
 
     #[test]
@@ -1243,7 +1248,7 @@ mod traces_search {
     fn slash_filters_the_list_and_finds_spans_in_a_waterfall() {
         let mut app = busy_app();
         press(&mut app, KeyCode::Char('5'));
-        app.on_action(action_for(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE)).unwrap());
+        app.on_key(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE));
         assert!(screen(&app, 160, 20)[18].contains("filter traces"));
         match typed(&mut app, "service:user-service min:20 error GET") {
             Some(Request::Traces(f)) => {
@@ -1255,7 +1260,7 @@ mod traces_search {
             other => panic!("{other:?}"),
         }
         // A bad filter is refused with the reason; the old one stays.
-        app.on_action(action_for(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE)).unwrap());
+        app.on_key(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE));
         for _ in 0..40 {
             key(&mut app, KeyCode::Backspace);
         }
@@ -1289,7 +1294,7 @@ mod traces_search {
                 span(3, Some(1), "charge again"),
             ]),
         ));
-        app.on_action(action_for(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE)).unwrap());
+        app.on_key(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE));
         assert_eq!(typed(&mut app, "charge"), None);
         let open = app.traces.open.as_ref().unwrap();
         assert_eq!(open.selected, 1, "the first match is selected");
@@ -1302,7 +1307,7 @@ mod traces_search {
         assert_eq!(app.traces.open.as_ref().unwrap().selected, 2);
         press(&mut app, KeyCode::Char('n'));
         assert_eq!(app.traces.open.as_ref().unwrap().selected, 1);
-        app.on_action(action_for(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE)).unwrap());
+        app.on_key(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE));
         for _ in 0..10 {
             key(&mut app, KeyCode::Backspace);
         }
@@ -1360,7 +1365,7 @@ mod config_tab {
         if app.config.editing.is_some() {
             return app.on_config_key(KeyEvent::new(code, KeyModifiers::NONE));
         }
-        app.on_action(action_for(KeyEvent::new(code, KeyModifiers::NONE))?)
+        app.on_key(KeyEvent::new(code, KeyModifiers::NONE))
     }
 
     #[test]
@@ -1652,15 +1657,15 @@ fn help_scrolls_at_80x24_and_every_line_is_whole() {
     let mut seen = String::new();
     let first = screen(&app, 80, 24).join("\n");
     assert!(first.contains("Keys 1–"), "{first}");
-    for _ in 0..super::action::bindings().len() {
+    for _ in 0..app.keymap.bindings().len() {
         seen.push_str(&screen(&app, 80, 24).join("\n"));
         press(&mut app, KeyCode::Char('j'));
     }
-    for b in super::action::bindings() {
+    for b in app.keymap.bindings() {
         assert!(
-            seen.contains(b.help),
+            seen.contains(b.def.help),
             "help shows {:?} whole at 80×24",
-            b.help
+            b.def.help
         );
     }
     press(&mut app, KeyCode::Home);
@@ -1900,4 +1905,90 @@ fn a_click_on_a_tab_switches_and_the_wheel_scrolls() {
     press(&mut app, KeyCode::Char('m'));
     assert!(!app.mouse);
     assert!(screen(&app, 160, 48)[47].contains("mouse off"));
+}
+
+/// Dispatch, help and the footer come from one table: each binding's keys do what help says on
+/// the tab it names, and those with a footer label are in that tab's footer with their key.
+#[test]
+fn every_binding_dispatches_and_shows_in_help_and_the_footer() {
+    use super::action::Scope;
+    use super::keymap::Keymap;
+    use super::render::footer_hints;
+    let map = Keymap::default();
+    for b in map.bindings() {
+        let tabs: Vec<Tab> = match b.def.scope {
+            Scope::Global => Tab::ALL
+                .into_iter()
+                .filter(|t| !map.hidden_on(*t, b))
+                .collect(),
+            Scope::Tab(t) => vec![t],
+        };
+        assert!(!tabs.is_empty(), "{} acts nowhere", b.def.name);
+        for tab in &tabs {
+            for key in &b.keys {
+                let mods = if key.ctrl {
+                    KeyModifiers::CONTROL
+                } else {
+                    KeyModifiers::NONE
+                };
+                let got = map.action(*tab, KeyEvent::new(key.code, mods));
+                // A global key a tab takes for itself is that tab's.
+                if b.def.scope == Scope::Global
+                    && map
+                        .bindings()
+                        .iter()
+                        .any(|o| o.def.scope == Scope::Tab(*tab) && o.keys.contains(key))
+                {
+                    continue;
+                }
+                assert_eq!(got, Some(b.def.action.clone()), "{key} on {tab:?}");
+            }
+            if let Some(label) = b.def.footer
+                && !b.def.idle_on.contains(tab)
+            {
+                let hints = footer_hints(&map, *tab);
+                let first = b.keys[0].to_string();
+                assert!(
+                    hints
+                        .iter()
+                        .any(|h| h.label == label && h.keys.starts_with(&first)),
+                    "footer on {tab:?} has {first} {label}"
+                );
+            }
+        }
+    }
+}
+
+/// A user's keymap file remaps keys in the running dashboard: its help and footer follow.
+#[test]
+fn a_remapped_key_drives_the_app_and_shows_in_help_and_footer() {
+    use super::keymap::Keymap;
+    let mut app = busy_app();
+    app.keymap = Arc::new(
+        Keymap::with(
+            "[services]\nkill = \"X\"\n[global]\nhelp = [\"F1\"]\n",
+            "test",
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Char('x')),
+        None,
+        "x no longer kills"
+    );
+    match press(&mut app, KeyCode::Char('X')) {
+        Some(Command::Kill { .. }) => {}
+        other => panic!("X kills: {other:?}"),
+    }
+    let footer = screen(&app, 160, 24)[23].clone();
+    assert!(
+        footer.contains("X kill") && footer.contains("F1 help"),
+        "{footer}"
+    );
+    press(&mut app, KeyCode::Char('?'));
+    assert!(!app.help, "? is no longer help");
+    press(&mut app, KeyCode::F(1));
+    assert!(app.help);
+    let all = screen(&app, 120, 60).join("\n");
+    assert!(all.contains("F1") && all.contains("X "), "{all}");
 }
