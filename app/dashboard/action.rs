@@ -189,6 +189,13 @@ pub fn defs() -> Vec<Def> {
         def(G, "back", Action::Back, "back", None),
         def(
             on(Tab::Services),
+            "filter",
+            Action::Search,
+            "filter services and instances; Esc clears",
+            Some("filter"),
+        ),
+        def(
+            on(Tab::Services),
             "kill",
             Action::KillSelected,
             "kill selected instance (like a crash)",
@@ -207,6 +214,13 @@ pub fn defs() -> Vec<Def> {
             Action::Topology,
             "the call graph: who calls whom, rates, errors, breakers",
             Some("topology"),
+        ),
+        def(
+            on(Tab::Balancer),
+            "filter",
+            Action::Search,
+            "filter the picks; Esc clears",
+            Some("filter"),
         ),
         Def {
             pair: Some(("prev_strategy", "/")),
@@ -244,6 +258,13 @@ pub fn defs() -> Vec<Def> {
         ),
         def(
             on(Tab::Breakers),
+            "filter",
+            Action::Search,
+            "filter breakers by name; Esc clears",
+            Some("filter"),
+        ),
+        def(
+            on(Tab::Breakers),
             "force_open",
             Action::ForceOpen,
             "force the breaker open",
@@ -269,6 +290,13 @@ pub fn defs() -> Vec<Def> {
             Action::Toggle,
             "cycle auto → forced open → forced closed",
             Some("cycle"),
+        ),
+        def(
+            on(Tab::Metrics),
+            "filter",
+            Action::Search,
+            "filter services, caller → target paths; Esc clears",
+            Some("filter"),
         ),
         def(
             on(Tab::Traces),
@@ -297,6 +325,13 @@ pub fn defs() -> Vec<Def> {
             Action::TraceLogs,
             "the open trace's log lines (in the Logs tab)",
             Some("logs"),
+        ),
+        def(
+            on(Tab::Config),
+            "filter",
+            Action::Search,
+            "filter keys by name; Esc clears",
+            Some("filter"),
         ),
         def(
             on(Tab::Config),

@@ -6,6 +6,7 @@ use super::tabs::Tab;
 use super::views::balancer::{self, BalancerView};
 use super::views::breakers::BreakersView;
 use super::views::config::{ConfigTab, EditKey, EnvPreview};
+use super::views::filter::ListFilter;
 use super::views::inspector::{Answer, Inspector, InspectorKey};
 use super::views::logs::LogsView;
 use super::views::metrics::MetricsView;
@@ -380,7 +381,18 @@ impl App {
                 let key = self.config.selected_key(&self.snapshot.config)?.to_string();
                 return Some(Request::ConfigSet { key, value: None });
             }
-            (a @ (Action::Up | Action::Down | Action::Open | Action::Toggle), Tab::Config) => {
+            (
+                Action::Search,
+                Tab::Services | Tab::Balancer | Tab::Breakers | Tab::Metrics | Tab::Config,
+            ) => {
+                let text = self.list_filter().text().unwrap_or_default().to_string();
+                self.prompt = Some(Prompt::new(PromptFor::ListFilter, text));
+                None
+            }
+            (
+                a @ (Action::Up | Action::Down | Action::Open | Action::Toggle | Action::Back),
+                Tab::Config,
+            ) => {
                 self.config.on_action(&a, &self.snapshot.config);
                 None
             }
@@ -622,6 +634,31 @@ impl App {
                 }
             },
             PromptFor::Environment => Some(Request::EnvDiff(text)),
+            PromptFor::ListFilter => {
+                self.list_filter_mut().set(text);
+                let snap = &self.snapshot;
+                match self.tab {
+                    Tab::Services => {
+                        self.services.service = 0;
+                        self.services.instance = 0;
+                        self.services.clamp(snap);
+                    }
+                    Tab::Breakers => {
+                        self.breakers.selected = 0;
+                        self.breakers.clamp(snap);
+                    }
+                    Tab::Metrics => {
+                        self.metrics.selected = 0;
+                        self.metrics.clamp(snap);
+                    }
+                    Tab::Config => {
+                        self.config.selected = 0;
+                        self.config.clamp(&snap.config);
+                    }
+                    _ => {}
+                }
+                None
+            }
             PromptFor::SpanSearch => {
                 let open = self.traces.open.as_mut()?;
                 let found = open.set_search(text.clone());
@@ -630,6 +667,27 @@ impl App {
                 }
                 None
             }
+        }
+    }
+
+    /// The filter of the list on this tab (the Balancer's picks, the Services' instances, …).
+    fn list_filter(&self) -> &ListFilter {
+        match self.tab {
+            Tab::Services => &self.services.filter,
+            Tab::Balancer => &self.balancer.filter,
+            Tab::Breakers => &self.breakers.filter,
+            Tab::Metrics => &self.metrics.filter,
+            _ => &self.config.filter,
+        }
+    }
+
+    fn list_filter_mut(&mut self) -> &mut ListFilter {
+        match self.tab {
+            Tab::Services => &mut self.services.filter,
+            Tab::Balancer => &mut self.balancer.filter,
+            Tab::Breakers => &mut self.breakers.filter,
+            Tab::Metrics => &mut self.metrics.filter,
+            _ => &mut self.config.filter,
         }
     }
 

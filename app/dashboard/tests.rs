@@ -910,6 +910,22 @@ mod metrics_tab {
             "{all}"
         );
         assert!(all.contains('█'), "sparklines drawn: {all}");
+
+        // `/gate` keeps the gateway's row (selected: its routes show) and no client path.
+        press(&mut app, KeyCode::Char('/'));
+        for c in "gate".chars() {
+            app.on_prompt_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+        }
+        app.on_prompt_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        let all = screen(&app, 160, 40).join("\n");
+        assert!(all.contains("(1 of 2, Esc clears)"), "{all}");
+        assert!(
+            !all.contains("18.3") && all.contains("/api/orders"),
+            "{all}"
+        );
+        assert!(!all.contains("order-service → user-service"), "{all}");
+        press(&mut app, KeyCode::Esc);
+        assert!(screen(&app, 160, 40).join("\n").contains("18.3"));
     }
 
     /// At every common size, each tab's identifying text is whole (instances, breakers, picks,
@@ -1183,6 +1199,16 @@ mod logs_tab {
             Some(Request::Logs(f)) => assert_eq!(f.q.as_deref(), Some("refused")),
             other => panic!("{other:?}"),
         }
+        // The found text is marked in the line.
+        let mut t = Terminal::new(TestBackend::new(160, 20)).unwrap();
+        t.draw(|f| draw(f, &app)).unwrap();
+        let buf = t.backend().buffer();
+        let marked: String = (0..20u16)
+            .flat_map(|y| (0..160u16).map(move |x| (x, y)))
+            .filter(|&(x, y)| buf[(x, y)].modifier.contains(app.theme.matched.add_modifier))
+            .map(|(x, y)| buf[(x, y)].symbol().to_string())
+            .collect();
+        assert_eq!(marked, "refused");
     }
 
     #[test]
@@ -1991,4 +2017,139 @@ fn a_remapped_key_drives_the_app_and_shows_in_help_and_footer() {
     assert!(app.help);
     let all = screen(&app, 120, 60).join("\n");
     assert!(all.contains("F1") && all.contains("X "), "{all}");
+}
+
+/// `/` filters the list of every tab: the rows kept hold the text (any case), the match is
+/// marked, the title says how many are kept, the selection acts on what is shown, Esc clears.
+#[test]
+fn slash_filters_every_list_and_marks_the_match() {
+    fn filter(app: &mut App, text: &str) {
+        assert_eq!(press(app, KeyCode::Char('/')), None);
+        assert!(app.prompt.is_some(), "/ opens the filter on {:?}", app.tab);
+        for c in text.chars() {
+            app.on_prompt_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+        }
+        app.on_prompt_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    }
+    /// Whether `text` is on screen with its first character drawn in the theme's match style.
+    fn marked(app: &App, text: &str) -> bool {
+        let mut t = Terminal::new(TestBackend::new(160, 48)).unwrap();
+        t.draw(|f| draw(f, app)).unwrap();
+        let buf = t.backend().buffer();
+        (0..48).any(|y| {
+            let row: String = (0..160).map(|x| buf[(x, y)].symbol()).collect();
+            row.find(text).is_some_and(|at| {
+                let x = row[..at].chars().count() as u16;
+                buf[(x, y)]
+                    .modifier
+                    .contains(app.theme.matched.add_modifier)
+            })
+        })
+    }
+
+    // Services: an instance id finds its service and only that instance.
+    let mut app = busy_app();
+    filter(&mut app, "SERVICE-3");
+    let all = screen(&app, 160, 48).join("\n");
+    assert!(all.contains("Services 1/2"), "{all}");
+    assert!(
+        all.contains("user-service · 1 of 3 instances · / \"SERVICE-3\" (Esc clears)"),
+        "{all}"
+    );
+    assert!(
+        all.contains("user-service-3") && !all.contains("user-service-1"),
+        "{all}"
+    );
+    assert!(!all.contains("order-service-1"), "{all}");
+    assert!(marked(&app, "service-3"), "{all}");
+    press(&mut app, KeyCode::Enter);
+    match press(&mut app, KeyCode::Char('x')) {
+        Some(Command::Kill { id, .. }) => assert_eq!(id, "user-service-3"),
+        other => panic!("x kills the instance shown: {other:?}"),
+    }
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Esc);
+    assert!(
+        screen(&app, 160, 48).join("\n").contains("order-service"),
+        "Esc cleared it"
+    );
+
+    // Breakers: by name; the selected one is the one shown.
+    press(&mut app, KeyCode::Char('3'));
+    filter(&mut app, "user");
+    let all = screen(&app, 160, 48).join("\n");
+    assert!(all.contains("(1 of 2, Esc clears)"), "{all}");
+    assert!(!all.contains("gateway->order-service"), "{all}");
+    assert!(marked(&app, "user"), "{all}");
+    match press(&mut app, KeyCode::Char('c')) {
+        Some(Command::BreakerMode { name, .. }) => assert_eq!(name, "gateway->user-service"),
+        other => panic!("{other:?}"),
+    }
+    press(&mut app, KeyCode::Esc);
+    assert!(
+        screen(&app, 160, 48)
+            .join("\n")
+            .contains("gateway->order-service")
+    );
+
+    // Balancer: the picks stream by chosen instance.
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Char('j'));
+    filter(&mut app, "service-3");
+    let all = screen(&app, 160, 48).join("\n");
+    assert!(
+        all.contains("Recent picks (newest first) · / \"service-3\" (1 of 2"),
+        "{all}"
+    );
+    assert!(!all.contains("(seq 1)"), "{all}");
+    assert!(marked(&app, "service-3 2/2"), "{all}");
+
+    // Config: keys by their whole name, their sections unfolded even when folded before.
+    let entry = |key: &str| devcluster::config::center::Entry {
+        key: key.into(),
+        value: "1".into(),
+        origin: "defaults".into(),
+    };
+    let mut snap = (*app.snapshot).clone();
+    snap.config.entries = vec![
+        entry("timeouts.call_ms"),
+        entry("traffic.enabled"),
+        entry("traffic.rps"),
+        entry("user.rps_limit"),
+    ];
+    app.on_snapshot(Arc::new(snap));
+    press(&mut app, KeyCode::Char('6'));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char(' '));
+    assert!(app.config.folded.contains("traffic"));
+    filter(&mut app, "RPS");
+    let all = screen(&app, 160, 48).join("\n");
+    assert!(all.contains("(2 of 4, Esc clears)"), "{all}");
+    assert!(
+        all.contains("rps_limit") && all.contains("    rps "),
+        "{all}"
+    );
+    assert!(
+        !all.contains("call_ms") && !all.contains("enabled"),
+        "{all}"
+    );
+    assert!(marked(&app, "rps_limit"), "{all}");
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.config.editing.as_ref().map(|e| e.key.as_str()),
+        Some("traffic.rps")
+    );
+    app.config.editing = None;
+    press(&mut app, KeyCode::Esc);
+    assert!(screen(&app, 160, 48).join("\n").contains("call_ms"));
+    // A filter nothing matches says so.
+    press(&mut app, KeyCode::Char('1'));
+    filter(&mut app, "no-such-thing");
+    let all = screen(&app, 160, 48).join("\n");
+    assert!(
+        all.contains("No service or instance matches \"no-such-thing\""),
+        "{all}"
+    );
 }

@@ -3,6 +3,7 @@
 pub mod balancer;
 pub mod breakers;
 pub mod config;
+pub mod filter;
 pub mod inspector;
 pub mod logs;
 pub mod metrics;

@@ -3,6 +3,7 @@
 //! health-check output. Selection lives in a `TableState` kept by the caller.
 
 use crate::columns::{Column, constraints, fit, shown, widest};
+use crate::highlight::highlight;
 use crate::theme::Theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -62,6 +63,8 @@ pub struct InstanceTable<'a> {
     rows: &'a [InstanceRow],
     block: Option<Block<'a>>,
     theme: Theme,
+    /// Text marked where it occurs in an instance's id or address (a list filter's).
+    marked: Option<&'a str>,
 }
 
 impl<'a> InstanceTable<'a> {
@@ -70,7 +73,15 @@ impl<'a> InstanceTable<'a> {
             rows,
             block: None,
             theme: Theme::default(),
+            marked: None,
         }
+    }
+
+    /// Marks `text` where it occurs in ids and addresses (ignoring case).
+    #[must_use]
+    pub fn mark(mut self, text: Option<&'a str>) -> Self {
+        self.marked = text;
+        self
     }
 
     #[must_use]
@@ -149,10 +160,10 @@ impl StatefulWidget for &InstanceTable<'_> {
             };
             Row::new(shown(
                 [
-                    Cell::from(r.id.as_str()),
+                    Cell::from(highlight(&r.id, self.marked, Style::new(), t.matched)),
                     Cell::from(Span::styled(r.health.label(), r.health.style(t))),
                     Cell::from(Span::styled(r.process.as_str(), process_style)),
-                    Cell::from(r.address.as_str()),
+                    Cell::from(highlight(&r.address, self.marked, Style::new(), t.matched)),
                     right(r.weight.to_string()),
                     right(r.in_flight.to_string()),
                     right(r.rps.map_or("-".into(), |v| format!("{v:.1}"))),

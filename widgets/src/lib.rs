@@ -4,6 +4,7 @@
 pub mod breaker_badge;
 pub mod columns;
 pub mod distribution;
+pub mod highlight;
 pub mod instance_table;
 pub mod notice;
 pub mod theme;

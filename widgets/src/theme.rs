@@ -19,6 +19,8 @@ pub struct Theme {
     pub key: Style,
     pub tab_active: Style,
     pub error: Style,
+    /// A list filter's match in the rows it kept.
+    pub matched: Style,
     /// Colours per service and for marks (the waterfall); off in monochrome.
     pub colour: bool,
 }
@@ -46,6 +48,9 @@ impl Theme {
             key: Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
             tab_active: Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
             error: Style::new().fg(Color::Red),
+            matched: Style::new()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD.union(Modifier::UNDERLINED)),
             colour: true,
         }
     }
@@ -60,6 +65,7 @@ impl Theme {
             warning: Style::new().fg(Color::Indexed(130)),
             key: Style::new().fg(Color::Blue).add_modifier(Modifier::BOLD),
             tab_active: Style::new().fg(Color::Blue).add_modifier(Modifier::BOLD),
+            matched: Style::new().add_modifier(Modifier::BOLD.union(Modifier::UNDERLINED)),
             ..Theme::dark()
         }
     }
@@ -82,6 +88,7 @@ impl Theme {
             key: plain.add_modifier(Modifier::BOLD),
             tab_active: plain.add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
             error: plain.add_modifier(Modifier::BOLD),
+            matched: plain.add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
             colour: false,
         }
     }

@@ -3,6 +3,7 @@
 //! the strategy, `+` / `-` the selected instance's weight.
 
 use crate::dashboard::action::Action;
+use crate::dashboard::views::filter::ListFilter;
 use devcluster::balance::Strategy;
 use devcluster::balance::service::BalancerSnapshot;
 use devcluster::handle::{ClusterSnapshot, InstanceSnapshot};
@@ -26,6 +27,8 @@ pub struct BalancerView {
     pub target: usize,
     pub instance: usize,
     pub focus: Focus,
+    /// Keeps the picks whose caller, chosen instance, reason or trace id holds its text.
+    pub filter: ListFilter,
 }
 
 /// The instances a balancer chooses among (its service's registered instances), by id.
@@ -76,6 +79,7 @@ impl BalancerView {
             (Action::Down, Focus::Instances) if self.instance + 1 < n => self.instance += 1,
             (Action::Up, Focus::Instances) => self.instance = self.instance.saturating_sub(1),
             (Action::Open, _) => self.focus = Focus::Instances,
+            (Action::Back, Focus::Targets) if self.filter.clear() => {}
             (Action::Back, _) => self.focus = Focus::Targets,
             _ => {}
         }
@@ -245,8 +249,23 @@ pub fn render(
         picks_area.width.saturating_sub(2),
         1,
     );
+    let kept: Vec<_> = b
+        .recent
+        .iter()
+        .filter(|p| {
+            view.filter.keeps([
+                p.caller.as_str(),
+                p.chosen.as_str(),
+                p.reason.as_str(),
+                p.trace_id.as_deref().unwrap_or_default(),
+            ])
+        })
+        .collect();
+    let title = view
+        .filter
+        .title("Recent picks (newest first)", kept.len(), b.recent.len());
     // Newest first: the stream reads top-down like a log being written.
-    let picks = b.recent.iter().rev().map(|p| {
+    let picks = kept.iter().rev().map(|p| {
         let eligible = p.candidates.iter().filter(|c| c.eligible).count();
         // A record of a very large service keeps only some candidates: then show the total.
         let cand = if p.candidates_total > p.candidates.len() {
@@ -254,24 +273,25 @@ pub fn render(
         } else {
             format!("{eligible}/{}", p.candidates.len())
         };
+        let f = &view.filter;
         Row::new(shown(
             [
-                Span::styled(clock(p.at_unix_ms), theme.dim),
-                Span::raw(p.caller.clone()),
-                Span::styled(p.chosen.clone(), theme.passing),
-                Span::raw(cand),
-                Span::raw(if p.attempt > 1 {
+                Line::styled(clock(p.at_unix_ms), theme.dim),
+                f.mark(&p.caller, theme.text, theme),
+                f.mark(&p.chosen, theme.passing, theme),
+                Line::raw(cand),
+                Line::raw(if p.attempt > 1 {
                     format!("retry {}", p.attempt)
                 } else {
                     String::new()
                 }),
-                Span::raw(p.reason.clone()),
-                Span::styled(
+                f.mark(&p.reason, theme.text, theme),
+                f.mark(
                     p.trace_id
                         .as_deref()
-                        .map(|t| t.chars().take(8).collect::<String>())
-                        .unwrap_or_default(),
+                        .map_or("", |t| t.get(..8).unwrap_or(t)),
                     theme.dim,
+                    theme,
                 ),
             ],
             &widths,
@@ -282,7 +302,7 @@ pub fn render(
         .header(Row::new(shown(header, &widths)).style(theme.title))
         .block(
             Block::bordered()
-                .title(Line::styled(" Recent picks (newest first) ", theme.title))
+                .title(Line::styled(title, theme.title))
                 .border_style(theme.border),
         );
     frame.render_widget(table, picks_area);

@@ -4,6 +4,7 @@
 
 use crate::dashboard::action::Action;
 use crate::dashboard::views::balancer::clock;
+use crate::dashboard::views::filter::ListFilter;
 use devcluster::breaker::{BreakerSnapshot, Mode, State};
 use devcluster::handle::ClusterSnapshot;
 use ratatui::Frame;
@@ -15,24 +16,35 @@ use widgets::{BreakerBadge, BreakerLight, Notice, Theme};
 
 #[derive(Debug, Default)]
 pub struct BreakersView {
+    /// The row selected among those the filter keeps.
     pub selected: usize,
+    pub filter: ListFilter,
 }
 
 impl BreakersView {
     pub fn clamp(&mut self, snap: &ClusterSnapshot) {
-        self.selected = self.selected.min(snap.breakers.len().saturating_sub(1));
+        self.selected = self.selected.min(self.shown(snap).len().saturating_sub(1));
+    }
+
+    /// The breakers the filter keeps (by name).
+    pub fn shown<'a>(&self, snap: &'a ClusterSnapshot) -> Vec<&'a BreakerSnapshot> {
+        snap.breakers
+            .iter()
+            .filter(|b| self.filter.keeps([b.name.as_str()]))
+            .collect()
     }
 
     pub fn on_action(&mut self, action: &Action, snap: &ClusterSnapshot) {
         match action {
-            Action::Down if self.selected + 1 < snap.breakers.len() => self.selected += 1,
+            Action::Down if self.selected + 1 < self.shown(snap).len() => self.selected += 1,
             Action::Up => self.selected = self.selected.saturating_sub(1),
+            Action::Back if self.filter.clear() => self.clamp(snap),
             _ => {}
         }
     }
 
     pub fn selected_breaker<'a>(&self, snap: &'a ClusterSnapshot) -> Option<&'a BreakerSnapshot> {
-        snap.breakers.get(self.selected)
+        self.shown(snap).get(self.selected).copied()
     }
 }
 
@@ -76,11 +88,12 @@ pub fn render(
     }
     let [table_area, detail_area] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(10)]).areas(area);
+    let breakers = view.shown(snap);
     // The breaker's whole name and its state stay; the rest go as the width asks, probes and
     // the time in state first, the failure rate last.
     let widths = fit(
         &[
-            Column::keep(widest(snap.breakers.iter().map(|b| b.name.as_str()), 7)),
+            Column::keep(widest(breakers.iter().map(|b| b.name.as_str()), 7)),
             Column::keep(11),
             Column::drop(13, 3),
             Column::drop(5, 1),
@@ -94,7 +107,7 @@ pub fn render(
         table_area.width.saturating_sub(2),
         1,
     );
-    let rows = snap.breakers.iter().map(|b| {
+    let rows = breakers.iter().map(|b| {
         let rate_style = |rate: f64, threshold: u32| {
             if rate >= f64::from(threshold) {
                 theme.critical
@@ -118,7 +131,7 @@ pub fn render(
         };
         Row::new(shown(
             [
-                Cell::from(b.name.as_str()),
+                Cell::from(view.filter.mark(&b.name, theme.text, theme)),
                 Cell::from(badge(b).span(theme)),
                 Cell::from(Span::styled(
                     b.mode.as_str(),
@@ -168,7 +181,11 @@ pub fn render(
         .row_highlight_style(theme.selected)
         .block(
             Block::bordered()
-                .title(Line::styled(" Circuit breakers ", theme.title))
+                .title(Line::styled(
+                    view.filter
+                        .title("Circuit breakers", breakers.len(), snap.breakers.len()),
+                    theme.title,
+                ))
                 .border_style(theme.border_focused),
         );
     let mut state = TableState::default().with_selected(Some(view.selected));

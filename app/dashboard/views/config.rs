@@ -5,6 +5,7 @@
 use super::balancer::clock;
 use super::prompt::edit_line;
 use crate::dashboard::action::Action;
+use crate::dashboard::views::filter::ListFilter;
 use devcluster::config::center::{Change, ConfigView};
 use devcluster::handle::ClusterSnapshot;
 use ratatui::Frame;
@@ -26,6 +27,9 @@ pub struct ConfigTab {
     pub editing: Option<Editor>,
     /// What switching environment would change, shown before it is applied.
     pub env_preview: Option<EnvPreview>,
+    /// Keeps the keys whose whole name (`traffic.rps`) holds its text; their sections show
+    /// unfolded.
+    pub filter: ListFilter,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,22 +76,30 @@ fn section(key: &str) -> (&str, &str) {
 }
 
 impl ConfigTab {
-    /// The tree's visible rows: each section, then its keys unless it is folded.
+    /// The tree's visible rows: each section, then its keys unless it is folded. Filtered,
+    /// only the sections with a key that matches, unfolded, and those keys.
     pub fn rows<'a>(&self, view: &'a ConfigView) -> Vec<TreeRow<'a>> {
         let mut rows = Vec::new();
         let mut i = 0;
+        let filtering = self.filter.text().is_some();
         while i < view.entries.len() {
             let name = section(&view.entries[i].key).0;
             let n = view.entries[i..]
                 .iter()
                 .take_while(|e| section(&e.key).0 == name)
                 .count();
-            let folded = self.folded.contains(name);
-            rows.push(TreeRow::Section(name, n, folded));
-            if !folded {
-                rows.extend((i..i + n).map(TreeRow::Key));
-            }
+            let keys: Vec<usize> = (i..i + n)
+                .filter(|&k| self.filter.keeps([view.entries[k].key.as_str()]))
+                .collect();
             i += n;
+            if keys.is_empty() {
+                continue;
+            }
+            let folded = !filtering && self.folded.contains(name);
+            rows.push(TreeRow::Section(name, keys.len(), folded));
+            if !folded {
+                rows.extend(keys.into_iter().map(TreeRow::Key));
+            }
         }
         rows
     }
@@ -109,6 +121,7 @@ impl ConfigTab {
             (Action::Open | Action::Toggle, Some(TreeRow::Section(name, _, _))) => {
                 self.toggle(name);
             }
+            (Action::Back, _) if self.filter.clear() => self.clamp(view),
             (Action::Toggle, Some(TreeRow::Key(i))) => {
                 // Folding from a key folds its section and selects the section's row.
                 let name = section(&view.entries[i].key).0.to_string();
@@ -279,10 +292,12 @@ pub fn render(
     let rows = tree.into_iter().map(|r| match r {
         TreeRow::Section(name, n, folded) => Row::new(shown(
             [
-                Cell::from(Span::styled(
-                    format!("{} {name}", if folded { "▸" } else { "▾" }),
-                    theme.title,
-                )),
+                Cell::from({
+                    let mut line = tab.filter.mark(name, theme.title, theme);
+                    let fold = if folded { "▸ " } else { "▾ " };
+                    line.spans.insert(0, Span::styled(fold, theme.title));
+                    line
+                }),
                 Cell::from(Span::styled(
                     match (folded, n) {
                         (false, _) => String::new(),
@@ -312,7 +327,11 @@ pub fn render(
             };
             Row::new(shown(
                 [
-                    Cell::from(format!("    {}", section(&e.key).1)),
+                    Cell::from({
+                        let mut line = tab.filter.mark(section(&e.key).1, theme.text, theme);
+                        line.spans.insert(0, Span::raw("    "));
+                        line
+                    }),
                     Cell::from(value),
                     Cell::from(Span::styled(e.origin.as_str(), origin_style)),
                 ],
@@ -326,10 +345,17 @@ pub fn render(
     .block(
         Block::bordered()
             .title(Line::styled(
-                format!(
-                    " Config v{} · Enter edits · space folds · d back to the file's value · u undo ",
-                    view.version
-                ),
+                match tab.filter.text() {
+                    None => format!(
+                        " Config v{} · Enter edits · space folds · d back to the file's value · u undo ",
+                        view.version
+                    ),
+                    Some(_) => {
+                        let kept = tab.rows(view).iter().filter(|r| matches!(r, TreeRow::Key(_))).count();
+                        tab.filter
+                            .title(&format!("Config v{} · keys", view.version), kept, view.entries.len())
+                    }
+                },
                 theme.title,
             ))
             .border_style(theme.border_focused),

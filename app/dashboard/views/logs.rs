@@ -10,6 +10,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use widgets::Theme;
+use widgets::highlight::highlight_owned;
 
 /// How many lines the tab asks for.
 pub const LIMIT: usize = 1000;
@@ -129,8 +130,9 @@ pub fn render(frame: &mut Frame, area: Rect, view: &LogsView, theme: &Theme) {
         );
         return;
     }
-    let rows = view.records.iter().map(|r| {
+    let rows = view.records.iter().map(|r| -> Row<'static> {
         let fields: Vec<String> = r.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let fields_text = fields.join(" ");
         let who = if r.instance.is_empty() || r.instance == r.service {
             r.service.clone()
         } else {
@@ -140,10 +142,15 @@ pub fn render(frame: &mut Frame, area: Rect, view: &LogsView, theme: &Theme) {
             Cell::from(Span::styled(clock(r.at_unix_ns / 1_000_000), theme.dim)),
             Cell::from(Span::styled(r.level.as_str(), level_style(r.level, theme))),
             Cell::from(who),
-            Cell::from(Line::from(vec![
-                Span::raw(r.message.clone()),
-                Span::styled(format!("  {}", fields.join(" ")), theme.dim),
-            ])),
+            Cell::from({
+                // The search's match marked in the message and the fields.
+                let q = view.search.as_deref();
+                let mut line = highlight_owned(&r.message, q, theme.text, theme.matched);
+                line.spans.push(Span::raw("  "));
+                let fields = highlight_owned(&fields_text, q, theme.dim, theme.matched);
+                line.spans.extend(fields.spans);
+                line
+            }),
             Cell::from(Span::styled(
                 r.trace_id
                     .map(|t| t.to_string()[..8].to_string())

@@ -3,6 +3,7 @@
 //! and the process's and host's CPU and memory.
 
 use crate::dashboard::action::Action;
+use crate::dashboard::views::filter::ListFilter;
 use devcluster::handle::ClusterSnapshot;
 use devcluster::telemetry::metrics::{MetricsView as Metrics, ProcessView};
 use devcluster::telemetry::rolling::Series;
@@ -15,14 +16,27 @@ use widgets::{Notice, Theme};
 
 #[derive(Debug, Default)]
 pub struct MetricsView {
+    /// The service selected among those the filter keeps.
     pub selected: usize,
+    /// Keeps the services and the caller → target paths whose names hold its text.
+    pub filter: ListFilter,
 }
 
 impl MetricsView {
+    /// The services the filter keeps, with their figures.
+    pub fn services<'a>(&self, snap: &'a ClusterSnapshot) -> Vec<(&'a String, &'a Series)> {
+        snap.metrics
+            .services
+            .iter()
+            .filter(|(n, _)| self.filter.keeps([n.as_str()]))
+            .collect()
+    }
+
     pub fn on_action(&mut self, action: &Action, snap: &ClusterSnapshot) {
         match action {
-            Action::Down if self.selected + 1 < snap.metrics.services.len() => self.selected += 1,
+            Action::Down if self.selected + 1 < self.services(snap).len() => self.selected += 1,
             Action::Up => self.selected = self.selected.saturating_sub(1),
+            Action::Back if self.filter.clear() => self.clamp(snap),
             _ => {}
         }
     }
@@ -30,7 +44,7 @@ impl MetricsView {
     pub fn clamp(&mut self, snap: &ClusterSnapshot) {
         self.selected = self
             .selected
-            .min(snap.metrics.services.len().saturating_sub(1));
+            .min(self.services(snap).len().saturating_sub(1));
     }
 }
 
@@ -75,7 +89,8 @@ pub fn render(
         frame.render_widget(&notice, area);
         return;
     }
-    let selected = m.services.iter().nth(view.selected);
+    let kept = view.services(snap);
+    let selected = kept.get(view.selected).copied();
     let routes: Vec<(String, &Series)> = m
         .routes
         .iter()
@@ -86,24 +101,30 @@ pub fn render(
         .calls
         .iter()
         .map(|c| (format!("{} → {}", c.caller, c.target), &c.series))
+        .filter(|(name, _)| view.filter.keeps([name.as_str()]))
         .collect();
     let middle = (routes.len().max(calls.len()).min(8) + 3) as u16;
     let [top, middle, charts, process] = Layout::vertical([
-        Constraint::Length(m.services.len() as u16 + 3),
+        Constraint::Length(kept.len() as u16 + 3),
         Constraint::Length(middle),
         Constraint::Fill(1),
         Constraint::Length(4),
     ])
     .areas(area);
 
-    let services: Vec<(String, &Series)> = m.services.iter().map(|(n, s)| (n.clone(), s)).collect();
+    let services: Vec<(String, &Series)> = kept.iter().map(|(n, s)| ((*n).clone(), *s)).collect();
+    let title = view.filter.title(
+        "Services · last 10 s (requests and errors: last 5 min)",
+        kept.len(),
+        m.services.len(),
+    );
     let table = stats_table(
-        " Services · last 10 s (requests and errors: last 5 min) ",
+        &title,
         "SERVICE",
         services,
         top.width,
         theme.border_focused,
-        theme,
+        (&view.filter, theme),
     )
     .row_highlight_style(theme.selected);
     let mut state = TableState::default().with_selected(Some(view.selected));
@@ -119,7 +140,7 @@ pub fn render(
             routes,
             left.width,
             theme.border,
-            theme,
+            (&ListFilter::default(), theme),
         ),
         left,
     );
@@ -130,7 +151,7 @@ pub fn render(
             calls,
             right.width,
             theme.border,
-            theme,
+            (&view.filter, theme),
         ),
         right,
     );
@@ -169,14 +190,14 @@ pub fn stats_cells(name: &str, s: &Series) -> [String; 8] {
 
 /// Rows of rates, error %, percentiles and totals under a bordered title, as many columns as
 /// fit `width`: the name is never cut, nor a number; the totals go first, then P50 and P90,
-/// the rate last.
+/// the rate last. Names show the filter's match.
 fn stats_table<'a>(
     title: &str,
     first: &'a str,
     rows: Vec<(String, &Series)>,
     width: u16,
     border: ratatui::style::Style,
-    theme: &Theme,
+    (filter, theme): (&ListFilter, &Theme),
 ) -> Table<'a> {
     let cells: Vec<[String; 8]> = rows.iter().map(|(name, s)| stats_cells(name, s)).collect();
     let header = [
@@ -203,7 +224,7 @@ fn stats_table<'a>(
         .map(|(c, (_, s))| {
             let err_style = error_style(s.error_pct, theme);
             let [name, rest @ ..] = c;
-            let mut row = vec![Cell::from(name)];
+            let mut row = vec![Cell::from(filter.mark_owned(&name, theme.text, theme))];
             for (i, v) in rest.into_iter().enumerate() {
                 let style = if i == 1 { err_style } else { theme.text };
                 row.push(Cell::from(

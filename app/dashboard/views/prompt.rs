@@ -1,5 +1,5 @@
 //! A one-line text prompt at the bottom of the body: the Logs tab's search, the trace list's
-//! filter, the waterfall's span search. While it is open it takes every key but Ctrl-C.
+//! filter, the waterfall's span search, every other list's filter. While it is open it takes every key but Ctrl-C.
 
 use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
@@ -18,6 +18,8 @@ pub enum PromptFor {
     SpanSearch,
     /// The environment to switch to (its diff is shown first).
     Environment,
+    /// Text the rows of the tab's list must hold (instances, picks, breakers, services, keys).
+    ListFilter,
 }
 
 impl PromptFor {
@@ -27,6 +29,7 @@ impl PromptFor {
             PromptFor::TraceFilter => "filter traces (service:NAME min:MS error TEXT) › ",
             PromptFor::SpanSearch => "find span › ",
             PromptFor::Environment => "switch environment (development, staging, production) › ",
+            PromptFor::ListFilter => "filter (empty: all) › ",
         }
     }
 }

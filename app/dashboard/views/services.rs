@@ -3,7 +3,8 @@
 //! countdowns, the last check, and the selected instance's details below.
 
 use crate::dashboard::action::Action;
-use devcluster::handle::{ClusterSnapshot, InstanceSnapshot, ProcessState};
+use crate::dashboard::views::filter::ListFilter;
+use devcluster::handle::{ClusterSnapshot, InstanceSnapshot, ProcessState, ServiceGroup};
 use devcluster::registry::Health;
 use devcluster::telemetry::metrics::MetricsView;
 use ratatui::Frame;
@@ -28,19 +29,40 @@ pub struct ServicesView {
     pub focus: Focus,
     /// The call graph instead of the selected service's instances (`t`).
     pub topology: bool,
+    /// Keeps services whose name holds its text (with all their instances) and instances whose
+    /// id or address does.
+    pub filter: ListFilter,
 }
 
 impl ServicesView {
     /// Keeps the selection inside what the snapshot holds.
+    /// The services and instances the filter keeps.
+    pub fn groups<'a>(&self, snap: &'a ClusterSnapshot) -> Vec<ServiceGroup<'a>> {
+        let mut groups = snap.services();
+        if self.filter.text().is_some() {
+            groups.retain_mut(|g| {
+                if self.filter.keeps([g.name]) {
+                    return true;
+                }
+                g.instances.retain(|i| {
+                    let addr = format!("{}:{}", i.view.address, i.view.port);
+                    self.filter.keeps([i.view.id.as_str(), addr.as_str()])
+                });
+                !g.instances.is_empty()
+            });
+        }
+        groups
+    }
+
     pub fn clamp(&mut self, snap: &ClusterSnapshot) {
-        let groups = snap.services();
+        let groups = self.groups(snap);
         self.service = self.service.min(groups.len().saturating_sub(1));
         let n = groups.get(self.service).map_or(0, |g| g.instances.len());
         self.instance = self.instance.min(n.saturating_sub(1));
     }
 
     pub fn on_action(&mut self, action: &Action, snap: &ClusterSnapshot) {
-        let groups = snap.services();
+        let groups = self.groups(snap);
         match (action, self.focus) {
             (Action::Down, Focus::Services) if self.service + 1 < groups.len() => {
                 self.service += 1;
@@ -58,13 +80,14 @@ impl ServicesView {
             }
             (Action::Up, Focus::Instances) => self.instance = self.instance.saturating_sub(1),
             (Action::Open, _) => self.focus = Focus::Instances,
+            (Action::Back, Focus::Services) if self.filter.clear() => self.clamp(snap),
             (Action::Back, _) => self.focus = Focus::Services,
             _ => {}
         }
     }
 
     pub fn selected_instance<'a>(&self, snap: &'a ClusterSnapshot) -> Option<&'a InstanceSnapshot> {
-        snap.services()
+        self.groups(snap)
             .get(self.service)
             .and_then(|g| g.instances.get(self.instance).copied())
     }
@@ -124,7 +147,22 @@ pub fn render(
     snap: &ClusterSnapshot,
     theme: &Theme,
 ) {
-    let groups = snap.services();
+    let groups = view.groups(snap);
+    if groups.is_empty() && view.filter.text().is_some() {
+        let all = snap.services().len();
+        let notice = Notice::new([
+            format!(
+                "No service or instance matches \"{}\".",
+                view.filter.text().unwrap_or_default()
+            ),
+            String::new(),
+            "/ changes the filter, Esc clears it.".to_string(),
+        ])
+        .title(view.filter.title("Services", 0, all).trim().to_string())
+        .theme(*theme);
+        frame.render_widget(&notice, area);
+        return;
+    }
     if groups.is_empty() {
         let notice = Notice::new([
             "No service is registered yet.",
@@ -166,17 +204,25 @@ pub fn render(
             } else {
                 theme.warning
             };
-            ListItem::new(Line::from(vec![
-                Span::raw(format!("{:<w$} ", g.name, w = usize::from(name_w))),
-                Span::styled(format!("{passing}/{total} up"), style),
-            ]))
+            let pad = usize::from(name_w).saturating_sub(g.name.chars().count()) + 1;
+            let mut line = view.filter.mark(g.name, theme.text, theme);
+            line.spans.push(Span::raw(" ".repeat(pad)));
+            line.spans
+                .push(Span::styled(format!("{passing}/{total} up"), style));
+            ListItem::new(line)
         })
         .collect();
     let mut list_state = ListState::default().with_selected(Some(view.service));
     let list = List::new(items)
         .block(
             Block::bordered()
-                .title(Line::styled(" Services ", theme.title))
+                .title(Line::styled(
+                    match view.filter.text() {
+                        None => " Services ".to_string(),
+                        Some(_) => format!(" Services {}/{} ", groups.len(), snap.services().len()),
+                    },
+                    theme.title,
+                ))
                 .border_style(focus_style(Focus::Services)),
         )
         .highlight_style(theme.selected);
@@ -200,17 +246,34 @@ pub fn render(
         .iter()
         .map(|i| row(i, &snap.metrics))
         .collect();
-    let title = format!(
-        " {} · {} instances · {} passing ",
-        group.name,
-        rows.len(),
-        group.passing()
-    );
-    let table = InstanceTable::new(&rows).theme(*theme).block(
-        Block::bordered()
-            .title(Line::styled(title, theme.title))
-            .border_style(focus_style(Focus::Instances)),
-    );
+    let title = match view.filter.text() {
+        None => format!(
+            " {} · {} instances · {} passing ",
+            group.name,
+            rows.len(),
+            group.passing()
+        ),
+        Some(text) => {
+            let all = snap
+                .services()
+                .iter()
+                .find(|g| g.name == group.name)
+                .map_or(0, |g| g.instances.len());
+            format!(
+                " {} · {} of {all} instances · / \"{text}\" (Esc clears) ",
+                group.name,
+                rows.len(),
+            )
+        }
+    };
+    let table = InstanceTable::new(&rows)
+        .theme(*theme)
+        .mark(view.filter.text())
+        .block(
+            Block::bordered()
+                .title(Line::styled(title, theme.title))
+                .border_style(focus_style(Focus::Instances)),
+        );
     let mut table_state = TableState::default().with_selected(Some(view.instance));
     frame.render_stateful_widget(&table, table_area, &mut table_state);
 

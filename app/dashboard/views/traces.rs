@@ -12,6 +12,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use std::collections::{HashMap, HashSet};
+use widgets::highlight::{highlight, highlight_owned};
 use widgets::waterfall::duration_label;
 use widgets::{Notice, Theme, Waterfall, WaterfallRow};
 
@@ -334,8 +335,19 @@ fn render_list(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) 
                 if t.error { "✖" } else { " " },
                 theme.critical,
             )),
-            Cell::from(t.root.as_str()),
-            Cell::from(t.services.join(" → ")),
+            // What the filter looked for, marked.
+            Cell::from(highlight(
+                &t.root,
+                view.filter.operation.as_deref(),
+                theme.text,
+                theme.matched,
+            )),
+            Cell::from(highlight_owned(
+                &t.services.join(" → "),
+                view.filter.service.as_deref(),
+                theme.text,
+                theme.matched,
+            )),
             Cell::from(Line::from(t.span_count.to_string()).right_aligned()),
             Cell::from(Line::from(duration_label((t.duration_ms * 1e6) as u64)).right_aligned()),
         ])
