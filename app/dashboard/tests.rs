@@ -1205,7 +1205,11 @@ mod logs_tab {
         let buf = t.backend().buffer();
         let marked: String = (0..20u16)
             .flat_map(|y| (0..160u16).map(move |x| (x, y)))
-            .filter(|&(x, y)| buf[(x, y)].modifier.contains(app.theme.matched.add_modifier))
+            .filter(|&(x, y)| {
+                buf[(x, y)]
+                    .modifier
+                    .contains(app.theme.matched.add_modifier)
+            })
             .map(|(x, y)| buf[(x, y)].symbol().to_string())
             .collect();
         assert_eq!(marked, "refused");
@@ -1444,7 +1448,7 @@ mod config_tab {
             None,
             "Enter opens the editor"
         );
-        assert_eq!(app.config.editing.as_ref().unwrap().text, "50");
+        assert_eq!(app.config.editing.as_ref().unwrap().text.value(), "50");
         key(&mut app, KeyCode::Backspace);
         key(&mut app, KeyCode::Backspace);
         for c in "lots".chars() {
@@ -1463,7 +1467,7 @@ mod config_tab {
         ));
         let all = screen(&app, 160, 30).join("\n");
         assert!(
-            all.contains("traffic.rps = lots▏"),
+            all.contains("traffic.rps = lots "),
             "the value stays: {all}"
         );
         assert!(
@@ -2152,4 +2156,53 @@ fn slash_filters_every_list_and_marks_the_match() {
         all.contains("No service or instance matches \"no-such-thing\""),
         "{all}"
     );
+}
+
+/// Every text input is the same line editor: word deletion and moves work in the `/` prompt,
+/// the route inspector and the Config editor, and the terminal's cursor is where typing goes.
+#[test]
+fn text_inputs_share_one_editor_and_show_the_cursor_where_typing_goes() {
+    let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+    let plain = |c| KeyEvent::new(c, KeyModifiers::NONE);
+    let cursor = |app: &App| {
+        let mut t = Terminal::new(TestBackend::new(100, 30)).unwrap();
+        t.draw(|f| draw(f, app)).unwrap();
+        let p = t.get_cursor_position().unwrap();
+        let row: String = (0..100)
+            .map(|x| t.backend().buffer()[(x, p.y)].symbol().to_string())
+            .collect();
+        let before: String = row.chars().take(usize::from(p.x)).collect();
+        (
+            before,
+            t.backend().buffer()[(p.x, p.y)].symbol().to_string(),
+        )
+    };
+
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char('3'));
+    press(&mut app, KeyCode::Char('/'));
+    for c in "gateway user".chars() {
+        app.on_prompt_key(plain(KeyCode::Char(c)));
+    }
+    app.on_prompt_key(ctrl('w'));
+    assert_eq!(app.prompt.as_ref().unwrap().text(), "gateway ");
+    app.on_prompt_key(plain(KeyCode::Home));
+    app.on_prompt_key(plain(KeyCode::Char('>')));
+    let (before, at) = cursor(&app);
+    assert!(before.ends_with("› >"), "{before:?}");
+    assert_eq!(at, "g");
+    app.on_prompt_key(plain(KeyCode::Esc));
+
+    press(&mut app, KeyCode::Char('e'));
+    for c in "/api/users/7".chars() {
+        app.on_inspector_key(plain(KeyCode::Char(c)));
+    }
+    for _ in 0..2 {
+        app.on_inspector_key(plain(KeyCode::Left));
+    }
+    app.on_inspector_key(plain(KeyCode::Backspace));
+    assert_eq!(app.inspector.as_ref().unwrap().input.value(), "/api/user/7");
+    let (before, at) = cursor(&app);
+    assert!(before.ends_with("› /api/user"), "{before:?}");
+    assert_eq!(at, "/");
 }

@@ -3,7 +3,7 @@
 //! `u` undoes the newest change, `d` removes the selected key's override.
 
 use super::balancer::clock;
-use super::prompt::edit_line;
+use super::line::LineEdit;
 use crate::dashboard::action::Action;
 use crate::dashboard::views::filter::ListFilter;
 use devcluster::config::center::{Change, ConfigView};
@@ -42,7 +42,7 @@ pub struct EnvPreview {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Editor {
     pub key: String,
-    pub text: String,
+    pub text: LineEdit,
     /// Why the last try was refused (the key, the value, what was expected).
     pub error: Option<String>,
     /// Sent, waiting for the answer.
@@ -113,7 +113,7 @@ impl ConfigTab {
                 let e = &view.entries[i];
                 self.editing = Some(Editor {
                     key: e.key.clone(),
-                    text: e.value.clone(),
+                    text: LineEdit::new(e.value.clone()),
                     error: None,
                     pending: false,
                 });
@@ -166,11 +166,11 @@ impl ConfigTab {
                 ed.pending = true;
                 EditKey::Submit {
                     key: ed.key.clone(),
-                    value: ed.text.trim().to_string(),
+                    value: ed.text.value().trim().to_string(),
                 }
             }
             _ => {
-                if edit_line(&mut ed.text, key) {
+                if ed.text.on_key(key) {
                     ed.error = None;
                 }
                 EditKey::Edited
@@ -517,12 +517,13 @@ fn render_editor(frame: &mut Frame, area: Rect, ed: &Editor, theme: &Theme) {
         area.width.saturating_sub(2),
         height,
     );
+    let prefix = format!("{} = ", ed.key);
+    let prefix_w = prefix.chars().count() as u16;
+    let (text, cursor) = ed
+        .text
+        .visible(rect.width.saturating_sub(2 + prefix_w), theme.text);
     let mut lines = vec![
-        Line::from(vec![
-            Span::styled(format!("{} = ", ed.key), theme.key),
-            Span::raw(ed.text.as_str()),
-            Span::styled("▏", theme.key),
-        ]),
+        Line::from(vec![Span::styled(prefix, theme.key), text]),
         Line::styled(
             if ed.pending {
                 "checking…"
@@ -544,6 +545,10 @@ fn render_editor(frame: &mut Frame, area: Rect, ed: &Editor, theme: &Theme) {
         ),
         rect,
     );
+    if !ed.pending {
+        let x = (rect.x + 1 + prefix_w + cursor).min(rect.right().saturating_sub(2));
+        frame.set_cursor_position((x, rect.y + 1));
+    }
 }
 
 /// At most `max` characters, with an ellipsis when cut.

@@ -2,6 +2,7 @@
 //! would route it — matched route, rewritten path, target, candidates, the balancer's choice and
 //! the breaker's decision — the same answer as `lgo-dash ctl route explain`.
 
+use super::line::LineEdit;
 use devcluster::cluster::RouteExplain;
 use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
@@ -19,7 +20,7 @@ pub enum Answer {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inspector {
-    pub input: String,
+    pub input: LineEdit,
     /// The input is still the example it opened with, shown selected: typing replaces it.
     pub example: bool,
     pub answer: Option<Answer>,
@@ -38,7 +39,7 @@ pub enum InspectorKey {
 impl Default for Inspector {
     fn default() -> Self {
         Inspector {
-            input: "GET /api/users/1".into(),
+            input: LineEdit::new("GET /api/users/1"),
             example: true,
             answer: None,
         }
@@ -67,7 +68,7 @@ impl Inspector {
     pub fn on_key(&mut self, key: KeyEvent) -> InspectorKey {
         match key.code {
             KeyCode::Esc => InspectorKey::Close,
-            KeyCode::Enter => match parse(&self.input) {
+            KeyCode::Enter => match parse(self.input.value()) {
                 Ok((method, path)) => {
                     self.answer = Some(Answer::Pending);
                     InspectorKey::Explain { method, path }
@@ -77,11 +78,11 @@ impl Inspector {
             // The first character typed, or a deletion, replaces the example as a whole.
             KeyCode::Char(_) | KeyCode::Backspace | KeyCode::Delete if self.example => {
                 self.example = false;
-                self.input.clear();
-                super::prompt::edit_line(&mut self.input, key);
+                self.input.set("");
+                self.input.on_key(key);
                 InspectorKey::Edited
             }
-            _ if super::prompt::edit_line(&mut self.input, key) => {
+            _ if self.input.on_key(key) => {
                 self.example = false;
                 InspectorKey::Edited
             }
@@ -97,16 +98,15 @@ pub fn render(frame: &mut Frame, area: Rect, insp: &Inspector, theme: &Theme) {
     let [popup] = Layout::vertical([Constraint::Length(18.min(area.height))])
         .flex(Flex::Center)
         .areas(popup);
+    // The input's row: what fits around the cursor, the terminal's cursor in it.
+    let style = if insp.example {
+        theme.selected
+    } else {
+        theme.text
+    };
+    let (text, cursor) = insp.input.visible(popup.width.saturating_sub(5), style);
     let mut lines = vec![
-        Line::from(vec![
-            Span::styled("› ", theme.key),
-            if insp.example {
-                Span::styled(insp.input.as_str(), theme.selected)
-            } else {
-                Span::raw(insp.input.as_str())
-            },
-            Span::styled("▏", theme.key),
-        ]),
+        Line::from(vec![Span::styled("› ", theme.key), text]),
         Line::raw(""),
     ];
     match &insp.answer {
@@ -130,6 +130,9 @@ pub fn render(frame: &mut Frame, area: Rect, insp: &Inspector, theme: &Theme) {
     );
     frame.render_widget(Clear, popup);
     frame.render_widget(p, popup);
+    if popup.width > 4 && popup.height > 2 {
+        frame.set_cursor_position((popup.x + 3 + cursor, popup.y + 1));
+    }
 }
 
 #[cfg(test)]

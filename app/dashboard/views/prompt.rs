@@ -1,9 +1,10 @@
 //! A one-line text prompt at the bottom of the body: the Logs tab's search, the trace list's
 //! filter, the waterfall's span search, every other list's filter. While it is open it takes every key but Ctrl-C.
 
+use super::line::LineEdit;
 use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Clear;
 use widgets::Theme;
@@ -37,7 +38,7 @@ impl PromptFor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {
     pub purpose: PromptFor,
-    pub text: String,
+    pub line: LineEdit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,51 +52,48 @@ impl Prompt {
     pub fn new(purpose: PromptFor, text: impl Into<String>) -> Self {
         Prompt {
             purpose,
-            text: text.into(),
+            line: LineEdit::new(text),
         }
+    }
+
+    pub fn text(&self) -> &str {
+        self.line.value()
     }
 
     pub fn on_key(&mut self, key: KeyEvent) -> PromptKey {
         match key.code {
             KeyCode::Esc => PromptKey::Cancelled,
-            KeyCode::Enter => PromptKey::Applied(self.text.trim().to_string()),
+            KeyCode::Enter => PromptKey::Applied(self.text().trim().to_string()),
             _ => {
-                edit_line(&mut self.text, key);
+                self.line.on_key(key);
                 PromptKey::Typed
             }
         }
     }
 }
 
-/// Line editing shared by every text input: Backspace deletes, printable keys insert.
-/// Returns whether the key edited the text.
-pub fn edit_line(text: &mut String, key: KeyEvent) -> bool {
-    match key.code {
-        KeyCode::Backspace => {
-            text.pop();
-            true
-        }
-        KeyCode::Char(c) if !c.is_control() => {
-            text.push(c);
-            true
-        }
-        _ => false,
-    }
-}
-
-/// Draws the prompt on the last line of `area`.
+/// Draws the prompt on the last line of `area`, the terminal's cursor in its text.
 pub fn render(frame: &mut Frame, area: Rect, p: &Prompt, theme: &Theme) {
     if area.height == 0 {
         return;
     }
     let line_area = Rect::new(area.x, area.y + area.height - 1, area.width, 1);
     frame.render_widget(Clear, line_area);
-    frame.render_widget(
-        Line::from(vec![
-            Span::styled(format!(" {}", p.purpose.label()), theme.key),
-            Span::raw(p.text.as_str()),
-            Span::styled("▏  Enter applies · Esc cancels", theme.dim),
-        ]),
-        line_area,
-    );
+    let label = format!(" {}", p.purpose.label());
+    let hint = "  Enter applies · Esc cancels";
+    let label_w = (label.chars().count() as u16).min(area.width);
+    let hint_w = if area.width >= label_w + 20 + hint.len() as u16 {
+        hint.len() as u16
+    } else {
+        0
+    };
+    let [label_area, text_area, hint_area] = Layout::horizontal([
+        Constraint::Length(label_w),
+        Constraint::Fill(1),
+        Constraint::Length(hint_w),
+    ])
+    .areas(line_area);
+    frame.render_widget(Span::styled(label, theme.key), label_area);
+    p.line.render(frame, text_area, theme.text);
+    frame.render_widget(Line::styled(hint, theme.dim).right_aligned(), hint_area);
 }
