@@ -141,49 +141,61 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             CtlCommand::Config { command } => return config(&client, command).await,
-            CtlCommand::Kill { id, for_s } => Command::Kill {
-                id: id.clone(),
-                for_s: *for_s,
+            other => match command_of(other)? {
+                Some(c) => c,
+                None => anyhow::bail!("nothing to send for {other:?}"),
             },
-            CtlCommand::Restart { id } => Command::Restart { id: id.clone() },
-            CtlCommand::Breaker { name, mode } => Command::BreakerMode {
-                name: name.clone(),
-                mode: mode.parse::<Mode>().map_err(anyhow::Error::msg)?,
-            },
-            CtlCommand::Strategy { service, strategy } => Command::Strategy {
-                service: service.clone(),
-                strategy: strategy.parse().map_err(anyhow::Error::msg)?,
-            },
-            CtlCommand::Weight { id, weight } => Command::Weight {
-                id: id.clone(),
-                weight: *weight,
-            },
-            CtlCommand::Fault {
-                id, clear: Some(_), ..
-            } => Command::ClearFault { id: id.clone() },
-            CtlCommand::Fault {
-                id,
-                clear: None,
-                latency,
-                jitter,
-                error_rate,
-                hang,
-                for_s,
-            } => Command::Fault {
-                id: id.clone(),
-                fault: Fault {
-                    latency_ms: *latency,
-                    jitter_ms: *jitter,
-                    error_rate: *error_rate,
-                    hang: *hang,
-                },
-                for_s: *for_s,
-            },
-            CtlCommand::Traffic { rps } => Command::Traffic { rps: *rps },
         };
         println!("{}", client.send(&command).await?);
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The admin command a state-changing `ctl` command sends (the dashboard's `:` palette sends
+/// the same); `None` for the commands that only read.
+pub fn command_of(c: &CtlCommand) -> anyhow::Result<Option<Command>> {
+    Ok(Some(match c {
+        CtlCommand::Kill { id, for_s } => Command::Kill {
+            id: id.clone(),
+            for_s: *for_s,
+        },
+        CtlCommand::Restart { id } => Command::Restart { id: id.clone() },
+        CtlCommand::Breaker { name, mode } => Command::BreakerMode {
+            name: name.clone(),
+            mode: mode.parse::<Mode>().map_err(anyhow::Error::msg)?,
+        },
+        CtlCommand::Strategy { service, strategy } => Command::Strategy {
+            service: service.clone(),
+            strategy: strategy.parse().map_err(anyhow::Error::msg)?,
+        },
+        CtlCommand::Weight { id, weight } => Command::Weight {
+            id: id.clone(),
+            weight: *weight,
+        },
+        CtlCommand::Fault {
+            id, clear: Some(_), ..
+        } => Command::ClearFault { id: id.clone() },
+        CtlCommand::Fault {
+            id,
+            clear: None,
+            latency,
+            jitter,
+            error_rate,
+            hang,
+            for_s,
+        } => Command::Fault {
+            id: id.clone(),
+            fault: Fault {
+                latency_ms: *latency,
+                jitter_ms: *jitter,
+                error_rate: *error_rate,
+                hang: *hang,
+            },
+            for_s: *for_s,
+        },
+        CtlCommand::Traffic { rps } => Command::Traffic { rps: *rps },
+        _ => return Ok(None),
+    }))
 }
 
 fn print_or_json<T: serde::Serialize + ?Sized>(

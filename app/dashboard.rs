@@ -5,6 +5,7 @@ pub mod action;
 pub mod app;
 mod event_loop;
 pub mod keymap;
+pub mod palette;
 pub mod render;
 pub mod tabs;
 pub mod views;

@@ -49,6 +49,8 @@ pub enum Action {
     ToggleMouse,
     /// The Services tab: the call graph instead of the instances.
     Topology,
+    /// The `:` command palette.
+    Palette,
 }
 
 /// Where a binding acts: everywhere, or on one tab (where it comes before the global ones).
@@ -397,6 +399,13 @@ pub fn defs() -> Vec<Def> {
             Action::Inspect,
             "route inspector: how the gateway routes METHOD PATH",
             Some("explain"),
+        ),
+        def(
+            G,
+            "palette",
+            Action::Palette,
+            "command palette: any ctl command, Tab completes",
+            Some("command"),
         ),
         def(
             G,

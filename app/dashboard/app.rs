@@ -2,12 +2,14 @@
 
 use super::action::Action;
 use super::keymap::Keymap;
+use super::palette;
 use super::tabs::Tab;
 use super::views::balancer::{self, BalancerView};
 use super::views::breakers::BreakersView;
 use super::views::config::{ConfigTab, EditKey, EnvPreview};
 use super::views::filter::ListFilter;
 use super::views::inspector::{Answer, Inspector, InspectorKey};
+use super::views::line::LineEdit;
 use super::views::logs::LogsView;
 use super::views::metrics::MetricsView;
 use super::views::prompt::{Prompt, PromptFor, PromptKey};
@@ -122,6 +124,8 @@ pub struct App {
     pub tabs_row: std::cell::Cell<u16>,
     /// Every key's binding (built in, then the user's file).
     pub keymap: Arc<Keymap>,
+    /// Palette lines run so far, oldest first (↑ recalls them).
+    pub palette_history: Vec<String>,
 }
 
 impl App {
@@ -152,6 +156,7 @@ impl App {
             mouse: true,
             tabs_row: std::cell::Cell::new(1),
             keymap: Arc::new(Keymap::default()),
+            palette_history: Vec::new(),
         }
     }
 
@@ -400,6 +405,10 @@ impl App {
                 self.inspector = Some(Inspector::default());
                 None
             }
+            (Action::Palette, _) => {
+                self.prompt = Some(Prompt::new(PromptFor::Palette, ""));
+                None
+            }
             (Action::Open, Tab::Traces) if self.traces.open.is_none() => {
                 let id = self.traces.selected_trace()?.trace_id;
                 if self.traces.loading == Some(id) {
@@ -454,6 +463,7 @@ impl App {
             (Action::Back, Tab::Logs) => {
                 self.logs.trace = None;
                 self.logs.search = None;
+                self.logs.service = None;
                 return self.fetch_logs(Instant::now());
             }
             (Action::Open, Tab::Logs) => {
@@ -604,6 +614,9 @@ impl App {
 
     /// A key while the prompt is open: edits it, or applies it to what it was opened for.
     pub fn on_prompt_key(&mut self, key: KeyEvent) -> Option<Request> {
+        if self.prompt.as_ref()?.purpose == PromptFor::Palette && self.on_palette_key(key) {
+            return None;
+        }
         let prompt = self.prompt.as_mut()?;
         let purpose = prompt.purpose;
         let text = match prompt.on_key(key) {
@@ -634,6 +647,20 @@ impl App {
                 }
             },
             PromptFor::Environment => Some(Request::EnvDiff(text)),
+            PromptFor::Palette => match palette::parse(&text) {
+                Ok(run) => {
+                    if self.palette_history.last() != Some(&text) {
+                        self.palette_history.push(text);
+                    }
+                    self.run_palette(run)
+                }
+                Err(e) => {
+                    // Kept open with what was typed, to be fixed.
+                    self.prompt = Some(Prompt::new(PromptFor::Palette, text));
+                    self.toast(e, true);
+                    None
+                }
+            },
             PromptFor::ListFilter => {
                 self.list_filter_mut().set(text);
                 let snap = &self.snapshot;
@@ -667,6 +694,257 @@ impl App {
                 }
                 None
             }
+        }
+    }
+
+    /// Tab, shift-Tab, ↑ and ↓ in the palette: completion and history. Returns whether the
+    /// key was one of those.
+    fn on_palette_key(&mut self, key: KeyEvent) -> bool {
+        let names = self.palette_names();
+        let Some(p) = self.prompt.as_mut() else {
+            return false;
+        };
+        match key.code {
+            KeyCode::Tab | KeyCode::BackTab => {
+                let text = p.text().to_string();
+                let at = text
+                    .char_indices()
+                    .nth(p.line.cursor())
+                    .map_or(text.len(), |(i, _)| i);
+                let (before, after) = text.split_at(at);
+                let (start, all) = palette::complete(before, &names);
+                let word = &before[start..];
+                let put = |p: &mut Prompt, w: &str| {
+                    let head = format!("{}{w}", &before[..start]);
+                    let cursor = head.chars().count();
+                    p.line = LineEdit::new(format!("{head}{after}"));
+                    for _ in 0..after.chars().count() {
+                        p.line.on_key(KeyEvent::from(KeyCode::Left));
+                    }
+                    debug_assert_eq!(p.line.cursor(), cursor);
+                };
+                let cycling = p.chosen.is_some() && !p.offered.is_empty();
+                if cycling {
+                    let n = p.offered.len();
+                    let i = p.chosen.unwrap_or(0);
+                    let next = if key.code == KeyCode::BackTab {
+                        (i + n - 1) % n
+                    } else {
+                        (i + 1) % n
+                    };
+                    p.chosen = Some(next);
+                    let w = p.offered[next].clone();
+                    put(p, &w);
+                } else if let [only] = all.as_slice() {
+                    p.offered.clear();
+                    put(p, &format!("{only} "));
+                } else if !all.is_empty() {
+                    let common = palette::common_prefix(&all).to_string();
+                    if common.len() > word.len() {
+                        put(p, &common);
+                    } else {
+                        p.chosen = Some(0);
+                        put(p, &all[0]);
+                    }
+                    p.offered = all;
+                }
+                true
+            }
+            KeyCode::Up | KeyCode::Down => {
+                let n = self.palette_history.len();
+                let next = match (key.code, p.recalled) {
+                    (KeyCode::Up, None) if n > 0 => Some(0),
+                    (KeyCode::Up, Some(r)) => Some((r + 1).min(n.saturating_sub(1))),
+                    (KeyCode::Down, Some(r)) if r > 0 => Some(r - 1),
+                    _ => None,
+                };
+                p.recalled = next;
+                p.line =
+                    LineEdit::new(next.map_or("", |r| self.palette_history[n - 1 - r].as_str()));
+                p.offered.clear();
+                p.chosen = None;
+                true
+            }
+            _ => {
+                // Typing ends a completion in progress.
+                p.offered.clear();
+                p.chosen = None;
+                false
+            }
+        }
+    }
+
+    /// The cluster's names the palette completes.
+    fn palette_names(&self) -> palette::Names {
+        let snap = &self.snapshot;
+        let mut services: Vec<String> =
+            snap.services().iter().map(|g| g.name.to_string()).collect();
+        services.extend(snap.balancers.iter().map(|b| b.target.clone()));
+        palette::Names {
+            instances: snap.instances.iter().map(|i| i.view.id.clone()).collect(),
+            breakers: snap.breakers.iter().map(|b| b.name.clone()).collect(),
+            services,
+            keys: snap.config.entries.iter().map(|e| e.key.clone()).collect(),
+            traces: self
+                .traces
+                .list
+                .iter()
+                .map(|t| t.trace_id.to_string())
+                .collect(),
+        }
+    }
+
+    /// Carries out a palette line: a command is sent as `ctl` would send it; a reading command
+    /// shows its tab (`:logs --level warn` opens Logs at warn).
+    fn run_palette(&mut self, run: palette::Run) -> Option<Request> {
+        use crate::cli::{ConfigCommand, CtlCommand as C, RouteCommand, TracesCommand};
+        let cmd = match run {
+            palette::Run::Quit => {
+                self.quit = true;
+                return None;
+            }
+            palette::Run::Help => {
+                self.help = true;
+                self.help_offset = 0;
+                return None;
+            }
+            palette::Run::Env(name) => {
+                self.tab = Tab::Config;
+                return Some(Request::EnvDiff(name));
+            }
+            palette::Run::Ctl(cmd) => cmd,
+        };
+        match crate::ctl::command_of(&cmd) {
+            Ok(Some(c)) => {
+                self.apply_locally(&c);
+                return Some(Request::Command(c));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.toast(e.to_string(), true);
+                return None;
+            }
+        }
+        let show = |app: &mut App, tab: Tab| {
+            app.tab = tab;
+            app.on_tick(Instant::now())
+        };
+        match cmd {
+            C::Instances { .. } => show(self, Tab::Services),
+            C::Breakers { .. } => show(self, Tab::Breakers),
+            C::Balancers { .. } => show(self, Tab::Balancer),
+            C::Metrics { .. } => show(self, Tab::Metrics),
+            C::Logs {
+                level,
+                service,
+                trace,
+                grep,
+                ..
+            } => {
+                match level.parse::<devcluster::telemetry::Level>() {
+                    Ok(l) => self.logs.level = l,
+                    Err(e) => {
+                        self.toast(e, true);
+                        return None;
+                    }
+                }
+                self.logs.trace = trace.as_deref().and_then(TraceId::parse);
+                self.logs.service = service;
+                self.logs.search = grep;
+                self.logs.follow();
+                self.tab = Tab::Logs;
+                self.fetch_logs(Instant::now())
+            }
+            C::Traces {
+                command: Some(TracesCommand::Export { .. }),
+                ..
+            } => {
+                self.toast(
+                    "export writes a file: run `lgo-dash ctl traces export --out FILE` in a shell",
+                    true,
+                );
+                None
+            }
+            C::Traces {
+                service,
+                operation,
+                min_ms,
+                errors,
+                ..
+            } => {
+                let mut words = Vec::new();
+                if let Some(s) = &service {
+                    words.push(format!("service:{s}"));
+                }
+                if let Some(m) = min_ms {
+                    words.push(format!("min:{m}"));
+                }
+                if errors {
+                    words.push("error".to_string());
+                }
+                words.extend(operation.clone());
+                self.traces.filter = TraceFilter {
+                    service,
+                    operation,
+                    min_duration_ms: min_ms,
+                    errors_only: errors,
+                    limit: None,
+                };
+                self.traces.filter_text = (!words.is_empty()).then(|| words.join(" "));
+                self.traces.open = None;
+                self.traces.refilter();
+                self.traces_fetched = None;
+                show(self, Tab::Traces)
+            }
+            C::Trace { id, .. } => match TraceId::parse(&id) {
+                Some(id) => {
+                    self.tab = Tab::Traces;
+                    self.traces.open = None;
+                    self.traces.loading = Some(id);
+                    Some(Request::Trace(id))
+                }
+                None => {
+                    self.toast(
+                        format!("trace id {id:?}: expected 32 (or 16) hex digits"),
+                        true,
+                    );
+                    None
+                }
+            },
+            C::Route {
+                command: RouteCommand::Explain { method, path, .. },
+            } => {
+                self.inspector = Some(Inspector {
+                    input: LineEdit::new(format!("{method} {path}")),
+                    example: false,
+                    answer: Some(Answer::Pending),
+                });
+                Some(Request::Explain { method, path })
+            }
+            C::Config { command } => match command {
+                ConfigCommand::Set { key, value } => Some(Request::ConfigSet {
+                    key,
+                    value: Some(value),
+                }),
+                ConfigCommand::Unset { key } => Some(Request::ConfigSet { key, value: None }),
+                ConfigCommand::Undo => Some(Request::ConfigUndo),
+                ConfigCommand::Env { name, yes: true } => Some(Request::EnvSwitch(name)),
+                ConfigCommand::Env { name, yes: false } => {
+                    self.tab = Tab::Config;
+                    Some(Request::EnvDiff(name))
+                }
+                ConfigCommand::Get { key, .. } => {
+                    self.config.filter.set(key);
+                    self.config.selected = 0;
+                    self.config.clamp(&self.snapshot.config);
+                    show(self, Tab::Config)
+                }
+                ConfigCommand::List { .. } | ConfigCommand::History { .. } => {
+                    show(self, Tab::Config)
+                }
+            },
+            // The ones that change something were sent above.
+            _ => None,
         }
     }
 

@@ -2206,3 +2206,113 @@ fn text_inputs_share_one_editor_and_show_the_cursor_where_typing_goes() {
     assert!(before.ends_with("› /api/user"), "{before:?}");
     assert_eq!(at, "/");
 }
+
+/// The `:` palette runs `ctl` commands typed in the dashboard: Tab completes commands and the
+/// cluster's names, a mistake is said and kept for fixing, ↑ recalls, reading commands show
+/// their tab.
+#[test]
+fn the_palette_completes_runs_and_recalls_ctl_commands() {
+    fn typed(app: &mut App, text: &str) -> Option<Request> {
+        let mut last = None;
+        for c in text.chars() {
+            let code = match c {
+                '\t' => KeyCode::Tab,
+                '\n' => KeyCode::Enter,
+                '↑' => KeyCode::Up,
+                c => KeyCode::Char(c),
+            };
+            last = app.on_prompt_key(KeyEvent::new(code, KeyModifiers::NONE));
+        }
+        last
+    }
+    fn line(app: &App) -> String {
+        app.prompt
+            .as_ref()
+            .map(|p| p.text().to_string())
+            .unwrap_or_default()
+    }
+    let mut app = busy_app();
+    assert_eq!(press(&mut app, KeyCode::Char(':')), None);
+    typed(&mut app, "br\t");
+    assert_eq!(line(&app), "breaker");
+    let shown = screen(&app, 100, 30).join("\n");
+    assert!(
+        shown.contains("breaker  breakers"),
+        "what Tab offers is shown: {shown}"
+    );
+    typed(&mut app, " gateway->u\t");
+    assert_eq!(line(&app), "breaker gateway->user-service ");
+    typed(&mut app, "o\t");
+    assert_eq!(line(&app), "breaker gateway->user-service open ");
+    match typed(&mut app, "\n") {
+        Some(Request::Command(Command::BreakerMode { name, mode })) => {
+            assert_eq!(name, "gateway->user-service");
+            assert_eq!(mode, Mode::ForcedOpen);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(app.prompt.is_none());
+
+    // Several instances: the common part, then Tab cycles through them.
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "kill user\t");
+    assert_eq!(line(&app), "kill user-service-");
+    typed(&mut app, "\t");
+    assert_eq!(line(&app), "kill user-service-1");
+    typed(&mut app, "\t");
+    assert_eq!(line(&app), "kill user-service-2");
+    match typed(&mut app, "\n") {
+        Some(Request::Command(Command::Kill { id, .. })) => assert_eq!(id, "user-service-2"),
+        other => panic!("{other:?}"),
+    }
+
+    // A mistake: said in clap's words, the line kept to fix.
+    press(&mut app, KeyCode::Char(':'));
+    assert_eq!(typed(&mut app, "kil user-service-2\n"), None);
+    assert_eq!(line(&app), "kil user-service-2");
+    let toast = app.toast.as_ref().unwrap();
+    assert!(
+        toast.error && toast.text.contains("'kill'"),
+        "{}",
+        toast.text
+    );
+    app.on_prompt_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    assert!(app.prompt.is_none());
+
+    // ↑ recalls the newest line first.
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "↑");
+    assert_eq!(line(&app), "kill user-service-2");
+    typed(&mut app, "↑");
+    assert_eq!(line(&app), "breaker gateway->user-service open");
+    app.on_prompt_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+
+    // Reading commands show their tab with the filters given.
+    press(&mut app, KeyCode::Char(':'));
+    match typed(&mut app, "logs --level warn --grep refused\n") {
+        Some(Request::Logs(f)) => {
+            assert_eq!(f.level, Some(devcluster::telemetry::Level::Warn));
+            assert_eq!(f.q.as_deref(), Some("refused"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(app.tab, Tab::Logs);
+    press(&mut app, KeyCode::Char(':'));
+    assert_eq!(
+        typed(&mut app, "env staging\n"),
+        Some(Request::EnvDiff("staging".into()))
+    );
+    assert_eq!(app.tab, Tab::Config);
+    press(&mut app, KeyCode::Char(':'));
+    match typed(&mut app, "route explain GET /api/users/7\n") {
+        Some(Request::Explain { method, path }) => {
+            assert_eq!((method.as_str(), path.as_str()), ("GET", "/api/users/7"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(app.inspector.is_some());
+    app.inspector = None;
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "q\n");
+    assert!(app.quit);
+}

@@ -23,6 +23,8 @@ pub struct LogsView {
     pub level: Level,
     pub trace: Option<TraceId>,
     pub search: Option<String>,
+    /// Only this service's lines (`:logs --service NAME`).
+    pub service: Option<String>,
     pub error: Option<String>,
 }
 
@@ -34,6 +36,7 @@ impl Default for LogsView {
             level: Level::Info,
             trace: None,
             search: None,
+            service: None,
             error: None,
         }
     }
@@ -45,6 +48,7 @@ impl LogsView {
             level: Some(self.level),
             trace: self.trace,
             q: self.search.clone(),
+            service: self.service.clone(),
             limit: Some(LIMIT),
             ..Default::default()
         }
@@ -108,6 +112,9 @@ pub fn render(frame: &mut Frame, area: Rect, view: &LogsView, theme: &Theme) {
     match &view.search {
         Some(q) => spans.push(Span::raw(format!(" search \"{q}\" (/ changes)"))),
         None => spans.push(Span::styled(" / searches", theme.dim)),
+    }
+    if let Some(s) = &view.service {
+        spans.push(Span::raw(format!("  service {s} (Esc shows all)")));
     }
     if let Some(t) = view.trace {
         spans.push(Span::raw(format!("  trace {t} (Esc shows all)")));

@@ -21,6 +21,8 @@ pub enum PromptFor {
     Environment,
     /// Text the rows of the tab's list must hold (instances, picks, breakers, services, keys).
     ListFilter,
+    /// A `ctl` command (`:`), completed with Tab.
+    Palette,
 }
 
 impl PromptFor {
@@ -31,6 +33,7 @@ impl PromptFor {
             PromptFor::SpanSearch => "find span › ",
             PromptFor::Environment => "switch environment (development, staging, production) › ",
             PromptFor::ListFilter => "filter (empty: all) › ",
+            PromptFor::Palette => ":",
         }
     }
 }
@@ -39,6 +42,12 @@ impl PromptFor {
 pub struct Prompt {
     pub purpose: PromptFor,
     pub line: LineEdit,
+    /// What Tab offered for the word being completed (shown above the line), and which one a
+    /// further Tab put in.
+    pub offered: Vec<String>,
+    pub chosen: Option<usize>,
+    /// The history entry shown (Up / Down), counted back from the newest.
+    pub recalled: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +62,9 @@ impl Prompt {
         Prompt {
             purpose,
             line: LineEdit::new(text),
+            offered: Vec::new(),
+            chosen: None,
+            recalled: None,
         }
     }
 
@@ -79,8 +91,28 @@ pub fn render(frame: &mut Frame, area: Rect, p: &Prompt, theme: &Theme) {
     }
     let line_area = Rect::new(area.x, area.y + area.height - 1, area.width, 1);
     frame.render_widget(Clear, line_area);
+    // What Tab offers, on the row above: as many as fit, the one put in marked.
+    if !p.offered.is_empty() && area.height >= 2 {
+        let row = Rect::new(area.x, line_area.y - 1, area.width, 1);
+        frame.render_widget(Clear, row);
+        let mut spans = vec![Span::raw(" ")];
+        for (i, c) in p.offered.iter().enumerate() {
+            let style = if p.chosen == Some(i) {
+                theme.selected
+            } else {
+                theme.dim
+            };
+            spans.push(Span::styled(c.as_str(), style));
+            spans.push(Span::raw("  "));
+        }
+        frame.render_widget(Line::from(spans), row);
+    }
     let label = format!(" {}", p.purpose.label());
-    let hint = "  Enter applies · Esc cancels";
+    let hint = if p.purpose == PromptFor::Palette {
+        "  Tab completes · ↑↓ history · Enter runs · Esc cancels"
+    } else {
+        "  Enter applies · Esc cancels"
+    };
     let label_w = (label.chars().count() as u16).min(area.width);
     let hint_w = if area.width >= label_w + 20 + hint.len() as u16 {
         hint.len() as u16

@@ -56,6 +56,11 @@ impl Layer {
         })
     }
 
+    /// The environments a file is shipped for: `development`, `staging`, `production`.
+    pub fn environments() -> impl Iterator<Item = &'static str> {
+        ENV_FILES.iter().map(|e| e.0)
+    }
+
     /// The shipped file of `env`; an unknown environment is an error naming the known ones.
     pub fn environment(env: &str) -> Result<Layer, String> {
         let (_, path, text) = ENV_FILES
