@@ -559,7 +559,10 @@ impl App {
                 }
             }
             Command::Weight { id, weight } => {
-                if let Some(i) = snap.instances.iter_mut().find(|i| &i.view.id == id) {
+                if let Some(i) = Arc::make_mut(&mut snap.instances)
+                    .iter_mut()
+                    .find(|i| &i.view.id == id)
+                {
                     i.view.weight = *weight;
                 }
             }

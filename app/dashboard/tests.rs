@@ -91,7 +91,8 @@ fn snapshot() -> Arc<ClusterSnapshot> {
                 Health::Passing,
                 ProcessState::Running,
             ),
-        ],
+        ]
+        .into(),
         ..Default::default()
     })
 }
@@ -364,7 +365,7 @@ fn busy_snapshot() -> Arc<ClusterSnapshot> {
         breaker("gateway->order-service", State::Closed, Mode::Auto),
         breaker("gateway->user-service", State::Open, Mode::ForcedOpen),
     ];
-    for i in &mut s.instances {
+    for i in Arc::make_mut(&mut s.instances).iter_mut() {
         if i.view.id == "user-service-3" {
             i.load = Some(load("user-service-3", 25, 5, Some(3_500)));
         }

@@ -7,7 +7,7 @@ mod hot_apply;
 
 pub use commands::RouteExplain;
 
-use crate::balance::service::Balancers;
+use crate::balance::service::{BalancerSnapshot, Balancers, LoadView};
 use crate::breaker::Breakers;
 use crate::client::{ClientSettings, ServiceClient};
 use crate::config::Config;
@@ -16,7 +16,7 @@ use crate::config::kv::KvStore;
 use crate::config::layers::Layer;
 use crate::control::{self, ControlError, Endpoint};
 use crate::gateway::{Gateway, routes::RouteTable};
-use crate::handle::{ClusterHandle, ClusterSnapshot, InstanceSnapshot, ProcessState};
+use crate::handle::{ClusterHandle, ClusterSnapshot, InstanceSnapshot, ProcessState, Slices};
 use crate::registry::{CheckKind, CheckSpec, Registration, Registry};
 use crate::server::HttpServer;
 use crate::services::faults::Faults;
@@ -26,7 +26,6 @@ use crate::telemetry::metrics::MetricsHub;
 use crate::telemetry::otlp::Receiver;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -115,6 +114,22 @@ impl ClusterOptions {
     }
 }
 
+/// What the snapshot adds to an instance lgo-dash runs.
+#[derive(Debug, Clone, PartialEq)]
+struct ManagedState {
+    running: bool,
+    fault: Option<crate::services::faults::FaultView>,
+    restart_in_ms: Option<u64>,
+}
+
+/// The instances slice as last built, and what it was built from.
+struct InstancesCache {
+    views: u64,
+    loads: Vec<(String, LoadView)>,
+    managed: Vec<ManagedState>,
+    built: Arc<[InstanceSnapshot]>,
+}
+
 /// A sample service instance the cluster runs (and can kill and restart).
 pub(crate) struct ManagedInstance {
     pub(crate) id: String,
@@ -138,7 +153,9 @@ pub struct Core {
     pub(crate) metrics: Arc<MetricsHub>,
     /// Instances killed for a while: when they come back by themselves.
     pub(crate) restarts: Mutex<HashMap<String, (tokio::time::Instant, JoinHandle<()>)>>,
-    version: AtomicU64,
+    /// This run (its start, in ns since the epoch): snapshot versions count within it.
+    epoch: u64,
+    instances_cache: std::sync::Mutex<Option<InstancesCache>>,
     snapshot_tx: watch::Sender<Arc<ClusterSnapshot>>,
 }
 
@@ -399,7 +416,10 @@ impl Cluster {
             traffic: traffic.clone(),
             metrics: metrics.clone(),
             restarts: Mutex::new(HashMap::new()),
-            version: AtomicU64::new(0),
+            epoch: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
+            instances_cache: std::sync::Mutex::new(None),
             snapshot_tx,
         });
         core.publish();
@@ -567,46 +587,19 @@ async fn publish_loop(core: std::sync::Weak<Core>, mut changes: watch::Receiver<
 
 impl Core {
     /// Rebuilds the snapshot and wakes whoever watches it.
+    /// Nothing is published when nothing changed: a quiet cluster wakes no dashboard.
     pub(crate) fn publish(&self) {
-        let version = self.version.fetch_add(1, Ordering::Relaxed) + 1;
         let balancers: Vec<_> = self
             .balancers
             .all()
             .iter()
             .map(|b| b.snapshot(SNAPSHOT_PICKS))
             .collect();
-        let now = tokio::time::Instant::now();
-        let restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
-        let instances = self
-            .registry
-            .instances()
-            .into_iter()
-            .map(|view| {
-                let process = match self.instances.iter().find(|m| m.id == view.id) {
-                    Some(m) if m.server.is_running() => ProcessState::Running,
-                    Some(_) => ProcessState::Killed,
-                    None => ProcessState::External,
-                };
-                let load = balancers
-                    .iter()
-                    .filter(|b| b.target == view.service)
-                    .flat_map(|b| b.loads.iter())
-                    .find(|l| l.id == view.id)
-                    .cloned();
-                InstanceSnapshot {
-                    fault: self.faults.view(&view.id),
-                    restart_in_ms: restarts
-                        .get(&view.id)
-                        .map(|(at, _)| at.saturating_duration_since(now).as_millis() as u64),
-                    load,
-                    view,
-                    process,
-                }
-            })
-            .collect();
-        drop(restarts);
-        self.snapshot_tx.send_replace(Arc::new(ClusterSnapshot {
-            version,
+        let instances = self.instances_slice(&balancers);
+        let next = ClusterSnapshot {
+            version: 0,
+            epoch: self.epoch,
+            slices: Slices::default(),
             registry_index: self.registry.index(),
             endpoints: self.endpoints.clone(),
             instances,
@@ -618,11 +611,92 @@ impl Core {
                 running: self.metrics.config_versions(),
                 ..self.config.view(SNAPSHOT_CHANGES)
             },
-        }));
+        };
+        // Compared and stamped under the channel's lock: two publishers cannot interleave.
+        self.snapshot_tx
+            .send_if_modified(|cur| match cur.followed_by(next) {
+                Some(s) => {
+                    *cur = Arc::new(s);
+                    true
+                }
+                None => false,
+            });
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<ClusterSnapshot>> {
         self.snapshot_tx.subscribe()
+    }
+
+    /// The instances as the snapshot shows them: the registry's views with their process
+    /// state, fault, restart countdown and balancer load. Rebuilt only when one of those
+    /// changed: a thousand idle external instances cost a comparison, not a copy.
+    fn instances_slice(&self, balancers: &[BalancerSnapshot]) -> Arc<[InstanceSnapshot]> {
+        let views = self.registry.views_version();
+        let loads: HashMap<&str, &LoadView> = balancers
+            .iter()
+            .flat_map(|b| b.loads.iter().map(|l| (l.id.as_str(), l)))
+            .collect();
+        let now = tokio::time::Instant::now();
+        let restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
+        // What lgo-dash adds to its own instances (external ones have none of it).
+        let managed: Vec<ManagedState> = self
+            .instances
+            .iter()
+            .map(|m| ManagedState {
+                running: m.server.is_running(),
+                fault: self.faults.view(&m.id),
+                restart_in_ms: restarts
+                    .get(&m.id)
+                    .map(|(at, _)| at.saturating_duration_since(now).as_millis() as u64),
+            })
+            .collect();
+        drop(restarts);
+        let owned_loads: Vec<(String, LoadView)> = {
+            let mut v: Vec<_> = loads
+                .iter()
+                .map(|(id, l)| ((*id).to_string(), (*l).clone()))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let mut cache = self
+            .instances_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cache.as_ref()
+            && c.views == views
+            && c.loads == owned_loads
+            && c.managed == managed
+        {
+            return c.built.clone();
+        }
+        let built: Arc<[InstanceSnapshot]> = self
+            .registry
+            .instances()
+            .into_iter()
+            .map(|view| {
+                let own = self.instances.iter().position(|m| m.id == view.id);
+                let state = own.map(|i| &managed[i]);
+                InstanceSnapshot {
+                    process: match state {
+                        Some(m) if m.running => ProcessState::Running,
+                        Some(_) => ProcessState::Killed,
+                        None => ProcessState::External,
+                    },
+                    fault: state.and_then(|m| m.fault.clone()),
+                    restart_in_ms: state.and_then(|m| m.restart_in_ms),
+                    load: loads.get(view.id.as_str()).map(|l| (*l).clone()),
+                    view,
+                }
+            })
+            .collect();
+        *cache = Some(InstancesCache {
+            views,
+            loads: owned_loads,
+            managed,
+            built: built.clone(),
+        });
+        built
     }
 
     fn managed(&self, id: &str) -> Result<&ManagedInstance, ControlError> {

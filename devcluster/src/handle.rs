@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+mod slices;
+pub use slices::{Slices, SnapshotDelta};
+
 /// Whether an instance's process is up, as opposed to what its health check last saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -71,11 +74,18 @@ impl InstanceSnapshot {
 /// Everything the dashboard draws from, cheap to clone (it is shared behind an `Arc`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ClusterSnapshot {
-    /// Bumped on every publish; `--attach` long-polls on it.
+    /// Bumped on every publish that changed something; `--attach` long-polls on it.
     pub version: u64,
+    /// This run of the cluster (its start time): versions count from 1 in each run.
+    #[serde(default)]
+    pub epoch: u64,
+    /// The version each slice last changed at.
+    #[serde(default)]
+    pub slices: Slices,
     pub registry_index: u64,
     pub endpoints: Vec<Endpoint>,
-    pub instances: Vec<InstanceSnapshot>,
+    /// Shared with the publisher's last build: an unchanged slice is not copied again.
+    pub instances: Arc<[InstanceSnapshot]>,
     #[serde(default)]
     pub balancers: Vec<BalancerSnapshot>,
     #[serde(default)]
@@ -109,7 +119,7 @@ impl ClusterSnapshot {
     /// Instances grouped by service, services sorted by name.
     pub fn services(&self) -> Vec<ServiceGroup<'_>> {
         let mut out: Vec<ServiceGroup<'_>> = Vec::new();
-        for inst in &self.instances {
+        for inst in self.instances.iter() {
             match out.iter_mut().find(|g| g.name == inst.view.service) {
                 Some(g) => g.instances.push(inst),
                 None => out.push(ServiceGroup {
@@ -122,6 +132,10 @@ impl ClusterSnapshot {
         out
     }
 }
+
+/// What an attached dashboard holds before the first answer.
+static EMPTY: std::sync::LazyLock<ClusterSnapshot> =
+    std::sync::LazyLock::new(ClusterSnapshot::default);
 
 /// Who the dashboard is in the config history.
 const DASHBOARD: &str = "dashboard";
@@ -201,10 +215,22 @@ impl ClusterHandle {
                 if tx.is_closed() {
                     return;
                 }
-                match poll_client.snapshot(after, REMOTE_POLL_WAIT).await {
+                let held = tx.borrow().clone();
+                let epoch = held.epoch;
+                let got = poll_client
+                    .snapshot_since(after, epoch, REMOTE_POLL_WAIT)
+                    .await
+                    .and_then(|d| {
+                        d.apply(if after == 0 { &EMPTY } else { &held })
+                            .map_err(ControlError::Invalid)
+                    });
+                match got {
                     Ok(s) => {
                         after = s.version;
-                        tx.send_replace(Arc::new(s));
+                        // A long poll that ended without a change: nothing to show again.
+                        if s != *held {
+                            tx.send_replace(Arc::new(s));
+                        }
                         if lost_since.take().is_some() || !ever_up {
                             tracing::info!(url = poll_client.base(), "attach: admin API answers");
                         }

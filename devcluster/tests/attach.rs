@@ -103,3 +103,101 @@ async fn attaching_where_nothing_answers_says_so_at_once() {
     );
     assert!(error.contains("lgo-dash serve"), "{error}");
 }
+
+/// An attached dashboard fetches only the slices that changed since the version it holds: a
+/// strategy switch (a config change) travels without the instances, and rebuilds the same
+/// snapshot the cluster holds; a dashboard of another run (epoch) gets everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attached_dashboard_fetches_only_the_slices_that_changed() {
+    use devcluster::balance::Strategy;
+    use devcluster::control::Command;
+    let cluster = Cluster::start(
+        ClusterOptions::new(Config::from_layers(&[("defaults", DEFAULTS_TOML)]).unwrap())
+            .traffic(false)
+            .auto_ports(true),
+    )
+    .await
+    .unwrap();
+    let handle = cluster.handle();
+    wait_until("every instance passing", Duration::from_secs(10), || {
+        let s = handle.snapshot();
+        !s.instances.is_empty()
+            && s.instances
+                .iter()
+                .all(|i| i.view.health == devcluster::registry::Health::Passing)
+    })
+    .await;
+    let client = AdminClient::new(cluster.admin_url());
+    let whole = client
+        .snapshot_since(0, 0, Duration::ZERO)
+        .await
+        .unwrap()
+        .apply(&Default::default())
+        .unwrap();
+    assert!(!whole.instances.is_empty() && whole.epoch != 0);
+    let key = "balancer.user-service.strategy";
+    let strategy = |s: &devcluster::handle::ClusterSnapshot| {
+        s.config
+            .entries
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.clone())
+    };
+    let before = strategy(&whole);
+
+    client
+        .send(&Command::Strategy {
+            service: "user-service".into(),
+            strategy: Strategy::LeastRequest,
+        })
+        .await
+        .unwrap();
+    let mut held = whole;
+    let mut seen = Vec::new();
+    let mut alone = false;
+    let start = Instant::now();
+    while strategy(&held) == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the change never came: {seen:?}"
+        );
+        let d = client
+            .snapshot_since(held.version, held.epoch, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let size = serde_json::to_string(&d).unwrap().len();
+        seen.push(format!(
+            "v{} instances:{} config:{} {size} B",
+            d.version,
+            d.instances.is_some(),
+            d.config.is_some(),
+        ));
+        let carried_instances = d.instances.is_some();
+        let carried_config = d.config.is_some();
+        held = d.apply(&held).unwrap();
+        if carried_config && !carried_instances {
+            // The instances' bytes did not travel: the delta is the whole snapshot of that
+            // version less them.
+            let whole_now = serde_json::to_string(&held.since(0, 0)).unwrap().len();
+            let instances_now = serde_json::to_string(&held.instances).unwrap().len();
+            assert!(
+                size + instances_now <= whole_now,
+                "{size} B + {instances_now} B of instances against {whole_now} B"
+            );
+            alone = true;
+        }
+    }
+    assert!(alone, "the config change came with the instances: {seen:?}");
+    // What the deltas rebuilt is what the cluster holds at that version.
+    let now = handle.snapshot();
+    if now.version == held.version {
+        assert_eq!(*now, held);
+    }
+    // Another run's dashboard gets every slice.
+    let other = client
+        .snapshot_since(held.version, held.epoch + 1, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(other.instances.is_some() && other.config.is_some() && other.metrics.is_some());
+    cluster.shutdown().await;
+}

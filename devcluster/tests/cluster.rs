@@ -377,3 +377,71 @@ async fn a_busy_port_is_named_with_the_way_out() {
     assert!(err.contains(&format!("port {port} (registry)")), "{err}");
     assert!(err.contains("--ports auto"), "{err}");
 }
+
+/// A quiet cluster publishes its instances once: while nothing about them changes, every
+/// snapshot shares the same slice (a thousand idle instances are not copied twice a second);
+/// a TTL check's new output, which Consul's index does not count, still reaches the snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_instances_slice_is_shared_and_an_output_change_still_shows() {
+    let cfg = Config::from_layers(&[("defaults", DEFAULTS_TOML)]).unwrap();
+    let cluster = Cluster::start(ClusterOptions::new(cfg).auto_ports(true).traffic(false))
+        .await
+        .unwrap();
+    let handle = cluster.handle();
+    let reg = cluster.registry_url();
+    let body = json!({"ID": "ext-1", "Name": "ext", "Address": "127.0.0.1", "Port": 9,
+        "Check": {"TTL": "30s"}});
+    let put = |url: String| http().put(url);
+    put(format!("{reg}/v1/agent/service/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    put(format!(
+        "{reg}/v1/agent/check/pass/service:ext-1?note=first"
+    ))
+    .send()
+    .await
+    .unwrap();
+    let output = |h: &devcluster::ClusterHandle| {
+        h.snapshot()
+            .instances
+            .iter()
+            .find(|i| i.view.id == "ext-1")
+            .and_then(|i| i.view.checks.first().map(|c| c.output.clone()))
+    };
+    wait_until(Duration::from_secs(10), || {
+        let s = handle.snapshot();
+        output(&handle).as_deref() == Some("first")
+            && s.instances.iter().all(|i| i.view.health == Health::Passing)
+    })
+    .await
+    .expect("the instances pass and the note shows");
+    let before = handle.snapshot();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let after = handle.snapshot();
+    assert!(
+        std::sync::Arc::ptr_eq(&before.instances, &after.instances),
+        "nothing changed, yet the instances were built again (v{} → v{})",
+        before.version,
+        after.version
+    );
+    let index = cluster.registry().index();
+    put(format!(
+        "{reg}/v1/agent/check/pass/service:ext-1?note=second"
+    ))
+    .send()
+    .await
+    .unwrap();
+    wait_until(Duration::from_secs(5), || {
+        output(&handle).as_deref() == Some("second")
+    })
+    .await
+    .expect("the new output shows");
+    assert_eq!(
+        cluster.registry().index(),
+        index,
+        "Consul's index counts no output change"
+    );
+    cluster.shutdown().await;
+}

@@ -59,8 +59,9 @@ impl IntoResponse for ControlError {
     }
 }
 
-/// `GET /api/snapshot[?after=V&wait=10s]`: with `after`, waits until the snapshot version
-/// passes V (or `wait` ends) so an attached dashboard follows changes without busy polling.
+/// `GET /api/snapshot[?after=V&wait=10s][&epoch=E&slices=1]`: with `after`, waits until the
+/// snapshot version passes V (or `wait` ends) so an attached dashboard follows changes without
+/// busy polling; with `slices`, answers only the slices changed since version V of run E.
 async fn snapshot(
     State(core): State<Arc<Core>>,
     Query(q): Query<HashMap<String, String>>,
@@ -80,11 +81,26 @@ async fn snapshot(
         Some(Ok(d)) => d.min(MAX_WAIT),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("wait: {e}")),
     };
+    // `slices`: the asker holds version `after` of run `epoch`; only what changed since goes.
+    let epoch: Option<u64> = match q.get("epoch").map(|s| s.parse()) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "epoch: expected the cluster run's epoch (integer)",
+            );
+        }
+    };
     let mut rx = core.subscribe();
-    if after > 0 && !wait.is_zero() {
+    let current = rx.borrow().epoch;
+    if after > 0 && !wait.is_zero() && epoch.is_none_or(|e| e == current) {
         let _ = tokio::time::timeout(wait, rx.wait_for(|s| s.version > after)).await;
     }
     let snap: Arc<ClusterSnapshot> = rx.borrow().clone();
+    if q.contains_key("slices") {
+        return axum::Json(snap.since(after, epoch.unwrap_or(0))).into_response();
+    }
     axum::Json(&*snap).into_response()
 }
 

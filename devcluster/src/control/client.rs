@@ -6,7 +6,7 @@ use crate::breaker::BreakerSnapshot;
 use crate::cluster::RouteExplain;
 use crate::config::center::{Change, Entry};
 use crate::duration::format_go_duration;
-use crate::handle::{ClusterSnapshot, InstanceSnapshot};
+use crate::handle::{ClusterSnapshot, InstanceSnapshot, SnapshotDelta};
 use crate::telemetry::metrics::MetricsView;
 use crate::telemetry::{LogFilter, LogRecord, SpanRecord, TraceFilter, TraceId, TraceSummary};
 use serde::de::DeserializeOwned;
@@ -78,6 +78,22 @@ impl AdminClient {
     ) -> Result<ClusterSnapshot, ControlError> {
         let url = format!(
             "{}/api/snapshot?after={after}&wait={}",
+            self.base,
+            format_go_duration(wait)
+        );
+        self.call(self.http.get(url), CALL_TIMEOUT + wait).await
+    }
+
+    /// The slices changed since version `after` of run `epoch` (every slice when `after` is 0
+    /// or the cluster is another run), waiting up to `wait` for a change.
+    pub async fn snapshot_since(
+        &self,
+        after: u64,
+        epoch: u64,
+        wait: Duration,
+    ) -> Result<SnapshotDelta<'static>, ControlError> {
+        let url = format!(
+            "{}/api/snapshot?after={after}&epoch={epoch}&slices=1&wait={}",
             self.base,
             format_go_duration(wait)
         );

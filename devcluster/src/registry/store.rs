@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     index_tx: watch::Sender<u64>,
     /// The index again, read by every call through the service client without a lock.
     index: std::sync::atomic::AtomicU64,
+    /// Moves with the index and also when only a check's output changed (which Consul's index
+    /// does not count): what [`Registry::instances`] returns is the same while it stands.
+    views: std::sync::atomic::AtomicU64,
     pub(crate) http: reqwest::Client,
     reaper: Mutex<Option<JoinHandle<()>>>,
 }
@@ -52,6 +55,10 @@ struct State {
     /// Per service, its instances as of an index: callers ask on every request, and views are
     /// costly to build (strings, maps, check descriptions).
     by_service: HashMap<String, (u64, Arc<[InstanceView]>)>,
+    /// Nothing for the reaper to do before this (a TTL or a deregistration deadline); `None`:
+    /// a deadline was set since the last look, look at the next tick. With a thousand idle TTL
+    /// instances the reaper then scans them when one is due, not ten times a second.
+    reap_due: Option<Instant>,
 }
 
 struct Entry {
@@ -111,9 +118,11 @@ impl Registry {
                 index: 1,
                 entries: BTreeMap::new(),
                 by_service: HashMap::new(),
+                reap_due: None,
             }),
             index_tx,
             index: std::sync::atomic::AtomicU64::new(1),
+            views: std::sync::atomic::AtomicU64::new(1),
             http,
             reaper: Mutex::new(None),
         });
@@ -223,6 +232,7 @@ impl Registry {
         let view = entry.view();
         // Replacing drops the old entry, which aborts its check tasks.
         st.entries.insert(reg.id.clone(), entry);
+        st.reap_due = None;
         Ok(view)
     }
 
@@ -272,8 +282,12 @@ impl Registry {
                 None => false,
             }
         };
+        // A deadline moved: the reaper looks again.
+        st.reap_due = None;
         if changed {
             set_status_locked(&mut st, &self.inner, None, check_id, status, None);
+            // The output alone may have changed: the views did, the index does not say so.
+            touched(&self.inner);
         }
         Ok(())
     }
@@ -291,6 +305,11 @@ impl Registry {
             e.modify_index = index;
         }
         Ok(())
+    }
+
+    /// A version of what [`Registry::instances`] returns: the same views while it stands.
+    pub fn views_version(&self) -> u64 {
+        self.inner.views.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Every instance, sorted by service then id.
@@ -370,11 +389,19 @@ fn lock_state(inner: &Inner) -> MutexGuard<'_, State> {
 
 fn bump(st: &mut State, inner: &Inner) -> u64 {
     st.index += 1;
+    touched(inner);
     inner
         .index
         .store(st.index, std::sync::atomic::Ordering::Release);
     inner.index_tx.send_replace(st.index);
     st.index
+}
+
+/// A view changed (a check's output, or anything the index counts).
+fn touched(inner: &Inner) {
+    inner
+        .views
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
 }
 
 /// Records a check result (from an HTTP check task). Returns false when the instance is gone,
@@ -412,20 +439,23 @@ fn set_status_locked(
     let now = Instant::now();
     let next_index = st.index + 1;
     let mut changed = false;
+    let mut output_changed = false;
     for (id, e) in st.entries.iter_mut() {
         if instance_id.is_some_and(|want| want != id) {
             continue;
         }
         let before = e.health();
         for c in e.checks.iter_mut().filter(|c| c.spec.id == check_id) {
-            if let Some(out) = &output {
+            if let Some(out) = output.as_ref().filter(|o| **o != c.output) {
                 c.output.clone_from(out);
+                output_changed = true;
             }
             if c.status != status {
                 c.status = status;
                 c.modify_index = next_index;
                 c.critical_since = (status == Health::Critical).then_some(now);
                 changed = true;
+                st.reap_due = None;
             }
         }
         if changed && e.health() != before {
@@ -434,6 +464,8 @@ fn set_status_locked(
     }
     if changed {
         bump(st, inner);
+    } else if output_changed {
+        touched(inner);
     }
 }
 
@@ -452,6 +484,9 @@ async fn reap_loop(inner: Weak<Inner>) {
 fn reap_once(inner: &Inner) {
     let now = Instant::now();
     let mut st = lock_state(inner);
+    if st.reap_due.is_some_and(|due| now < due) {
+        return;
+    }
     let expired: Vec<(String, String)> = st
         .entries
         .iter()
@@ -496,7 +531,25 @@ fn reap_once(inner: &Inner) {
         }
         bump(&mut st, inner);
     }
+    // The next deadline; a look every second whatever (what sets a deadline also clears this).
+    let next = st
+        .entries
+        .values()
+        .flat_map(|e| e.checks.iter())
+        .filter_map(
+            |c| match (c.status, c.critical_since, c.spec.deregister_critical_after) {
+                (Health::Critical, Some(since), Some(after)) => Some(since + after),
+                (Health::Critical, _, _) => None,
+                _ => c.ttl_deadline,
+            },
+        )
+        .min();
+    let now = Instant::now();
+    st.reap_due = Some(next.map_or(now + REAP_AT_LEAST, |d| d.min(now + REAP_AT_LEAST)));
 }
+
+/// The reaper looks at every check at least this often, deadline or not.
+const REAP_AT_LEAST: Duration = Duration::from_secs(1);
 
 impl Entry {
     fn health(&self) -> Health {
