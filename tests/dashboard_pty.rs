@@ -384,3 +384,39 @@ fn an_attached_dashboard_notices_a_killed_cluster_and_recovers_when_it_is_back()
     assert!(s.contains("order-service-1"), "{s}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A dashboard whose terminal goes away (its window closed, tmux killed) ends by itself, SIGHUP
+/// or not, and takes its embedded cluster down with it: nothing is left running that nobody
+/// can see.
+#[test]
+fn a_dashboard_whose_terminal_is_gone_ends_by_itself() {
+    // SIGHUP ignored (as under nohup, or a terminal that closes without sending it): the
+    // dashboard must notice the lost terminal by itself.
+    let cmd = format!("trap '' HUP; exec {BIN} --ports auto --no-traffic");
+    let tmux = Tmux::start("gone", &cmd);
+    let s = tmux.wait_for("the dashboard", |s| s.contains("instances passing"));
+    let admin = admin_url(&s);
+    let pid = String::from_utf8_lossy(
+        &tmux
+            .run(&["list-panes", "-t", "dash", "-F", "#{pane_pid}"])
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    assert!(!pid.is_empty());
+    tmux.run(&["kill-server"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard (pid {pid}) still runs 10 s after its terminal went away"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Its cluster went with it.
+    let refused = Command::new(BIN)
+        .args(["ctl", "--admin", &admin, "instances"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "the admin API still answers");
+}

@@ -59,6 +59,14 @@ pub enum Request {
     EnvSwitch(String),
 }
 
+/// A request as sent: a reply to it is applied only if no newer request of its kind was sent
+/// since (a slow answer never overwrites a newer one). Commands are never dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    kind: Option<std::mem::Discriminant<Request>>,
+    seq: u64,
+}
+
 /// What came back from a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
@@ -83,6 +91,17 @@ pub struct Toast {
     pub text: String,
     pub error: bool,
     pub at: Instant,
+}
+
+/// What the dashboard itself costs, shown on the Metrics tab.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SelfCost {
+    /// Frames drawn per second, over the last few seconds (none while nothing changes).
+    pub frames_per_s: f64,
+    /// How long the last frame took to build and write.
+    pub frame_ms: f64,
+    /// Its own CPU % and RSS when attached (embedded, they are the cluster process's).
+    pub process: Option<(f64, u64)>,
 }
 
 /// Rows a PgUp / PgDn moves.
@@ -126,6 +145,10 @@ pub struct App {
     pub keymap: Arc<Keymap>,
     /// Palette lines run so far, oldest first (↑ recalls them).
     pub palette_history: Vec<String>,
+    pub self_cost: SelfCost,
+    /// The newest request sent of each kind that a newer one replaces (lists, a trace, logs).
+    newest: std::collections::HashMap<std::mem::Discriminant<Request>, u64>,
+    sent: u64,
 }
 
 impl App {
@@ -157,6 +180,9 @@ impl App {
             tabs_row: std::cell::Cell::new(1),
             keymap: Arc::new(Keymap::default()),
             palette_history: Vec::new(),
+            self_cost: SelfCost::default(),
+            newest: std::collections::HashMap::new(),
+            sent: 0,
         }
     }
 
@@ -236,6 +262,40 @@ impl App {
             InspectorKey::Edited | InspectorKey::Ignored => {}
         }
         None
+    }
+
+    /// Numbers a request about to be sent.
+    pub fn ticket(&mut self, req: &Request) -> Ticket {
+        self.sent += 1;
+        let kind = match req {
+            // Each command is its own: all their answers are said.
+            Request::Command(_) | Request::ConfigSet { .. } | Request::ConfigUndo => None,
+            Request::EnvSwitch(_) => None,
+            other => Some(std::mem::discriminant(other)),
+        };
+        if let Some(k) = kind {
+            self.newest.insert(k, self.sent);
+        }
+        Ticket {
+            kind,
+            seq: self.sent,
+        }
+    }
+
+    /// A reply to the request `ticket` numbered; dropped when a newer request of its kind was
+    /// sent since. Returns whether it was applied.
+    pub fn on_answer(&mut self, ticket: Ticket, reply: Reply) -> bool {
+        if let Some(k) = ticket.kind
+            && self
+                .newest
+                .get(&k)
+                .is_some_and(|newest| *newest > ticket.seq)
+        {
+            // Its trace wait is the newer request's: leave `loading` as it is.
+            return false;
+        }
+        self.on_reply(reply);
+        true
     }
 
     pub fn on_reply(&mut self, reply: Reply) {

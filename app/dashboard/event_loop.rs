@@ -1,7 +1,7 @@
 //! The one loop: terminal input, cluster snapshots, command results and a slow tick; draw once
 //! per batch of changes, never when idle. The terminal is restored on every exit and on panic.
 
-use super::app::{App, Header, Reply, Request};
+use super::app::{App, Header, Reply, Request, SelfCost, Ticket};
 use super::keymap::Keymap;
 use super::render;
 use devcluster::ClusterHandle;
@@ -65,7 +65,7 @@ pub async fn run_on(
             }
         }
     });
-    let (done_tx, mut done) = mpsc::channel::<Reply>(16);
+    let (done_tx, mut done) = mpsc::channel::<(Ticket, Reply)>(16);
     let mut snapshots = handle.subscribe();
     let mut link = handle.subscribe_link();
     let mut app = App::new(header, handle.snapshot());
@@ -80,14 +80,22 @@ pub async fn run_on(
     app.tab = tab;
     let mut tick = tokio::time::interval(TICK);
     let mut dirty = true;
+    let mut cost = CostMeter::new(handle.subscribe_link().is_some());
 
     loop {
         if dirty {
+            let started = Instant::now();
             terminal.draw(|f| render::draw(f, &app))?;
+            cost.frame(started.elapsed());
             dirty = false;
         }
         tokio::select! {
-            Some(ev) = keys.recv() => {
+            ev = keys.recv() => {
+                // The reader ended: the terminal is gone (its window closed, tmux killed).
+                // Nobody can see or quit this dashboard any more, so it ends itself.
+                let Some(ev) = ev else {
+                    return Ok(());
+                };
                 dirty |= on_event(&mut app, ev, &handle, &done_tx);
                 // Drain what is queued so a burst of keys costs one frame.
                 while let Ok(ev) = keys.try_recv() {
@@ -109,16 +117,20 @@ pub async fn run_on(
                 Some(l) => dirty |= app.on_link(l),
                 None => link = None,
             },
-            Some(reply) = done.recv() => {
-                app.on_reply(reply);
-                dirty = true;
+            Some((ticket, reply)) = done.recv() => {
+                dirty |= app.on_answer(ticket, reply);
             }
             _ = tick.tick() => {
+                if let Some(c) = cost.sample() {
+                    // Shown on the Metrics tab only: no frame elsewhere for it.
+                    dirty |= app.tab == super::tabs::Tab::Metrics && c != app.self_cost;
+                    app.self_cost = c;
+                }
                 dirty |= app.expire_toast(Instant::now());
                 // The banner counts the time since the link was lost.
                 dirty |= app.link != Link::Up;
                 if let Some(req) = app.on_tick(Instant::now()) {
-                    spawn_request(req, handle.clone(), done_tx.clone());
+                    spawn_request(&mut app, req, handle.clone(), done_tx.clone());
                 }
             }
         }
@@ -129,6 +141,63 @@ pub async fn run_on(
         if app.quit {
             return Ok(());
         }
+    }
+}
+
+/// Counts frames and their time; samples the process's own CPU and memory when attached.
+struct CostMeter {
+    frames: u32,
+    last_frame: Duration,
+    since: Instant,
+    sys: Option<(sysinfo::System, sysinfo::Pid)>,
+}
+
+impl CostMeter {
+    /// How often the figures are worked out.
+    const EVERY: Duration = Duration::from_secs(2);
+
+    fn new(attached: bool) -> CostMeter {
+        let sys = attached
+            .then(sysinfo::System::new)
+            .and_then(Result::ok)
+            .map(|s| (s, sysinfo::Pid::from_u32(std::process::id())));
+        CostMeter {
+            frames: 0,
+            last_frame: Duration::ZERO,
+            since: Instant::now(),
+            sys,
+        }
+    }
+
+    fn frame(&mut self, took: Duration) {
+        self.frames += 1;
+        self.last_frame = took;
+    }
+
+    /// The figures, every [`CostMeter::EVERY`].
+    fn sample(&mut self) -> Option<SelfCost> {
+        let elapsed = self.since.elapsed();
+        if elapsed < Self::EVERY {
+            return None;
+        }
+        let process = self.sys.as_mut().and_then(|(sys, pid)| {
+            use sysinfo::{ProcessRefreshKind, ProcessesToUpdate};
+            sys.refresh_processes_specifics(
+                ProcessesToUpdate::Some(&[*pid]),
+                true,
+                ProcessRefreshKind::nothing().with_cpu().with_memory(),
+            );
+            sys.process(*pid)
+                .map(|p| (f64::from(p.cpu_usage()), p.memory()))
+        });
+        let c = SelfCost {
+            frames_per_s: f64::from(self.frames) / elapsed.as_secs_f64(),
+            frame_ms: self.last_frame.as_secs_f64() * 1000.0,
+            process,
+        };
+        self.frames = 0;
+        self.since = Instant::now();
+        Some(c)
     }
 }
 
@@ -144,14 +213,19 @@ async fn link_changed(link: &mut Option<watch::Receiver<Link>>) -> Option<Link> 
     }
 }
 
-fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sender<Reply>) -> bool {
+fn on_event(
+    app: &mut App,
+    ev: Event,
+    handle: &ClusterHandle,
+    done: &mpsc::Sender<(Ticket, Reply)>,
+) -> bool {
     match ev {
         Event::Key(key) if app.prompt.is_some() && !is_ctrl_c(key) => {
             if key.kind != KeyEventKind::Press && key.kind != KeyEventKind::Repeat {
                 return false;
             }
             if let Some(req) = app.on_prompt_key(key) {
-                spawn_request(req, handle.clone(), done.clone());
+                spawn_request(app, req, handle.clone(), done.clone());
             }
             true
         }
@@ -160,7 +234,7 @@ fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sende
                 return false;
             }
             if let Some(req) = app.on_env_preview_key(key) {
-                spawn_request(req, handle.clone(), done.clone());
+                spawn_request(app, req, handle.clone(), done.clone());
             }
             true
         }
@@ -169,7 +243,7 @@ fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sende
                 return false;
             }
             if let Some(req) = app.on_config_key(key) {
-                spawn_request(req, handle.clone(), done.clone());
+                spawn_request(app, req, handle.clone(), done.clone());
             }
             true
         }
@@ -178,7 +252,7 @@ fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sende
                 return false;
             }
             if let Some(req) = app.on_inspector_key(key) {
-                spawn_request(req, handle.clone(), done.clone());
+                spawn_request(app, req, handle.clone(), done.clone());
             }
             true
         }
@@ -187,7 +261,7 @@ fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sende
                 return false;
             }
             if let Some(req) = app.on_key(key) {
-                spawn_request(req, handle.clone(), done.clone());
+                spawn_request(app, req, handle.clone(), done.clone());
             }
             true
         }
@@ -199,7 +273,7 @@ fn on_event(app: &mut App, ev: Event, handle: &ClusterHandle, done: &mpsc::Sende
                 && app.config.env_preview.is_none() =>
         {
             if let Some(req) = app.on_mouse(m) {
-                spawn_request(req, handle.clone(), done.clone());
+                spawn_request(app, req, handle.clone(), done.clone());
             }
             true
         }
@@ -212,8 +286,15 @@ fn is_ctrl_c(key: KeyEvent) -> bool {
     key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c')
 }
 
-/// Runs a request off the drawing path; its outcome comes back as a `Reply`.
-fn spawn_request(req: Request, handle: ClusterHandle, done: mpsc::Sender<Reply>) {
+/// Runs a request off the drawing path; its outcome comes back as a `Reply` with the ticket
+/// it was sent under.
+fn spawn_request(
+    app: &mut App,
+    req: Request,
+    handle: ClusterHandle,
+    done: mpsc::Sender<(Ticket, Reply)>,
+) {
+    let ticket = app.ticket(&req);
     tokio::spawn(async move {
         let reply = match req {
             Request::Command(cmd) => match handle.send(cmd).await {
@@ -248,6 +329,6 @@ fn spawn_request(req: Request, handle: ClusterHandle, done: mpsc::Sender<Reply>)
                     .map_err(|e| e.to_string()),
             )),
         };
-        let _ = done.send(reply).await;
+        let _ = done.send((ticket, reply)).await;
     });
 }

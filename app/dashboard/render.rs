@@ -72,7 +72,13 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Tab::Breakers => views::breakers::render(frame, body, &app.breakers, &app.snapshot, &theme),
         Tab::Traces => views::traces::render(frame, body, &app.traces, &theme),
         Tab::Logs => views::logs::render(frame, body, &app.logs, &theme),
-        Tab::Metrics => views::metrics::render(frame, body, &app.metrics, &app.snapshot, &theme),
+        Tab::Metrics => views::metrics::render(
+            frame,
+            body,
+            (&app.metrics, &app.self_cost),
+            &app.snapshot,
+            &theme,
+        ),
         Tab::Config => {
             let bound = views::config::bound_ports(&app.snapshot);
             views::config::render(

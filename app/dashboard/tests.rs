@@ -659,7 +659,7 @@ mod traces_tab {
         }
     }
 
-    fn spans() -> Vec<SpanRecord> {
+    pub(super) fn spans() -> Vec<SpanRecord> {
         vec![
             span(1, None, "gateway", "GET /api/orders/{id}", 0, 40),
             span(2, Some(1), "gateway", "call order-service", 2, 36),
@@ -675,7 +675,7 @@ mod traces_tab {
         ]
     }
 
-    fn summary() -> TraceSummary {
+    pub(super) fn summary() -> TraceSummary {
         let s = spans();
         TraceSummary::of(&s.iter().collect::<Vec<_>>()).unwrap()
     }
@@ -769,6 +769,24 @@ mod traces_tab {
                 ..summary()
             })
             .collect()
+    }
+
+    /// A slow answer never overwrites a newer one: the trace list asked twice, the first
+    /// answer arriving last is dropped. Every command's answer is still said.
+    #[test]
+    fn an_older_answer_never_overwrites_a_newer_one() {
+        let mut app = busy_app();
+        press(&mut app, KeyCode::Char('5'));
+        let first = app.ticket(&Request::Traces(TraceFilter::default()));
+        let second = app.ticket(&Request::Traces(TraceFilter::default()));
+        assert!(app.on_answer(second, Reply::Traces(Ok(listed(10..=12)))));
+        assert!(!app.on_answer(first, Reply::Traces(Ok(listed(1..=3)))));
+        assert_eq!(app.traces.list[0].trace_id, TraceId(12));
+        let cmd = Request::Command(Command::Traffic { rps: 1 });
+        let (a, b) = (app.ticket(&cmd), app.ticket(&cmd));
+        assert!(app.on_answer(b, Reply::Done("second".into())));
+        assert!(app.on_answer(a, Reply::Done("first".into())));
+        assert_eq!(app.toast.as_ref().unwrap().text, "first");
     }
 
     /// The list under the cursor does not move: new traces are held back (counted in the
@@ -911,6 +929,17 @@ mod metrics_tab {
             "{all}"
         );
         assert!(all.contains('█'), "sparklines drawn: {all}");
+        // What the dashboard itself costs, under the process.
+        app.self_cost = crate::dashboard::app::SelfCost {
+            frames_per_s: 1.5,
+            frame_ms: 0.42,
+            process: Some((0.3, 12_000_000)),
+        };
+        let all = screen(&app, 160, 40).join("\n");
+        assert!(
+            all.contains("dashboard  1.5 frames/s  last frame 0.42ms  cpu 0.3%  rss 12.0 MB"),
+            "{all}"
+        );
 
         // `/gate` keeps the gateway's row (selected: its routes show) and no client path.
         press(&mut app, KeyCode::Char('/'));
@@ -1093,7 +1122,13 @@ mod logs_tab {
     use super::*;
     use devcluster::telemetry::{Level, LogRecord, TraceId};
 
-    fn line(seq: u64, level: Level, service: &str, msg: &str, trace: Option<u128>) -> LogRecord {
+    pub(super) fn line(
+        seq: u64,
+        level: Level,
+        service: &str,
+        msg: &str,
+        trace: Option<u128>,
+    ) -> LogRecord {
         LogRecord {
             seq,
             at_unix_ns: 3_723_045_000_000 + seq * 1_000_000,
@@ -1110,6 +1145,55 @@ mod logs_tab {
 
     fn request(app: &mut App, code: KeyCode) -> Option<Request> {
         app.on_key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    /// A thousand lines are kept; the ones on screen are the window around the selection,
+    /// whichever way it moves.
+    #[test]
+    fn the_shown_lines_follow_the_selection_through_a_long_list() {
+        let mut app = busy_app();
+        request(&mut app, KeyCode::Char('7'));
+        let msg = |i: u64| format!("line number {i:04}");
+        app.on_reply(Reply::Logs(Ok((0..1000)
+            .map(|i| line(i, Level::Info, "gateway", &msg(i), None))
+            .collect())));
+        let selected_row = |app: &App| {
+            let mut t = Terminal::new(TestBackend::new(120, 24)).unwrap();
+            t.draw(|f| draw(f, app)).unwrap();
+            let buf = t.backend().buffer();
+            (0..24u16)
+                .find(|&y| {
+                    buf[(30, y)]
+                        .modifier
+                        .contains(ratatui::style::Modifier::REVERSED)
+                })
+                .map(|y| {
+                    (0..120u16)
+                        .map(|x| buf[(x, y)].symbol().to_string())
+                        .collect::<String>()
+                })
+                .unwrap_or_default()
+        };
+        assert!(
+            selected_row(&app).contains(&msg(999)),
+            "following: the newest"
+        );
+        for _ in 0..600 {
+            request(&mut app, KeyCode::Char('k'));
+        }
+        assert!(
+            selected_row(&app).contains(&msg(399)),
+            "{}",
+            selected_row(&app)
+        );
+        request(&mut app, KeyCode::Char('g'));
+        assert!(selected_row(&app).contains(&msg(0)));
+        assert!(
+            screen(&app, 120, 24).join("\n").contains(&msg(1)),
+            "the next ones below it"
+        );
+        request(&mut app, KeyCode::PageDown);
+        assert!(selected_row(&app).contains(&msg(10)));
     }
 
     #[test]
@@ -2316,4 +2400,56 @@ fn the_palette_completes_runs_and_recalls_ctl_commands() {
     press(&mut app, KeyCode::Char(':'));
     typed(&mut app, "q\n");
     assert!(app.quit);
+}
+
+/// Every tab at 80×24 and 160×48, a trace's waterfall and help, as text, against the snapshots
+/// in `app/dashboard/snapshots/`: what a change does to the screen shows as a diff to review
+/// (`cargo insta review`, or `INSTA_UPDATE=always cargo test -p lgo-dash` to accept it).
+#[test]
+fn every_tab_as_it_looks_at_80x24_and_160x48() {
+    use devcluster::telemetry::Level;
+    let text = |app: &App, w, h| {
+        screen(app, w, h)
+            .iter()
+            .map(|l| l.trim_end().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut app = busy_app();
+    let sum = traces_tab::summary();
+    let id = sum.trace_id;
+    app.on_reply(Reply::Traces(Ok(vec![sum])));
+    app.on_reply(Reply::Logs(Ok(vec![
+        logs_tab::line(
+            1,
+            Level::Info,
+            "user-service",
+            "user 999 not found",
+            Some(0xabc),
+        ),
+        logs_tab::line(
+            2,
+            Level::Warn,
+            "gateway",
+            "user-service-1 failed: refused",
+            None,
+        ),
+    ])));
+    for (w, h) in [(80, 24), (160, 48)] {
+        for tab in Tab::ALL {
+            app.tab = tab;
+            insta::assert_snapshot!(
+                format!("tab_{}_{w}x{h}", tab.title().to_lowercase()),
+                text(&app, w, h)
+            );
+        }
+        app.tab = Tab::Traces;
+        app.traces.loading = Some(id);
+        app.on_reply(Reply::Trace(id, Ok(traces_tab::spans())));
+        insta::assert_snapshot!(format!("waterfall_{w}x{h}"), text(&app, w, h));
+        app.traces.open = None;
+        app.help = true;
+        insta::assert_snapshot!(format!("help_{w}x{h}"), text(&app, w, h));
+        app.help = false;
+    }
 }

@@ -156,6 +156,7 @@ pub struct Core {
     /// This run (its start, in ns since the epoch): snapshot versions count within it.
     epoch: u64,
     instances_cache: std::sync::Mutex<Option<InstancesCache>>,
+    publishing: std::sync::Mutex<()>,
     snapshot_tx: watch::Sender<Arc<ClusterSnapshot>>,
 }
 
@@ -420,6 +421,7 @@ impl Cluster {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64),
             instances_cache: std::sync::Mutex::new(None),
+            publishing: std::sync::Mutex::new(()),
             snapshot_tx,
         });
         core.publish();
@@ -588,7 +590,10 @@ async fn publish_loop(core: std::sync::Weak<Core>, mut changes: watch::Receiver<
 impl Core {
     /// Rebuilds the snapshot and wakes whoever watches it.
     /// Nothing is published when nothing changed: a quiet cluster wakes no dashboard.
+    /// One publisher at a time: a snapshot built before a command's change must not be
+    /// published after the one that shows it (the picture would step back).
     pub(crate) fn publish(&self) {
+        let _one = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
         let balancers: Vec<_> = self
             .balancers
             .all()

@@ -139,11 +139,19 @@ impl Widget for &Waterfall<'_> {
         // The time axis: ticks at 0, ¼, ½, ¾ and the end.
         let axis = Rect::new(inner.x, inner.y, inner.width, 1);
         Line::styled(format!("{:<w$}", "SPAN", w = label_w as usize), t.title).render(axis, buf);
-        for q in 0..=4u16 {
+        // The end's label is placed first; a tick whose label would run into the next one
+        // (or the end's) is left out rather than drawn over it.
+        let mut room_until = bar_x + bar_w;
+        for q in (0..=4u16).rev() {
             let x = bar_x + (bar_w.saturating_sub(1)) * q / 4;
             let label = duration_label(self.total_ns * u64::from(q) / 4);
-            let x = x.min((bar_x + bar_w).saturating_sub(label.chars().count() as u16));
+            let len = label.chars().count() as u16;
+            let x = x.min((bar_x + bar_w).saturating_sub(len));
+            if x + len + u16::from(q < 4) > room_until {
+                continue;
+            }
             buf.set_string(x, inner.y, &label, t.dim);
+            room_until = x;
         }
 
         let height = (inner.height - 1) as usize;

@@ -137,38 +137,45 @@ pub fn render(frame: &mut Frame, area: Rect, view: &LogsView, theme: &Theme) {
         );
         return;
     }
-    let rows = view.records.iter().map(|r| -> Row<'static> {
-        let fields: Vec<String> = r.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let fields_text = fields.join(" ");
-        let who = if r.instance.is_empty() || r.instance == r.service {
-            r.service.clone()
-        } else {
-            r.instance.clone()
-        };
-        Row::new([
-            Cell::from(Span::styled(clock(r.at_unix_ns / 1_000_000), theme.dim)),
-            Cell::from(Span::styled(r.level.as_str(), level_style(r.level, theme))),
-            Cell::from(who),
-            Cell::from({
-                // The search's match marked in the message and the fields.
-                let q = view.search.as_deref();
-                let mut line = highlight_owned(&r.message, q, theme.text, theme.matched);
-                line.spans.push(Span::raw("  "));
-                let fields = highlight_owned(&fields_text, q, theme.dim, theme.matched);
-                line.spans.extend(fields.spans);
-                line
-            }),
-            Cell::from(Span::styled(
-                r.trace_id
-                    .map(|t| t.to_string()[..8].to_string())
-                    .unwrap_or_default(),
-                theme.dim,
-            )),
-        ])
-    });
     let selected = view
         .selected
         .unwrap_or(view.records.len().saturating_sub(1));
+    // Only the rows that show are built (a thousand lines are kept): the window that ends at the
+    // selected line, as a fresh table state would scroll to it.
+    let shown = usize::from(list.height.saturating_sub(3)).max(1);
+    let first = (selected + 1).saturating_sub(shown);
+    let rows = view.records[first..]
+        .iter()
+        .take(shown)
+        .map(|r| -> Row<'static> {
+            let fields: Vec<String> = r.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let fields_text = fields.join(" ");
+            let who = if r.instance.is_empty() || r.instance == r.service {
+                r.service.clone()
+            } else {
+                r.instance.clone()
+            };
+            Row::new([
+                Cell::from(Span::styled(clock(r.at_unix_ns / 1_000_000), theme.dim)),
+                Cell::from(Span::styled(r.level.as_str(), level_style(r.level, theme))),
+                Cell::from(who),
+                Cell::from({
+                    // The search's match marked in the message and the fields.
+                    let q = view.search.as_deref();
+                    let mut line = highlight_owned(&r.message, q, theme.text, theme.matched);
+                    line.spans.push(Span::raw("  "));
+                    let fields = highlight_owned(&fields_text, q, theme.dim, theme.matched);
+                    line.spans.extend(fields.spans);
+                    line
+                }),
+                Cell::from(Span::styled(
+                    r.trace_id
+                        .map(|t| t.to_string()[..8].to_string())
+                        .unwrap_or_default(),
+                    theme.dim,
+                )),
+            ])
+        });
     let table = Table::new(
         rows,
         [
@@ -192,6 +199,6 @@ pub fn render(frame: &mut Frame, area: Rect, view: &LogsView, theme: &Theme) {
             ))
             .border_style(theme.border_focused),
     );
-    let mut state = TableState::default().with_selected(Some(selected));
+    let mut state = TableState::default().with_selected(Some(selected - first));
     frame.render_stateful_widget(table, list, &mut state);
 }

@@ -3,6 +3,7 @@
 //! and the process's and host's CPU and memory.
 
 use crate::dashboard::action::Action;
+use crate::dashboard::app::SelfCost;
 use crate::dashboard::views::filter::ListFilter;
 use devcluster::handle::ClusterSnapshot;
 use devcluster::telemetry::metrics::{MetricsView as Metrics, ProcessView};
@@ -72,7 +73,7 @@ pub fn ms(v: f64) -> String {
 pub fn render(
     frame: &mut Frame,
     area: Rect,
-    view: &MetricsView,
+    (view, cost): (&MetricsView, &SelfCost),
     snap: &ClusterSnapshot,
     theme: &Theme,
 ) {
@@ -159,7 +160,7 @@ pub fn render(
     if let Some((name, s)) = selected {
         render_charts(frame, charts, name, s, theme);
     }
-    frame.render_widget(process_panel(&m.process, theme), process);
+    frame.render_widget(process_panel(&m.process, cost, theme), process);
 }
 
 /// How an error percentage reads: 5 % and above critical, any at all a warning.
@@ -287,7 +288,7 @@ fn render_charts(frame: &mut Frame, area: Rect, name: &str, s: &Series, theme: &
     );
 }
 
-fn process_panel<'a>(p: &ProcessView, theme: &Theme) -> Paragraph<'a> {
+fn process_panel<'a>(p: &ProcessView, cost: &SelfCost, theme: &Theme) -> Paragraph<'a> {
     let line = Line::from(vec![
         Span::styled("lgo-dash  ", theme.dim),
         Span::raw(format!(
@@ -305,7 +306,23 @@ fn process_panel<'a>(p: &ProcessView, theme: &Theme) -> Paragraph<'a> {
             p.load_average_1m
         )),
     ]);
-    Paragraph::new(vec![line]).block(
+    // What the dashboard itself costs: drawn only when something on screen changed.
+    let mut own = vec![
+        Span::styled("dashboard  ", theme.dim),
+        Span::raw(format!(
+            "{:.1} frames/s  last frame {:.2}ms",
+            cost.frames_per_s, cost.frame_ms
+        )),
+    ];
+    if let Some((cpu, rss)) = cost.process {
+        own.push(Span::raw(format!("  cpu {cpu:.1}%  rss {}", bytes(rss))));
+    } else {
+        own.push(Span::styled(
+            "  (its cpu is in lgo-dash's above)",
+            theme.dim,
+        ));
+    }
+    Paragraph::new(vec![line, Line::from(own)]).block(
         Block::bordered()
             .title(Line::styled(
                 " Process and host (sampled each second) ",
