@@ -373,6 +373,21 @@ impl Keymap {
     }
 }
 
+/// Every binding as a Markdown table (the README's list of keys is this, checked by a test).
+pub fn markdown(map: &Keymap) -> String {
+    let mut out = String::from("| where | keys | does |\n|---|---|---|\n");
+    for b in map.bindings() {
+        let keys: Vec<String> = b.keys.iter().map(|k| format!("`{k}`")).collect();
+        let place = b.def.scope.tab().map_or("anywhere", |t| t.title());
+        out.push_str(&format!(
+            "| {place} | {} | {} |\n",
+            keys.join(" "),
+            b.def.help
+        ));
+    }
+    out
+}
+
 /// `$XDG_CONFIG_HOME/lgo-dash/keymap.toml`, or under `~/.config`.
 pub fn user_file() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CONFIG_HOME")
@@ -411,6 +426,17 @@ mod tests {
         for b in map.bindings() {
             assert!(!b.keys.is_empty(), "{} has no key", b.def.name);
         }
+    }
+
+    /// The README lists every key as the built-in keymap binds it.
+    #[test]
+    fn the_readme_lists_every_key() {
+        let table = markdown(&Keymap::default());
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&table),
+            "README.md's list of keys is out of date; put this under \"Every key\":\n{table}"
+        );
     }
 
     #[test]
