@@ -201,8 +201,69 @@ impl App {
                 let tab = super::render::tab_at(m.column)?;
                 self.on_action(Action::GoToTab(tab))
             }
+            MouseEventKind::Down(MouseButton::Left) => self.click_row(m.column, m.row),
             _ => None,
         }
+    }
+
+    /// A click on a list's row selects it; on the row already selected, opens it (as Enter).
+    fn click_row(&mut self, column: u16, row: u16) -> Option<Request> {
+        let s = &self.services;
+        let (current, index) = match self.tab {
+            Tab::Services => match s.drawn_services.row_at(column, row) {
+                Some(i) => {
+                    self.services.focus = super::views::services::Focus::Services;
+                    (self.services.service, i)
+                }
+                None => {
+                    let i = s.drawn_instances.row_at(column, row)?;
+                    self.services.focus = super::views::services::Focus::Instances;
+                    (self.services.instance, i)
+                }
+            },
+            Tab::Balancer => {
+                let i = self.balancer.drawn_targets.row_at(column, row)?;
+                self.balancer.focus = balancer::Focus::Targets;
+                (self.balancer.target, i)
+            }
+            Tab::Breakers => (
+                self.breakers.selected,
+                self.breakers.drawn.row_at(column, row)?,
+            ),
+            Tab::Metrics => (
+                self.metrics.selected,
+                self.metrics.drawn.row_at(column, row)?,
+            ),
+            Tab::Traces => (self.traces.selected, self.traces.drawn.row_at(column, row)?),
+            Tab::Config => (self.config.selected, self.config.drawn.row_at(column, row)?),
+            Tab::Logs => {
+                let i = self.logs.drawn.row_at(column, row)?;
+                let last = self.logs.records.len().checked_sub(1)?;
+                (self.logs.selected.unwrap_or(usize::MAX), i.min(last))
+            }
+        };
+        if index == current {
+            return self.on_action(Action::Open);
+        }
+        if self.tab == Tab::Logs {
+            self.logs.selected = Some(index);
+            return None;
+        }
+        // Step there as the keys would, each list keeping its own rules (held traces,
+        // folded sections), until the cursor stops.
+        let (step, times) = if index > current {
+            (Action::Down, index - current)
+        } else {
+            (Action::Up, current - index)
+        };
+        for _ in 0..times {
+            let before = self.cursor();
+            self.on_action(step.clone());
+            if self.cursor() == before {
+                break;
+            }
+        }
+        None
     }
 
     /// Where every cursor is, to tell whether a step moved one.

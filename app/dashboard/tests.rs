@@ -2453,3 +2453,79 @@ fn every_tab_as_it_looks_at_80x24_and_160x48() {
         app.help = false;
     }
 }
+
+/// A click on a list's row selects it, whichever pane it is in; a click on the selected row
+/// opens it, as Enter does.
+#[test]
+fn clicking_a_row_selects_it_and_clicking_it_again_opens_it() {
+    use ratatui::crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    fn click_on(app: &mut App, text: &str, after_col: u16) -> Option<Request> {
+        let rows = screen(app, 160, 48);
+        let (y, line) = rows
+            .iter()
+            .enumerate()
+            .skip(2)
+            .find(|(_, l)| {
+                l.chars()
+                    .skip(usize::from(after_col))
+                    .collect::<String>()
+                    .contains(text)
+            })
+            .unwrap_or_else(|| panic!("{text} not on screen:\n{}", rows.join("\n")));
+        let skipped: String = line.chars().skip(usize::from(after_col)).collect();
+        let x = after_col + skipped[..skipped.find(text).unwrap()].chars().count() as u16;
+        app.on_mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: x,
+            row: y as u16,
+            modifiers: KeyModifiers::NONE,
+        })
+    }
+    let mut app = busy_app();
+    // The services pane, then an instance in the table beside it.
+    click_on(&mut app, "user-service ", 0);
+    assert_eq!(
+        app.services
+            .selected_instance(&app.snapshot)
+            .unwrap()
+            .view
+            .service,
+        "user-service"
+    );
+    click_on(&mut app, "user-service-3", 24);
+    match press(&mut app, KeyCode::Char('x')) {
+        Some(Command::Kill { id, .. }) => assert_eq!(id, "user-service-3"),
+        other => panic!("{other:?}"),
+    }
+    // Breakers: the clicked row is the one the keys act on.
+    press(&mut app, KeyCode::Char('3'));
+    click_on(&mut app, "gateway->user-service", 0);
+    match press(&mut app, KeyCode::Char('c')) {
+        Some(Command::BreakerMode { name, .. }) => assert_eq!(name, "gateway->user-service"),
+        other => panic!("{other:?}"),
+    }
+    // Logs: a line selected, then opened: its trace.
+    press(&mut app, KeyCode::Char('7'));
+    app.on_reply(Reply::Logs(Ok(vec![
+        logs_tab::line(
+            1,
+            devcluster::telemetry::Level::Info,
+            "user-service",
+            "first line",
+            Some(0xabc),
+        ),
+        logs_tab::line(
+            2,
+            devcluster::telemetry::Level::Info,
+            "gateway",
+            "second line",
+            None,
+        ),
+    ])));
+    assert_eq!(click_on(&mut app, "first line", 0), None);
+    assert_eq!(app.logs.selected, Some(0));
+    assert_eq!(
+        click_on(&mut app, "first line", 0),
+        Some(Request::Trace(devcluster::telemetry::TraceId(0xabc)))
+    );
+}

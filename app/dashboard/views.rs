@@ -9,5 +9,6 @@ pub mod line;
 pub mod logs;
 pub mod metrics;
 pub mod prompt;
+pub mod rows;
 pub mod services;
 pub mod traces;

@@ -4,6 +4,7 @@
 
 use crate::dashboard::action::Action;
 use crate::dashboard::views::filter::ListFilter;
+use crate::dashboard::views::rows::Drawn;
 use devcluster::balance::Strategy;
 use devcluster::balance::service::BalancerSnapshot;
 use devcluster::handle::{ClusterSnapshot, InstanceSnapshot};
@@ -29,6 +30,7 @@ pub struct BalancerView {
     pub focus: Focus,
     /// Keeps the picks whose caller, chosen instance, reason or trace id holds its text.
     pub filter: ListFilter,
+    pub drawn_targets: Drawn,
 }
 
 /// The instances a balancer chooses among (its service's registered instances), by id.
@@ -205,6 +207,7 @@ pub fn render(
         left,
         &mut state,
     );
+    view.drawn_targets.set(left, 0, state.offset());
 
     let Some(b) = view.selected_balancer(snap) else {
         return;

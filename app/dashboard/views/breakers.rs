@@ -5,6 +5,7 @@
 use crate::dashboard::action::Action;
 use crate::dashboard::views::balancer::clock;
 use crate::dashboard::views::filter::ListFilter;
+use crate::dashboard::views::rows::Drawn;
 use devcluster::breaker::{BreakerSnapshot, Mode, State};
 use devcluster::handle::ClusterSnapshot;
 use ratatui::Frame;
@@ -19,6 +20,7 @@ pub struct BreakersView {
     /// The row selected among those the filter keeps.
     pub selected: usize,
     pub filter: ListFilter,
+    pub drawn: Drawn,
 }
 
 impl BreakersView {
@@ -190,6 +192,7 @@ pub fn render(
         );
     let mut state = TableState::default().with_selected(Some(view.selected));
     frame.render_stateful_widget(table, table_area, &mut state);
+    view.drawn.set(table_area, 1, state.offset());
 
     if let Some(b) = view.selected_breaker(snap) {
         frame.render_widget(details(b, theme), detail_area);

@@ -6,6 +6,7 @@ use super::balancer::clock;
 use super::line::LineEdit;
 use crate::dashboard::action::Action;
 use crate::dashboard::views::filter::ListFilter;
+use crate::dashboard::views::rows::Drawn;
 use devcluster::config::center::{Change, ConfigView};
 use devcluster::handle::ClusterSnapshot;
 use ratatui::Frame;
@@ -30,6 +31,7 @@ pub struct ConfigTab {
     /// Keeps the keys whose whole name (`traffic.rps`) holds its text; their sections show
     /// unfolded.
     pub filter: ListFilter,
+    pub drawn: Drawn,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -362,6 +364,7 @@ pub fn render(
     );
     let mut state = TableState::default().with_selected(Some(tab.selected));
     frame.render_stateful_widget(table, keys, &mut state);
+    tab.drawn.set(keys, 1, state.offset());
 
     let history = if view.running.is_empty() {
         history

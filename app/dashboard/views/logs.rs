@@ -26,6 +26,7 @@ pub struct LogsView {
     /// Only this service's lines (`:logs --service NAME`).
     pub service: Option<String>,
     pub error: Option<String>,
+    pub drawn: super::rows::Drawn,
 }
 
 impl Default for LogsView {
@@ -38,6 +39,7 @@ impl Default for LogsView {
             search: None,
             service: None,
             error: None,
+            drawn: Default::default(),
         }
     }
 }
@@ -201,4 +203,5 @@ pub fn render(frame: &mut Frame, area: Rect, view: &LogsView, theme: &Theme) {
     );
     let mut state = TableState::default().with_selected(Some(selected - first));
     frame.render_stateful_widget(table, list, &mut state);
+    view.drawn.set(list, 1, first + state.offset());
 }

@@ -5,6 +5,7 @@
 use crate::dashboard::action::Action;
 use crate::dashboard::app::SelfCost;
 use crate::dashboard::views::filter::ListFilter;
+use crate::dashboard::views::rows::Drawn;
 use devcluster::handle::ClusterSnapshot;
 use devcluster::telemetry::metrics::{MetricsView as Metrics, ProcessView};
 use devcluster::telemetry::rolling::Series;
@@ -21,6 +22,7 @@ pub struct MetricsView {
     pub selected: usize,
     /// Keeps the services and the caller → target paths whose names hold its text.
     pub filter: ListFilter,
+    pub drawn: Drawn,
 }
 
 impl MetricsView {
@@ -130,6 +132,7 @@ pub fn render(
     .row_highlight_style(theme.selected);
     let mut state = TableState::default().with_selected(Some(view.selected));
     frame.render_stateful_widget(table, top, &mut state);
+    view.drawn.set(top, 1, state.offset());
 
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(middle);

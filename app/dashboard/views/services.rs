@@ -4,6 +4,7 @@
 
 use crate::dashboard::action::Action;
 use crate::dashboard::views::filter::ListFilter;
+use crate::dashboard::views::rows::Drawn;
 use devcluster::handle::{ClusterSnapshot, InstanceSnapshot, ProcessState, ServiceGroup};
 use devcluster::registry::Health;
 use devcluster::telemetry::metrics::MetricsView;
@@ -32,6 +33,9 @@ pub struct ServicesView {
     /// Keeps services whose name holds its text (with all their instances) and instances whose
     /// id or address does.
     pub filter: ListFilter,
+    /// Where the services and the instances were drawn (mouse clicks).
+    pub drawn_services: Drawn,
+    pub drawn_instances: Drawn,
 }
 
 impl ServicesView {
@@ -227,8 +231,10 @@ pub fn render(
         )
         .highlight_style(theme.selected);
     frame.render_stateful_widget(list, left, &mut list_state);
+    view.drawn_services.set(left, 0, list_state.offset());
 
     if view.topology {
+        view.drawn_instances.clear();
         render_topology(frame, right, snap, theme);
         return;
     }
@@ -276,6 +282,8 @@ pub fn render(
         );
     let mut table_state = TableState::default().with_selected(Some(view.instance));
     frame.render_stateful_widget(&table, table_area, &mut table_state);
+    view.drawn_instances
+        .set(table_area, 1, table_state.offset());
 
     if let Some(inst) = group.instances.get(view.instance) {
         frame.render_widget(details(inst, theme), detail_area);

@@ -34,6 +34,7 @@ pub struct TracesView {
     /// Set while a trace is being fetched, so Enter twice does not ask twice.
     pub loading: Option<TraceId>,
     pub error: Option<String>,
+    pub drawn: super::rows::Drawn,
 }
 
 #[derive(Debug)]
@@ -304,7 +305,10 @@ impl TracesView {
 
 pub fn render(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) {
     match &view.open {
-        Some(open) => render_trace(frame, area, open, theme),
+        Some(open) => {
+            view.drawn.clear();
+            render_trace(frame, area, open, theme);
+        }
         None => render_list(frame, area, view, theme),
     }
 }
@@ -390,6 +394,7 @@ fn render_list(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) 
     );
     let mut state = TableState::default().with_selected(Some(view.selected));
     frame.render_stateful_widget(table, area, &mut state);
+    view.drawn.set(area, 1, state.offset());
 }
 
 fn render_trace(frame: &mut Frame, area: Rect, open: &OpenTrace, theme: &Theme) {
