@@ -51,6 +51,8 @@ pub enum Action {
     Topology,
     /// The `:` command palette.
     Palette,
+    /// The selected instance's log lines, in the Logs tab.
+    InstanceLogs,
 }
 
 /// Where a binding acts: everywhere, or on one tab (where it comes before the global ones).
@@ -209,6 +211,13 @@ pub fn defs() -> Vec<Def> {
             Action::RestartSelected,
             "restart selected instance",
             Some("restart"),
+        ),
+        def(
+            on(Tab::Services),
+            "logs",
+            Action::InstanceLogs,
+            "the selected instance's log lines (in the Logs tab)",
+            Some("logs"),
         ),
         def(
             on(Tab::Services),

@@ -9,6 +9,7 @@ use super::views::breakers::BreakersView;
 use super::views::config::{ConfigTab, EditKey, EnvPreview};
 use super::views::filter::ListFilter;
 use super::views::inspector::{Answer, Inspector, InspectorKey};
+use super::views::instance::InstanceDetail;
 use super::views::line::LineEdit;
 use super::views::logs::LogsView;
 use super::views::metrics::MetricsView;
@@ -56,6 +57,8 @@ pub enum Request {
     ConfigUndo,
     /// What switching to this environment would change.
     EnvDiff(String),
+    /// An instance's timeline: the log lines about it.
+    InstanceEvents(String, LogFilter),
     EnvSwitch(String),
 }
 
@@ -79,6 +82,7 @@ pub enum Reply {
     /// The answer to a config edit of `key`.
     ConfigSet(String, Result<String, String>),
     EnvDiff(String, Result<Vec<Change>, String>),
+    InstanceEvents(String, Result<Vec<LogRecord>, String>),
 }
 
 /// How often the trace list is refreshed while the Traces tab shows it.
@@ -122,6 +126,7 @@ pub struct App {
     pub config: ConfigTab,
     pub logs: LogsView,
     logs_fetched: Option<Instant>,
+    instance_fetched: Option<Instant>,
     traces_fetched: Option<Instant>,
     /// The route inspector overlay, when open; it takes the keyboard.
     pub inspector: Option<Inspector>,
@@ -167,6 +172,7 @@ impl App {
             config: ConfigTab::default(),
             logs: LogsView::default(),
             logs_fetched: None,
+            instance_fetched: None,
             traces_fetched: None,
             inspector: None,
             prompt: None,
@@ -401,6 +407,17 @@ impl App {
                 self.config.env_preview = Some(EnvPreview { name, changes });
             }
             Reply::EnvDiff(_, Err(e)) => self.toast(e, true),
+            Reply::InstanceEvents(id, result) => {
+                if let Some(d) = self.services.detail.as_mut().filter(|d| d.id == id) {
+                    match result {
+                        Ok(lines) => {
+                            d.timeline = lines;
+                            d.error = None;
+                        }
+                        Err(e) => d.error = Some(e),
+                    }
+                }
+            }
             Reply::Explained(r) => {
                 if let Some(insp) = &mut self.inspector {
                     insp.answer = Some(match *r {
@@ -604,6 +621,40 @@ impl App {
                 self.traces.on_action(&a);
                 None
             }
+            (Action::Back, Tab::Services) if self.services.detail.is_some() => {
+                self.services.detail = None;
+                None
+            }
+            (Action::Open, Tab::Services) if self.services.detail.is_some() => {
+                // A pivot: the trace of the newest pick that chose it.
+                let d = self.services.detail.as_ref()?;
+                let trace = d
+                    .picks(&self.snapshot)
+                    .into_iter()
+                    .find_map(|p| p.trace_id.as_deref().and_then(TraceId::parse));
+                let Some(id) = trace else {
+                    self.toast("no recent pick of this instance has a trace", true);
+                    return None;
+                };
+                self.tab = Tab::Traces;
+                self.traces.open = None;
+                self.traces.loading = Some(id);
+                return Some(Request::Trace(id));
+            }
+            (Action::Open, Tab::Services)
+                if self.services.focus == super::views::services::Focus::Instances
+                    && !self.services.topology =>
+            {
+                let id = self
+                    .services
+                    .selected_instance(&self.snapshot)?
+                    .view
+                    .id
+                    .clone();
+                self.services.detail = Some(InstanceDetail::new(id));
+                self.instance_fetched = None;
+                return self.on_tick(Instant::now());
+            }
             (a @ (Action::Up | Action::Down | Action::Open | Action::Back), tab) => {
                 match tab {
                     Tab::Services => self.services.on_action(&a, &self.snapshot),
@@ -613,6 +664,24 @@ impl App {
                     _ => {}
                 }
                 None
+            }
+            (Action::InstanceLogs, Tab::Services) => {
+                let id = match &self.services.detail {
+                    Some(d) => d.id.clone(),
+                    None => self
+                        .services
+                        .selected_instance(&self.snapshot)?
+                        .view
+                        .id
+                        .clone(),
+                };
+                self.logs.trace = None;
+                self.logs.service = None;
+                self.logs.search = Some(id);
+                self.logs.level = devcluster::telemetry::Level::Debug;
+                self.logs.follow();
+                self.tab = Tab::Logs;
+                return self.fetch_logs(Instant::now());
             }
             (Action::Topology, Tab::Services) => {
                 self.services.topology = !self.services.topology;
@@ -1103,6 +1172,18 @@ impl App {
     pub fn on_tick(&mut self, now: Instant) -> Option<Request> {
         if self.paused {
             return None;
+        }
+        if self.tab == Tab::Services
+            && let Some(d) = &self.services.detail
+        {
+            if self
+                .instance_fetched
+                .is_some_and(|at| now.duration_since(at) < LOGS_REFRESH * 2)
+            {
+                return None;
+            }
+            self.instance_fetched = Some(now);
+            return Some(Request::InstanceEvents(d.id.clone(), d.filter()));
         }
         if self.tab == Tab::Logs {
             if self

@@ -310,6 +310,9 @@ fn spawn_request(
                 let r = handle.config_set(&key, value.as_deref()).await;
                 Reply::ConfigSet(key, r.map_err(|e| e.to_string()))
             }
+            Request::InstanceEvents(id, f) => {
+                Reply::InstanceEvents(id, handle.logs(&f).await.map_err(|e| e.to_string()))
+            }
             Request::EnvDiff(name) => {
                 let r = handle.env_diff(&name).await;
                 Reply::EnvDiff(name, r.map_err(|e| e.to_string()))

@@ -2529,3 +2529,77 @@ fn clicking_a_row_selects_it_and_clicking_it_again_opens_it() {
         Some(Request::Trace(devcluster::telemetry::TraceId(0xabc)))
     );
 }
+
+/// Enter on an instance shows it in detail: now, its health timeline (the cluster's lines about
+/// it), the picks that chose it and the breakers in front of its service; Enter again opens its
+/// newest pick's trace, L its log lines, Esc goes back.
+#[test]
+fn an_instance_in_detail_with_its_timeline_picks_and_pivots() {
+    use devcluster::telemetry::Level;
+    let key = |app: &mut App, c: KeyCode| app.on_key(KeyEvent::new(c, KeyModifiers::NONE));
+    let mut app = busy_app();
+    key(&mut app, KeyCode::Char('j'));
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('j'));
+    key(&mut app, KeyCode::Char('j'));
+    let asked = key(&mut app, KeyCode::Enter);
+    match &asked {
+        Some(Request::InstanceEvents(id, f)) => {
+            assert_eq!(id, "user-service-3");
+            assert_eq!(f.q.as_deref(), Some("user-service-3"));
+        }
+        other => panic!("{other:?}"),
+    }
+    app.on_reply(Reply::InstanceEvents(
+        "user-service-3".into(),
+        Ok(vec![
+            logs_tab::line(
+                1,
+                Level::Warn,
+                "registry",
+                "critical: out of rotation (was passing)",
+                None,
+            ),
+            logs_tab::line(
+                2,
+                Level::Info,
+                "registry",
+                "passing: back in rotation (was critical)",
+                None,
+            ),
+        ]),
+    ));
+    let all = screen(&app, 160, 48).join("\n");
+    for text in [
+        "user-service-3 · Esc back",
+        "Health timeline",
+        "critical: out of rotation (was passing)",
+        "passing: back in rotation",
+        "Picks that chose it (1)",
+        "retry 2 lower cost than the other draw (seq 2)",
+        "gateway->user-service",
+    ] {
+        assert!(all.contains(text), "{text}:\n{all}");
+    }
+    assert!(
+        !all.contains("INSTANCE "),
+        "the detail takes the instance table's place"
+    );
+    // L: its log lines.
+    match key(&mut app, KeyCode::Char('L')) {
+        Some(Request::Logs(f)) => assert_eq!(f.q.as_deref(), Some("user-service-3")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(app.tab, Tab::Logs);
+    key(&mut app, KeyCode::Char('1'));
+    // Enter: its newest pick's trace.
+    match key(&mut app, KeyCode::Enter) {
+        Some(Request::Trace(id)) => assert_eq!(id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(app.tab, Tab::Traces);
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Esc);
+    assert!(app.services.detail.is_none());
+    assert!(screen(&app, 160, 48).join("\n").contains("INSTANCE "));
+}

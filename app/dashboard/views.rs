@@ -5,6 +5,7 @@ pub mod breakers;
 pub mod config;
 pub mod filter;
 pub mod inspector;
+pub mod instance;
 pub mod line;
 pub mod logs;
 pub mod metrics;

@@ -4,6 +4,7 @@
 
 use crate::dashboard::action::Action;
 use crate::dashboard::views::filter::ListFilter;
+use crate::dashboard::views::instance::InstanceDetail;
 use crate::dashboard::views::rows::Drawn;
 use devcluster::handle::{ClusterSnapshot, InstanceSnapshot, ProcessState, ServiceGroup};
 use devcluster::registry::Health;
@@ -33,6 +34,8 @@ pub struct ServicesView {
     /// Keeps services whose name holds its text (with all their instances) and instances whose
     /// id or address does.
     pub filter: ListFilter,
+    /// The instance shown in detail (Enter on an instance), with its timeline.
+    pub detail: Option<InstanceDetail>,
     /// Where the services and the instances were drawn (mouse clicks).
     pub drawn_services: Drawn,
     pub drawn_instances: Drawn,
@@ -233,6 +236,13 @@ pub fn render(
     frame.render_stateful_widget(list, left, &mut list_state);
     view.drawn_services.set(left, 0, list_state.offset());
 
+    if let Some(d) = &view.detail
+        && let Some(inst) = snap.instances.iter().find(|i| i.view.id == d.id)
+    {
+        view.drawn_instances.clear();
+        super::instance::render(frame, right, d, inst, snap, theme);
+        return;
+    }
     if view.topology {
         view.drawn_instances.clear();
         render_topology(frame, right, snap, theme);

@@ -159,14 +159,17 @@ impl Core {
                 } else {
                     parts.join(", ")
                 };
-                match for_s {
+                let text = match for_s {
                     Some(s) => format!("{id}: {what} for {s}s"),
                     None => format!("{id}: {what} until cleared"),
-                }
+                };
+                tracing::warn!(instance = %id, "fault: {what}");
+                text
             }
             Command::ClearFault { id } => {
                 self.managed(&id)?;
                 self.faults.clear(&id);
+                tracing::info!(instance = %id, "fault cleared");
                 format!("{id}: faults cleared")
             }
             Command::Traffic { rps } => {

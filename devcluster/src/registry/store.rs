@@ -460,6 +460,18 @@ fn set_status_locked(
         }
         if changed && e.health() != before {
             e.modify_index = next_index;
+            // The instance's health timeline (the dashboard's instance detail reads it back).
+            let output = e
+                .checks
+                .iter()
+                .find(|c| c.spec.id == check_id)
+                .map_or("", |c| c.output.as_str());
+            let to = e.health();
+            if to == Health::Passing {
+                tracing::info!(instance = %id, check = %check_id, %output, "passing: back in rotation (was {before})");
+            } else {
+                tracing::warn!(instance = %id, check = %check_id, %output, "{to}: out of rotation (was {before})");
+            }
         }
     }
     if changed {

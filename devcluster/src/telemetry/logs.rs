@@ -209,7 +209,9 @@ impl StoredLog {
             && f.service.as_ref().is_none_or(|s| text(self.service) == s)
             && q.is_none_or(|q| {
                 let has = |s: &str| s.to_lowercase().contains(q);
+                // The instance too: it is a column of its own, not a field.
                 has(text(self.message))
+                    || has(text(self.instance))
                     || self
                         .fields
                         .iter()
@@ -391,6 +393,18 @@ mod tests {
                 ..Default::default()
             }),
             ["fourth"]
+        );
+        // The instance is searched too (an instance's timeline asks by its id).
+        s.push(LogRecord {
+            instance: "user-service-2".into(),
+            ..rec(Level::Warn, "user-service", "killed", None)
+        });
+        assert_eq!(
+            q(LogFilter {
+                q: Some("SERVICE-2".into()),
+                ..Default::default()
+            }),
+            ["killed"]
         );
     }
 
