@@ -609,10 +609,7 @@ impl App {
                     self.toast("this line belongs to no trace", true);
                     return None;
                 };
-                self.tab = Tab::Traces;
-                self.traces.open = None;
-                self.traces.loading = Some(id);
-                return Some(Request::Trace(id));
+                return self.open_trace(id);
             }
             (
                 a @ (Action::Up | Action::Down | Action::Back | Action::Toggle | Action::NextMatch),
@@ -636,10 +633,7 @@ impl App {
                     self.toast("no recent pick of this instance has a trace", true);
                     return None;
                 };
-                self.tab = Tab::Traces;
-                self.traces.open = None;
-                self.traces.loading = Some(id);
-                return Some(Request::Trace(id));
+                return self.open_trace(id);
             }
             (Action::Open, Tab::Services)
                 if self.services.focus == super::views::services::Focus::Instances
@@ -1090,12 +1084,7 @@ impl App {
                 show(self, Tab::Traces)
             }
             C::Trace { id, .. } => match TraceId::parse(&id) {
-                Some(id) => {
-                    self.tab = Tab::Traces;
-                    self.traces.open = None;
-                    self.traces.loading = Some(id);
-                    Some(Request::Trace(id))
-                }
+                Some(id) => self.open_trace(id),
                 None => {
                     self.toast(
                         format!("trace id {id:?}: expected 32 (or 16) hex digits"),
@@ -1139,6 +1128,14 @@ impl App {
             // The ones that change something were sent above.
             _ => None,
         }
+    }
+
+    /// Shows a trace's waterfall in the Traces tab (from a log line, a pick, the palette).
+    fn open_trace(&mut self, id: TraceId) -> Option<Request> {
+        self.tab = Tab::Traces;
+        self.traces.open = None;
+        self.traces.loading = Some(id);
+        Some(Request::Trace(id))
     }
 
     /// The filter of the list on this tab (the Balancer's picks, the Services' instances, …).
