@@ -181,7 +181,7 @@ pub fn defs() -> Vec<Def> {
         def(G, "page_up", Action::PageUp, "a page up", None),
         def(G, "page_down", Action::PageDown, "a page down", None),
         Def {
-            idle_on: &[Tab::Breakers, Tab::Metrics],
+            idle_on: &[Tab::Metrics],
             ..def(
                 G,
                 "open",
@@ -273,6 +273,13 @@ pub fn defs() -> Vec<Def> {
             Action::Search,
             "filter breakers by name; Esc clears",
             Some("filter"),
+        ),
+        def(
+            on(Tab::Breakers),
+            "traces",
+            Action::Open,
+            "the failed traces through the breaker's target",
+            None,
         ),
         def(
             on(Tab::Breakers),

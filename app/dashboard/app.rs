@@ -649,6 +649,42 @@ impl App {
                 self.instance_fetched = None;
                 return self.on_tick(Instant::now());
             }
+            (a @ (Action::Up | Action::Down), Tab::Services) if self.services.detail.is_some() => {
+                // In detail, the next or previous instance in detail.
+                self.services.on_action(&a, &self.snapshot);
+                let id = self
+                    .services
+                    .selected_instance(&self.snapshot)?
+                    .view
+                    .id
+                    .clone();
+                if self.services.detail.as_ref().is_some_and(|d| d.id != id) {
+                    self.services.detail = Some(InstanceDetail::new(id));
+                    self.instance_fetched = None;
+                    return self.on_tick(Instant::now());
+                }
+                None
+            }
+            (Action::Open, Tab::Breakers) => {
+                // A pivot: the traces that failed through the selected breaker's target.
+                let b = self.breakers.selected_breaker(&self.snapshot)?;
+                let (caller, target) = b.name.split_once("->")?;
+                self.traces.filter = TraceFilter {
+                    service: Some(target.to_string()),
+                    errors_only: true,
+                    ..Default::default()
+                };
+                self.traces.filter_text = Some(format!("service:{target} error"));
+                self.traces.open = None;
+                self.traces.refilter();
+                self.traces_fetched = None;
+                self.toast(
+                    format!("failed traces through {target} (the breaker {caller}->{target} counts them)"),
+                    false,
+                );
+                self.tab = Tab::Traces;
+                return self.on_tick(Instant::now());
+            }
             (a @ (Action::Up | Action::Down | Action::Open | Action::Back), tab) => {
                 match tab {
                     Tab::Services => self.services.on_action(&a, &self.snapshot),

@@ -2585,6 +2585,17 @@ fn an_instance_in_detail_with_its_timeline_picks_and_pivots() {
         !all.contains("INSTANCE "),
         "the detail takes the instance table's place"
     );
+    // ↑ in detail: the previous instance, in detail.
+    match key(&mut app, KeyCode::Char('k')) {
+        Some(Request::InstanceEvents(id, _)) => assert_eq!(id, "user-service-2"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        screen(&app, 160, 48)
+            .join("\n")
+            .contains("user-service-2 · Esc back")
+    );
+    key(&mut app, KeyCode::Char('j'));
     // L: its log lines.
     match key(&mut app, KeyCode::Char('L')) {
         Some(Request::Logs(f)) => assert_eq!(f.q.as_deref(), Some("user-service-3")),
@@ -2602,4 +2613,24 @@ fn an_instance_in_detail_with_its_timeline_picks_and_pivots() {
     key(&mut app, KeyCode::Esc);
     assert!(app.services.detail.is_none());
     assert!(screen(&app, 160, 48).join("\n").contains("INSTANCE "));
+}
+
+/// Enter on a breaker: the traces that failed through its target, in the Traces tab.
+#[test]
+fn enter_on_a_breaker_shows_the_failed_traces_through_it() {
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char('3'));
+    press(&mut app, KeyCode::Char('j'));
+    match app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)) {
+        Some(Request::Traces(f)) => {
+            assert_eq!(f.service.as_deref(), Some("user-service"));
+            assert!(f.errors_only);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(app.tab, Tab::Traces);
+    assert_eq!(
+        app.traces.filter_text.as_deref(),
+        Some("service:user-service error")
+    );
 }
