@@ -2634,3 +2634,40 @@ fn enter_on_a_breaker_shows_the_failed_traces_through_it() {
         Some("service:user-service error")
     );
 }
+
+/// At 200 columns and more, the panes stacked on smaller terminals stand side by side: the
+/// instance's detail beside the instances, a breaker's detail beside the breakers.
+#[test]
+fn wide_terminals_put_detail_panes_beside_the_lists() {
+    let mut app = busy_app();
+    let rows = screen(&app, 220, 60);
+    let top = rows
+        .iter()
+        .position(|l| l.contains(" Instance "))
+        .unwrap_or_else(|| panic!("{}", rows.join("\n")));
+    assert!(
+        rows[top].contains("instances ·"),
+        "side by side:\n{}",
+        rows.join("\n")
+    );
+    let narrow = screen(&app, 160, 48);
+    let below = narrow
+        .iter()
+        .position(|l| l.contains(" Instance "))
+        .unwrap();
+    assert!(!narrow[below].contains("instances ·"), "stacked at 160");
+    press(&mut app, KeyCode::Char('3'));
+    let rows = screen(&app, 220, 60);
+    let title = rows
+        .iter()
+        .position(|l| l.contains("Circuit breakers"))
+        .unwrap();
+    assert!(
+        rows[title].contains("gateway->order-service · last transitions"),
+        "the breaker's detail beside the table:\n{}",
+        rows.join("\n")
+    );
+    // Its text wraps in the narrower pane rather than being cut.
+    let all = rows.join("\n");
+    assert!(all.contains("probe(s) half-open"), "{all}");
+}

@@ -11,7 +11,7 @@ use devcluster::handle::ClusterSnapshot;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use widgets::columns::{Column, constraints, fit, shown, widest};
 use widgets::{BreakerBadge, BreakerLight, Notice, Theme};
 
@@ -88,8 +88,12 @@ pub fn render(
         frame.render_widget(&notice, area);
         return;
     }
-    let [table_area, detail_area] =
-        Layout::vertical([Constraint::Fill(1), Constraint::Length(10)]).areas(area);
+    // On a wide terminal the selected breaker's settings and transitions go beside the table.
+    let [table_area, detail_area] = if area.width >= super::services::WIDE {
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(72)]).areas(area)
+    } else {
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(10)]).areas(area)
+    };
     let breakers = view.shown(snap);
     // The breaker's whole name and its state stay; the rest go as the width asks, probes and
     // the time in state first, the failure rate last.
@@ -237,7 +241,7 @@ fn details<'a>(b: &'a BreakerSnapshot, theme: &Theme) -> Paragraph<'a> {
             Span::styled(t.reason.as_str(), theme.dim),
         ]));
     }
-    Paragraph::new(lines).block(
+    Paragraph::new(lines).wrap(Wrap { trim: false }).block(
         Block::bordered()
             .title(Line::styled(
                 format!(" {} · last transitions ", b.name),

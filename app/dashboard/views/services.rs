@@ -100,6 +100,9 @@ impl ServicesView {
     }
 }
 
+/// From this width panes that are stacked on smaller terminals stand side by side.
+pub const WIDE: u16 = 200;
+
 pub fn health_mark(h: Health) -> HealthMark {
     match h {
         Health::Passing => HealthMark::Passing,
@@ -255,8 +258,12 @@ pub fn render(
     // rows, in what is left: on a short terminal the list is what matters.
     let table_rows = group.instances.len() as u16 + 3;
     let detail = right.height.saturating_sub(table_rows).min(9);
-    let [table_area, detail_area] =
-        Layout::vertical([Constraint::Fill(1), Constraint::Length(detail)]).areas(right);
+    // On a wide terminal the detail pane goes beside the instances, with room to read it whole.
+    let [table_area, detail_area] = if area.width >= WIDE {
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(64)]).areas(right)
+    } else {
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(detail)]).areas(right)
+    };
     let rows: Vec<InstanceRow> = group
         .instances
         .iter()
