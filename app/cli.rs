@@ -162,6 +162,9 @@ pub enum CtlCommand {
         /// Only lines of this trace.
         #[arg(long)]
         trace: Option<String>,
+        /// Only lines logged under this span (16 hex digits).
+        #[arg(long)]
+        span: Option<String>,
         /// Only lines whose message or fields contain this text.
         #[arg(long)]
         grep: Option<String>,

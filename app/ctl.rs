@@ -10,7 +10,7 @@ use devcluster::services::faults::Fault;
 use devcluster::telemetry::metrics::MetricsView;
 use devcluster::telemetry::rolling::Series;
 use devcluster::telemetry::{
-    Level, LogFilter, LogRecord, SpanRecord, TraceFilter, TraceId, TraceSummary,
+    Level, LogFilter, LogRecord, SpanId, SpanRecord, TraceFilter, TraceId, TraceSummary,
 };
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -46,6 +46,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                 level,
                 service,
                 trace,
+                span,
                 grep,
                 limit,
                 json,
@@ -56,7 +57,15 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                     })?),
                     None => None,
                 };
+                let span =
+                    match span {
+                        Some(s) => Some(SpanId::parse(s).ok_or_else(|| {
+                            anyhow::anyhow!("span id {s:?}: expected 16 hex digits")
+                        })?),
+                        None => None,
+                    };
                 let f = LogFilter {
+                    span,
                     level: Some(level.parse::<Level>().map_err(anyhow::Error::msg)?),
                     service: service.clone(),
                     q: grep.clone(),

@@ -53,6 +53,8 @@ pub enum Action {
     Palette,
     /// The selected instance's log lines, in the Logs tab.
     InstanceLogs,
+    /// The selected span's log lines, in the Logs tab.
+    SpanLogs,
 }
 
 /// Where a binding acts: everywhere, or on one tab (where it comes before the global ones).
@@ -350,6 +352,13 @@ pub fn defs() -> Vec<Def> {
             Action::Search,
             "filter keys by name; Esc clears",
             Some("filter"),
+        ),
+        def(
+            on(Tab::Traces),
+            "span_logs",
+            Action::SpanLogs,
+            "the selected span's own log lines (in the Logs tab)",
+            None,
         ),
         def(
             on(Tab::Config),

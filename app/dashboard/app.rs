@@ -555,8 +555,13 @@ impl App {
                 self.traces.loading = Some(id);
                 return Some(Request::Trace(id));
             }
-            (Action::TraceLogs, Tab::Traces) => {
-                let id = self.traces.open.as_ref()?.id;
+            (a @ (Action::TraceLogs | Action::SpanLogs), Tab::Traces) => {
+                let open = self.traces.open.as_ref()?;
+                let id = open.id;
+                self.logs.span = match a {
+                    Action::SpanLogs => Some(open.selected_span()?.span_id),
+                    _ => None,
+                };
                 self.logs.trace = Some(id);
                 self.logs.search = None;
                 // A healthy request's lines are debug (access lines): all of the trace's show.
@@ -600,6 +605,7 @@ impl App {
             }
             (Action::Back, Tab::Logs) => {
                 self.logs.trace = None;
+                self.logs.span = None;
                 self.logs.search = None;
                 self.logs.service = None;
                 return self.fetch_logs(Instant::now());
@@ -706,6 +712,7 @@ impl App {
                         .clone(),
                 };
                 self.logs.trace = None;
+                self.logs.span = None;
                 self.logs.service = None;
                 self.logs.search = Some(id);
                 self.logs.level = devcluster::telemetry::Level::Debug;
@@ -1061,6 +1068,7 @@ impl App {
                 level,
                 service,
                 trace,
+                span,
                 grep,
                 ..
             } => {
@@ -1072,6 +1080,9 @@ impl App {
                     }
                 }
                 self.logs.trace = trace.as_deref().and_then(TraceId::parse);
+                self.logs.span = span
+                    .as_deref()
+                    .and_then(devcluster::telemetry::SpanId::parse);
                 self.logs.service = service;
                 self.logs.search = grep;
                 self.logs.follow();

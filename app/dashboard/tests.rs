@@ -1341,6 +1341,20 @@ mod logs_tab {
             Some(Request::Logs(f)) => assert_eq!(f.trace, None),
             other => panic!("{other:?}"),
         }
+        // S: the selected span's own lines.
+        press(&mut app, KeyCode::Char('5'));
+        match request(&mut app, KeyCode::Char('S')) {
+            Some(Request::Logs(f)) => {
+                assert_eq!(f.trace, Some(TraceId(0xabc)));
+                assert_eq!(f.span, Some(devcluster::telemetry::SpanId(1)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(screen(&app, 160, 20)[2].contains("span 0000000000000001"));
+        match request(&mut app, KeyCode::Esc) {
+            Some(Request::Logs(f)) => assert_eq!((f.trace, f.span), (None, None)),
+            other => panic!("{other:?}"),
+        }
     }
 }
 

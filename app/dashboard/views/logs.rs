@@ -22,6 +22,8 @@ pub struct LogsView {
     pub selected: Option<usize>,
     pub level: Level,
     pub trace: Option<TraceId>,
+    /// Only one span's lines (from a waterfall's span).
+    pub span: Option<devcluster::telemetry::SpanId>,
     pub search: Option<String>,
     /// Only this service's lines (`:logs --service NAME`).
     pub service: Option<String>,
@@ -36,6 +38,7 @@ impl Default for LogsView {
             selected: None,
             level: Level::Info,
             trace: None,
+            span: None,
             search: None,
             service: None,
             error: None,
@@ -49,6 +52,7 @@ impl LogsView {
         LogFilter {
             level: Some(self.level),
             trace: self.trace,
+            span: self.span,
             q: self.search.clone(),
             service: self.service.clone(),
             limit: Some(LIMIT),
@@ -120,6 +124,9 @@ pub fn render(frame: &mut Frame, area: Rect, view: &LogsView, theme: &Theme) {
     }
     if let Some(t) = view.trace {
         spans.push(Span::raw(format!("  trace {t} (Esc shows all)")));
+    }
+    if let Some(s) = view.span {
+        spans.push(Span::raw(format!("  span {s}")));
     }
     spans.push(if view.selected.is_none() {
         Span::styled("  ● following", theme.passing)

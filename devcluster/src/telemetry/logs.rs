@@ -98,6 +98,8 @@ pub struct LogFilter {
     /// Case-insensitive text in the message or a field.
     pub q: Option<String>,
     pub trace: Option<TraceId>,
+    /// Only lines logged under this span (a waterfall's span, its access line included).
+    pub span: Option<SpanId>,
     /// Only records after this sequence number (follow mode asks for what is new).
     pub after: Option<u64>,
     pub limit: Option<usize>,
@@ -130,6 +132,7 @@ impl Stored {
                 f.after.is_none_or(|a| *seq > a)
                     && f.level.is_none_or(|l| Access::LEVEL >= l)
                     && f.trace.is_none_or(|t| line.trace_id == t)
+                    && f.span.is_none_or(|s| line.span_id == s)
                     && f.service
                         .as_ref()
                         .is_none_or(|s| line.service.as_str() == s)
@@ -206,6 +209,7 @@ impl StoredLog {
         f.after.is_none_or(|a| self.seq > a)
             && f.level.is_none_or(|l| self.level >= l)
             && f.trace.is_none_or(|t| self.trace_id == Some(t))
+            && f.span.is_none_or(|s| self.span_id == Some(s))
             && f.service.as_ref().is_none_or(|s| text(self.service) == s)
             && q.is_none_or(|q| {
                 let has = |s: &str| s.to_lowercase().contains(q);
@@ -393,6 +397,18 @@ mod tests {
                 ..Default::default()
             }),
             ["fourth"]
+        );
+        // One span's lines.
+        s.push(LogRecord {
+            span_id: Some(SpanId(9)),
+            ..rec(Level::Info, "b", "in the span", Some(7))
+        });
+        assert_eq!(
+            q(LogFilter {
+                span: Some(SpanId(9)),
+                ..Default::default()
+            }),
+            ["in the span"]
         );
         // The instance is searched too (an instance's timeline asks by its id).
         s.push(LogRecord {
