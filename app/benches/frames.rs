@@ -17,7 +17,6 @@ use lgo_dash::dashboard::render::draw;
 use lgo_dash::dashboard::tabs::Tab;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Spans of made-up traces, seven to a trace, to fill the store to its size.
@@ -118,7 +117,6 @@ fn frames(c: &mut Criterion) {
     });
     group.finish();
     rt.block_on(cluster.shutdown());
-    drop(Arc::clone(store));
 }
 
 criterion_group!(benches, frames);

@@ -477,7 +477,7 @@ impl App {
             (Action::ToggleMouse, _) => {
                 self.mouse = !self.mouse;
                 let text = if self.mouse {
-                    "mouse on: click a tab, scroll with the wheel (m turns it off)"
+                    "mouse on: click a tab or a row, scroll with the wheel (m turns it off)"
                 } else {
                     "mouse off: the terminal selects text (m turns it on)"
                 };
@@ -930,31 +930,29 @@ impl App {
     /// Tab, shift-Tab, ↑ and ↓ in the palette: completion and history. Returns whether the
     /// key was one of those.
     fn on_palette_key(&mut self, key: KeyEvent) -> bool {
-        let names = self.palette_names();
+        // The cluster's names are gathered for Tab only, not for every key typed.
+        let names =
+            matches!(key.code, KeyCode::Tab | KeyCode::BackTab).then(|| self.palette_names());
         let Some(p) = self.prompt.as_mut() else {
             return false;
         };
-        match key.code {
-            KeyCode::Tab | KeyCode::BackTab => {
+        match (key.code, names) {
+            (KeyCode::Tab | KeyCode::BackTab, Some(names)) => {
                 let text = p.text().to_string();
                 let at = text
                     .char_indices()
                     .nth(p.line.cursor())
                     .map_or(text.len(), |(i, _)| i);
                 let (before, after) = text.split_at(at);
-                let (start, all) = palette::complete(before, &names);
+                let start = palette::word_start(before);
                 let word = &before[start..];
+                // The word replaced, the cursor after it, what followed the cursor kept.
                 let put = |p: &mut Prompt, w: &str| {
                     let head = format!("{}{w}", &before[..start]);
                     let cursor = head.chars().count();
-                    p.line = LineEdit::new(format!("{head}{after}"));
-                    for _ in 0..after.chars().count() {
-                        p.line.on_key(KeyEvent::from(KeyCode::Left));
-                    }
-                    debug_assert_eq!(p.line.cursor(), cursor);
+                    p.line = LineEdit::with_cursor(format!("{head}{after}"), cursor);
                 };
-                let cycling = p.chosen.is_some() && !p.offered.is_empty();
-                if cycling {
+                if p.chosen.is_some() && !p.offered.is_empty() {
                     let n = p.offered.len();
                     let i = p.chosen.unwrap_or(0);
                     let next = if key.code == KeyCode::BackTab {
@@ -965,7 +963,10 @@ impl App {
                     p.chosen = Some(next);
                     let w = p.offered[next].clone();
                     put(p, &w);
-                } else if let [only] = all.as_slice() {
+                    return true;
+                }
+                let (_, all) = palette::complete(before, &names);
+                if let [only] = all.as_slice() {
                     p.offered.clear();
                     put(p, &format!("{only} "));
                 } else if !all.is_empty() {
@@ -980,7 +981,7 @@ impl App {
                 }
                 true
             }
-            KeyCode::Up | KeyCode::Down => {
+            (KeyCode::Up | KeyCode::Down, _) => {
                 let n = self.palette_history.len();
                 let next = match (key.code, p.recalled) {
                     (KeyCode::Up, None) if n > 0 => Some(0),

@@ -166,12 +166,7 @@ const CTRL_C: Key = Key {
 
 impl Default for Keymap {
     fn default() -> Keymap {
-        let mut map = Keymap {
-            bindings: defs()
-                .into_iter()
-                .map(|def| Binding { def, keys: vec![] })
-                .collect(),
-        };
+        let mut map = Keymap::unbound();
         // A test holds the built-in file to every rule a user's file is held to.
         if let Err(e) = map.apply(DEFAULT, "built in") {
             debug_assert!(false, "{e}");
@@ -181,6 +176,16 @@ impl Default for Keymap {
 }
 
 impl Keymap {
+    /// Every binding of the code's table, without keys yet.
+    fn unbound() -> Keymap {
+        Keymap {
+            bindings: defs()
+                .into_iter()
+                .map(|def| Binding { def, keys: vec![] })
+                .collect(),
+        }
+    }
+
     /// The built-in keymap, then the user's: `path` when given (it must exist), else
     /// `~/.config/lgo-dash/keymap.toml` when there is one.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Keymap> {
@@ -416,12 +421,7 @@ mod tests {
 
     #[test]
     fn the_built_in_file_binds_every_action_and_passes_every_rule() {
-        let mut map = Keymap {
-            bindings: defs()
-                .into_iter()
-                .map(|def| Binding { def, keys: vec![] })
-                .collect(),
-        };
+        let mut map = Keymap::unbound();
         map.apply(DEFAULT, "built in").unwrap();
         for b in map.bindings() {
             assert!(!b.keys.is_empty(), "{} has no key", b.def.name);

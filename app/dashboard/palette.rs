@@ -75,10 +75,15 @@ pub struct Names {
     pub traces: Vec<String>,
 }
 
+/// Where the last word of `line` starts (a byte offset): the word Tab completes.
+pub fn word_start(line: &str) -> usize {
+    line.rfind(char::is_whitespace).map_or(0, |i| i + 1)
+}
+
 /// Where the word being completed starts (a byte offset in `line`), and what could go there,
 /// sorted. Only the text before the cursor counts.
 pub fn complete(line: &str, names: &Names) -> (usize, Vec<String>) {
-    let start = line.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    let start = word_start(line);
     let (done, word) = (&line[..start], &line[start..]);
     let words: Vec<&str> = done.split_whitespace().collect();
     let mut all = candidates(&words, word, names);

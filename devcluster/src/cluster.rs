@@ -125,7 +125,7 @@ struct ManagedState {
 /// The instances slice as last built, and what it was built from.
 struct InstancesCache {
     views: u64,
-    loads: Vec<(String, LoadView)>,
+    loads: Vec<LoadView>,
     managed: Vec<ManagedState>,
     built: Arc<[InstanceSnapshot]>,
 }
@@ -637,10 +637,13 @@ impl Core {
     /// changed: a thousand idle external instances cost a comparison, not a copy.
     fn instances_slice(&self, balancers: &[BalancerSnapshot]) -> Arc<[InstanceSnapshot]> {
         let views = self.registry.views_version();
-        let loads: HashMap<&str, &LoadView> = balancers
+        // Each instance's load as its balancer measured it, by id (the first balancer's).
+        let mut loads: Vec<LoadView> = balancers
             .iter()
-            .flat_map(|b| b.loads.iter().map(|l| (l.id.as_str(), l)))
+            .flat_map(|b| b.loads.iter().cloned())
             .collect();
+        loads.sort_by(|a, b| a.id.cmp(&b.id));
+        loads.dedup_by(|a, b| a.id == b.id);
         let now = tokio::time::Instant::now();
         let restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
         // What lgo-dash adds to its own instances (external ones have none of it).
@@ -656,21 +659,13 @@ impl Core {
             })
             .collect();
         drop(restarts);
-        let owned_loads: Vec<(String, LoadView)> = {
-            let mut v: Vec<_> = loads
-                .iter()
-                .map(|(id, l)| ((*id).to_string(), (*l).clone()))
-                .collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
         let mut cache = self
             .instances_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(c) = cache.as_ref()
             && c.views == views
-            && c.loads == owned_loads
+            && c.loads == loads
             && c.managed == managed
         {
             return c.built.clone();
@@ -690,14 +685,17 @@ impl Core {
                     },
                     fault: state.and_then(|m| m.fault.clone()),
                     restart_in_ms: state.and_then(|m| m.restart_in_ms),
-                    load: loads.get(view.id.as_str()).map(|l| (*l).clone()),
+                    load: loads
+                        .binary_search_by(|l| l.id.as_str().cmp(&view.id))
+                        .ok()
+                        .map(|i| loads[i].clone()),
                     view,
                 }
             })
             .collect();
         *cache = Some(InstancesCache {
             views,
-            loads: owned_loads,
+            loads,
             managed,
             built: built.clone(),
         });

@@ -133,10 +133,6 @@ impl ClusterSnapshot {
     }
 }
 
-/// What an attached dashboard holds before the first answer.
-static EMPTY: std::sync::LazyLock<ClusterSnapshot> =
-    std::sync::LazyLock::new(ClusterSnapshot::default);
-
 /// Who the dashboard is in the config history.
 const DASHBOARD: &str = "dashboard";
 
@@ -220,15 +216,14 @@ impl ClusterHandle {
                 let got = poll_client
                     .snapshot_since(after, epoch, REMOTE_POLL_WAIT)
                     .await
-                    .and_then(|d| {
-                        d.apply(if after == 0 { &EMPTY } else { &held })
-                            .map_err(ControlError::Invalid)
-                    });
+                    // Asked with nothing held (`after` 0), every slice comes and `held` is not read.
+                    .and_then(|d| d.apply(&held).map_err(ControlError::Invalid));
                 match got {
                     Ok(s) => {
                         after = s.version;
-                        // A long poll that ended without a change: nothing to show again.
-                        if s != *held {
+                        // A long poll that ended without a change: nothing to show again. A
+                        // version names its content within a run.
+                        if (s.epoch, s.version) != (held.epoch, held.version) {
                             tx.send_replace(Arc::new(s));
                         }
                         if lost_since.take().is_some() || !ever_up {

@@ -9,6 +9,7 @@ use ratatui::style::Style;
 use ratatui::text::Span;
 use tui_input::Input;
 use tui_input::backend::crossterm::to_input_request;
+use unicode_width::UnicodeWidthChar;
 
 #[derive(Debug, Clone, Default)]
 pub struct LineEdit {
@@ -33,6 +34,13 @@ impl LineEdit {
 
     pub fn value(&self) -> &str {
         self.input.value()
+    }
+
+    /// `text` with the cursor after its first `cursor` characters.
+    pub fn with_cursor(text: impl Into<String>, cursor: usize) -> LineEdit {
+        LineEdit {
+            input: Input::new(text.into()).with_cursor(cursor),
+        }
     }
 
     /// Replaces the text; the cursor goes after it.
@@ -66,7 +74,7 @@ impl LineEdit {
             .value()
             .chars()
             .skip_while(|c| {
-                let w = unicode_width(*c);
+                let w = c.width().unwrap_or(0);
                 if skipped + w <= scroll {
                     skipped += w;
                     true
@@ -88,11 +96,6 @@ impl LineEdit {
         frame.render_widget(span, area);
         frame.set_cursor_position((area.x + cursor.min(area.width - 1), area.y));
     }
-}
-
-/// Columns a character takes (wide CJK and emoji two), as the editor counts them.
-fn unicode_width(c: char) -> usize {
-    ratatui::text::Span::raw(c.to_string()).width()
 }
 
 #[cfg(test)]
