@@ -366,11 +366,11 @@ impl Keymap {
             .find(|b| b.def.scope == scope && b.def.name == name)
     }
 
-    /// Whether a global binding is hidden on `tab` by one of the tab's own with the same key.
+    /// Whether a global binding is hidden on `tab`: the tab takes its first key, the one its
+    /// hint shows (Enter edits on Config, though `l` and → still open there).
     pub fn hidden_on(&self, tab: Tab, b: &Binding) -> bool {
         b.def.scope == Scope::Global
-            && !b.keys.is_empty()
-            && b.keys.iter().all(|k| {
+            && b.keys.first().is_some_and(|k| {
                 self.bindings
                     .iter()
                     .any(|o| o.def.scope == Scope::Tab(tab) && o.keys.contains(k))

@@ -1822,6 +1822,14 @@ fn footer_hints_say_what_the_keys_do_on_each_tab() {
         config.contains("Enter edit") && !config.contains("Enter open"),
         "{config}"
     );
+    // Wide, where the global hints have room too: still one meaning for Enter.
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char('6'));
+    let wide = words(&screen(&app, 200, 24)[23]);
+    assert!(
+        wide.contains("Enter edit") && !wide.contains("Enter open"),
+        "{wide}"
+    );
     let metrics = words(&footer('4'));
     assert!(
         !metrics.contains("Enter"),
