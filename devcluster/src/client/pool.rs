@@ -115,20 +115,12 @@ impl Pool {
         {
             return h.clone();
         }
-        let authority = HeaderValue::from_str(&format!("{}:{}", member.address, member.port))
-            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        let host = Host::new(member.address.clone(), member.port);
         self.hosts
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(key)
-            .or_insert_with(|| {
-                Arc::new(Host {
-                    address: member.address.clone(),
-                    port: member.port,
-                    authority,
-                    idle: Mutex::new(Vec::new()),
-                })
-            })
+            .or_insert(host)
             .clone()
     }
 
@@ -162,6 +154,19 @@ fn usable(c: &Conn) -> bool {
 }
 
 impl Host {
+    /// The connections of one address, outside any pool (a client of one server: the traffic
+    /// generator's gateway).
+    pub fn new(address: Arc<str>, port: u16) -> Arc<Host> {
+        let authority = HeaderValue::from_str(&format!("{address}:{port}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        Arc::new(Host {
+            address,
+            port,
+            authority,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
     /// The most recently used idle connection that is still open, if any.
     fn checkout(&self) -> Option<Conn> {
         let now = path::now();
