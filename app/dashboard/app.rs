@@ -3,20 +3,17 @@
 use super::action::Action;
 use super::keymap::Keymap;
 use super::palette;
-use super::tabs::Tab;
-use super::views::balancer::{self, BalancerView};
+use super::tabs::{Cx, Outcome, Pivot, Tab, TabView};
+use super::views::balancer::BalancerView;
 use super::views::breakers::BreakersView;
 use super::views::config::{ConfigTab, EditKey, EnvPreview};
-use super::views::filter::ListFilter;
 use super::views::inspector::{Answer, Inspector, InspectorKey};
-use super::views::instance::InstanceDetail;
 use super::views::line::LineEdit;
 use super::views::logs::LogsView;
 use super::views::metrics::MetricsView;
 use super::views::prompt::{Prompt, PromptFor, PromptKey};
 use super::views::services::ServicesView;
-use super::views::traces::{self, OpenTrace, TracesView};
-use devcluster::breaker::Mode;
+use super::views::traces::{OpenTrace, TracesView};
 use devcluster::cluster::RouteExplain;
 use devcluster::config::center::Change;
 use devcluster::handle::{ClusterSnapshot, Link};
@@ -108,6 +105,12 @@ pub struct SelfCost {
     pub process: Option<(f64, u64)>,
 }
 
+/// The environment to show: the cluster's, once it says, else the one asked for.
+fn env_of<'a>(snap: &'a ClusterSnapshot, header: &'a Header) -> &'a str {
+    let live = snap.config.env.as_str();
+    if live.is_empty() { &header.env } else { live }
+}
+
 /// Rows a PgUp / PgDn moves.
 const PAGE: usize = 10;
 
@@ -125,9 +128,6 @@ pub struct App {
     pub metrics: MetricsView,
     pub config: ConfigTab,
     pub logs: LogsView,
-    logs_fetched: Option<Instant>,
-    instance_fetched: Option<Instant>,
-    traces_fetched: Option<Instant>,
     /// The route inspector overlay, when open; it takes the keyboard.
     pub inspector: Option<Inspector>,
     /// A one-line text prompt (search, filter), when open; it takes the keyboard.
@@ -171,9 +171,6 @@ impl App {
             metrics: MetricsView::default(),
             config: ConfigTab::default(),
             logs: LogsView::default(),
-            logs_fetched: None,
-            instance_fetched: None,
-            traces_fetched: None,
             inspector: None,
             prompt: None,
             toast: None,
@@ -214,81 +211,77 @@ impl App {
 
     /// A click on a list's row selects it; on the row already selected, opens it (as Enter).
     fn click_row(&mut self, column: u16, row: u16) -> Option<Request> {
-        let s = &self.services;
-        let (current, index) = match self.tab {
-            Tab::Services => match s.drawn_services.row_at(column, row) {
-                Some(i) => {
-                    self.services.focus = super::views::services::Focus::Services;
-                    (self.services.service, i)
-                }
-                None => {
-                    let i = s.drawn_instances.row_at(column, row)?;
-                    self.services.focus = super::views::services::Focus::Instances;
-                    (self.services.instance, i)
-                }
-            },
-            Tab::Balancer => {
-                let i = self.balancer.drawn_targets.row_at(column, row)?;
-                self.balancer.focus = balancer::Focus::Targets;
-                (self.balancer.target, i)
-            }
-            Tab::Breakers => (
-                self.breakers.selected,
-                self.breakers.drawn.row_at(column, row)?,
-            ),
-            Tab::Metrics => (
-                self.metrics.selected,
-                self.metrics.drawn.row_at(column, row)?,
-            ),
-            Tab::Traces => (self.traces.selected, self.traces.drawn.row_at(column, row)?),
-            Tab::Config => (self.config.selected, self.config.drawn.row_at(column, row)?),
-            Tab::Logs => {
-                let i = self.logs.drawn.row_at(column, row)?;
-                let last = self.logs.records.len().checked_sub(1)?;
-                (self.logs.selected.unwrap_or(usize::MAX), i.min(last))
-            }
-        };
+        let (current, index) = self.view_mut().row_at(column, row)?;
         if index == current {
             return self.on_action(Action::Open);
         }
-        if self.tab == Tab::Logs {
-            self.logs.selected = Some(index);
+        if self.view_mut().select_row(index) {
             return None;
         }
-        // Step there as the keys would, each list keeping its own rules (held traces,
-        // folded sections), until the cursor stops.
         let (step, times) = if index > current {
             (Action::Down, index - current)
         } else {
             (Action::Up, current - index)
         };
+        self.steps(step, times)
+    }
+
+    /// Steps as the keys would, each list keeping its own rules (held traces, folded
+    /// sections), until the cursor stops or `times` steps were taken.
+    fn steps(&mut self, step: Action, times: usize) -> Option<Request> {
         for _ in 0..times {
-            let before = self.cursor();
+            let before = self.view_mut().cursor();
             self.on_action(step.clone());
-            if self.cursor() == before {
+            if self.view_mut().cursor() == before {
                 break;
             }
         }
         None
     }
 
-    /// Where every cursor is, to tell whether a step moved one.
-    fn cursor(&self) -> [usize; 11] {
-        let s = &self.services;
-        let b = &self.balancer;
-        [
-            s.service,
-            s.instance,
-            b.target,
-            b.instance,
-            self.breakers.selected,
-            self.metrics.selected,
-            self.traces.selected,
-            usize::from(self.traces.held.is_some()),
-            self.traces.open.as_ref().map_or(0, |t| t.selected),
-            self.config.selected,
-            self.logs.selected.map_or(usize::MAX, |l| l),
-        ]
+    /// The shown tab's view.
+    pub fn view(&self) -> &dyn TabView {
+        match self.tab {
+            Tab::Services => &self.services,
+            Tab::Balancer => &self.balancer,
+            Tab::Breakers => &self.breakers,
+            Tab::Metrics => &self.metrics,
+            Tab::Traces => &self.traces,
+            Tab::Config => &self.config,
+            Tab::Logs => &self.logs,
+        }
+    }
+
+    fn view_mut(&mut self) -> &mut dyn TabView {
+        self.split().0
+    }
+
+    /// The shown tab's view, and what it reads besides itself.
+    fn split(&mut self) -> (&mut dyn TabView, Cx<'_>) {
+        let cx = Cx {
+            snap: &self.snapshot,
+            env: env_of(&self.snapshot, &self.header),
+            cost: &self.self_cost,
+        };
+        let view: &mut dyn TabView = match self.tab {
+            Tab::Services => &mut self.services,
+            Tab::Balancer => &mut self.balancer,
+            Tab::Breakers => &mut self.breakers,
+            Tab::Metrics => &mut self.metrics,
+            Tab::Traces => &mut self.traces,
+            Tab::Config => &mut self.config,
+            Tab::Logs => &mut self.logs,
+        };
+        (view, cx)
+    }
+
+    /// What the shown tab reads besides itself, for drawing.
+    pub fn cx(&self) -> Cx<'_> {
+        Cx {
+            snap: &self.snapshot,
+            env: self.env(),
+            cost: &self.self_cost,
+        }
     }
 
     /// The link to an attached cluster changed; returns whether the screen changes.
@@ -309,11 +302,17 @@ impl App {
             return false;
         }
         self.snapshot = snapshot;
-        self.services.clamp(&self.snapshot);
-        self.balancer.clamp(&self.snapshot);
-        self.breakers.clamp(&self.snapshot);
-        self.metrics.clamp(&self.snapshot);
-        self.config.clamp(&self.snapshot.config);
+        let snap = &self.snapshot;
+        let views: [&mut dyn TabView; 5] = [
+            &mut self.services,
+            &mut self.balancer,
+            &mut self.breakers,
+            &mut self.metrics,
+            &mut self.config,
+        ];
+        for v in views {
+            v.clamp(snap);
+        }
         true
     }
 
@@ -429,52 +428,117 @@ impl App {
         }
     }
 
-    /// Applies an action; returns a request for the cluster when the action needs one.
+    /// Applies an action: the shown tab's first, the global ones when the tab does not take
+    /// it. Returns a request for the cluster when the action needs one.
     pub fn on_action(&mut self, action: Action) -> Option<Request> {
-        if self.help && !matches!(action, Action::Quit | Action::ToggleHelp | Action::Back) {
-            // The list scrolls when it does not fit; other keys wait until it is closed.
-            let last = (self.keymap.bindings().len()).saturating_sub(self.help_rows.get().max(1));
-            let at = self.help_offset;
-            self.help_offset = match action {
-                Action::Up => at.saturating_sub(1),
-                Action::Down => at + 1,
-                Action::PageUp => at.saturating_sub(PAGE),
-                Action::PageDown => at + PAGE,
-                Action::Top => 0,
-                Action::Bottom => last,
-                _ => at,
-            }
-            .min(last);
-            return None;
+        if self.help {
+            return self.on_help_action(action);
         }
-        let jump = match action {
-            Action::Top => Some((Action::Up, usize::MAX)),
-            Action::Bottom if self.tab == Tab::Logs => {
-                self.logs.follow();
+        let outcome = {
+            let (view, cx) = self.split();
+            view.on_action(&action, &cx)
+        };
+        match outcome {
+            Outcome::Ignored => self.on_global_action(action),
+            outcome => self.apply(outcome),
+        }
+    }
+
+    /// While help shows, keys scroll it; Esc or ? closes it.
+    fn on_help_action(&mut self, action: Action) -> Option<Request> {
+        let last = (self.keymap.bindings().len()).saturating_sub(self.help_rows.get().max(1));
+        let at = self.help_offset;
+        self.help_offset = match action {
+            Action::Quit => {
+                self.quit = true;
                 return None;
             }
-            Action::Bottom => Some((Action::Down, usize::MAX)),
-            Action::PageUp => Some((Action::Up, PAGE)),
-            Action::PageDown => Some((Action::Down, PAGE)),
-            _ => None,
-        };
-        if let Some((step, times)) = jump {
-            // Steps until the cursor stops: every list clamps its own.
-            for _ in 0..times {
-                let before = self.cursor();
-                self.on_action(step.clone());
-                if self.cursor() == before {
-                    break;
-                }
+            Action::ToggleHelp | Action::Back => {
+                self.help = false;
+                0
             }
-            return None;
+            Action::Up => at.saturating_sub(1),
+            Action::Down => at + 1,
+            Action::PageUp => at.saturating_sub(PAGE),
+            Action::PageDown => at + PAGE,
+            Action::Top => 0,
+            Action::Bottom => last,
+            _ => at,
         }
-        let cmd = match (action, self.tab) {
-            (Action::Quit, _) => {
+        .min(last);
+        None
+    }
+
+    /// What a tab could not do alone.
+    fn apply(&mut self, outcome: Outcome) -> Option<Request> {
+        match outcome {
+            Outcome::Ignored | Outcome::Done => None,
+            Outcome::Ask(req) => Some(req),
+            Outcome::Send(cmd) => {
+                self.apply_locally(&cmd);
+                Some(Request::Command(cmd))
+            }
+            Outcome::Toast(text, error) => {
+                self.toast(text, error);
+                None
+            }
+            Outcome::Prompt(p) => {
+                self.prompt = Some(p);
+                None
+            }
+            Outcome::Show(pivot) => self.show(pivot),
+        }
+    }
+
+    /// Goes to the tab that shows `pivot`.
+    fn show(&mut self, pivot: Pivot) -> Option<Request> {
+        match pivot {
+            Pivot::Trace(id) => self.open_trace(id),
+            Pivot::Traces { filter, text, why } => {
+                self.traces.set_filter(filter, Some(text));
+                if let Some(why) = why {
+                    self.toast(why, false);
+                }
+                self.go_to(Tab::Traces)
+            }
+            Pivot::Logs {
+                trace,
+                span,
+                search,
+            } => {
+                let logs = &mut self.logs;
+                logs.trace = trace;
+                logs.span = span;
+                logs.search = search;
+                logs.service = None;
+                // A healthy request's lines are debug (access lines): all of them show.
+                logs.level = devcluster::telemetry::Level::Debug;
+                logs.follow();
+                self.tab = Tab::Logs;
+                Some(self.logs.fetch(Instant::now()))
+            }
+        }
+    }
+
+    /// Shows `tab`, asking for its data when it has some to ask for.
+    fn go_to(&mut self, tab: Tab) -> Option<Request> {
+        self.tab = tab;
+        self.on_tick(Instant::now())
+    }
+
+    /// The actions of `[global]`: tabs, help, pause, mouse, the palette and the inspector,
+    /// and the jumps (g, G, PgUp, PgDn) on any list.
+    fn on_global_action(&mut self, action: Action) -> Option<Request> {
+        match action {
+            Action::Top => self.steps(Action::Up, usize::MAX),
+            Action::Bottom => self.steps(Action::Down, usize::MAX),
+            Action::PageUp => self.steps(Action::Up, PAGE),
+            Action::PageDown => self.steps(Action::Down, PAGE),
+            Action::Quit => {
                 self.quit = true;
                 None
             }
-            (Action::ToggleMouse, _) => {
+            Action::ToggleMouse => {
                 self.mouse = !self.mouse;
                 let text = if self.mouse {
                     "mouse on: click a tab or a row, scroll with the wheel (m turns it off)"
@@ -484,28 +548,15 @@ impl App {
                 self.toast(text, false);
                 None
             }
-            (Action::ToggleHelp, _) => {
-                self.help = !self.help;
+            Action::ToggleHelp => {
+                self.help = true;
                 self.help_offset = 0;
                 None
             }
-            (Action::Back, _) if self.help => {
-                self.help = false;
-                None
-            }
-            (Action::NextTab, _) => {
-                self.tab = Tab::from_index(self.tab.index() + 1);
-                return self.on_tick(Instant::now());
-            }
-            (Action::PrevTab, _) => {
-                self.tab = Tab::from_index(self.tab.index() + Tab::ALL.len() - 1);
-                return self.on_tick(Instant::now());
-            }
-            (Action::GoToTab(i), _) => {
-                self.tab = Tab::from_index(i);
-                return self.on_tick(Instant::now());
-            }
-            (Action::TogglePause, _) => {
+            Action::NextTab => self.go_to(Tab::from_index(self.tab.index() + 1)),
+            Action::PrevTab => self.go_to(Tab::from_index(self.tab.index() + Tab::ALL.len() - 1)),
+            Action::GoToTab(i) => self.go_to(Tab::from_index(i)),
+            Action::TogglePause => {
                 self.paused = !self.paused;
                 let text = if self.paused {
                     "paused: the view is frozen (p resumes)"
@@ -515,264 +566,16 @@ impl App {
                 self.toast(text, false);
                 None
             }
-            (Action::Undo, Tab::Config) => return Some(Request::ConfigUndo),
-            (Action::SwitchEnv, Tab::Config) => {
-                self.prompt = Some(Prompt::new(PromptFor::Environment, self.env()));
-                None
-            }
-            (Action::Unset, Tab::Config) => {
-                let key = self.config.selected_key(&self.snapshot.config)?.to_string();
-                return Some(Request::ConfigSet { key, value: None });
-            }
-            (
-                Action::Search,
-                Tab::Services | Tab::Balancer | Tab::Breakers | Tab::Metrics | Tab::Config,
-            ) => {
-                let text = self.list_filter().text().unwrap_or_default().to_string();
-                self.prompt = Some(Prompt::new(PromptFor::ListFilter, text));
-                None
-            }
-            (
-                a @ (Action::Up | Action::Down | Action::Open | Action::Toggle | Action::Back),
-                Tab::Config,
-            ) => {
-                self.config.on_action(&a, &self.snapshot.config);
-                None
-            }
-            (Action::Inspect, _) => {
+            Action::Inspect => {
                 self.inspector = Some(Inspector::default());
                 None
             }
-            (Action::Palette, _) => {
+            Action::Palette => {
                 self.prompt = Some(Prompt::new(PromptFor::Palette, ""));
                 None
             }
-            (Action::Open, Tab::Traces) if self.traces.open.is_none() => {
-                let id = self.traces.selected_trace()?.trace_id;
-                if self.traces.loading == Some(id) {
-                    return None;
-                }
-                self.traces.loading = Some(id);
-                return Some(Request::Trace(id));
-            }
-            (a @ (Action::TraceLogs | Action::SpanLogs), Tab::Traces) => {
-                let open = self.traces.open.as_ref()?;
-                let id = open.id;
-                self.logs.span = match a {
-                    Action::SpanLogs => Some(open.selected_span()?.span_id),
-                    _ => None,
-                };
-                self.logs.trace = Some(id);
-                self.logs.search = None;
-                // A healthy request's lines are debug (access lines): all of the trace's show.
-                self.logs.level = devcluster::telemetry::Level::Debug;
-                self.logs.follow();
-                self.tab = Tab::Logs;
-                return self.fetch_logs(Instant::now());
-            }
-            (Action::Up, Tab::Logs) => {
-                self.logs.up();
-                None
-            }
-            (Action::Down, Tab::Logs) => {
-                self.logs.down();
-                None
-            }
-            (Action::Follow, Tab::Logs) => {
-                self.logs.follow();
-                None
-            }
-            (Action::CycleLevel, Tab::Logs) => {
-                self.logs.level = self.logs.level.next();
-                return self.fetch_logs(Instant::now());
-            }
-            (Action::Search, Tab::Logs) => {
-                let text = self.logs.search.clone().unwrap_or_default();
-                self.prompt = Some(Prompt::new(PromptFor::LogSearch, text));
-                None
-            }
-            (Action::Search, Tab::Traces) => {
-                self.prompt = Some(match &self.traces.open {
-                    Some(t) => {
-                        Prompt::new(PromptFor::SpanSearch, t.search.clone().unwrap_or_default())
-                    }
-                    None => Prompt::new(
-                        PromptFor::TraceFilter,
-                        self.traces.filter_text.clone().unwrap_or_default(),
-                    ),
-                });
-                None
-            }
-            (Action::Back, Tab::Logs) => {
-                self.logs.trace = None;
-                self.logs.span = None;
-                self.logs.search = None;
-                self.logs.service = None;
-                return self.fetch_logs(Instant::now());
-            }
-            (Action::Open, Tab::Logs) => {
-                let Some(id) = self.logs.selected_record().and_then(|r| r.trace_id) else {
-                    self.toast("this line belongs to no trace", true);
-                    return None;
-                };
-                return self.open_trace(id);
-            }
-            (
-                a @ (Action::Up | Action::Down | Action::Back | Action::Toggle | Action::NextMatch),
-                Tab::Traces,
-            ) => {
-                self.traces.on_action(&a);
-                None
-            }
-            (Action::Back, Tab::Services) if self.services.detail.is_some() => {
-                self.services.detail = None;
-                None
-            }
-            (Action::Open, Tab::Services) if self.services.detail.is_some() => {
-                // A pivot: the trace of the newest pick that chose it.
-                let d = self.services.detail.as_ref()?;
-                let trace = d
-                    .picks(&self.snapshot)
-                    .into_iter()
-                    .find_map(|p| p.trace_id.as_deref().and_then(TraceId::parse));
-                let Some(id) = trace else {
-                    self.toast("no recent pick of this instance has a trace", true);
-                    return None;
-                };
-                return self.open_trace(id);
-            }
-            (Action::Open, Tab::Services)
-                if self.services.focus == super::views::services::Focus::Instances
-                    && !self.services.topology =>
-            {
-                let id = self
-                    .services
-                    .selected_instance(&self.snapshot)?
-                    .view
-                    .id
-                    .clone();
-                self.services.detail = Some(InstanceDetail::new(id));
-                self.instance_fetched = None;
-                return self.on_tick(Instant::now());
-            }
-            (a @ (Action::Up | Action::Down), Tab::Services) if self.services.detail.is_some() => {
-                // In detail, the next or previous instance in detail.
-                self.services.on_action(&a, &self.snapshot);
-                let id = self
-                    .services
-                    .selected_instance(&self.snapshot)?
-                    .view
-                    .id
-                    .clone();
-                if self.services.detail.as_ref().is_some_and(|d| d.id != id) {
-                    self.services.detail = Some(InstanceDetail::new(id));
-                    self.instance_fetched = None;
-                    return self.on_tick(Instant::now());
-                }
-                None
-            }
-            (Action::Open, Tab::Breakers) => {
-                // A pivot: the traces that failed through the selected breaker's target.
-                let b = self.breakers.selected_breaker(&self.snapshot)?;
-                let (caller, target) = b.name.split_once("->")?;
-                self.traces.filter = TraceFilter {
-                    service: Some(target.to_string()),
-                    errors_only: true,
-                    ..Default::default()
-                };
-                self.traces.filter_text = Some(format!("service:{target} error"));
-                self.traces.open = None;
-                self.traces.refilter();
-                self.traces_fetched = None;
-                self.toast(
-                    format!("failed traces through {target} (the breaker {caller}->{target} counts them)"),
-                    false,
-                );
-                self.tab = Tab::Traces;
-                return self.on_tick(Instant::now());
-            }
-            (a @ (Action::Up | Action::Down | Action::Open | Action::Back), tab) => {
-                match tab {
-                    Tab::Services => self.services.on_action(&a, &self.snapshot),
-                    Tab::Balancer => self.balancer.on_action(&a, &self.snapshot),
-                    Tab::Breakers => self.breakers.on_action(&a, &self.snapshot),
-                    Tab::Metrics => self.metrics.on_action(&a, &self.snapshot),
-                    _ => {}
-                }
-                None
-            }
-            (Action::InstanceLogs, Tab::Services) => {
-                let id = match &self.services.detail {
-                    Some(d) => d.id.clone(),
-                    None => self
-                        .services
-                        .selected_instance(&self.snapshot)?
-                        .view
-                        .id
-                        .clone(),
-                };
-                self.logs.trace = None;
-                self.logs.span = None;
-                self.logs.service = None;
-                self.logs.search = Some(id);
-                self.logs.level = devcluster::telemetry::Level::Debug;
-                self.logs.follow();
-                self.tab = Tab::Logs;
-                return self.fetch_logs(Instant::now());
-            }
-            (Action::Topology, Tab::Services) => {
-                self.services.topology = !self.services.topology;
-                None
-            }
-            (a @ (Action::KillSelected | Action::RestartSelected), Tab::Services) => {
-                self.services_command(&a)
-            }
-            (a @ (Action::NextStrategy | Action::PrevStrategy), Tab::Balancer) => {
-                let b = self.balancer.selected_balancer(&self.snapshot)?;
-                Some(Command::Strategy {
-                    service: b.target.clone(),
-                    strategy: balancer::cycle(b.strategy, a == Action::NextStrategy),
-                })
-            }
-            (a @ (Action::WeightUp | Action::WeightDown), Tab::Balancer) => {
-                let Some(inst) = self.balancer.selected_instance(&self.snapshot) else {
-                    self.toast("select an instance first (Enter, then j/k)", true);
-                    return None;
-                };
-                let w = inst.view.weight;
-                let weight = if a == Action::WeightUp {
-                    (w + 1).min(1000)
-                } else {
-                    w.saturating_sub(1)
-                };
-                Some(Command::Weight {
-                    id: inst.view.id.clone(),
-                    weight,
-                })
-            }
-            (
-                a
-                @ (Action::ForceOpen | Action::ForceClosed | Action::BreakerAuto | Action::Toggle),
-                Tab::Breakers,
-            ) => {
-                let b = self.breakers.selected_breaker(&self.snapshot)?;
-                let mode = match a {
-                    Action::ForceOpen => Mode::ForcedOpen,
-                    Action::ForceClosed => Mode::ForcedClosed,
-                    Action::BreakerAuto => Mode::Auto,
-                    _ => b.mode.next(),
-                };
-                Some(Command::BreakerMode {
-                    name: b.name.clone(),
-                    mode,
-                })
-            }
             _ => None,
-        };
-        if let Some(c) = &cmd {
-            self.apply_locally(c);
         }
-        cmd.map(Request::Command)
     }
 
     /// Shows a change at once, before the cluster's next snapshot confirms it, so that pressing
@@ -802,27 +605,9 @@ impl App {
         }
     }
 
-    fn services_command(&mut self, action: &Action) -> Option<Command> {
-        let Some(inst) = self.services.selected_instance(&self.snapshot) else {
-            self.toast("no instance selected", true);
-            return None;
-        };
-        let id = inst.view.id.clone();
-        Some(if *action == Action::KillSelected {
-            Command::Kill { id, for_s: None }
-        } else {
-            Command::Restart { id }
-        })
-    }
-
     /// The environment shown in the header: the cluster's, once it says.
     pub fn env(&self) -> &str {
-        let live = self.snapshot.config.env.as_str();
-        if live.is_empty() {
-            &self.header.env
-        } else {
-            live
-        }
+        env_of(&self.snapshot, &self.header)
     }
 
     /// A key while the environment switch preview is open: `y` switches, anything else closes.
@@ -859,23 +644,6 @@ impl App {
         };
         self.prompt = None;
         match purpose {
-            PromptFor::LogSearch => {
-                self.logs.set_search(text);
-                self.fetch_logs(Instant::now())
-            }
-            PromptFor::TraceFilter => match traces::parse_filter(&text) {
-                Ok(f) => {
-                    self.traces.filter = f;
-                    self.traces.filter_text = (!text.is_empty()).then_some(text);
-                    self.traces.refilter();
-                    self.traces_fetched = None;
-                    self.on_tick(Instant::now())
-                }
-                Err(e) => {
-                    self.toast(e, true);
-                    None
-                }
-            },
             PromptFor::Environment => Some(Request::EnvDiff(text)),
             PromptFor::Palette => match palette::parse(&text) {
                 Ok(run) => {
@@ -891,38 +659,13 @@ impl App {
                     None
                 }
             },
-            PromptFor::ListFilter => {
-                self.list_filter_mut().set(text);
-                let snap = &self.snapshot;
-                match self.tab {
-                    Tab::Services => {
-                        self.services.service = 0;
-                        self.services.instance = 0;
-                        self.services.clamp(snap);
-                    }
-                    Tab::Breakers => {
-                        self.breakers.selected = 0;
-                        self.breakers.clamp(snap);
-                    }
-                    Tab::Metrics => {
-                        self.metrics.selected = 0;
-                        self.metrics.clamp(snap);
-                    }
-                    Tab::Config => {
-                        self.config.selected = 0;
-                        self.config.clamp(&snap.config);
-                    }
-                    _ => {}
-                }
-                None
-            }
-            PromptFor::SpanSearch => {
-                let open = self.traces.open.as_mut()?;
-                let found = open.set_search(text.clone());
-                if found == 0 && !text.is_empty() {
-                    self.toast(format!("no span matches \"{text}\""), true);
-                }
-                None
+            // The tab's own prompts: its filter, its search.
+            purpose => {
+                let outcome = {
+                    let (view, cx) = self.split();
+                    view.on_prompt(purpose, text, &cx)
+                };
+                self.apply(outcome)
             }
         }
     }
@@ -1056,15 +799,11 @@ impl App {
                 return None;
             }
         }
-        let show = |app: &mut App, tab: Tab| {
-            app.tab = tab;
-            app.on_tick(Instant::now())
-        };
         match cmd {
-            C::Instances { .. } => show(self, Tab::Services),
-            C::Breakers { .. } => show(self, Tab::Breakers),
-            C::Balancers { .. } => show(self, Tab::Balancer),
-            C::Metrics { .. } => show(self, Tab::Metrics),
+            C::Instances { .. } => self.go_to(Tab::Services),
+            C::Breakers { .. } => self.go_to(Tab::Breakers),
+            C::Balancers { .. } => self.go_to(Tab::Balancer),
+            C::Metrics { .. } => self.go_to(Tab::Metrics),
             C::Logs {
                 level,
                 service,
@@ -1088,7 +827,7 @@ impl App {
                 self.logs.search = grep;
                 self.logs.follow();
                 self.tab = Tab::Logs;
-                self.fetch_logs(Instant::now())
+                Some(self.logs.fetch(Instant::now()))
             }
             C::Traces {
                 command: Some(TracesCommand::Export { .. }),
@@ -1118,18 +857,16 @@ impl App {
                     words.push("error".to_string());
                 }
                 words.extend(operation.clone());
-                self.traces.filter = TraceFilter {
+                let filter = TraceFilter {
                     service,
                     operation,
                     min_duration_ms: min_ms,
                     errors_only: errors,
                     limit: None,
                 };
-                self.traces.filter_text = (!words.is_empty()).then(|| words.join(" "));
-                self.traces.open = None;
-                self.traces.refilter();
-                self.traces_fetched = None;
-                show(self, Tab::Traces)
+                let text = (!words.is_empty()).then(|| words.join(" "));
+                self.traces.set_filter(filter, text);
+                self.go_to(Tab::Traces)
             }
             C::Trace { id, .. } => match TraceId::parse(&id) {
                 Some(id) => self.open_trace(id),
@@ -1167,10 +904,10 @@ impl App {
                     self.config.filter.set(key);
                     self.config.selected = 0;
                     self.config.clamp(&self.snapshot.config);
-                    show(self, Tab::Config)
+                    self.go_to(Tab::Config)
                 }
                 ConfigCommand::List { .. } | ConfigCommand::History { .. } => {
-                    show(self, Tab::Config)
+                    self.go_to(Tab::Config)
                 }
             },
             // The ones that change something were sent above.
@@ -1186,73 +923,13 @@ impl App {
         Some(Request::Trace(id))
     }
 
-    /// The filter of the list on this tab (the Balancer's picks, the Services' instances, …).
-    fn list_filter(&self) -> &ListFilter {
-        match self.tab {
-            Tab::Services => &self.services.filter,
-            Tab::Balancer => &self.balancer.filter,
-            Tab::Breakers => &self.breakers.filter,
-            Tab::Metrics => &self.metrics.filter,
-            _ => &self.config.filter,
-        }
-    }
-
-    fn list_filter_mut(&mut self) -> &mut ListFilter {
-        match self.tab {
-            Tab::Services => &mut self.services.filter,
-            Tab::Balancer => &mut self.balancer.filter,
-            Tab::Breakers => &mut self.breakers.filter,
-            Tab::Metrics => &mut self.metrics.filter,
-            _ => &mut self.config.filter,
-        }
-    }
-
-    /// Asks for the Logs tab's lines now.
-    fn fetch_logs(&mut self, now: Instant) -> Option<Request> {
-        self.logs_fetched = Some(now);
-        Some(Request::Logs(self.logs.filter()))
-    }
-
-    /// Time passing: asks for the trace list or the log lines again while their tab shows.
+    /// Time passing: the shown tab asks for its data again when it is due (the trace list, the
+    /// log lines, an instance's timeline).
     pub fn on_tick(&mut self, now: Instant) -> Option<Request> {
         if self.paused {
             return None;
         }
-        if self.tab == Tab::Services
-            && let Some(d) = &self.services.detail
-        {
-            if self
-                .instance_fetched
-                .is_some_and(|at| now.duration_since(at) < LOGS_REFRESH * 2)
-            {
-                return None;
-            }
-            self.instance_fetched = Some(now);
-            return Some(Request::InstanceEvents(d.id.clone(), d.filter()));
-        }
-        if self.tab == Tab::Logs {
-            if self
-                .logs_fetched
-                .is_some_and(|at| now.duration_since(at) < LOGS_REFRESH)
-            {
-                return None;
-            }
-            return self.fetch_logs(now);
-        }
-        if self.tab != Tab::Traces || self.traces.open.is_some() {
-            return None;
-        }
-        if self
-            .traces_fetched
-            .is_some_and(|at| now.duration_since(at) < TRACES_REFRESH)
-        {
-            return None;
-        }
-        self.traces_fetched = Some(now);
-        Some(Request::Traces(TraceFilter {
-            limit: Some(traces::LIST_LIMIT),
-            ..self.traces.filter.clone()
-        }))
+        self.view_mut().on_tick(now)
     }
 
     pub fn toast(&mut self, text: impl Into<String>, error: bool) {

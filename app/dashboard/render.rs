@@ -66,31 +66,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         );
     }
     draw_tabs(frame, tabs, app, &theme);
-    match app.tab {
-        Tab::Services => views::services::render(frame, body, &app.services, &app.snapshot, &theme),
-        Tab::Balancer => views::balancer::render(frame, body, &app.balancer, &app.snapshot, &theme),
-        Tab::Breakers => views::breakers::render(frame, body, &app.breakers, &app.snapshot, &theme),
-        Tab::Traces => views::traces::render(frame, body, &app.traces, &theme),
-        Tab::Logs => views::logs::render(frame, body, &app.logs, &theme),
-        Tab::Metrics => views::metrics::render(
-            frame,
-            body,
-            (&app.metrics, &app.self_cost),
-            &app.snapshot,
-            &theme,
-        ),
-        Tab::Config => {
-            let bound = views::config::bound_ports(&app.snapshot);
-            views::config::render(
-                frame,
-                body,
-                &app.config,
-                &app.snapshot.config,
-                &bound,
-                &theme,
-            );
-        }
-    }
+    app.view().render(frame, body, &app.cx(), &theme);
     if matches!(app.link, Link::Lost { .. }) {
         // What the cluster last sent, greyed: it is not live.
         frame.buffer_mut().set_style(body, theme.dim);

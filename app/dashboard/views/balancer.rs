@@ -3,7 +3,10 @@
 //! the strategy, `+` / `-` the selected instance's weight.
 
 use crate::dashboard::action::Action;
+use crate::dashboard::app::Command;
+use crate::dashboard::tabs::{Cx, Outcome, TabView, filter_prompt};
 use crate::dashboard::views::filter::ListFilter;
+use crate::dashboard::views::prompt::PromptFor;
 use crate::dashboard::views::rows::Drawn;
 use devcluster::balance::Strategy;
 use devcluster::balance::service::BalancerSnapshot;
@@ -65,7 +68,8 @@ impl BalancerView {
         self.instance = self.instance.min(n.saturating_sub(1));
     }
 
-    pub fn on_action(&mut self, action: &Action, snap: &ClusterSnapshot) {
+    /// j/k, Enter and Esc within the lists.
+    fn step(&mut self, action: &Action, snap: &ClusterSnapshot) {
         let n = self
             .selected_balancer(snap)
             .map_or(0, |b| instances_of(snap, &b.target).len());
@@ -85,6 +89,70 @@ impl BalancerView {
             (Action::Back, _) => self.focus = Focus::Targets,
             _ => {}
         }
+    }
+}
+
+impl TabView for BalancerView {
+    fn on_action(&mut self, action: &Action, cx: &Cx) -> Outcome {
+        let snap = cx.snap;
+        match action {
+            Action::Up | Action::Down | Action::Open | Action::Back => {
+                self.step(action, snap);
+                Outcome::Done
+            }
+            Action::NextStrategy | Action::PrevStrategy => match self.selected_balancer(snap) {
+                Some(b) => Outcome::Send(Command::Strategy {
+                    service: b.target.clone(),
+                    strategy: cycle(b.strategy, *action == Action::NextStrategy),
+                }),
+                None => Outcome::Done,
+            },
+            Action::WeightUp | Action::WeightDown => {
+                let Some(inst) = self.selected_instance(snap) else {
+                    let text = "select an instance first (Enter, then j/k)";
+                    return Outcome::Toast(text.into(), true);
+                };
+                let w = inst.view.weight;
+                let weight = if *action == Action::WeightUp {
+                    (w + 1).min(1000)
+                } else {
+                    w.saturating_sub(1)
+                };
+                Outcome::Send(Command::Weight {
+                    id: inst.view.id.clone(),
+                    weight,
+                })
+            }
+            Action::Search => filter_prompt(&self.filter),
+            _ => Outcome::Ignored,
+        }
+    }
+
+    fn render(&self, frame: &mut Frame, area: Rect, cx: &Cx, theme: &Theme) {
+        render(frame, area, self, cx.snap, theme);
+    }
+
+    fn clamp(&mut self, snap: &ClusterSnapshot) {
+        BalancerView::clamp(self, snap);
+    }
+
+    fn cursor(&self) -> [usize; 3] {
+        [self.target, self.instance, 0]
+    }
+
+    fn row_at(&mut self, column: u16, row: u16) -> Option<(usize, usize)> {
+        let i = self.drawn_targets.row_at(column, row)?;
+        self.focus = Focus::Targets;
+        Some((self.target, i))
+    }
+
+    fn on_prompt(&mut self, purpose: PromptFor, text: String, _cx: &Cx) -> Outcome {
+        if purpose != PromptFor::ListFilter {
+            return Outcome::Ignored;
+        }
+        // It filters the picks shown, not the balancers: the cursor stays.
+        self.filter.set(text);
+        Outcome::Done
     }
 }
 

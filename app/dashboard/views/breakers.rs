@@ -3,11 +3,15 @@
 //! last transitions below. `o` / `c` / `a` force it open, closed or back to auto; space cycles.
 
 use crate::dashboard::action::Action;
+use crate::dashboard::app::Command;
+use crate::dashboard::tabs::{Cx, Outcome, Pivot, TabView, filter_prompt};
 use crate::dashboard::views::balancer::clock;
 use crate::dashboard::views::filter::ListFilter;
+use crate::dashboard::views::prompt::PromptFor;
 use crate::dashboard::views::rows::Drawn;
 use devcluster::breaker::{BreakerSnapshot, Mode, State};
 use devcluster::handle::ClusterSnapshot;
+use devcluster::telemetry::TraceFilter;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -36,7 +40,8 @@ impl BreakersView {
             .collect()
     }
 
-    pub fn on_action(&mut self, action: &Action, snap: &ClusterSnapshot) {
+    /// j/k, Enter and Esc within the lists.
+    fn step(&mut self, action: &Action, snap: &ClusterSnapshot) {
         match action {
             Action::Down if self.selected + 1 < self.shown(snap).len() => self.selected += 1,
             Action::Up => self.selected = self.selected.saturating_sub(1),
@@ -47,6 +52,81 @@ impl BreakersView {
 
     pub fn selected_breaker<'a>(&self, snap: &'a ClusterSnapshot) -> Option<&'a BreakerSnapshot> {
         self.shown(snap).get(self.selected).copied()
+    }
+}
+
+impl TabView for BreakersView {
+    fn on_action(&mut self, action: &Action, cx: &Cx) -> Outcome {
+        let snap = cx.snap;
+        match action {
+            Action::Up | Action::Down | Action::Back => {
+                self.step(action, snap);
+                Outcome::Done
+            }
+            Action::Open => {
+                // A pivot: the traces that failed through the selected breaker's target.
+                let Some((caller, target)) = self
+                    .selected_breaker(snap)
+                    .and_then(|b| b.name.split_once("->"))
+                else {
+                    return Outcome::Done;
+                };
+                Outcome::Show(Pivot::Traces {
+                    filter: TraceFilter {
+                        service: Some(target.to_string()),
+                        errors_only: true,
+                        ..Default::default()
+                    },
+                    text: format!("service:{target} error"),
+                    why: Some(format!(
+                        "failed traces through {target} (the breaker {caller}->{target} counts them)"
+                    )),
+                })
+            }
+            Action::ForceOpen | Action::ForceClosed | Action::BreakerAuto | Action::Toggle => {
+                let Some(b) = self.selected_breaker(snap) else {
+                    return Outcome::Done;
+                };
+                let mode = match action {
+                    Action::ForceOpen => Mode::ForcedOpen,
+                    Action::ForceClosed => Mode::ForcedClosed,
+                    Action::BreakerAuto => Mode::Auto,
+                    _ => b.mode.next(),
+                };
+                Outcome::Send(Command::BreakerMode {
+                    name: b.name.clone(),
+                    mode,
+                })
+            }
+            Action::Search => filter_prompt(&self.filter),
+            _ => Outcome::Ignored,
+        }
+    }
+
+    fn render(&self, frame: &mut Frame, area: Rect, cx: &Cx, theme: &Theme) {
+        render(frame, area, self, cx.snap, theme);
+    }
+
+    fn clamp(&mut self, snap: &ClusterSnapshot) {
+        BreakersView::clamp(self, snap);
+    }
+
+    fn cursor(&self) -> [usize; 3] {
+        [self.selected, 0, 0]
+    }
+
+    fn row_at(&mut self, column: u16, row: u16) -> Option<(usize, usize)> {
+        Some((self.selected, self.drawn.row_at(column, row)?))
+    }
+
+    fn on_prompt(&mut self, purpose: PromptFor, text: String, cx: &Cx) -> Outcome {
+        if purpose != PromptFor::ListFilter {
+            return Outcome::Ignored;
+        }
+        self.filter.set(text);
+        self.selected = 0;
+        BreakersView::clamp(self, cx.snap);
+        Outcome::Done
     }
 }
 

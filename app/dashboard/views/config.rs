@@ -5,7 +5,10 @@
 use super::balancer::clock;
 use super::line::LineEdit;
 use crate::dashboard::action::Action;
+use crate::dashboard::app::Request;
+use crate::dashboard::tabs::{Cx, Outcome, TabView, filter_prompt};
 use crate::dashboard::views::filter::ListFilter;
+use crate::dashboard::views::prompt::{Prompt, PromptFor};
 use crate::dashboard::views::rows::Drawn;
 use devcluster::config::center::{Change, ConfigView};
 use devcluster::handle::ClusterSnapshot;
@@ -106,7 +109,8 @@ impl ConfigTab {
         rows
     }
 
-    pub fn on_action(&mut self, action: &Action, view: &ConfigView) {
+    /// j/k, Enter and Esc within the lists.
+    fn step(&mut self, action: &Action, view: &ConfigView) {
         let rows = self.rows(view);
         match (action, rows.get(self.selected).copied()) {
             (Action::Down, _) if self.selected + 1 < rows.len() => self.selected += 1,
@@ -195,6 +199,56 @@ impl ConfigTab {
                 None
             }
         }
+    }
+}
+
+impl TabView for ConfigTab {
+    fn on_action(&mut self, action: &Action, cx: &Cx) -> Outcome {
+        let view = &cx.snap.config;
+        match action {
+            Action::Undo => Outcome::Ask(Request::ConfigUndo),
+            Action::SwitchEnv => Outcome::Prompt(Prompt::new(PromptFor::Environment, cx.env)),
+            Action::Unset => match self.selected_key(view) {
+                Some(key) => Outcome::Ask(Request::ConfigSet {
+                    key: key.to_string(),
+                    value: None,
+                }),
+                None => Outcome::Done,
+            },
+            Action::Search => filter_prompt(&self.filter),
+            Action::Up | Action::Down | Action::Open | Action::Toggle | Action::Back => {
+                self.step(action, view);
+                Outcome::Done
+            }
+            _ => Outcome::Ignored,
+        }
+    }
+
+    fn render(&self, frame: &mut Frame, area: Rect, cx: &Cx, theme: &Theme) {
+        let bound = bound_ports(cx.snap);
+        render(frame, area, self, &cx.snap.config, &bound, theme);
+    }
+
+    fn clamp(&mut self, snap: &ClusterSnapshot) {
+        ConfigTab::clamp(self, &snap.config);
+    }
+
+    fn cursor(&self) -> [usize; 3] {
+        [self.selected, 0, 0]
+    }
+
+    fn row_at(&mut self, column: u16, row: u16) -> Option<(usize, usize)> {
+        Some((self.selected, self.drawn.row_at(column, row)?))
+    }
+
+    fn on_prompt(&mut self, purpose: PromptFor, text: String, cx: &Cx) -> Outcome {
+        if purpose != PromptFor::ListFilter {
+            return Outcome::Ignored;
+        }
+        self.filter.set(text);
+        self.selected = 0;
+        ConfigTab::clamp(self, &cx.snap.config);
+        Outcome::Done
     }
 }
 

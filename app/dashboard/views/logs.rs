@@ -2,13 +2,18 @@
 //! It follows new lines until you move up; `v` raises the minimum level, `/` searches, Enter
 //! opens the selected line's trace, `L` in a trace's waterfall shows that trace's logs here.
 
+use crate::dashboard::action::Action;
+use crate::dashboard::app::{LOGS_REFRESH, Request};
+use crate::dashboard::tabs::{Cx, Outcome, Pivot, TabView};
 use crate::dashboard::views::balancer::clock;
+use crate::dashboard::views::prompt::{Prompt, PromptFor};
 use devcluster::telemetry::{Level, LogFilter, LogRecord, TraceId};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use std::time::Instant;
 use widgets::Theme;
 use widgets::highlight::highlight_owned;
 
@@ -29,6 +34,8 @@ pub struct LogsView {
     pub service: Option<String>,
     pub error: Option<String>,
     pub drawn: super::rows::Drawn,
+    /// When the lines were last asked for.
+    pub fetched: Option<Instant>,
 }
 
 impl Default for LogsView {
@@ -43,6 +50,7 @@ impl Default for LogsView {
             service: None,
             error: None,
             drawn: Default::default(),
+            fetched: None,
         }
     }
 }
@@ -96,6 +104,88 @@ impl LogsView {
     pub fn set_search(&mut self, q: String) {
         self.search = (!q.is_empty()).then_some(q);
         self.selected = None;
+    }
+}
+
+impl LogsView {
+    /// Asks for the lines now.
+    pub fn fetch(&mut self, now: Instant) -> Request {
+        self.fetched = Some(now);
+        Request::Logs(self.filter())
+    }
+
+    fn refetch(&mut self) -> Outcome {
+        Outcome::Ask(self.fetch(Instant::now()))
+    }
+}
+
+impl TabView for LogsView {
+    fn on_action(&mut self, action: &Action, _cx: &Cx) -> Outcome {
+        match action {
+            Action::Up => self.up(),
+            Action::Down => self.down(),
+            Action::Follow | Action::Bottom => self.follow(),
+            Action::CycleLevel => {
+                self.level = self.level.next();
+                return self.refetch();
+            }
+            Action::Search => {
+                let text = self.search.clone().unwrap_or_default();
+                return Outcome::Prompt(Prompt::new(PromptFor::LogSearch, text));
+            }
+            Action::Back => {
+                self.trace = None;
+                self.span = None;
+                self.search = None;
+                self.service = None;
+                return self.refetch();
+            }
+            Action::Open => {
+                return match self.selected_record().and_then(|r| r.trace_id) {
+                    Some(id) => Outcome::Show(Pivot::Trace(id)),
+                    None => Outcome::Toast("this line belongs to no trace".into(), true),
+                };
+            }
+            _ => return Outcome::Ignored,
+        }
+        Outcome::Done
+    }
+
+    fn render(&self, frame: &mut Frame, area: Rect, _cx: &Cx, theme: &Theme) {
+        render(frame, area, self, theme);
+    }
+
+    fn cursor(&self) -> [usize; 3] {
+        [self.selected.unwrap_or(usize::MAX), 0, 0]
+    }
+
+    fn row_at(&mut self, column: u16, row: u16) -> Option<(usize, usize)> {
+        let i = self.drawn.row_at(column, row)?;
+        let last = self.records.len().checked_sub(1)?;
+        Some((self.selected.unwrap_or(usize::MAX), i.min(last)))
+    }
+
+    fn select_row(&mut self, index: usize) -> bool {
+        self.selected = Some(index);
+        true
+    }
+
+    fn on_prompt(&mut self, purpose: PromptFor, text: String, _cx: &Cx) -> Outcome {
+        if purpose != PromptFor::LogSearch {
+            return Outcome::Ignored;
+        }
+        self.set_search(text);
+        self.refetch()
+    }
+
+    fn on_tick(&mut self, now: Instant) -> Option<Request> {
+        if self
+            .fetched
+            .is_some_and(|at| now.duration_since(at) < LOGS_REFRESH)
+        {
+            return None;
+        }
+        Some(self.fetch(now))
     }
 }
 

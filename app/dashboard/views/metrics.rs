@@ -4,7 +4,9 @@
 
 use crate::dashboard::action::Action;
 use crate::dashboard::app::SelfCost;
+use crate::dashboard::tabs::{Cx, Outcome, TabView, filter_prompt};
 use crate::dashboard::views::filter::ListFilter;
+use crate::dashboard::views::prompt::PromptFor;
 use crate::dashboard::views::rows::Drawn;
 use devcluster::handle::ClusterSnapshot;
 use devcluster::telemetry::metrics::{MetricsView as Metrics, ProcessView};
@@ -35,7 +37,8 @@ impl MetricsView {
             .collect()
     }
 
-    pub fn on_action(&mut self, action: &Action, snap: &ClusterSnapshot) {
+    /// j/k, Enter and Esc within the lists.
+    fn step(&mut self, action: &Action, snap: &ClusterSnapshot) {
         match action {
             Action::Down if self.selected + 1 < self.services(snap).len() => self.selected += 1,
             Action::Up => self.selected = self.selected.saturating_sub(1),
@@ -48,6 +51,45 @@ impl MetricsView {
         self.selected = self
             .selected
             .min(self.services(snap).len().saturating_sub(1));
+    }
+}
+
+impl TabView for MetricsView {
+    fn on_action(&mut self, action: &Action, cx: &Cx) -> Outcome {
+        match action {
+            Action::Up | Action::Down | Action::Back => {
+                self.step(action, cx.snap);
+                Outcome::Done
+            }
+            Action::Search => filter_prompt(&self.filter),
+            _ => Outcome::Ignored,
+        }
+    }
+
+    fn render(&self, frame: &mut Frame, area: Rect, cx: &Cx, theme: &Theme) {
+        render(frame, area, (self, cx.cost), cx.snap, theme);
+    }
+
+    fn clamp(&mut self, snap: &ClusterSnapshot) {
+        MetricsView::clamp(self, snap);
+    }
+
+    fn cursor(&self) -> [usize; 3] {
+        [self.selected, 0, 0]
+    }
+
+    fn row_at(&mut self, column: u16, row: u16) -> Option<(usize, usize)> {
+        Some((self.selected, self.drawn.row_at(column, row)?))
+    }
+
+    fn on_prompt(&mut self, purpose: PromptFor, text: String, cx: &Cx) -> Outcome {
+        if purpose != PromptFor::ListFilter {
+            return Outcome::Ignored;
+        }
+        self.filter.set(text);
+        self.selected = 0;
+        MetricsView::clamp(self, cx.snap);
+        Outcome::Done
     }
 }
 

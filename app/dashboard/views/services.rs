@@ -3,11 +3,15 @@
 //! countdowns, the last check, and the selected instance's details below.
 
 use crate::dashboard::action::Action;
+use crate::dashboard::app::{Command, LOGS_REFRESH, Request};
+use crate::dashboard::tabs::{Cx, Outcome, Pivot, TabView, filter_prompt};
 use crate::dashboard::views::filter::ListFilter;
 use crate::dashboard::views::instance::InstanceDetail;
+use crate::dashboard::views::prompt::PromptFor;
 use crate::dashboard::views::rows::Drawn;
 use devcluster::handle::{ClusterSnapshot, InstanceSnapshot, ProcessState, ServiceGroup};
 use devcluster::registry::Health;
+use devcluster::telemetry::TraceId;
 use devcluster::telemetry::metrics::MetricsView;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -15,6 +19,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{
     Block, Cell, List, ListItem, ListState, Paragraph, Row, Table, TableState, Wrap,
 };
+use std::time::Instant;
 use widgets::{HealthMark, InstanceRow, InstanceTable, Notice, Theme};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,6 +44,8 @@ pub struct ServicesView {
     /// Where the services and the instances were drawn (mouse clicks).
     pub drawn_services: Drawn,
     pub drawn_instances: Drawn,
+    /// When the instance in detail's timeline was last asked for.
+    pub detail_fetched: Option<Instant>,
 }
 
 impl ServicesView {
@@ -68,7 +75,8 @@ impl ServicesView {
         self.instance = self.instance.min(n.saturating_sub(1));
     }
 
-    pub fn on_action(&mut self, action: &Action, snap: &ClusterSnapshot) {
+    /// j/k, Enter and Esc within the lists.
+    fn step(&mut self, action: &Action, snap: &ClusterSnapshot) {
         let groups = self.groups(snap);
         match (action, self.focus) {
             (Action::Down, Focus::Services) if self.service + 1 < groups.len() => {
@@ -102,6 +110,139 @@ impl ServicesView {
 
 /// From this width panes that are stacked on smaller terminals stand side by side.
 pub const WIDE: u16 = 200;
+
+impl ServicesView {
+    /// Shows `id` in detail and asks for its timeline.
+    fn show_detail(&mut self, id: String) -> Outcome {
+        self.detail = Some(InstanceDetail::new(id));
+        self.detail_fetched = None;
+        self.on_tick(Instant::now())
+            .map_or(Outcome::Done, Outcome::Ask)
+    }
+}
+
+impl TabView for ServicesView {
+    fn on_action(&mut self, action: &Action, cx: &Cx) -> Outcome {
+        let snap = cx.snap;
+        let selected = |v: &ServicesView| v.selected_instance(snap).map(|i| i.view.id.clone());
+        match action {
+            Action::Back if self.detail.is_some() => {
+                self.detail = None;
+                Outcome::Done
+            }
+            Action::Open => match &self.detail {
+                // A pivot: the trace of the newest pick that chose it.
+                Some(d) => d
+                    .picks(snap)
+                    .into_iter()
+                    .find_map(|p| p.trace_id.as_deref().and_then(TraceId::parse))
+                    .map_or_else(
+                        || {
+                            let text = "no recent pick of this instance has a trace";
+                            Outcome::Toast(text.into(), true)
+                        },
+                        |id| Outcome::Show(Pivot::Trace(id)),
+                    ),
+                None if self.focus == Focus::Instances && !self.topology => {
+                    selected(self).map_or(Outcome::Done, |id| self.show_detail(id))
+                }
+                None => {
+                    self.step(action, snap);
+                    Outcome::Done
+                }
+            },
+            Action::Up | Action::Down if self.detail.is_some() => {
+                // In detail, the next or previous instance in detail.
+                self.step(action, snap);
+                match selected(self) {
+                    Some(id) if self.detail.as_ref().is_some_and(|d| d.id != id) => {
+                        self.show_detail(id)
+                    }
+                    _ => Outcome::Done,
+                }
+            }
+            Action::Up | Action::Down | Action::Back => {
+                self.step(action, snap);
+                Outcome::Done
+            }
+            Action::InstanceLogs => {
+                let id = self
+                    .detail
+                    .as_ref()
+                    .map(|d| d.id.clone())
+                    .or(selected(self));
+                id.map_or(Outcome::Done, |id| {
+                    Outcome::Show(Pivot::Logs {
+                        trace: None,
+                        span: None,
+                        search: Some(id),
+                    })
+                })
+            }
+            Action::Topology => {
+                self.topology = !self.topology;
+                Outcome::Done
+            }
+            Action::KillSelected | Action::RestartSelected => {
+                let Some(id) = selected(self) else {
+                    return Outcome::Toast("no instance selected".into(), true);
+                };
+                Outcome::Send(if *action == Action::KillSelected {
+                    Command::Kill { id, for_s: None }
+                } else {
+                    Command::Restart { id }
+                })
+            }
+            Action::Search => filter_prompt(&self.filter),
+            _ => Outcome::Ignored,
+        }
+    }
+
+    fn render(&self, frame: &mut Frame, area: Rect, cx: &Cx, theme: &Theme) {
+        render(frame, area, self, cx.snap, theme);
+    }
+
+    fn clamp(&mut self, snap: &ClusterSnapshot) {
+        ServicesView::clamp(self, snap);
+    }
+
+    fn cursor(&self) -> [usize; 3] {
+        [self.service, self.instance, 0]
+    }
+
+    fn row_at(&mut self, column: u16, row: u16) -> Option<(usize, usize)> {
+        if let Some(i) = self.drawn_services.row_at(column, row) {
+            self.focus = Focus::Services;
+            return Some((self.service, i));
+        }
+        let i = self.drawn_instances.row_at(column, row)?;
+        self.focus = Focus::Instances;
+        Some((self.instance, i))
+    }
+
+    fn on_prompt(&mut self, purpose: PromptFor, text: String, cx: &Cx) -> Outcome {
+        if purpose != PromptFor::ListFilter {
+            return Outcome::Ignored;
+        }
+        self.filter.set(text);
+        self.service = 0;
+        self.instance = 0;
+        ServicesView::clamp(self, cx.snap);
+        Outcome::Done
+    }
+
+    fn on_tick(&mut self, now: Instant) -> Option<Request> {
+        let d = self.detail.as_ref()?;
+        if self
+            .detail_fetched
+            .is_some_and(|at| now.duration_since(at) < LOGS_REFRESH * 2)
+        {
+            return None;
+        }
+        self.detail_fetched = Some(now);
+        Some(Request::InstanceEvents(d.id.clone(), d.filter()))
+    }
+}
 
 pub fn health_mark(h: Health) -> HealthMark {
     match h {

@@ -5,13 +5,17 @@
 //! waterfall as text.
 
 use crate::dashboard::action::Action;
+use crate::dashboard::app::{Request, TRACES_REFRESH};
+use crate::dashboard::tabs::{Cx, Outcome, Pivot, TabView};
 use crate::dashboard::views::balancer::clock;
+use crate::dashboard::views::prompt::{Prompt, PromptFor};
 use devcluster::telemetry::{SpanId, SpanRecord, TraceFilter, TraceId, TraceSummary};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 use widgets::highlight::{highlight, highlight_owned};
 use widgets::waterfall::duration_label;
 use widgets::{Notice, Theme, Waterfall, WaterfallRow};
@@ -35,6 +39,8 @@ pub struct TracesView {
     pub loading: Option<TraceId>,
     pub error: Option<String>,
     pub drawn: super::rows::Drawn,
+    /// When the list was last asked for.
+    pub fetched: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -267,10 +273,15 @@ impl TracesView {
         }
     }
 
-    /// A new filter: its list replaces the shown one whatever the cursor.
-    pub fn refilter(&mut self) {
+    /// A new filter (typed as `text`): the list closes any open trace, and its answer
+    /// replaces the shown list whatever the cursor, asked for at once.
+    pub fn set_filter(&mut self, filter: TraceFilter, text: Option<String>) {
+        self.filter = filter;
+        self.filter_text = text;
+        self.open = None;
         self.selected = 0;
         self.held = None;
+        self.fetched = None;
     }
 
     /// Traces held back that are not shown (they arrived since the user moved down).
@@ -282,7 +293,8 @@ impl TracesView {
         })
     }
 
-    pub fn on_action(&mut self, action: &Action) {
+    /// j/k, space, n and Esc in the list or the waterfall.
+    fn step(&mut self, action: &Action) {
         match (&mut self.open, action) {
             (Some(t), Action::Down) if t.selected + 1 < t.layout.rows.len() => t.selected += 1,
             (Some(t), Action::Up) => t.selected = t.selected.saturating_sub(1),
@@ -300,6 +312,112 @@ impl TracesView {
             }
             _ => {}
         }
+    }
+}
+
+impl TabView for TracesView {
+    fn on_action(&mut self, action: &Action, _cx: &Cx) -> Outcome {
+        match action {
+            Action::Open if self.open.is_none() => {
+                let Some(id) = self.selected_trace().map(|t| t.trace_id) else {
+                    return Outcome::Done;
+                };
+                if self.loading == Some(id) {
+                    return Outcome::Done;
+                }
+                self.loading = Some(id);
+                Outcome::Ask(Request::Trace(id))
+            }
+            Action::TraceLogs | Action::SpanLogs => {
+                let Some(open) = &self.open else {
+                    return Outcome::Done;
+                };
+                let span = match action {
+                    Action::SpanLogs => match open.selected_span() {
+                        Some(s) => Some(s.span_id),
+                        None => return Outcome::Done,
+                    },
+                    _ => None,
+                };
+                Outcome::Show(Pivot::Logs {
+                    trace: Some(open.id),
+                    span,
+                    search: None,
+                })
+            }
+            Action::Search => Outcome::Prompt(match &self.open {
+                Some(t) => Prompt::new(PromptFor::SpanSearch, t.search.clone().unwrap_or_default()),
+                None => Prompt::new(
+                    PromptFor::TraceFilter,
+                    self.filter_text.clone().unwrap_or_default(),
+                ),
+            }),
+            Action::Up
+            | Action::Down
+            | Action::Back
+            | Action::Toggle
+            | Action::NextMatch
+            | Action::Open => {
+                self.step(action);
+                Outcome::Done
+            }
+            _ => Outcome::Ignored,
+        }
+    }
+
+    fn render(&self, frame: &mut Frame, area: Rect, _cx: &Cx, theme: &Theme) {
+        render(frame, area, self, theme);
+    }
+
+    fn cursor(&self) -> [usize; 3] {
+        [
+            self.selected,
+            usize::from(self.held.is_some()),
+            self.open.as_ref().map_or(0, |t| t.selected),
+        ]
+    }
+
+    fn row_at(&mut self, column: u16, row: u16) -> Option<(usize, usize)> {
+        Some((self.selected, self.drawn.row_at(column, row)?))
+    }
+
+    fn on_prompt(&mut self, purpose: PromptFor, text: String, _cx: &Cx) -> Outcome {
+        match purpose {
+            PromptFor::TraceFilter => match parse_filter(&text) {
+                Ok(f) => {
+                    self.set_filter(f, (!text.is_empty()).then_some(text));
+                    self.on_tick(Instant::now())
+                        .map_or(Outcome::Done, Outcome::Ask)
+                }
+                Err(e) => Outcome::Toast(e, true),
+            },
+            PromptFor::SpanSearch => {
+                let Some(open) = self.open.as_mut() else {
+                    return Outcome::Done;
+                };
+                let found = open.set_search(text.clone());
+                if found == 0 && !text.is_empty() {
+                    return Outcome::Toast(format!("no span matches \"{text}\""), true);
+                }
+                Outcome::Done
+            }
+            _ => Outcome::Ignored,
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant) -> Option<Request> {
+        if self.open.is_some()
+            || self
+                .fetched
+                .is_some_and(|at| now.duration_since(at) < TRACES_REFRESH)
+        {
+            return None;
+        }
+        self.fetched = Some(now);
+        Some(Request::Traces(TraceFilter {
+            limit: Some(LIST_LIMIT),
+            ..self.filter.clone()
+        }))
     }
 }
 
