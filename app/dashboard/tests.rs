@@ -850,8 +850,8 @@ mod metrics_tab {
         }
     }
 
-    #[test]
-    fn services_with_rates_percentiles_sparklines_and_the_process() {
+    /// The busy cluster with figures: two services, two routes, one caller → target.
+    pub(super) fn snapshot() -> ClusterSnapshot {
         let mut snap = (*busy_snapshot()).clone();
         snap.metrics = MetricsView {
             services: [
@@ -887,8 +887,13 @@ mod metrics_tab {
                 cpus: 2,
             },
         };
+        snap
+    }
+
+    #[test]
+    fn services_with_rates_percentiles_sparklines_and_the_process() {
         let mut app = app();
-        app.on_snapshot(Arc::new(snap));
+        app.on_snapshot(Arc::new(snapshot()));
         press(&mut app, KeyCode::Char('4'));
         press(&mut app, KeyCode::Char('j'));
         let lines = screen(&app, 160, 40);
@@ -2692,4 +2697,45 @@ fn wide_terminals_put_detail_panes_beside_the_lists() {
     // Its text wraps in the narrower pane rather than being cut.
     let all = rows.join("\n");
     assert!(all.contains("probe(s) half-open"), "{all}");
+
+    // Metrics: the per-route and caller → target tables beside the services, the two charts
+    // side by side.
+    app.on_snapshot(Arc::new(metrics_tab::snapshot()));
+    press(&mut app, KeyCode::Char('4'));
+    let rows = screen(&app, 220, 60);
+    let all = rows.join("\n");
+    let at = |text: &str| {
+        rows.iter()
+            .position(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("{text}:\n{all}"))
+    };
+    assert_eq!(at("Services · last 10 s"), at("per route"), "{all}");
+    assert_eq!(
+        at("requests per second"),
+        at("p99 latency per second"),
+        "{all}"
+    );
+    let narrow = screen(&app, 160, 48);
+    let narrow_at = |text: &str| narrow.iter().position(|l| l.contains(text)).unwrap();
+    assert!(narrow_at("requests per second") < narrow_at("p99 latency per second"));
+
+    // Traces: the list stays beside an open trace.
+    press(&mut app, KeyCode::Char('5'));
+    app.on_reply(Reply::Traces(Ok(vec![traces_tab::summary()])));
+    let id = devcluster::telemetry::TraceId(0xabc);
+    let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+    assert_eq!(app.on_key(enter), Some(Request::Trace(id)));
+    app.on_reply(Reply::Trace(id, Ok(traces_tab::spans())));
+    let rows = screen(&app, 220, 60);
+    let all = rows.join("\n");
+    let title = rows
+        .iter()
+        .position(|l| l.contains("Recent traces (1)"))
+        .unwrap_or_else(|| panic!("{all}"));
+    assert!(rows[title].contains("4 spans"), "{all}");
+    let narrow = screen(&app, 160, 48).join("\n");
+    assert!(
+        narrow.contains("4 spans") && !narrow.contains("Recent traces"),
+        "{narrow}"
+    );
 }

@@ -8,6 +8,7 @@ use crate::dashboard::tabs::{Cx, Outcome, TabView, filter_prompt};
 use crate::dashboard::views::filter::ListFilter;
 use crate::dashboard::views::prompt::PromptFor;
 use crate::dashboard::views::rows::Drawn;
+use crate::dashboard::views::services::WIDE;
 use devcluster::handle::ClusterSnapshot;
 use devcluster::telemetry::metrics::{MetricsView as Metrics, ProcessView};
 use devcluster::telemetry::rolling::Series;
@@ -148,14 +149,34 @@ pub fn render(
         .map(|c| (format!("{} → {}", c.caller, c.target), &c.series))
         .filter(|(name, _)| view.filter.keeps([name.as_str()]))
         .collect();
-    let middle = (routes.len().max(calls.len()).min(8) + 3) as u16;
-    let [top, middle, charts, process] = Layout::vertical([
-        Constraint::Length(kept.len() as u16 + 3),
-        Constraint::Length(middle),
-        Constraint::Fill(1),
-        Constraint::Length(4),
-    ])
-    .areas(area);
+    let wide = area.width >= WIDE;
+    let (routes_h, calls_h) = (
+        (routes.len().min(8) + 3) as u16,
+        (calls.len().min(8) + 3) as u16,
+    );
+    let services_h = kept.len() as u16 + 3;
+    // Wide, the per-route and caller → target tables stand beside the services, one over the
+    // other, and the two charts side by side (each then shows its whole two minutes).
+    let (top, middle, charts, process) = if wide {
+        let [top, charts, process] = Layout::vertical([
+            Constraint::Length(services_h.max(routes_h + calls_h)),
+            Constraint::Fill(1),
+            Constraint::Length(4),
+        ])
+        .areas(area);
+        let [top, middle] =
+            Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(top);
+        (top, middle, charts, process)
+    } else {
+        let [top, middle, charts, process] = Layout::vertical([
+            Constraint::Length(services_h),
+            Constraint::Length(routes_h.max(calls_h)),
+            Constraint::Fill(1),
+            Constraint::Length(4),
+        ])
+        .areas(area);
+        (top, middle, charts, process)
+    };
 
     let services: Vec<(String, &Series)> = kept.iter().map(|(n, s)| ((*n).clone(), *s)).collect();
     let title = view.filter.title(
@@ -176,8 +197,11 @@ pub fn render(
     frame.render_stateful_widget(table, top, &mut state);
     view.drawn.set(top, 1, state.offset());
 
-    let [left, right] =
-        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(middle);
+    let [left, right] = if wide {
+        Layout::vertical([Constraint::Length(routes_h), Constraint::Fill(1)]).areas(middle)
+    } else {
+        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(middle)
+    };
     let name = selected.map_or("", |(n, _)| n.as_str());
     frame.render_widget(
         stats_table(
@@ -203,7 +227,7 @@ pub fn render(
     );
 
     if let Some((name, s)) = selected {
-        render_charts(frame, charts, name, s, theme);
+        render_charts(frame, charts, name, s, wide, theme);
     }
     frame.render_widget(process_panel(&m.process, cost, theme), process);
 }
@@ -289,8 +313,20 @@ fn stats_table<'a>(
         )
 }
 
-fn render_charts(frame: &mut Frame, area: Rect, name: &str, s: &Series, theme: &Theme) {
-    let [rate, latency] = Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(area);
+fn render_charts(
+    frame: &mut Frame,
+    area: Rect,
+    name: &str,
+    s: &Series,
+    side_by_side: bool,
+    theme: &Theme,
+) {
+    let halves = [Constraint::Fill(1), Constraint::Fill(1)];
+    let [rate, latency] = if side_by_side {
+        Layout::horizontal(halves).areas(area)
+    } else {
+        Layout::vertical(halves).areas(area)
+    };
     // The newest second at the right edge; as many as fit, blank before the window.
     let fit = |v: &[u64], w: u16| -> Vec<u64> {
         let w = usize::from(w.saturating_sub(2));

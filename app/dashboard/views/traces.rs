@@ -9,6 +9,7 @@ use crate::dashboard::app::{Request, TRACES_REFRESH};
 use crate::dashboard::tabs::{Cx, Outcome, Pivot, TabView};
 use crate::dashboard::views::balancer::clock;
 use crate::dashboard::views::prompt::{Prompt, PromptFor};
+use crate::dashboard::views::services::WIDE;
 use devcluster::telemetry::{SpanId, SpanRecord, TraceFilter, TraceId, TraceSummary};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -423,6 +424,15 @@ impl TabView for TracesView {
 
 pub fn render(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) {
     match &view.open {
+        // Wide, the list stays beside the open trace (keys go to the trace; Esc back).
+        Some(open) if area.width >= WIDE && !view.list.is_empty() => {
+            let [list, trace] =
+                Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)])
+                    .areas(area);
+            render_list(frame, list, view, theme);
+            view.drawn.clear();
+            render_trace(frame, trace, open, theme);
+        }
         Some(open) => {
             view.drawn.clear();
             render_trace(frame, area, open, theme);
