@@ -129,6 +129,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                     min_duration_ms: *min_ms,
                     errors_only: *errors,
                     limit: Some(*limit),
+                    ..Default::default()
                 };
                 let list = client.traces(&f).await?;
                 print_or_json(*json, list.as_slice(), traces_table)?;

@@ -13,7 +13,7 @@ use super::views::logs::LogsView;
 use super::views::metrics::MetricsView;
 use super::views::prompt::{Prompt, PromptFor, PromptKey};
 use super::views::services::ServicesView;
-use super::views::traces::{OpenTrace, TracesView};
+use super::views::traces::{self, OpenTrace, TracesView};
 use devcluster::cluster::RouteExplain;
 use devcluster::config::center::Change;
 use devcluster::handle::{ClusterSnapshot, Link};
@@ -846,25 +846,15 @@ impl App {
                 errors,
                 ..
             } => {
-                let mut words = Vec::new();
-                if let Some(s) = &service {
-                    words.push(format!("service:{s}"));
-                }
-                if let Some(m) = min_ms {
-                    words.push(format!("min:{m}"));
-                }
-                if errors {
-                    words.push("error".to_string());
-                }
-                words.extend(operation.clone());
                 let filter = TraceFilter {
                     service,
                     operation,
                     min_duration_ms: min_ms,
                     errors_only: errors,
-                    limit: None,
+                    ..Default::default()
                 };
-                let text = (!words.is_empty()).then(|| words.join(" "));
+                let text = traces::filter_text(&filter);
+                let text = (!text.is_empty()).then_some(text);
                 self.traces.set_filter(filter, text);
                 self.go_to(Tab::Traces)
             }

@@ -2648,18 +2648,46 @@ fn enter_on_a_breaker_shows_the_failed_traces_through_it() {
     let mut app = busy_app();
     press(&mut app, KeyCode::Char('3'));
     press(&mut app, KeyCode::Char('j'));
+    // It opened at 01:02:03.045 over a 10 s window: the traces of those 10 s.
     match app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)) {
         Some(Request::Traces(f)) => {
             assert_eq!(f.service.as_deref(), Some("user-service"));
             assert!(f.errors_only);
+            assert_eq!(f.since_unix_ms, Some(3_713_045));
+            assert_eq!(f.until_unix_ms, Some(3_723_045));
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(app.tab, Tab::Traces);
     assert_eq!(
         app.traces.filter_text.as_deref(),
-        Some("service:user-service error")
+        Some("service:user-service from:01:01:53.045 to:01:02:03.045 error")
     );
+    let toast = app
+        .toast
+        .as_ref()
+        .map(|t| t.text.clone())
+        .unwrap_or_default();
+    assert!(
+        toast.contains("in the 10s before gateway->user-service opened at 01:02:03.045"),
+        "{toast}"
+    );
+
+    // A breaker that never opened: every recent failed trace through its target.
+    let mut snap = (*busy_snapshot()).clone();
+    for b in &mut snap.breakers {
+        b.transitions.clear();
+    }
+    let mut app = self::app();
+    app.on_snapshot(Arc::new(snap));
+    press(&mut app, KeyCode::Char('3'));
+    match app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)) {
+        Some(Request::Traces(f)) => {
+            assert_eq!(f.service.as_deref(), Some("order-service"));
+            assert_eq!((f.since_unix_ms, f.until_unix_ms), (None, None));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// At 200 columns and more, the panes stacked on smaller terminals stand side by side: the

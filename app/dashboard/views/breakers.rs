@@ -9,6 +9,8 @@ use crate::dashboard::views::balancer::clock;
 use crate::dashboard::views::filter::ListFilter;
 use crate::dashboard::views::prompt::PromptFor;
 use crate::dashboard::views::rows::Drawn;
+use crate::dashboard::views::traces::filter_text;
+use devcluster::breaker::WindowSize;
 use devcluster::breaker::{BreakerSnapshot, Mode, State};
 use devcluster::handle::ClusterSnapshot;
 use devcluster::telemetry::TraceFilter;
@@ -63,26 +65,10 @@ impl TabView for BreakersView {
                 self.step(action, snap);
                 Outcome::Done
             }
-            Action::Open => {
-                // A pivot: the traces that failed through the selected breaker's target.
-                let Some((caller, target)) = self
-                    .selected_breaker(snap)
-                    .and_then(|b| b.name.split_once("->"))
-                else {
-                    return Outcome::Done;
-                };
-                Outcome::Show(Pivot::Traces {
-                    filter: TraceFilter {
-                        service: Some(target.to_string()),
-                        errors_only: true,
-                        ..Default::default()
-                    },
-                    text: format!("service:{target} error"),
-                    why: Some(format!(
-                        "failed traces through {target} (the breaker {caller}->{target} counts them)"
-                    )),
-                })
-            }
+            Action::Open => match self.selected_breaker(snap) {
+                Some(b) => Outcome::Show(tripped_by(b)),
+                None => Outcome::Done,
+            },
             Action::ForceOpen | Action::ForceClosed | Action::BreakerAuto | Action::Toggle => {
                 let Some(b) = self.selected_breaker(snap) else {
                     return Outcome::Done;
@@ -127,6 +113,43 @@ impl TabView for BreakersView {
         self.selected = 0;
         BreakersView::clamp(self, cx.snap);
         Outcome::Done
+    }
+}
+
+/// A pivot from a breaker to the failed traces through its target: those of its window before
+/// it last opened, or (it never opened) every recent one.
+fn tripped_by(b: &BreakerSnapshot) -> Pivot {
+    let (caller, target) = b.name.split_once("->").unwrap_or(("", &b.name));
+    let mut filter = TraceFilter {
+        service: Some(target.to_string()),
+        errors_only: true,
+        ..Default::default()
+    };
+    let trip = b.transitions.iter().rev().find(|t| t.to == State::Open);
+    let why = match trip {
+        Some(t) => {
+            let window_ms = match b.settings.window {
+                WindowSize::Time(d) => d.as_millis() as u64,
+                // A window of calls has no length in time: the default time window's.
+                WindowSize::Calls(_) => 10_000,
+            };
+            filter.since_unix_ms = Some(t.at_unix_ms.saturating_sub(window_ms));
+            filter.until_unix_ms = Some(t.at_unix_ms);
+            format!(
+                "failed traces through {target} in the {}s before {} opened at {}",
+                window_ms as f64 / 1000.0,
+                b.name,
+                clock(t.at_unix_ms)
+            )
+        }
+        None => format!(
+            "failed traces through {target} (the breaker {caller}->{target} counts them; it has not opened)"
+        ),
+    };
+    Pivot::Traces {
+        text: filter_text(&filter),
+        filter,
+        why: Some(why),
     }
 }
 

@@ -234,6 +234,12 @@ impl OpenTrace {
 /// Reads the trace list's filter: `service:NAME`, `min:MS`, `error`, and any other words as
 /// text to find in an operation.
 pub fn parse_filter(text: &str) -> Result<TraceFilter, String> {
+    parse_filter_at(text, devcluster::telemetry::clock::unix_ns() / 1_000_000)
+}
+
+/// [`parse_filter`] with `from:` and `to:` clock times (UTC, as the list shows them) read as
+/// the last such time at or before `now_ms`.
+pub fn parse_filter_at(text: &str, now_ms: u64) -> Result<TraceFilter, String> {
     let mut f = TraceFilter::default();
     let mut words = Vec::new();
     for w in text.split_whitespace() {
@@ -245,6 +251,10 @@ pub fn parse_filter(text: &str) -> Result<TraceFilter, String> {
                 .parse::<f64>()
                 .map_err(|_| format!("min:{m}: expected milliseconds, e.g. min:50"))?;
             f.min_duration_ms = Some(ms);
+        } else if let Some(t) = w.strip_prefix("from:") {
+            f.since_unix_ms = Some(clock_at(t, now_ms).map_err(|e| format!("from:{t}: {e}"))?);
+        } else if let Some(t) = w.strip_prefix("to:") {
+            f.until_unix_ms = Some(clock_at(t, now_ms).map_err(|e| format!("to:{t}: {e}"))?);
         } else if w == "error" || w == "errors" {
             f.errors_only = true;
         } else {
@@ -255,6 +265,55 @@ pub fn parse_filter(text: &str) -> Result<TraceFilter, String> {
         f.operation = Some(words.join(" "));
     }
     Ok(f)
+}
+
+/// A filter as it is typed (what [`parse_filter`] reads back).
+pub fn filter_text(f: &TraceFilter) -> String {
+    let mut words = Vec::new();
+    if let Some(s) = &f.service {
+        words.push(format!("service:{s}"));
+    }
+    if let Some(m) = f.min_duration_ms {
+        words.push(format!("min:{m}"));
+    }
+    if let Some(t) = f.since_unix_ms {
+        words.push(format!("from:{}", clock(t)));
+    }
+    if let Some(t) = f.until_unix_ms {
+        words.push(format!("to:{}", clock(t)));
+    }
+    if f.errors_only {
+        words.push("error".to_string());
+    }
+    words.extend(f.operation.clone());
+    words.join(" ")
+}
+
+/// `HH:MM:SS[.mmm]` (UTC) as the last such moment at or before `now_ms`.
+fn clock_at(t: &str, now_ms: u64) -> Result<u64, &'static str> {
+    const EXPECTED: &str = "expected a time of day as the list shows it, e.g. 17:30:21.250";
+    let (hms, frac) = t.split_once('.').unwrap_or((t, "0"));
+    let parts: Vec<u64> = hms
+        .split(':')
+        .map(|p| p.parse::<u64>().map_err(|_| EXPECTED))
+        .collect::<Result<_, _>>()?;
+    let [h, m, sec] = parts[..] else {
+        return Err(EXPECTED);
+    };
+    let ms = format!("{frac:0<3}")
+        .get(..3)
+        .and_then(|f| f.parse::<u64>().ok())
+        .ok_or(EXPECTED)?;
+    if h > 23 || m > 59 || sec > 59 {
+        return Err(EXPECTED);
+    }
+    let of_day = ((h * 60 + m) * 60 + sec) * 1000 + ms;
+    let day = now_ms - now_ms % 86_400_000;
+    Ok(if day + of_day <= now_ms {
+        day + of_day
+    } else {
+        (day + of_day).saturating_sub(86_400_000)
+    })
 }
 
 impl TracesView {
@@ -717,6 +776,28 @@ mod tests {
         assert_eq!(t.set_search("nothing".into()), 0);
         assert_eq!(t.set_search(String::new()), 0);
         assert!(t.layout.rows.iter().all(|r| !r.highlight));
+    }
+
+    #[test]
+    fn a_time_window_is_typed_as_clock_times_and_read_back() {
+        // 2026-11-30 17:30:21.250 UTC.
+        let now = 1_796_059_821_250;
+        let day = now - now % 86_400_000;
+        let f = parse_filter_at("from:17:30:11.25 to:17:30:21 service:user-service", now).unwrap();
+        assert_eq!(f.since_unix_ms, Some(day + 63_011_250));
+        assert_eq!(f.until_unix_ms, Some(day + 63_021_000));
+        assert_eq!(
+            filter_text(&f),
+            "service:user-service from:17:30:11.250 to:17:30:21.000"
+        );
+        assert_eq!(parse_filter_at(&filter_text(&f), now).unwrap(), f);
+        // A time later today than now is yesterday's.
+        let f = parse_filter_at("from:23:59:00", now).unwrap();
+        assert_eq!(f.since_unix_ms, Some(day - 60_000));
+        for bad in ["from:25:00:00", "to:noon", "from:1:2", "to:10:00:00.x"] {
+            let e = parse_filter_at(bad, now).unwrap_err();
+            assert!(e.contains("expected a time of day"), "{bad}: {e}");
+        }
     }
 
     #[test]

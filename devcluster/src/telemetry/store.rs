@@ -19,6 +19,12 @@ pub struct TraceFilter {
     pub min_duration_ms: Option<f64>,
     pub errors_only: bool,
     pub limit: Option<usize>,
+    /// Only traces that started at or after this time (the wall clock, in ms since the epoch).
+    #[serde(default)]
+    pub since_unix_ms: Option<u64>,
+    /// Only traces that started at or before this time.
+    #[serde(default)]
+    pub until_unix_ms: Option<u64>,
 }
 
 pub struct SpanStore {
@@ -322,7 +328,10 @@ impl Inner {
             .is_none_or(|svc| sum.services.iter().any(|s| s == svc));
         let dur_ok = f.min_duration_ms.is_none_or(|m| sum.duration_ms >= m);
         let err_ok = !f.errors_only || sum.error;
-        (service_ok && dur_ok && err_ok).then_some(sum)
+        let started_ms = sum.start_unix_ns / 1_000_000;
+        let time_ok = f.since_unix_ms.is_none_or(|t| started_ms >= t)
+            && f.until_unix_ms.is_none_or(|t| started_ms <= t);
+        (service_ok && dur_ok && err_ok && time_ok).then_some(sum)
     }
 
     fn insert(&mut self, span: SpanRecord) {
@@ -461,5 +470,28 @@ mod tests {
             }),
             Vec::<u128>::new()
         );
+    }
+
+    #[test]
+    fn a_time_window_keeps_the_traces_that_started_in_it() {
+        let s = SpanStore::new(100);
+        let ms = 1_000_000;
+        for (trace, start_ms) in [(1, 1000), (2, 2000), (3, 3000)] {
+            s.push(span(trace, trace as u64, None, "gateway", start_ms * ms));
+        }
+        let ids = |since, until| {
+            s.traces(&TraceFilter {
+                since_unix_ms: since,
+                until_unix_ms: until,
+                ..Default::default()
+            })
+            .iter()
+            .map(|t| t.trace_id.0)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(Some(2000), None), [3, 2], "from its first millisecond");
+        assert_eq!(ids(None, Some(2000)), [2, 1], "to its last");
+        assert_eq!(ids(Some(1500), Some(2500)), [2]);
+        assert_eq!(ids(Some(3001), None), Vec::<u128>::new());
     }
 }
