@@ -188,7 +188,7 @@ pub fn defs() -> Vec<Def> {
                 G,
                 "open",
                 Action::Open,
-                "open: instances, a trace's waterfall, a line's trace",
+                "open: instances, picks, a waterfall, a line's trace",
                 Some("open"),
             )
         },

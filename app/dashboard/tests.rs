@@ -2767,3 +2767,48 @@ fn wide_terminals_put_detail_panes_beside_the_lists() {
         "{narrow}"
     );
 }
+
+/// A pivot from a pick to its trace: Enter on a balancer's instances moves into its recent
+/// picks; Enter there opens the selected pick's trace. The selection stays on its pick while
+/// newer ones arrive above it.
+#[test]
+fn enter_on_a_pick_opens_its_trace() {
+    let trace = |n: u128| format!("{n:032x}");
+    let mut snap = (*busy_snapshot()).clone();
+    for p in &mut snap.balancers[1].recent {
+        p.trace_id = Some(trace(u128::from(p.seq)));
+    }
+    let mut app = app();
+    app.on_snapshot(Arc::new(snap.clone()));
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Char('j')); // user-service
+    press(&mut app, KeyCode::Enter); // its instances
+    press(&mut app, KeyCode::Enter); // its picks, the newest selected
+    let all = screen(&app, 160, 40).join("\n");
+    assert!(all.contains("Enter opens its trace"), "{all}");
+    let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+    assert_eq!(
+        app.on_key(enter),
+        Some(Request::Trace(devcluster::telemetry::TraceId(2)))
+    );
+    assert_eq!(app.tab, Tab::Traces);
+
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Char('j')); // the older pick
+    let mut newer = pick(3, "user-service-1", 1);
+    newer.trace_id = Some(trace(3));
+    snap.balancers[1].recent.push(newer);
+    app.on_snapshot(Arc::new(snap));
+    assert_eq!(
+        app.on_key(enter),
+        Some(Request::Trace(devcluster::telemetry::TraceId(1)))
+    );
+
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Esc);
+    let all = screen(&app, 160, 40).join("\n");
+    assert!(
+        !all.contains("Enter opens its trace"),
+        "back on the instances:\n{all}"
+    );
+}

@@ -4,18 +4,20 @@
 
 use crate::dashboard::action::Action;
 use crate::dashboard::app::Command;
-use crate::dashboard::tabs::{Cx, Outcome, TabView, filter_prompt};
+use crate::dashboard::tabs::{Cx, Outcome, Pivot, TabView, filter_prompt};
 use crate::dashboard::views::filter::ListFilter;
 use crate::dashboard::views::prompt::PromptFor;
 use crate::dashboard::views::rows::Drawn;
 use devcluster::balance::Strategy;
+use devcluster::balance::record::PickRecord;
 use devcluster::balance::service::BalancerSnapshot;
 use devcluster::handle::{ClusterSnapshot, InstanceSnapshot};
 use devcluster::registry::Health;
+use devcluster::telemetry::TraceId;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, List, ListItem, ListState, Row, Table};
+use ratatui::widgets::{Block, List, ListItem, ListState, Row, Table, TableState};
 use widgets::columns::{Column, constraints, fit, shown, widest};
 use widgets::{DistributionBars, Notice, ShareKind, ShareRow, Theme};
 
@@ -24,6 +26,8 @@ pub enum Focus {
     #[default]
     Targets,
     Instances,
+    /// The recent picks: Enter opens the selected one's trace.
+    Picks,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +35,9 @@ pub struct BalancerView {
     pub target: usize,
     pub instance: usize,
     pub focus: Focus,
+    /// The pick selected in the recent picks (by its sequence number: new picks arrive above
+    /// it without moving the selection to another pick).
+    pub pick: Option<u64>,
     /// Keeps the picks whose caller, chosen instance, reason or trace id holds its text.
     pub filter: ListFilter,
     pub drawn_targets: Drawn,
@@ -60,6 +67,38 @@ impl BalancerView {
         instances_of(snap, &b.target).get(self.instance).copied()
     }
 
+    /// The recent picks of `b` the filter keeps, newest first.
+    pub fn picks<'a>(&self, b: &'a BalancerSnapshot) -> Vec<&'a PickRecord> {
+        b.recent
+            .iter()
+            .rev()
+            .filter(|p| {
+                self.filter.keeps([
+                    p.caller.as_str(),
+                    p.chosen.as_str(),
+                    p.reason.as_str(),
+                    p.trace_id.as_deref().unwrap_or_default(),
+                ])
+            })
+            .collect()
+    }
+
+    /// Where the selected pick is among `picks`; aged out of the list, the oldest shown.
+    fn pick_index(&self, picks: &[&PickRecord]) -> usize {
+        self.pick
+            .and_then(|seq| picks.iter().position(|p| p.seq == seq))
+            .unwrap_or(picks.len().saturating_sub(1))
+    }
+
+    /// The selected pick, while the picks have the focus.
+    pub fn selected_pick<'a>(&self, snap: &'a ClusterSnapshot) -> Option<&'a PickRecord> {
+        if self.focus != Focus::Picks {
+            return None;
+        }
+        let picks = self.picks(self.selected_balancer(snap)?);
+        picks.get(self.pick_index(&picks)).copied()
+    }
+
     pub fn clamp(&mut self, snap: &ClusterSnapshot) {
         self.target = self.target.min(snap.balancers.len().saturating_sub(1));
         let n = self
@@ -84,8 +123,28 @@ impl BalancerView {
             }
             (Action::Down, Focus::Instances) if self.instance + 1 < n => self.instance += 1,
             (Action::Up, Focus::Instances) => self.instance = self.instance.saturating_sub(1),
-            (Action::Open, _) => self.focus = Focus::Instances,
+            (Action::Open, Focus::Targets) => self.focus = Focus::Instances,
+            (Action::Open, Focus::Instances) => {
+                self.focus = Focus::Picks;
+                self.pick = self
+                    .selected_balancer(snap)
+                    .and_then(|b| self.picks(b).first().map(|p| p.seq));
+            }
+            (Action::Up | Action::Down, Focus::Picks) => {
+                let Some(b) = self.selected_balancer(snap) else {
+                    return;
+                };
+                let picks = self.picks(b);
+                let at = self.pick_index(&picks);
+                let to = if *action == Action::Down {
+                    (at + 1).min(picks.len().saturating_sub(1))
+                } else {
+                    at.saturating_sub(1)
+                };
+                self.pick = picks.get(to).map(|p| p.seq);
+            }
             (Action::Back, Focus::Targets) if self.filter.clear() => {}
+            (Action::Back, Focus::Picks) => self.focus = Focus::Instances,
             (Action::Back, _) => self.focus = Focus::Targets,
             _ => {}
         }
@@ -96,6 +155,17 @@ impl TabView for BalancerView {
     fn on_action(&mut self, action: &Action, cx: &Cx) -> Outcome {
         let snap = cx.snap;
         match action {
+            // A pivot: the selected pick's trace.
+            Action::Open if self.focus == Focus::Picks => {
+                match self.selected_pick(snap).map(|p| p.trace_id.as_deref()) {
+                    Some(Some(id)) => match TraceId::parse(id) {
+                        Some(id) => Outcome::Show(Pivot::Trace(id)),
+                        None => Outcome::Toast(format!("{id}: not a trace id"), true),
+                    },
+                    Some(None) => Outcome::Toast("this pick has no trace".into(), true),
+                    None => Outcome::Done,
+                }
+            }
             Action::Up | Action::Down | Action::Open | Action::Back => {
                 self.step(action, snap);
                 Outcome::Done
@@ -137,7 +207,10 @@ impl TabView for BalancerView {
     }
 
     fn cursor(&self) -> [usize; 3] {
-        [self.target, self.instance, 0]
+        // The pick's sequence number moves one way as the cursor goes down: steps stop when it
+        // stops changing.
+        let pick = self.pick.map_or(0, |seq| seq as usize);
+        [self.target, self.instance, pick]
     }
 
     fn row_at(&mut self, column: u16, row: u16) -> Option<(usize, usize)> {
@@ -320,23 +393,15 @@ pub fn render(
         picks_area.width.saturating_sub(2),
         1,
     );
-    let kept: Vec<_> = b
-        .recent
-        .iter()
-        .filter(|p| {
-            view.filter.keeps([
-                p.caller.as_str(),
-                p.chosen.as_str(),
-                p.reason.as_str(),
-                p.trace_id.as_deref().unwrap_or_default(),
-            ])
-        })
-        .collect();
-    let title = view
-        .filter
-        .title("Recent picks (newest first)", kept.len(), b.recent.len());
     // Newest first: the stream reads top-down like a log being written.
-    let picks = kept.iter().rev().map(|p| {
+    let kept = view.picks(b);
+    let hint = if view.focus == Focus::Picks {
+        "Recent picks (newest first) · Enter opens its trace"
+    } else {
+        "Recent picks (newest first)"
+    };
+    let title = view.filter.title(hint, kept.len(), b.recent.len());
+    let picks = kept.iter().map(|p| {
         let eligible = p.candidates.iter().filter(|c| c.eligible).count();
         // A record of a very large service keeps only some candidates: then show the total.
         let cand = if p.candidates_total > p.candidates.len() {
@@ -371,12 +436,15 @@ pub fn render(
     let header = ["TIME", "CALLER", "CHOSEN", "CAND", "", "WHY", "TRACE"];
     let table = Table::new(picks, constraints(&widths))
         .header(Row::new(shown(header, &widths)).style(theme.title))
+        .row_highlight_style(theme.selected)
         .block(
             Block::bordered()
                 .title(Line::styled(title, theme.title))
-                .border_style(theme.border),
+                .border_style(border(Focus::Picks)),
         );
-    frame.render_widget(table, picks_area);
+    let selected = (view.focus == Focus::Picks).then(|| view.pick_index(&kept));
+    let mut state = TableState::default().with_selected(selected);
+    frame.render_stateful_widget(table, picks_area, &mut state);
 }
 
 #[cfg(test)]
