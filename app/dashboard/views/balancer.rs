@@ -396,7 +396,7 @@ pub fn render(
     // Newest first: the stream reads top-down like a log being written.
     let kept = view.picks(b);
     let hint = if view.focus == Focus::Picks {
-        "Recent picks (newest first) · Enter opens its trace"
+        "Recent picks · Enter opens its trace"
     } else {
         "Recent picks (newest first)"
     };
