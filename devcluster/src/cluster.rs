@@ -21,7 +21,7 @@ use crate::registry::{CheckKind, CheckSpec, Registration, Registry};
 use crate::server::HttpServer;
 use crate::services::faults::Faults;
 use crate::services::traffic::{self, Traffic};
-use crate::services::{order, user};
+use crate::services::{order, user, user_grpc};
 use crate::telemetry::metrics::MetricsHub;
 use crate::telemetry::otlp::Receiver;
 use std::collections::{BTreeMap, HashMap};
@@ -135,6 +135,24 @@ pub(crate) struct ManagedInstance {
     pub(crate) id: String,
     pub(crate) server: HttpServer,
     pub(crate) registration: Registration,
+    /// user-service's gRPC side: the same process on a second port, registered on its own as
+    /// `<id>-grpc`; it dies and comes back with the instance.
+    pub(crate) grpc: Option<(HttpServer, Registration)>,
+}
+
+impl ManagedInstance {
+    pub(crate) fn servers(&self) -> impl Iterator<Item = &HttpServer> {
+        std::iter::once(&self.server).chain(self.grpc.as_ref().map(|(s, _)| s))
+    }
+
+    pub(crate) fn registrations(&self) -> impl Iterator<Item = &Registration> {
+        std::iter::once(&self.registration).chain(self.grpc.as_ref().map(|(_, r)| r))
+    }
+
+    /// Whether `id` names this instance or its gRPC side.
+    pub(crate) fn answers_to(&self, id: &str) -> bool {
+        self.registrations().any(|r| r.id == id)
+    }
 }
 
 /// State shared by the cluster, its admin API and its in-process handle.
@@ -256,7 +274,15 @@ impl Cluster {
             for n in 1..=cfg.instances(service) {
                 let id = format!("{service}-{n}");
                 let port = first.saturating_add(n as u16 - 1);
-                planned.push((service, id.clone(), bind(&opts, &id, key, port).await?));
+                let listener = bind(&opts, &id, key, port).await?;
+                let grpc = if service == user::SERVICE {
+                    let grpc_port = cfg.ports.user_service_grpc.saturating_add(n as u16 - 1);
+                    let grpc_id = format!("{id}-grpc");
+                    Some(bind(&opts, &grpc_id, "user_service_grpc", grpc_port).await?)
+                } else {
+                    None
+                };
+                planned.push((service, id, listener, grpc));
             }
         }
         let routes = RouteTable::new(&cfg.routes).map_err(ClusterError::Config)?;
@@ -304,7 +330,8 @@ impl Cluster {
         let order_client = new_client(order::SERVICE);
         let lookup = Arc::new(order::UserLookup::new(order_client.clone()));
         let mut instances = Vec::new();
-        for (service, id, listener) in planned {
+        let grpc_routes = user_grpc::routes(users.clone()).await;
+        for (service, id, listener, grpc_listener) in planned {
             let m = metrics.server(service, &id);
             let router = if service == user::SERVICE {
                 user::router(users.clone(), &id, faults.clone(), m)
@@ -319,10 +346,30 @@ impl Cluster {
                     id: id.clone(),
                     message: e.to_string(),
                 })?;
+            let grpc = match grpc_listener {
+                Some(l) => {
+                    let grpc_id = format!("{id}-grpc");
+                    let server = started_with(
+                        &grpc_id,
+                        l,
+                        Arc::new(user_grpc::GrpcConnections(grpc_routes.clone())),
+                    )?;
+                    let registration = grpc_registration(cfg, &grpc_id, server.addr());
+                    registry.register(registration.clone()).map_err(|e| {
+                        ClusterError::Register {
+                            id: grpc_id,
+                            message: e.to_string(),
+                        }
+                    })?;
+                    Some((server, registration))
+                }
+                None => None,
+            };
             instances.push(ManagedInstance {
                 id,
                 server,
                 registration,
+                grpc,
             });
         }
 
@@ -521,13 +568,13 @@ impl Cluster {
         {
             t.abort();
         }
-        for inst in &self.core.instances {
-            let _ = self.core.registry.deregister(&inst.id);
+        for reg in self.core.instances.iter().flat_map(|i| i.registrations()) {
+            let _ = self.core.registry.deregister(&reg.id);
         }
         // Idle keep-alive connections close at once; only requests in flight take drain time.
         self.servers[0].shutdown(self.drain).await;
-        for inst in &self.core.instances {
-            inst.server.shutdown(self.drain).await;
+        for server in self.core.instances.iter().flat_map(|i| i.servers()) {
+            server.shutdown(self.drain).await;
         }
         for s in &self.servers[1..] {
             s.shutdown(self.drain).await;
@@ -564,6 +611,44 @@ fn sample_registration(cfg: &Config, service: &str, id: &str, addr: SocketAddr) 
                 interval: cfg.check_interval(),
                 timeout: cfg.check_timeout(),
                 headers: Vec::new(),
+            },
+            initial: None,
+            notes: String::new(),
+            deregister_critical_after: None,
+        }],
+    }
+}
+
+/// user-service's gRPC side as registered: `protocol=grpc` in its meta, checked by the
+/// standard gRPC health service for the proto's service.
+fn grpc_registration(cfg: &Config, id: &str, addr: SocketAddr) -> Registration {
+    let version = cfg.version(user::SERVICE);
+    let meta: BTreeMap<String, String> = [
+        ("version", version.clone()),
+        ("weight", "1".to_string()),
+        ("protocol", "grpc".to_string()),
+        ("grpc_service", user_grpc::PROTO_SERVICE.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Registration {
+        id: id.to_string(),
+        name: user_grpc::SERVICE.to_string(),
+        address: addr.ip().to_string(),
+        port: addr.port(),
+        tags: vec!["sample".into(), "grpc".into(), format!("v{version}")],
+        meta,
+        weight_passing: 1,
+        weight_warning: 1,
+        checks: vec![CheckSpec {
+            id: String::new(),
+            name: format!("{} gRPC health", user_grpc::SERVICE),
+            kind: CheckKind::Grpc {
+                addr: addr.to_string(),
+                service: user_grpc::PROTO_SERVICE.to_string(),
+                interval: cfg.check_interval(),
+                timeout: cfg.check_timeout(),
             },
             initial: None,
             notes: String::new(),
@@ -651,7 +736,7 @@ impl Core {
             .instances
             .iter()
             .map(|m| ManagedState {
-                running: m.server.is_running(),
+                running: m.servers().all(HttpServer::is_running),
                 fault: self.faults.view(&m.id),
                 restart_in_ms: restarts
                     .get(&m.id)
@@ -675,7 +760,7 @@ impl Core {
             .instances()
             .into_iter()
             .map(|view| {
-                let own = self.instances.iter().position(|m| m.id == view.id);
+                let own = self.instances.iter().position(|m| m.answers_to(&view.id));
                 let state = own.map(|i| &managed[i]);
                 InstanceSnapshot {
                     process: match state {
@@ -703,12 +788,15 @@ impl Core {
     }
 
     fn managed(&self, id: &str) -> Result<&ManagedInstance, ControlError> {
-        self.instances.iter().find(|m| m.id == id).ok_or_else(|| {
-            if self.registry.instance(id).is_some() {
-                ControlError::NotManaged(id.to_string())
-            } else {
-                ControlError::UnknownInstance(id.to_string())
-            }
-        })
+        self.instances
+            .iter()
+            .find(|m| m.answers_to(id))
+            .ok_or_else(|| {
+                if self.registry.instance(id).is_some() {
+                    ControlError::NotManaged(id.to_string())
+                } else {
+                    ControlError::UnknownInstance(id.to_string())
+                }
+            })
     }
 }

@@ -98,7 +98,15 @@ pub struct Ports {
     pub otlp_grpc: u16,
     pub otlp_http: u16,
     pub user_service: u16,
+    /// gRPC port of the first user-service instance; a config written before gRPC existed
+    /// still loads.
+    #[serde(default = "default_user_service_grpc")]
+    pub user_service_grpc: u16,
     pub order_service: u16,
+}
+
+fn default_user_service_grpc() -> u16 {
+    50051
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

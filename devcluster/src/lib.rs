@@ -10,6 +10,7 @@ pub mod control;
 pub mod duration;
 pub mod gateway;
 pub mod handle;
+pub mod proto;
 pub mod registry;
 pub mod server;
 pub mod services;

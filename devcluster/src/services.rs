@@ -6,6 +6,7 @@ pub mod faults;
 pub mod order;
 pub mod traffic;
 pub mod user;
+pub mod user_grpc;
 
 pub use api_error::ApiError;
 

@@ -26,10 +26,10 @@ async fn start() -> Cluster {
         .unwrap();
     let reg = cluster.registry().clone();
     wait_until(Duration::from_secs(10), || {
-        reg.instances().len() == 5 && reg.instances().iter().all(|i| i.health == Health::Passing)
+        reg.instances().len() == 8 && reg.instances().iter().all(|i| i.health == Health::Passing)
     })
     .await
-    .expect("all five sample instances pass their first health check");
+    .expect("all eight sample endpoints (five HTTP, three gRPC) pass their first health check");
     cluster
 }
 
@@ -306,7 +306,11 @@ async fn admin_api_lists_kills_and_explains_unknown_ids() {
     let cluster = start().await;
     let admin = AdminClient::new(cluster.admin_url());
     let list = admin.instances().await.unwrap();
-    assert_eq!(list.len(), 5);
+    assert_eq!(
+        list.len(),
+        8,
+        "five HTTP instances and three gRPC endpoints"
+    );
     let json = serde_json::to_value(&list[0]).unwrap();
     for field in ["id", "service", "address", "port", "health", "weight"] {
         assert!(
@@ -422,9 +426,15 @@ async fn an_unchanged_instances_slice_is_shared_and_an_output_change_still_shows
     let after = handle.snapshot();
     assert!(
         std::sync::Arc::ptr_eq(&before.instances, &after.instances),
-        "nothing changed, yet the instances were built again (v{} → v{})",
+        "nothing changed, yet the instances were built again (v{} → v{}): {:#?}",
         before.version,
-        after.version
+        after.version,
+        after
+            .instances
+            .iter()
+            .zip(before.instances.iter())
+            .filter(|(a, b)| a != b)
+            .collect::<Vec<_>>()
     );
     let index = cluster.registry().index();
     put(format!(

@@ -268,6 +268,7 @@ pub fn bound_ports(snap: &ClusterSnapshot) -> Vec<(String, u16)> {
         .collect();
     for (key, first) in [
         ("ports.user_service", "user-service-1"),
+        ("ports.user_service_grpc", "user-service-1-grpc"),
         ("ports.order_service", "order-service-1"),
     ] {
         if let Some(i) = snap.instances.iter().find(|i| i.view.id == first) {

@@ -198,8 +198,10 @@ impl Core {
     /// have to notice.
     pub(crate) async fn kill(&self, id: &str) -> Result<(), ControlError> {
         let inst = self.managed(id)?;
-        inst.server.kill().await;
-        tracing::warn!(instance = %id, "killed");
+        for server in inst.servers() {
+            server.kill().await;
+        }
+        tracing::warn!(instance = %inst.id, "killed");
         self.publish();
         Ok(())
     }
@@ -211,28 +213,31 @@ impl Core {
             .restarts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(id)
+            .remove(&inst.id)
         {
             t.abort();
         }
-        inst.server
-            .restart()
-            .await
-            .map_err(|e| ControlError::Restart {
+        for server in inst.servers() {
+            server.restart().await.map_err(|e| ControlError::Restart {
                 id: id.to_string(),
-                addr: inst.server.addr().to_string(),
+                addr: server.addr().to_string(),
                 message: e.to_string(),
             })?;
-        if self.registry.instance(id).is_none() {
-            let _ = self.registry.register(inst.registration.clone());
         }
-        tracing::info!(instance = %id, "restarted");
+        for reg in inst.registrations() {
+            if self.registry.instance(&reg.id).is_none() {
+                let _ = self.registry.register(reg.clone());
+            }
+        }
+        tracing::info!(instance = %inst.id, "restarted");
         self.publish();
         Ok(())
     }
 
     fn restart_later(self: &Arc<Self>, id: &str, after: Duration) {
         let core = Arc::downgrade(self);
+        // Kept under the instance's own id: its gRPC side names the same process.
+        let id = self.managed(id).map_or(id, |m| m.id.as_str());
         let owned = id.to_string();
         let task = tokio::spawn(async move {
             tokio::time::sleep(after).await;

@@ -1,4 +1,5 @@
-//! HTTP health checks: one task per check, polling the instance like a Consul agent does.
+//! HTTP and gRPC health checks: one task per check, polling the instance like a Consul agent
+//! does.
 
 use super::model::{CheckKind, CheckSpec, Health};
 use super::store::{Inner, record_check};
@@ -68,6 +69,75 @@ async fn probe(
         Err(e) => (
             Health::Critical,
             format!("HTTP {method} {url}: {}", root_cause(&e)),
+        ),
+    }
+}
+
+/// Runs `spec` (a gRPC check) like [`run_http_check`]. One lazily connected channel per check:
+/// it reconnects by itself after the instance comes back, and a healthy instance costs one
+/// HTTP/2 stream per interval, not a connection.
+pub(crate) async fn run_grpc_check(inner: Weak<Inner>, instance_id: String, spec: CheckSpec) {
+    let CheckKind::Grpc {
+        addr,
+        service,
+        interval,
+        timeout,
+    } = spec.kind.clone()
+    else {
+        return;
+    };
+    let target = CheckKind::grpc_target(&addr, &service);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map(|e| e.connect_timeout(timeout).timeout(timeout).connect_lazy());
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (status, output) = match &channel {
+            Ok(ch) => grpc_probe(ch.clone(), &service, &target, timeout).await,
+            Err(e) => (
+                Health::Critical,
+                format!("gRPC check {target}: invalid address: {e}"),
+            ),
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        if !record_check(&inner, &instance_id, &spec.id, status, output) {
+            return;
+        }
+    }
+}
+
+async fn grpc_probe(
+    channel: tonic::transport::Channel,
+    service: &str,
+    target: &str,
+    timeout: Duration,
+) -> (Health, String) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: service.to_string(),
+    };
+    // The channel's timeout covers the call; this one also covers a connect that hangs.
+    match tokio::time::timeout(timeout, client.check(request)).await {
+        Ok(Ok(resp)) => match resp.into_inner().status() {
+            ServingStatus::Serving => (Health::Passing, format!("gRPC check {target}: success")),
+            other => (
+                Health::Critical,
+                format!("gRPC check {target}: status {}", other.as_str_name()),
+            ),
+        },
+        Ok(Err(status)) => (
+            Health::Critical,
+            format!(
+                "gRPC check {target}: {:?}: {}",
+                status.code(),
+                root_cause(&status)
+            ),
+        ),
+        Err(_) => (
+            Health::Critical,
+            format!("gRPC check {target}: timed out after {timeout:?}"),
         ),
     }
 }

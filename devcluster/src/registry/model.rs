@@ -51,6 +51,15 @@ pub enum CheckKind {
     },
     /// Critical unless refreshed (pass/warn/fail) within `ttl`.
     Ttl { ttl: Duration },
+    /// Calls the standard `grpc.health.v1.Health/Check` on `addr` (`host:port`) every
+    /// `interval`, for `service` (empty: the server as a whole), over plaintext HTTP/2:
+    /// SERVING is passing, anything else critical.
+    Grpc {
+        addr: String,
+        service: String,
+        interval: Duration,
+        timeout: Duration,
+    },
 }
 
 impl CheckKind {
@@ -58,6 +67,16 @@ impl CheckKind {
         match self {
             CheckKind::Http { .. } => "http",
             CheckKind::Ttl { .. } => "ttl",
+            CheckKind::Grpc { .. } => "grpc",
+        }
+    }
+
+    /// Consul's `GRPC` field: `host:port`, or `host:port/service`.
+    pub fn grpc_target(addr: &str, service: &str) -> String {
+        if service.is_empty() {
+            addr.to_string()
+        } else {
+            format!("{addr}/{service}")
         }
     }
 }

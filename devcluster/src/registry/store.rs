@@ -178,7 +178,8 @@ impl Registry {
             if c.name.is_empty() {
                 c.name = format!("Service '{}' check", reg.name);
             }
-            if let CheckKind::Http { interval, .. } = &mut c.kind {
+            if let CheckKind::Http { interval, .. } | CheckKind::Grpc { interval, .. } = &mut c.kind
+            {
                 *interval = (*interval).max(MIN_CHECK_INTERVAL);
             }
         }
@@ -197,7 +198,7 @@ impl Registry {
                 let status = spec.initial.unwrap_or(Health::Critical);
                 let ttl_deadline = match spec.kind {
                     CheckKind::Ttl { ttl } => Some(now + ttl),
-                    CheckKind::Http { .. } => None,
+                    CheckKind::Http { .. } | CheckKind::Grpc { .. } => None,
                 };
                 CheckState {
                     spec: spec.clone(),
@@ -215,6 +216,11 @@ impl Registry {
             .iter()
             .filter_map(|spec| match &spec.kind {
                 CheckKind::Http { .. } => Some(tokio::spawn(checks::run_http_check(
+                    Arc::downgrade(&self.inner),
+                    reg.id.clone(),
+                    spec.clone(),
+                ))),
+                CheckKind::Grpc { .. } => Some(tokio::spawn(checks::run_grpc_check(
                     Arc::downgrade(&self.inner),
                     reg.id.clone(),
                     spec.clone(),
@@ -610,6 +616,16 @@ impl CheckState {
                 format!("GET {url} every {}", format_go_duration(*interval))
             }
             CheckKind::Ttl { ttl } => format!("TTL {}", format_go_duration(*ttl)),
+            CheckKind::Grpc {
+                addr,
+                service,
+                interval,
+                ..
+            } => format!(
+                "gRPC health {} every {}",
+                CheckKind::grpc_target(addr, service),
+                format_go_duration(*interval)
+            ),
         };
         CheckView {
             id: self.spec.id.clone(),

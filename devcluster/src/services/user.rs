@@ -25,11 +25,11 @@ pub struct User {
 /// The body of POST and PUT.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UserInput {
-    name: String,
-    email: String,
+pub(crate) struct UserInput {
+    pub(crate) name: String,
+    pub(crate) email: String,
     #[serde(default)]
-    age: u32,
+    pub(crate) age: u32,
 }
 
 impl UserInput {
@@ -111,6 +111,21 @@ impl UserStore {
     pub fn list(&self) -> Vec<User> {
         self.read().1.values().cloned().collect()
     }
+
+    /// A new user from a validated input (HTTP's POST and gRPC's CreateUser).
+    pub(crate) fn create(&self, input: UserInput) -> Result<User, ApiError> {
+        input.validate()?;
+        let mut w = self.write();
+        w.0 += 1;
+        let user = User {
+            id: w.0,
+            name: input.name.trim().to_string(),
+            email: input.email,
+            age: input.age,
+        };
+        w.1.insert(user.id, user.clone());
+        Ok(user)
+    }
 }
 
 /// The router of one user-service instance.
@@ -144,16 +159,7 @@ async fn read(
 
 async fn create(State(store): State<Arc<UserStore>>, body: Bytes) -> Result<Response, ApiError> {
     let input: UserInput = parse_json(&body)?;
-    input.validate()?;
-    let mut w = store.write();
-    w.0 += 1;
-    let user = User {
-        id: w.0,
-        name: input.name.trim().to_string(),
-        email: input.email,
-        age: input.age,
-    };
-    w.1.insert(user.id, user.clone());
+    let user = store.create(input)?;
     Ok((StatusCode::CREATED, axum::Json(user)).into_response())
 }
 

@@ -13,7 +13,7 @@ pub fn fixed_ports_toml() -> (String, u16) {
         .subsec_nanos();
     let mut seed = u64::from(std::process::id()) << 32 | u64::from(nanos);
     let mut p = Vec::new();
-    while p.len() < 7 {
+    while p.len() < 8 {
         seed = seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
@@ -24,9 +24,9 @@ pub fn fixed_ports_toml() -> (String, u16) {
     }
     let text = format!(
         "[ports]\nregistry = {}\nadmin = {}\ngateway = {}\notlp_grpc = {}\notlp_http = {}\n\
-         user_service = {}\norder_service = {}\n\
+         user_service = {}\norder_service = {}\nuser_service_grpc = {}\n\
          [services.user-service]\ninstances = 1\n[services.order-service]\ninstances = 1\n",
-        p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
     );
     (text, p[1])
 }

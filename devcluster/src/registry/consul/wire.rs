@@ -209,14 +209,18 @@ fn parse_check(v: &Value, field: &str) -> Result<Option<CheckSpec>, String> {
     let ttl = f.duration("ttl", &format!("{field}.TTL"))?;
     let interval = f.duration("interval", &format!("{field}.Interval"))?;
     let timeout = f.duration("timeout", &format!("{field}.Timeout"))?;
-    let kind = match (http.is_empty(), ttl) {
-        (false, _) => {
-            let interval = interval.ok_or_else(|| {
-                format!("{field}: an HTTP check needs an Interval such as \"10s\"")
-            })?;
-            if interval.is_zero() {
-                return Err(format!("{field}.Interval: must be greater than zero"));
-            }
+    let grpc = f.string("grpc", &format!("{field}.GRPC"))?;
+    let every = |what: &str| -> Result<Duration, String> {
+        let interval = interval
+            .ok_or_else(|| format!("{field}: {what} check needs an Interval such as \"10s\""))?;
+        if interval.is_zero() {
+            return Err(format!("{field}.Interval: must be greater than zero"));
+        }
+        Ok(interval)
+    };
+    let kind = match (http.is_empty(), grpc.is_empty(), ttl) {
+        (false, _, _) => {
+            let interval = every("an HTTP")?;
             let headers = match f.get("header") {
                 None => Vec::new(),
                 Some(Value::Object(m)) => m
@@ -250,12 +254,36 @@ fn parse_check(v: &Value, field: &str) -> Result<Option<CheckSpec>, String> {
                 headers,
             }
         }
-        (true, Some(ttl)) if !ttl.is_zero() => CheckKind::Ttl { ttl },
-        (true, Some(_)) => return Err(format!("{field}.TTL: must be greater than zero")),
-        (true, None) => {
+        (true, false, _) => {
+            let interval = every("a gRPC")?;
+            if matches!(f.get("grpcusetls"), Some(Value::Bool(true))) {
+                return Err(format!(
+                    "{field}.GRPCUseTLS: the embedded registry checks gRPC over plaintext only"
+                ));
+            }
+            // "host:port/service": the service is everything after the first slash.
+            let (addr, service) = grpc.split_once('/').unwrap_or((&grpc, ""));
+            if addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(format!(
+                    "{field}.GRPC: expected host:port or host:port/service, got {grpc:?}"
+                ));
+            }
+            CheckKind::Grpc {
+                addr: addr.to_string(),
+                service: service.to_string(),
+                interval,
+                timeout: timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT),
+            }
+        }
+        (true, true, Some(ttl)) if !ttl.is_zero() => CheckKind::Ttl { ttl },
+        (true, true, Some(_)) => return Err(format!("{field}.TTL: must be greater than zero")),
+        (true, true, None) => {
             let other: Vec<&str> = [
                 "tcp",
-                "grpc",
                 "args",
                 "scriptargs",
                 "dockercontainerid",
@@ -266,10 +294,10 @@ fn parse_check(v: &Value, field: &str) -> Result<Option<CheckSpec>, String> {
             .filter(|k| f.get(k).is_some())
             .collect();
             return Err(if other.is_empty() {
-                format!("{field}: a check needs HTTP (with Interval) or TTL")
+                format!("{field}: a check needs HTTP or GRPC (with Interval) or TTL")
             } else {
                 format!(
-                    "{field}: only HTTP and TTL checks are supported by the embedded registry (got {})",
+                    "{field}: only HTTP, gRPC and TTL checks are supported by the embedded registry (got {})",
                     other.join(", ").to_uppercase()
                 )
             });
@@ -387,7 +415,7 @@ mod tests {
 
     #[test]
     fn explains_what_is_wrong() {
-        let cases: [(&[u8], &str); 8] = [
+        let cases: [(&[u8], &str); 10] = [
             (b"{not json", "Request decode failed"),
             (b"", "empty body"),
             (b"[1,2]", "expected a JSON object"),
@@ -400,13 +428,38 @@ mod tests {
             ),
             (
                 br#"{"Name":"x","Checks":[{"TCP":"h:1","Interval":"1s"}]}"#,
-                "only HTTP and TTL",
+                "only HTTP, gRPC and TTL",
+            ),
+            (
+                br#"{"Name":"x","Check":{"GRPC":"h:1","Interval":"1s","GRPCUseTLS":true}}"#,
+                "Check.GRPCUseTLS",
+            ),
+            (
+                br#"{"Name":"x","Check":{"GRPC":"nowhere","Interval":"1s"}}"#,
+                "Check.GRPC: expected host:port",
             ),
         ];
         for (body, want) in cases {
             let err = parse_registration(body).expect_err(want);
             assert!(err.contains(want), "{err:?} should mention {want:?}");
         }
+    }
+
+    #[test]
+    fn grpc_checks_keep_their_service() {
+        let r = parse_registration(
+            br#"{"Name":"x","Check":{"GRPC":"127.0.0.1:50051/lgo.user.v1.UserService","Interval":"2s"}}"#,
+        )
+        .expect("ok");
+        assert_eq!(
+            r.checks[0].kind,
+            CheckKind::Grpc {
+                addr: "127.0.0.1:50051".into(),
+                service: "lgo.user.v1.UserService".into(),
+                interval: Duration::from_secs(2),
+                timeout: DEFAULT_HTTP_TIMEOUT,
+            }
+        );
     }
 
     #[test]

@@ -1,0 +1,370 @@
+//! user-service over gRPC, over real sockets: every instance answers `UserService` (called here
+//! by a client written from the .proto alone, not the crate's generated code), maps errors to
+//! the right status codes, reports SERVING on `grpc.health.v1`, lists itself through server
+//! reflection; the registry's gRPC checks notice a killed instance, and a service registered
+//! through the Consul API with a `GRPC` check is checked the same way.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use devcluster::cluster::{Cluster, ClusterOptions};
+use devcluster::config::{Config, DEFAULTS_TOML};
+use devcluster::registry::{Health, InstanceView};
+use std::time::{Duration, Instant};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::{Channel, Endpoint};
+
+/// The messages of `assets/proto/user.proto`, written out by hand from it.
+mod wire {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GetUserRequest {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ListUsersRequest {}
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct CreateUserRequest {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub email: String,
+        #[prost(uint32, tag = "3")]
+        pub age: u32,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct User {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(string, tag = "2")]
+        pub name: String,
+        #[prost(string, tag = "3")]
+        pub email: String,
+        #[prost(uint32, tag = "4")]
+        pub age: u32,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ListUsersResponse {
+        #[prost(message, repeated, tag = "1")]
+        pub users: Vec<User>,
+    }
+}
+
+/// A unary call of `lgo.user.v1.UserService/{method}` on `channel`.
+async fn unary<Q, R>(channel: &Channel, method: &str, req: Q) -> Result<R, tonic::Status>
+where
+    Q: prost::Message + Send + Sync + 'static,
+    R: prost::Message + Default + Send + Sync + 'static,
+{
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = PathAndQuery::try_from(format!("/lgo.user.v1.UserService/{method}")).unwrap();
+    let codec = tonic_prost::ProstCodec::<Q, R>::default();
+    grpc.unary(tonic::Request::new(req), path, codec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn start() -> Cluster {
+    let cfg = Config::from_layers(&[
+        ("defaults", DEFAULTS_TOML),
+        ("test", "[health]\ninterval_ms = 300\ntimeout_ms = 250\n"),
+    ])
+    .unwrap();
+    let cluster = Cluster::start(ClusterOptions::new(cfg).auto_ports(true).traffic(false))
+        .await
+        .unwrap();
+    let reg = cluster.registry().clone();
+    wait_until(Duration::from_secs(10), || {
+        let grpc = grpc_instances(&reg.instances());
+        grpc.len() == 3 && grpc.iter().all(|i| i.health == Health::Passing)
+    })
+    .await
+    .expect("the three gRPC endpoints pass their first gRPC health check");
+    cluster
+}
+
+fn grpc_instances(all: &[InstanceView]) -> Vec<InstanceView> {
+    all.iter()
+        .filter(|i| i.service == "user-service-grpc")
+        .cloned()
+        .collect()
+}
+
+async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if f() {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+async fn channel_to(i: &InstanceView) -> Channel {
+    Endpoint::from_shared(format!("http://{}:{}", i.address, i.port))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_instance_answers_user_service_with_proper_status_codes() {
+    let cluster = start().await;
+    let grpc = grpc_instances(&cluster.registry().instances());
+    let mut ids: Vec<&str> = grpc.iter().map(|i| i.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "user-service-1-grpc",
+            "user-service-2-grpc",
+            "user-service-3-grpc"
+        ]
+    );
+    for i in &grpc {
+        assert_eq!(i.meta.get("protocol").map(String::as_str), Some("grpc"));
+        assert_eq!(i.checks[0].kind, "grpc", "{}: {:?}", i.id, i.checks);
+        let ch = channel_to(i).await;
+        let ada: wire::User = unary(&ch, "GetUser", wire::GetUserRequest { id: 1 })
+            .await
+            .unwrap_or_else(|s| panic!("GetUser on {}: {s:?}", i.id));
+        assert_eq!(ada.name, "Ada Lovelace", "{}", i.id);
+        let list: wire::ListUsersResponse = unary(&ch, "ListUsers", wire::ListUsersRequest {})
+            .await
+            .unwrap();
+        assert!(list.users.len() >= 3, "{}: {list:?}", i.id);
+        let missing = unary::<_, wire::User>(&ch, "GetUser", wire::GetUserRequest { id: 999_999 })
+            .await
+            .expect_err("no such user");
+        assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+        let zero = unary::<_, wire::User>(&ch, "GetUser", wire::GetUserRequest { id: 0 })
+            .await
+            .expect_err("id 0");
+        assert_eq!(zero.code(), tonic::Code::InvalidArgument, "{zero:?}");
+    }
+    // One store behind both protocols: a user created over gRPC is there over HTTP.
+    let ch = channel_to(&grpc[0]).await;
+    let bad = unary::<_, wire::User>(
+        &ch,
+        "CreateUser",
+        wire::CreateUserRequest {
+            name: "Grace".into(),
+            email: "not-an-email".into(),
+            age: 30,
+        },
+    )
+    .await
+    .expect_err("an invalid email");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().contains("email"), "{bad:?}");
+    let grace: wire::User = unary(
+        &ch,
+        "CreateUser",
+        wire::CreateUserRequest {
+            name: "Grace Hopper".into(),
+            email: "grace@example.com".into(),
+            age: 45,
+        },
+    )
+    .await
+    .unwrap();
+    let http = cluster
+        .registry()
+        .instances()
+        .into_iter()
+        .find(|i| i.id == "user-service-2")
+        .unwrap();
+    let over_http: serde_json::Value = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!(
+            "http://{}:{}/users/{}",
+            http.address, http.port, grace.id
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(over_http["name"], "Grace Hopper");
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_reports_serving_and_reflection_lists_the_service() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let cluster = start().await;
+    let grpc = grpc_instances(&cluster.registry().instances());
+    let ch = channel_to(&grpc[0]).await;
+    let mut health = HealthClient::new(ch.clone());
+    for service in ["", "lgo.user.v1.UserService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .expect_err("an unknown service");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    let mut reflection = ServerReflectionClient::new(ch);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::once(req))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = answers.message().await.unwrap().expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("expected a list of services, got {first:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.iter().any(|n| n == "lgo.user.v1.UserService"),
+        "{names:?}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_killed_instance_fails_its_grpc_check_and_passes_again_after_restart() {
+    let cluster = start().await;
+    let handle = cluster.handle();
+    handle.kill("user-service-2-grpc").await.unwrap();
+    let reg = cluster.registry().clone();
+    let health_of = |id: &str| {
+        reg.instances()
+            .into_iter()
+            .find(|i| i.id == id)
+            .map(|i| (i.health, i.checks[0].output.clone()))
+            .unwrap()
+    };
+    wait_until(Duration::from_secs(5), || {
+        health_of("user-service-2-grpc").0 == Health::Critical
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the gRPC check notices the kill: {:?}",
+            health_of("user-service-2-grpc")
+        )
+    });
+    let (_, output) = health_of("user-service-2-grpc");
+    assert!(output.starts_with("gRPC check 127.0.0.1:"), "{output}");
+    // One process, two ports: its HTTP side went down with it, the others stayed up.
+    wait_until(Duration::from_secs(5), || {
+        health_of("user-service-2").0 == Health::Critical
+    })
+    .await
+    .expect("the HTTP side died with it");
+    assert_eq!(health_of("user-service-1-grpc").0, Health::Passing);
+
+    handle.restart("user-service-2").await.unwrap();
+    wait_until(Duration::from_secs(5), || {
+        health_of("user-service-2-grpc").0 == Health::Passing
+    })
+    .await
+    .unwrap_or_else(|| panic!("back: {:?}", health_of("user-service-2-grpc")));
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_grpc_check_registered_through_the_consul_api_follows_the_server() {
+    let cluster = start().await;
+    let registry = cluster
+        .handle()
+        .snapshot()
+        .endpoints
+        .iter()
+        .find(|e| e.name == "registry")
+        .unwrap()
+        .url
+        .clone();
+    // A gRPC server of the test's own, serving the standard health service.
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("billing.v1.Billing", tonic_health::ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let body = serde_json::json!({
+        "ID": "billing-1", "Name": "billing", "Address": "127.0.0.1", "Port": addr.port(),
+        "Check": {"GRPC": format!("{addr}/billing.v1.Billing"), "Interval": "1s", "Timeout": "500ms"},
+    });
+    let r = http
+        .put(format!("{registry}/v1/agent/service/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let status_of = || async {
+        let v: serde_json::Value = http
+            .get(format!("{registry}/v1/health/service/billing"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let check = &v[0]["Checks"][0];
+        (
+            check["Status"].as_str().unwrap_or("").to_string(),
+            check["Type"].as_str().unwrap_or("").to_string(),
+            check["Output"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = status_of().await;
+    while last.0 != "passing" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        last = status_of().await;
+    }
+    assert_eq!(last.0, "passing", "{last:?}");
+    assert_eq!(last.1, "grpc");
+
+    reporter
+        .set_service_status(
+            "billing.v1.Billing",
+            tonic_health::ServingStatus::NotServing,
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while last.0 != "critical" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        last = status_of().await;
+    }
+    assert_eq!(last.0, "critical", "{last:?}");
+    assert!(last.2.contains("NOT_SERVING"), "{last:?}");
+    cluster.shutdown().await;
+}
