@@ -94,7 +94,7 @@ fn dashboard_shows_live_services_switches_tabs_and_restores_the_terminal() {
     let tmux = Tmux::start("tabs", &cmd);
 
     let s = tmux.wait_for("all instances passing", |s| {
-        s.contains("5/5 instances passing")
+        s.contains("8/8 instances passing")
     });
     assert!(s.contains("1 Services") && s.contains("7 Logs"), "{s}");
     assert!(s.contains("order-service") && s.contains("2/2 up"), "{s}");
@@ -109,7 +109,7 @@ fn dashboard_shows_live_services_switches_tabs_and_restores_the_terminal() {
     assert!(s.contains("2/3 up"), "{s}");
     tmux.run(&["send-keys", "-t", "dash", "r"]);
     tmux.wait_for("user-service-2 back", |s| {
-        s.contains("5/5 instances passing")
+        s.contains("8/8 instances passing")
     });
 
     // Traces: the traffic generator's requests are listed; Enter opens one as a waterfall.
@@ -189,7 +189,7 @@ fn ctl_breaker(admin: &str, name: &str) -> (String, String) {
 fn pressing_o_on_a_breaker_forces_it_open_as_ctl_sees_it() {
     let tmux = Tmux::start("breaker", &format!("{BIN} --ports auto"));
     let s = tmux.wait_for("all instances passing", |s| {
-        s.contains("5/5 instances passing")
+        s.contains("8/8 instances passing")
     });
     let admin = admin_url(&s);
     assert_eq!(
@@ -362,7 +362,7 @@ fn an_attached_dashboard_notices_a_killed_cluster_and_recovers_when_it_is_back()
     let mut served = Served::start(&config);
     let tmux = Tmux::start("attach", &format!("{BIN} --attach {admin}; sleep 60"));
     tmux.wait_for("the attached cluster's instances", |s| {
-        s.contains("2/2 instances passing")
+        s.contains("3/3 instances passing")
     });
 
     served.child.kill().unwrap();
@@ -379,7 +379,7 @@ fn an_attached_dashboard_notices_a_killed_cluster_and_recovers_when_it_is_back()
 
     let _again = Served::start(&config);
     let s = tmux.wait_for("the cluster picked up again", |s| {
-        !s.contains("cluster lost") && s.contains("2/2 instances passing")
+        !s.contains("cluster lost") && s.contains("3/3 instances passing")
     });
     assert!(s.contains("order-service-1"), "{s}");
     let _ = std::fs::remove_dir_all(&dir);

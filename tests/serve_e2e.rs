@@ -118,7 +118,11 @@ async fn serve_is_ready_answers_through_discovery_and_stops_on_sigterm() {
     let (ok, out, err) = ctl(&admin, &["instances", "--json"]).await;
     assert!(ok, "{err}");
     let list: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 5);
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        8,
+        "five HTTP instances, three gRPC endpoints"
+    );
     let (ok, out, _) = ctl(&admin, &["instances"]).await;
     assert!(
         ok && out.starts_with("ID") && out.contains("user-service-3"),

@@ -24,7 +24,9 @@
 mod attempt;
 mod budget;
 pub mod explain;
+pub mod grpc;
 mod guard;
+mod h2;
 pub mod headers;
 pub(crate) mod http1;
 mod outlier;
@@ -155,6 +157,12 @@ pub struct Call {
     pub forward: bool,
     /// For a proxy: its client's address, added to `X-Forwarded-For` as the request is written.
     pub forwarded_for: Option<HeaderValue>,
+    /// A gRPC call ([`grpc::GrpcChannel`]): sent on the instance's HTTP/2 connection, its
+    /// outcome read from its gRPC status.
+    pub grpc: bool,
+    /// Whether the call may be sent again after it reached an instance; `None`: as its HTTP
+    /// method says (GET, PUT, DELETE… may).
+    pub idempotent: Option<bool>,
 }
 
 impl Call {
@@ -168,6 +176,8 @@ impl Call {
             parent: None,
             forward: false,
             forwarded_for: None,
+            grpc: false,
+            idempotent: None,
         }
     }
 }
@@ -205,7 +215,7 @@ fn build(
         .layer(attempt::AttemptLayer)
         .layer(outlier::OutlierLayer)
         .layer(timeout::TimeoutLayer::new(knobs.clone()))
-        .service(Connect::new(pool.clone()))
+        .service(Connect::new(pool.clone(), Arc::default()))
 }
 
 impl ServiceClient {
@@ -395,7 +405,6 @@ impl ServiceClient {
             body,
             trace: None,
             call: Arc::new(CallShared {
-                method: call.method,
                 path: target_path,
                 headers: call.headers,
                 target: entry,
@@ -405,6 +414,11 @@ impl ServiceClient {
                 dry: dry.then(|| Box::new(Mutex::new(Explain::default()))),
                 forward: call.forward,
                 forwarded_for: call.forwarded_for,
+                idempotent: call
+                    .idempotent
+                    .unwrap_or_else(|| retry::idempotent(&call.method)),
+                grpc: call.grpc,
+                method: call.method,
             }),
             ctx,
             attempt: 1,
@@ -437,7 +451,7 @@ impl ServiceClient {
         let result = self.stack.clone().call(req).await;
         let t = &shared.target;
         let status = match &result {
-            Ok(r) => r.status().as_u16(),
+            Ok(r) => request::status_of(r, shared.grpc),
             Err(e) => e.status().as_u16(),
         };
         path::record(PathSpan::Call(CallSpan {

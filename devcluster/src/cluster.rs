@@ -316,6 +316,7 @@ impl Cluster {
             ("gateway", user::SERVICE),
             ("gateway", order::SERVICE),
             (order::SERVICE, user::SERVICE),
+            (order::SERVICE, user_grpc::SERVICE),
         ] {
             breakers.get(&Breakers::name(caller, target));
             balancers.get(target);
@@ -329,6 +330,7 @@ impl Cluster {
         let orders = order::OrderStore::seeded();
         let order_client = new_client(order::SERVICE);
         let lookup = Arc::new(order::UserLookup::new(order_client.clone()));
+        lookup.set_protocol(cfg.user_protocol());
         let mut instances = Vec::new();
         let grpc_routes = user_grpc::routes(users.clone()).await;
         for (service, id, listener, grpc_listener) in planned {
@@ -349,11 +351,14 @@ impl Cluster {
             let grpc = match grpc_listener {
                 Some(l) => {
                     let grpc_id = format!("{id}-grpc");
-                    let server = started_with(
-                        &grpc_id,
-                        l,
-                        Arc::new(user_grpc::GrpcConnections(grpc_routes.clone())),
-                    )?;
+                    let router = user_grpc::instance_router(
+                        grpc_routes.clone(),
+                        &id,
+                        faults.clone(),
+                        metrics.server(user_grpc::SERVICE, &grpc_id),
+                    );
+                    let server =
+                        started_with(&grpc_id, l, Arc::new(user_grpc::GrpcConnections(router)))?;
                     let registration = grpc_registration(cfg, &grpc_id, server.addr());
                     registry.register(registration.clone()).map_err(|e| {
                         ClusterError::Register {
@@ -434,6 +439,7 @@ impl Cluster {
             gateway: gateway.clone(),
             traffic: traffic.clone(),
             faults: faults.clone(),
+            users: lookup.clone(),
         };
         let layers = if opts.layers.is_empty() {
             vec![cfg.as_layer("config")]

@@ -114,6 +114,20 @@ fn default_user_service_grpc() -> u16 {
 pub struct ServiceConfig {
     pub instances: usize,
     pub version: String,
+    /// order-service only: how it fetches users from user-service, applied live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_protocol: Option<Protocol>,
+}
+
+/// How one sample service calls another.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// JSON over HTTP/1.1 (`GET /users/{id}` on user-service).
+    #[default]
+    Http,
+    /// gRPC (`lgo.user.v1.UserService/GetUser` on user-service-grpc).
+    Grpc,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -242,6 +256,11 @@ impl Config {
                     "services.{name}: unknown sample service (expected user-service or order-service)"
                 ));
             }
+            if s.user_protocol.is_some() && name != "order-service" {
+                return Err(format!(
+                    "services.{name}.user_protocol: only order-service calls user-service (set services.order-service.user_protocol)"
+                ));
+            }
             if s.instances > 16 {
                 return Err(format!(
                     "services.{name}.instances = {}: expected 0 to 16",
@@ -345,6 +364,14 @@ impl Config {
 
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.timeouts.call_ms)
+    }
+
+    /// How order-service fetches users.
+    pub fn user_protocol(&self) -> Protocol {
+        self.services
+            .get(crate::services::order::SERVICE)
+            .and_then(|s| s.user_protocol)
+            .unwrap_or_default()
     }
 
     pub fn instances(&self, service: &str) -> usize {

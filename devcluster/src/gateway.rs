@@ -281,6 +281,8 @@ fn prepare(
         forward: true,
         // Added to what X-Forwarded-For says as the request is written, not to the map.
         forwarded_for: peer.xff.clone(),
+        grpc: false,
+        idempotent: None,
     };
     (matched.service, call)
 }

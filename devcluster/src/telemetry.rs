@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod context;
 pub mod export;
+pub mod grpc;
 pub mod histogram;
 pub mod http;
 mod intern;

@@ -368,3 +368,255 @@ async fn a_grpc_check_registered_through_the_consul_api_follows_the_server() {
     assert!(last.2.contains("NOT_SERVING"), "{last:?}");
     cluster.shutdown().await;
 }
+
+/// The spans of the trace an answer names in its `X-Trace-ID`.
+async fn trace_of(
+    cluster: &Cluster,
+    resp: &reqwest::Response,
+) -> Vec<devcluster::telemetry::SpanRecord> {
+    let id = resp.headers()["x-trace-id"].to_str().unwrap().to_string();
+    let id = devcluster::telemetry::TraceId::parse(&id).expect("a trace id");
+    let handle = cluster.handle();
+    // Spans are written as each hop ends: wait for the server span of the gateway's request.
+    let mut spans = Vec::new();
+    for _ in 0..50 {
+        spans = handle.trace(id).await.unwrap();
+        if spans
+            .iter()
+            .any(|s| s.service == "gateway" && s.parent_id.is_none())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    spans
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+#[tokio::test]
+async fn orders_fetch_their_user_over_grpc_in_one_trace_when_the_config_says_so() {
+    let cluster = start().await;
+    let handle = cluster.handle();
+    handle
+        .config_set("services.order-service.user_protocol", Some("grpc"))
+        .await
+        .unwrap();
+    let resp = http_client()
+        .get(format!("{}/api/orders/1", cluster.gateway_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let spans = trace_of(&cluster, &resp).await;
+    let order: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(order["user"]["name"], "Ada Lovelace", "{order}");
+    let server = spans
+        .iter()
+        .find(|s| s.service == "user-service-grpc")
+        .unwrap_or_else(|| panic!("a span on a gRPC instance in {spans:#?}"));
+    assert_eq!(server.name, "gRPC /lgo.user.v1.UserService/GetUser");
+    assert!(server.instance.ends_with("-grpc"), "{server:?}");
+    // Its parent is order-service's attempt, which names the instance it picked.
+    let attempt = spans
+        .iter()
+        .find(|s| Some(s.span_id) == server.parent_id)
+        .expect("the server span's parent is in the trace");
+    assert_eq!(attempt.service, "order-service");
+    assert_eq!(
+        attempt.attribute("peer.instance"),
+        Some(server.instance.as_str())
+    );
+    assert!(
+        spans.iter().all(|s| s.trace_id == server.trace_id),
+        "one trace from the gateway to the gRPC hop"
+    );
+    assert!(
+        !spans.iter().any(|s| s.service == "user-service"),
+        "no HTTP call to user-service: {spans:#?}"
+    );
+
+    // Back to HTTP, live.
+    handle
+        .config_set("services.order-service.user_protocol", Some("http"))
+        .await
+        .unwrap();
+    let resp = http_client()
+        .get(format!("{}/api/orders/1", cluster.gateway_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let spans = trace_of(&cluster, &resp).await;
+    assert!(spans.iter().any(|s| s.service == "user-service"));
+    assert!(!spans.iter().any(|s| s.service == "user-service-grpc"));
+
+    let bad = handle
+        .config_set(
+            "services.order-service.user_protocol",
+            Some("carrier-pigeon"),
+        )
+        .await
+        .expect_err("not a protocol");
+    assert!(bad.to_string().contains("grpc"), "{bad}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unavailable_instance_is_retried_on_another_and_its_breaker_shows_the_grpc_path() {
+    let cluster = start().await;
+    let handle = cluster.handle();
+    handle
+        .config_set("services.order-service.user_protocol", Some("grpc"))
+        .await
+        .unwrap();
+    // user-service-1 (both its ports) answers every request with an error.
+    handle
+        .config_set("faults.user-service-1.error_rate", Some("1"))
+        .await
+        .unwrap();
+    let client = http_client();
+    let mut retried = 0;
+    for _ in 0..9 {
+        let resp = client
+            .get(format!("{}/api/orders/2", cluster.gateway_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "GetUser is retried elsewhere on UNAVAILABLE"
+        );
+        let spans = trace_of(&cluster, &resp).await;
+        let failed: Vec<_> = spans
+            .iter()
+            .filter(|s| s.service == "user-service-grpc" && s.error)
+            .collect();
+        if let Some(f) = failed.first() {
+            assert_eq!(f.instance, "user-service-1-grpc");
+            assert_eq!(f.attribute("http.status_code"), Some("503"), "{f:?}");
+            retried += 1;
+        }
+    }
+    assert!(
+        retried >= 2,
+        "round robin sent some first attempts to the failing instance"
+    );
+    // The snapshot is published on a slow tick.
+    wait_until(Duration::from_secs(3), || {
+        let snap = handle.snapshot();
+        snap.breakers
+            .iter()
+            .any(|b| b.name == "order-service->user-service-grpc")
+            && snap
+                .balancers
+                .iter()
+                .any(|b| b.target == "user-service-grpc" && !b.recent.is_empty())
+    })
+    .await
+    .expect("the gRPC path's breaker and its balancer's picks show");
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_forced_open_breaker_fails_grpc_calls_fast_without_reaching_the_server() {
+    use devcluster::balance::service::Balancers;
+    use devcluster::breaker::{Breakers, Mode};
+    use devcluster::client::grpc::GrpcChannel;
+    use devcluster::client::{ClientSettings, ServiceClient};
+    use devcluster::proto::user::user_service_client::UserServiceClient;
+    use devcluster::proto::user::user_service_server::{UserService, UserServiceServer};
+    use devcluster::proto::user::{
+        self as pb, CreateUserRequest, GetUserRequest, ListUsersRequest,
+    };
+    use devcluster::registry::{Registration, Registry};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A user service that counts the calls that reach it.
+    struct Counting(Arc<AtomicUsize>);
+    #[tonic::async_trait]
+    impl UserService for Counting {
+        async fn get_user(
+            &self,
+            r: tonic::Request<GetUserRequest>,
+        ) -> Result<tonic::Response<pb::User>, tonic::Status> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(tonic::Response::new(pb::User {
+                id: r.into_inner().id,
+                name: "Counted".into(),
+                ..Default::default()
+            }))
+        }
+        async fn list_users(
+            &self,
+            _: tonic::Request<ListUsersRequest>,
+        ) -> Result<tonic::Response<pb::ListUsersResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not here"))
+        }
+        async fn create_user(
+            &self,
+            _: tonic::Request<CreateUserRequest>,
+        ) -> Result<tonic::Response<pb::User>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not here"))
+        }
+    }
+    let reached = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(UserServiceServer::new(Counting(reached.clone())))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let cfg = Config::from_layers(&[("defaults", DEFAULTS_TOML)]).unwrap();
+    let registry = Registry::new();
+    registry
+        .register(Registration {
+            id: "counting-1".into(),
+            name: "counting".into(),
+            address: "127.0.0.1".into(),
+            port,
+            ..Default::default()
+        })
+        .unwrap();
+    let breakers = Arc::new(Breakers::new(cfg.breaker_defaults(), cfg.named_breakers()));
+    let client = Arc::new(ServiceClient::new(
+        "test",
+        registry,
+        Arc::new(Balancers::new(cfg.strategies(), cfg.outlier.clone())),
+        breakers.clone(),
+        ClientSettings::default(),
+        Default::default(),
+    ));
+    let mut users = UserServiceClient::new(GrpcChannel::new(client, "counting"));
+    let ok = users.get_user(GetUserRequest { id: 7 }).await.unwrap();
+    assert_eq!(ok.into_inner().name, "Counted");
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
+
+    breakers
+        .get(&Breakers::name("test", "counting"))
+        .set_mode(Mode::ForcedOpen);
+    for _ in 0..5 {
+        let refused = users
+            .get_user(GetUserRequest { id: 7 })
+            .await
+            .expect_err("the breaker is open");
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert!(refused.message().contains("test->counting"), "{refused:?}");
+    }
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        1,
+        "no refused call reached the server"
+    );
+
+    breakers
+        .get(&Breakers::name("test", "counting"))
+        .set_mode(Mode::Auto);
+    users.get_user(GetUserRequest { id: 7 }).await.unwrap();
+    assert_eq!(reached.load(Ordering::SeqCst), 2);
+}

@@ -110,8 +110,10 @@ impl Finish for Record {
             return;
         };
         let (status, outcome) = match &result {
-            Ok(r) if r.status().is_server_error() => (r.status().as_u16(), "5xx"),
-            Ok(r) => (r.status().as_u16(), "ok"),
+            Ok(r) => match super::request::status_of(r, call.grpc) {
+                s if s >= 500 => (s, "5xx"),
+                s => (s, "ok"),
+            },
             Err(CallError::Timeout { .. }) => (0, "timeout"),
             Err(CallError::Connect { .. }) => (0, "connect_error"),
             Err(_) => (0, "upstream_error"),

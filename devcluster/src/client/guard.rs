@@ -62,7 +62,15 @@ impl<S: Stack> Service<Req> for Guard<S> {
             }
         };
         let started = path::now();
-        Then::below(self.inner.call(req), Record { permit, started })
+        let grpc = call.grpc;
+        Then::below(
+            self.inner.call(req),
+            Record {
+                permit,
+                started,
+                grpc,
+            },
+        )
     }
 }
 
@@ -70,12 +78,13 @@ impl<S: Stack> Service<Req> for Guard<S> {
 pub struct Record {
     permit: OwnedPermit,
     started: Instant,
+    grpc: bool,
 }
 
 impl Finish for Record {
     fn finish(self, result: &mut Result<Resp, CallError>) {
         self.permit.record(Outcome {
-            failure: failed(result),
+            failure: failed(result, self.grpc),
             duration: path::now().saturating_duration_since(self.started),
         });
     }

@@ -53,6 +53,7 @@ impl<S: Stack> Service<Req> for Outlier<S> {
             balancer,
             flight,
             started,
+            grpc: req.call.grpc,
         };
         Then::below(self.inner.call(req), report)
     }
@@ -63,6 +64,7 @@ pub struct Report {
     balancer: Arc<ServiceBalancer>,
     flight: InFlight,
     started: Instant,
+    grpc: bool,
 }
 
 impl Finish for Report {
@@ -70,7 +72,7 @@ impl Finish for Report {
         let member = self.flight.end();
         let took = path::now().saturating_duration_since(self.started);
         self.balancer
-            .report(&member.id, &member.load, took, failed(result));
+            .report(&member.id, &member.load, took, failed(result, self.grpc));
     }
 }
 

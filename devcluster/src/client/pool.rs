@@ -428,6 +428,8 @@ pub struct PooledBody {
 enum State {
     Whole(Option<Bytes>),
     Streaming(Box<Streaming>),
+    /// An HTTP/2 answer (a gRPC call's), its trailers (the gRPC status) included.
+    H2(hyper::body::Incoming),
 }
 
 struct Streaming {
@@ -445,6 +447,14 @@ const INSTANCE: Peer = Peer {
 };
 
 impl PooledBody {
+    /// The body of an HTTP/2 answer ([`super::h2`]).
+    pub fn h2(body: hyper::body::Incoming) -> PooledBody {
+        PooledBody {
+            state: State::H2(body),
+            forwarded: None,
+        }
+    }
+
     /// An empty body (a dry run's answer).
     pub fn empty() -> PooledBody {
         PooledBody {
@@ -512,6 +522,9 @@ impl HttpBody for PooledBody {
         match &mut self.get_mut().state {
             State::Whole(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             State::Streaming(s) => s.poll_frame(cx),
+            State::H2(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map_err(|e| std::io::Error::other(e.to_string())),
         }
     }
 
@@ -519,6 +532,7 @@ impl HttpBody for PooledBody {
         match &self.state {
             State::Whole(b) => b.is_none(),
             State::Streaming(s) => s.done(),
+            State::H2(b) => b.is_end_stream(),
         }
     }
 
@@ -529,19 +543,22 @@ impl HttpBody for PooledBody {
                 Left::Bytes(n) => SizeHint::with_exact(n),
                 _ => SizeHint::default(),
             },
+            State::H2(b) => b.size_hint(),
         }
     }
 }
 
-/// The bottom of the stack as a service: sends the attempt to the instance the pick chose.
+/// The bottom of the stack as a service: sends the attempt to the instance the pick chose,
+/// on a pooled HTTP/1.1 connection, or a gRPC call on the instance's HTTP/2 connection.
 #[derive(Clone)]
 pub struct Connect {
     pool: Arc<Pool>,
+    h2: Arc<super::h2::Channels>,
 }
 
 impl Connect {
-    pub fn new(pool: Arc<Pool>) -> Self {
-        Connect { pool }
+    pub fn new(pool: Arc<Pool>, h2: Arc<super::h2::Channels>) -> Self {
+        Connect { pool, h2 }
     }
 }
 
@@ -555,6 +572,10 @@ impl tower::Service<super::request::Req> for Connect {
     }
 
     fn call(&mut self, req: super::request::Req) -> BoxFuture {
+        if req.call.grpc {
+            let h2 = self.h2.clone();
+            return Box::pin(async move { h2.send(req).await });
+        }
         let Some(picked) = req.picked.as_ref() else {
             return Box::pin(async {
                 Err(CallError::BadRequest(

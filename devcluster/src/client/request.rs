@@ -158,6 +158,10 @@ pub struct CallShared {
     ///
     /// [`Call::forward`]: super::Call::forward
     pub forward: bool,
+    /// May go again after it reached an instance (retry layer).
+    pub idempotent: bool,
+    /// A gRPC call: HTTP/2 to the instance, its outcome in its gRPC status.
+    pub grpc: bool,
 }
 
 /// One request on its way down the stack, moved from layer to layer (so kept small): what all
@@ -236,10 +240,35 @@ impl Req {
 #[derive(Debug, Clone)]
 pub struct AnsweredBy(pub Arc<str>);
 
-/// Whether an outcome counts as a failure: no answer, or a 5xx.
-pub fn failed(r: &Result<Resp, CallError>) -> bool {
+/// An answer's status as the layers see it: its HTTP status, or for a gRPC call the HTTP
+/// status its gRPC status maps to (NOT_FOUND 404, UNAVAILABLE 503…).
+pub fn status_of(resp: &Resp, grpc: bool) -> u16 {
+    if grpc {
+        crate::telemetry::grpc::effective_status(resp)
+    } else {
+        resp.status().as_u16()
+    }
+}
+
+/// Whether an outcome counts as a failure: no answer, or a 5xx (for gRPC, a status that maps
+/// to one: UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED, UNKNOWN…).
+pub fn failed(r: &Result<Resp, CallError>, grpc: bool) -> bool {
     match r {
-        Ok(resp) => resp.status().is_server_error(),
+        Ok(resp) => status_of(resp, grpc) >= 500,
+        Err(_) => true,
+    }
+}
+
+/// Whether another attempt may get a better outcome: over HTTP any failure; over gRPC only
+/// UNAVAILABLE, or no answer at all other than a timeout (gRPC's DEADLINE_EXCEEDED: the caller's
+/// deadline is spent), as gRPC retry policies are written.
+pub fn retryable(r: &Result<Resp, CallError>, grpc: bool) -> bool {
+    if !grpc {
+        return failed(r, false);
+    }
+    match r {
+        Ok(resp) => crate::telemetry::grpc::status_code(resp.headers()) == Some(14),
+        Err(CallError::Timeout { .. }) => false,
         Err(_) => true,
     }
 }

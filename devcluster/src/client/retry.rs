@@ -9,7 +9,7 @@
 //! requests a second that would drain any budget in milliseconds.
 
 use super::budget::RetryBudget;
-use super::request::{AnsweredBy, CallError, Req, Resp, failed};
+use super::request::{AnsweredBy, CallError, Req, Resp, retryable};
 use super::{BoxFuture, Knobs, Stack};
 use http::Method;
 use std::sync::Arc;
@@ -68,7 +68,7 @@ impl<S: Stack> Service<Req> for Retry<S> {
             return Box::pin(self.inner.call(req));
         }
         let attempts = self.knobs.attempts.load(Ordering::Relaxed).max(1);
-        let idempotent = idempotent(req.method());
+        let (idempotent, grpc) = (req.call.idempotent, req.call.grpc);
         self.budget.deposit();
         // What a second attempt would send, kept aside before the first goes.
         let next = if attempts > 1 { req.try_clone() } else { None };
@@ -80,12 +80,20 @@ impl<S: Stack> Service<Req> for Retry<S> {
         let (inner, budget) = (self.inner.clone(), self.budget.clone());
         Box::pin(async move {
             let result = first.await;
-            if done(&result, idempotent, &budget) {
+            if done(&result, idempotent, grpc, &budget) {
                 return result;
             }
             // Boxed apart: the retries' state (two requests, two answers) would otherwise make
             // every call's future twice as large, and large allocations take a slower path.
-            Box::pin(retries(result, next, inner, budget, attempts, idempotent)).await
+            Box::pin(retries(
+                result,
+                next,
+                inner,
+                budget,
+                attempts,
+                (idempotent, grpc),
+            ))
+            .await
         })
     }
 }
@@ -93,9 +101,14 @@ impl<S: Stack> Service<Req> for Retry<S> {
 /// Whether `result` is the call's answer: a success, no instance at all (another try would find
 /// none either), or a failure that may not or cannot go again. A retry that may go is drawn
 /// from the budget here.
-fn done(result: &Result<Resp, CallError>, idempotent: bool, budget: &RetryBudget) -> bool {
+fn done(
+    result: &Result<Resp, CallError>,
+    idempotent: bool,
+    grpc: bool,
+    budget: &RetryBudget,
+) -> bool {
     let never_sent = matches!(result, Err(CallError::Connect { .. }));
-    !failed(result)
+    !retryable(result, grpc)
         || matches!(result, Err(CallError::NoInstance(_)))
         || !(never_sent || idempotent)
         || !(never_sent || budget.withdraw())
@@ -109,7 +122,7 @@ async fn retries<S: Stack>(
     mut inner: S,
     budget: Arc<RetryBudget>,
     attempts: u32,
-    idempotent: bool,
+    (idempotent, grpc): (bool, bool),
 ) -> Result<Resp, CallError> {
     loop {
         let tried = match &result {
@@ -129,7 +142,7 @@ async fn retries<S: Stack>(
         }
         result = again;
         match after {
-            Some(a) if !done(&result, idempotent, &budget) => next = a,
+            Some(a) if !done(&result, idempotent, grpc, &budget) => next = a,
             _ => return result,
         }
     }

@@ -60,7 +60,6 @@ fn req(f: &Fixture, dry: bool, method: http::Method) -> Req {
         body: ReqBody::Empty,
         trace: None,
         call: Arc::new(CallShared {
-            method,
             path: "/x".into(),
             headers: http::HeaderMap::new(),
             target: f.target.clone(),
@@ -70,6 +69,9 @@ fn req(f: &Fixture, dry: bool, method: http::Method) -> Req {
             dry: dry.then(|| Box::new(Mutex::new(Explain::default()))),
             forward: false,
             forwarded_for: None,
+            idempotent: super::retry::idempotent(&method),
+            grpc: false,
+            method,
         }),
         ctx: SpanContext {
             trace_id: TraceId::random(),

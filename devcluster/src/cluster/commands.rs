@@ -140,7 +140,8 @@ impl Core {
                 format!("{id} now has weight {weight}")
             }
             Command::Fault { id, fault, for_s } => {
-                self.managed(&id)?;
+                // Kept under the process's id: its gRPC side shares its faults.
+                let id = self.managed(&id)?.id.clone();
                 fault.validate().map_err(ControlError::Invalid)?;
                 self.faults
                     .set(&id, fault.clone(), for_s.map(Duration::from_secs));
@@ -167,7 +168,7 @@ impl Core {
                 text
             }
             Command::ClearFault { id } => {
-                self.managed(&id)?;
+                let id = self.managed(&id)?.id.clone();
                 self.faults.clear(&id);
                 tracing::info!(instance = %id, "fault cleared");
                 format!("{id}: faults cleared")
@@ -312,6 +313,8 @@ impl Core {
             parent: None,
             forward: false,
             forwarded_for: None,
+            grpc: false,
+            idempotent: None,
         };
         out.hash_key = self
             .gateway

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::gateway::routes::RouteTable;
 use crate::services::faults::Faults;
+use crate::services::order::UserLookup;
 use crate::services::traffic::Traffic;
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub(super) struct Parts {
     pub gateway: Arc<Gateway>,
     pub traffic: Arc<Traffic>,
     pub faults: Arc<Faults>,
+    pub users: Arc<UserLookup>,
 }
 
 impl Parts {
@@ -68,9 +70,18 @@ impl Parts {
             crate::telemetry::store().set_capacity(new.telemetry.max_spans);
             crate::telemetry::logs().set_capacity(new.telemetry.max_logs);
         }
+        if old.user_protocol() != new.user_protocol() {
+            self.users.set_protocol(new.user_protocol());
+        }
+        // What is left of [services] once the protocol (applied live) is set aside.
+        let fixed = |c: &Config| {
+            let mut s = c.services.clone();
+            s.values_mut().for_each(|s| s.user_protocol = None);
+            s
+        };
         for (section, changed) in [
             ("ports", old.ports != new.ports),
-            ("services", old.services != new.services),
+            ("services", fixed(old) != fixed(new)),
             ("health", old.health != new.health),
             ("shutdown", old.shutdown != new.shutdown),
         ] {

@@ -149,27 +149,54 @@ pub struct FaultLayerState {
 }
 
 pub async fn inject(State(s): State<FaultLayerState>, req: Request, next: Next) -> Response {
-    let Some(f) = s.faults.get(&s.instance) else {
-        return next.run(req).await;
+    // Probes and scrapes see the instance as it is, not the injected fault.
+    let probe = matches!(req.uri().path(), "/health" | "/metrics");
+    let error = |instance: &str| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": format!("injected fault on {instance}")})),
+        )
+            .into_response()
     };
+    match injected(&s, probe, error).await {
+        Some(answer) => answer,
+        None => next.run(req).await,
+    }
+}
+
+/// The same faults on an instance's gRPC side: an injected error is UNAVAILABLE (what a
+/// failing gRPC server answers, and what callers retry); health checks and reflection pass.
+pub async fn inject_grpc(State(s): State<FaultLayerState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let probe = path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.");
+    let error = |instance: &str| {
+        tonic::Status::unavailable(format!("injected fault on {instance}"))
+            .into_http::<axum::body::Body>()
+    };
+    match injected(&s, probe, error).await {
+        Some(answer) => answer,
+        None => next.run(req).await,
+    }
+}
+
+/// What the instance's fault does to a request: hangs it, delays it, or answers it with
+/// `error`; `None` when the request is to be served (after any delay).
+async fn injected(
+    s: &FaultLayerState,
+    probe: bool,
+    error: impl FnOnce(&str) -> Response,
+) -> Option<Response> {
+    let f = s.faults.get(&s.instance)?;
     if f.hang {
         // Never answer: callers see their timeout, health checks too.
         std::future::pending::<()>().await;
     }
-    // Probes and scrapes see the instance as it is, not the injected fault.
-    if matches!(req.uri().path(), "/health" | "/metrics") {
-        return next.run(req).await;
+    if probe {
+        return None;
     }
     if f.latency_ms > 0 || f.jitter_ms > 0 {
         let jitter = (s.faults.roll() * f.jitter_ms as f64) as u64;
         tokio::time::sleep(Duration::from_millis(f.latency_ms + jitter)).await;
     }
-    if f.error_rate > 0.0 && s.faults.roll() < f.error_rate {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({"error": format!("injected fault on {}", s.instance)})),
-        )
-            .into_response();
-    }
-    next.run(req).await
+    (f.error_rate > 0.0 && s.faults.roll() < f.error_rate).then(|| error(&s.instance))
 }

@@ -1,9 +1,15 @@
 //! order-service: orders that come back with their user embedded, fetched from user-service by
-//! discovering a passing instance in the registry.
+//! discovering a passing instance in the registry — over HTTP or gRPC, as the config says
+//! (`services.order-service.user_protocol`).
 
 use super::user::{SERVICE as USER_SERVICE, User};
+use super::user_grpc;
 use super::{ApiError, finish, parse_id, parse_json};
+use crate::client::grpc::GrpcChannel;
 use crate::client::{Call, ServiceClient};
+use crate::config::Protocol;
+use crate::proto::user::GetUserRequest;
+use crate::proto::user::user_service_client::UserServiceClient;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -12,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub const SERVICE: &str = "order-service";
@@ -89,15 +96,35 @@ impl OrderStore {
 /// breaker `order-service->user-service`, timeout, retries), passing the trace context on.
 pub struct UserLookup {
     client: Arc<ServiceClient>,
+    /// The same client's layers as a gRPC channel to user-service-grpc.
+    grpc: UserServiceClient<GrpcChannel>,
+    over_grpc: AtomicBool,
 }
 
 impl UserLookup {
     pub fn new(client: Arc<ServiceClient>) -> Self {
-        UserLookup { client }
+        let channel = GrpcChannel::new(client.clone(), user_grpc::SERVICE).idempotent(
+            user_grpc::IDEMPOTENT
+                .iter()
+                .map(|m| user_grpc::full_name(m)),
+        );
+        UserLookup {
+            client,
+            grpc: UserServiceClient::new(channel),
+            over_grpc: AtomicBool::new(false),
+        }
     }
 
-    /// The user, `None` when user-service says 404.
+    /// How users are fetched from now on (calls under way finish as they started).
+    pub fn set_protocol(&self, p: Protocol) {
+        self.over_grpc.store(p == Protocol::Grpc, Ordering::Relaxed);
+    }
+
+    /// The user, `None` when user-service says it has none (404, NOT_FOUND).
     pub async fn user(&self, id: u64, inbound: &HeaderMap) -> Result<Option<User>, ApiError> {
+        if self.over_grpc.load(Ordering::Relaxed) {
+            return self.user_over_grpc(id).await;
+        }
         let mut call = Call::get(format!("/users/{id}"));
         for name in TRACE_HEADERS {
             if let Some(v) = inbound.get(name) {
@@ -125,6 +152,35 @@ impl UserLookup {
         serde_json::from_slice(&body).map(Some).map_err(|e| {
             ApiError::bad_gateway(format!("{USER_SERVICE} sent an unreadable user: {e}"))
         })
+    }
+
+    /// `GetUser` on user-service-grpc. The trace goes on in the call's metadata (the client's
+    /// attempt layer writes it), as over HTTP.
+    async fn user_over_grpc(&self, id: u64) -> Result<Option<User>, ApiError> {
+        let target = user_grpc::SERVICE;
+        match self.grpc.clone().get_user(GetUserRequest { id }).await {
+            Ok(u) => {
+                let u = u.into_inner();
+                Ok(Some(User {
+                    id: u.id,
+                    name: u.name,
+                    email: u.email,
+                    age: u.age,
+                }))
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => {
+                let status = match s.code() {
+                    tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                    tonic::Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                Err(ApiError::new(
+                    status,
+                    format!("{target}: {:?}: {}", s.code(), s.message()),
+                ))
+            }
+        }
     }
 }
 

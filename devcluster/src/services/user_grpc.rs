@@ -5,10 +5,15 @@
 //! The listener runs on the cluster's [`HttpServer`](crate::server::HttpServer) like every other
 //! one, so killing the instance closes it too and a graceful stop drains it.
 
+use super::faults::{FaultLayerState, Faults, inject_grpc};
 use super::user::{User, UserInput, UserStore};
 use crate::proto::user::user_service_server::{UserService, UserServiceServer};
 use crate::proto::user::{self as pb, CreateUserRequest, GetUserRequest, ListUsersRequest};
 use crate::server::Connections;
+use crate::telemetry::grpc::{GrpcSpans, trace_grpc};
+use crate::telemetry::http::ServerSpans;
+use crate::telemetry::metrics::ServerMetrics;
+use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::future::Future;
@@ -97,9 +102,52 @@ pub async fn routes(store: Arc<UserStore>) -> tonic::service::Routes {
     routes
 }
 
-/// gRPC routes as a connection handler: HTTP/2 on each accepted connection (what tonic's own
-/// server does), stopped gracefully with the rest of the cluster.
-pub struct GrpcConnections(pub tonic::service::Routes);
+/// The methods of `UserService` that read only: a caller may send them again (the proto marks
+/// them `idempotency_level = NO_SIDE_EFFECTS`).
+pub const IDEMPOTENT: [&str; 2] = ["GetUser", "ListUsers"];
+
+/// A method's full name, as it travels (the HTTP/2 path): `/lgo.user.v1.UserService/GetUser`.
+pub fn full_name(method: &str) -> String {
+    format!("/{PROTO_SERVICE}/{method}")
+}
+
+/// The full names of the methods `UserService` serves, as routes are labelled.
+pub fn methods() -> Arc<[Arc<str>]> {
+    ["GetUser", "ListUsers", "CreateUser"]
+        .iter()
+        .map(|m| Arc::from(full_name(m)))
+        .collect()
+}
+
+/// One instance's gRPC side: `routes` with the instance's faults (those of `instance`, the
+/// process it belongs to) and, around them, its spans and metrics.
+pub fn instance_router(
+    routes: tonic::service::Routes,
+    instance: &str,
+    faults: Arc<Faults>,
+    metrics: Arc<ServerMetrics>,
+) -> Router {
+    routes
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            FaultLayerState {
+                faults,
+                instance: Arc::from(instance),
+            },
+            inject_grpc,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            GrpcSpans {
+                spans: ServerSpans::new(metrics),
+                methods: methods(),
+            },
+            trace_grpc,
+        ))
+}
+
+/// A router of gRPC services as a connection handler: HTTP/2 on each accepted connection (what
+/// tonic's own server does), stopped gracefully with the rest of the cluster.
+pub struct GrpcConnections(pub Router);
 
 impl Connections for GrpcConnections {
     fn serve(
@@ -110,7 +158,7 @@ impl Connections for GrpcConnections {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let routes = self.0.clone();
         let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            routes.clone().oneshot(req.map(tonic::body::Body::new))
+            routes.clone().oneshot(req.map(axum::body::Body::new))
         });
         Box::pin(async move {
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())

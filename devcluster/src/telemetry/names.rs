@@ -115,8 +115,16 @@ impl std::fmt::Display for Name {
     }
 }
 
-/// `m` if it is one of HTTP's own methods, else `OTHER`: a method is a label and a name, and a
-/// client making up methods must not make up series and names without end.
+/// The method gRPC calls are labelled with (they all travel as POST): metrics, spans and the
+/// access log tell them from HTTP requests by it.
+pub fn grpc_method() -> &'static http::Method {
+    static GRPC: OnceLock<http::Method> = OnceLock::new();
+    GRPC.get_or_init(|| http::Method::from_bytes(b"gRPC").unwrap_or_default())
+}
+
+/// `m` if it is one of HTTP's own methods (or [`grpc_method`]), else `OTHER`: a method is a
+/// label and a name, and a client making up methods must not make up series and names without
+/// end.
 pub fn label_method(m: &http::Method) -> http::Method {
     use http::Method as M;
     match *m {
@@ -129,6 +137,7 @@ pub fn label_method(m: &http::Method) -> http::Method {
         | M::OPTIONS
         | M::TRACE
         | M::CONNECT => m.clone(),
+        _ if m == grpc_method() => m.clone(),
         _ => {
             static OTHER: OnceLock<http::Method> = OnceLock::new();
             OTHER
