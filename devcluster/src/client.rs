@@ -371,7 +371,10 @@ impl ServiceClient {
         caller_instance: Name,
         dry: bool,
     ) -> Result<(Req, Option<Body>), CallError> {
-        headers::strip_hop_by_hop(&mut call.headers);
+        // HTTP/2 has no hop-by-hop headers but `te: trailers`, which gRPC needs.
+        if !call.grpc {
+            headers::strip_hop_by_hop(&mut call.headers);
+        }
         let entry = self.target(target);
         let key = entry
             .hash
@@ -432,6 +435,17 @@ impl ServiceClient {
     /// the last attempt is returned as the upstream sent it; failures to get any answer are
     /// `CallError`s. The call is a span (its attempts are spans under it).
     pub async fn call(&self, target: &str, call: Call) -> Result<Resp, CallError> {
+        self.call_with(target, call, None).await
+    }
+
+    /// [`call`](Self::call) with its body already in memory (`call.body` is then not read):
+    /// a gRPC message, read whole by [`grpc::GrpcChannel`].
+    pub(crate) async fn call_with(
+        &self,
+        target: &str,
+        call: Call,
+        ready: Option<hyper::body::Bytes>,
+    ) -> Result<Resp, CallError> {
         let (parent, caller_instance) = self.parent_of(&call);
         let ctx = SpanContext {
             trace_id: parent.map_or_else(TraceId::random, |p| p.0),
@@ -442,7 +456,9 @@ impl ServiceClient {
         let start = path::stamp();
         let (start_unix_ns, started) = (start.unix_ns, start.at);
         let (mut req, to_read) = self.request(target, call, ctx, caller_instance, false)?;
-        if let Some(body) = to_read {
+        if let Some(bytes) = ready.filter(|b| !b.is_empty()) {
+            req.body = ReqBody::Full(Some(bytes));
+        } else if let Some(body) = to_read {
             // Boxed: reading a body is rare, and its state would otherwise weigh on every call.
             req.body = Box::pin(replayable(body)).await?;
         }

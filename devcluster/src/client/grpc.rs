@@ -89,7 +89,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for GrpcChannel {
                 method: crate::telemetry::names::grpc_method().clone(),
                 path_and_query: path,
                 headers: parts.headers,
-                body: axum::body::Body::from(message),
+                body: axum::body::Body::empty(),
                 params: Vec::new(),
                 parent: None,
                 forward: false,
@@ -97,7 +97,10 @@ impl tower::Service<http::Request<tonic::body::Body>> for GrpcChannel {
                 grpc: true,
                 idempotent: Some(idempotent),
             };
-            client.call(&target, call).await.map_err(|e| status_of(&e))
+            client
+                .call_with(&target, call, Some(message))
+                .await
+                .map_err(|e| status_of(&e))
         })
     }
 }

@@ -326,6 +326,7 @@ impl Host {
                 PooledBody {
                     state: State::Whole((!data.is_empty()).then_some(data)),
                     forwarded: head.forwarded,
+                    grpc_code: None,
                 }
             }
             framing => PooledBody {
@@ -343,6 +344,7 @@ impl Host {
                     keep_alive: head.keep_alive,
                 })),
                 forwarded: head.forwarded,
+                grpc_code: None,
             },
         };
         *resp.body_mut() = body;
@@ -423,13 +425,16 @@ pub struct PooledBody {
     /// ([`Outgoing::forward`]): its header map is empty then.
     /// Boxed: the answer is moved through every layer, and only a proxy asks for them.
     pub forwarded: Option<Box<http1::Forwarded>>,
+    /// An HTTP/2 answer's gRPC status when its headers carry one (a trailers-only answer:
+    /// a gRPC error), read once for every layer that asks.
+    pub grpc_code: Option<i32>,
 }
 
 enum State {
     Whole(Option<Bytes>),
     Streaming(Box<Streaming>),
     /// An HTTP/2 answer (a gRPC call's), its trailers (the gRPC status) included.
-    H2(hyper::body::Incoming),
+    H2(super::h2::H2Body),
 }
 
 struct Streaming {
@@ -447,11 +452,12 @@ const INSTANCE: Peer = Peer {
 };
 
 impl PooledBody {
-    /// The body of an HTTP/2 answer ([`super::h2`]).
-    pub fn h2(body: hyper::body::Incoming) -> PooledBody {
+    /// The body of an HTTP/2 answer ([`super::h2`]) and the gRPC status its headers carry.
+    pub fn h2(body: super::h2::H2Body, grpc_code: Option<i32>) -> PooledBody {
         PooledBody {
             state: State::H2(body),
             forwarded: None,
+            grpc_code,
         }
     }
 
@@ -460,6 +466,7 @@ impl PooledBody {
         PooledBody {
             state: State::Whole(None),
             forwarded: None,
+            grpc_code: None,
         }
     }
 }
@@ -522,9 +529,7 @@ impl HttpBody for PooledBody {
         match &mut self.get_mut().state {
             State::Whole(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             State::Streaming(s) => s.poll_frame(cx),
-            State::H2(b) => Pin::new(b)
-                .poll_frame(cx)
-                .map_err(|e| std::io::Error::other(e.to_string())),
+            State::H2(b) => b.poll_frame(cx),
         }
     }
 
@@ -543,7 +548,7 @@ impl HttpBody for PooledBody {
                 Left::Bytes(n) => SizeHint::with_exact(n),
                 _ => SizeHint::default(),
             },
-            State::H2(b) => b.size_hint(),
+            State::H2(_) => SizeHint::default(),
         }
     }
 }

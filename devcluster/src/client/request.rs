@@ -243,10 +243,11 @@ pub struct AnsweredBy(pub Arc<str>);
 /// An answer's status as the layers see it: its HTTP status, or for a gRPC call the HTTP
 /// status its gRPC status maps to (NOT_FOUND 404, UNAVAILABLE 503…).
 pub fn status_of(resp: &Resp, grpc: bool) -> u16 {
-    if grpc {
-        crate::telemetry::grpc::effective_status(resp)
-    } else {
-        resp.status().as_u16()
+    match resp.body().grpc_code {
+        Some(code) if grpc && resp.status() == StatusCode::OK => {
+            crate::telemetry::grpc::http_status(code)
+        }
+        _ => resp.status().as_u16(),
     }
 }
 
@@ -267,7 +268,7 @@ pub fn retryable(r: &Result<Resp, CallError>, grpc: bool) -> bool {
         return failed(r, false);
     }
     match r {
-        Ok(resp) => crate::telemetry::grpc::status_code(resp.headers()) == Some(14),
+        Ok(resp) => resp.body().grpc_code == Some(14),
         Err(CallError::Timeout { .. }) => false,
         Err(_) => true,
     }

@@ -20,7 +20,7 @@ pub struct Target {
     /// "call user-service": the call span's operation.
     pub call_op: Name,
     /// "GET user-service" and so on: the attempt span's operation, per common method.
-    ops: [(Method, Name); 5],
+    ops: [(Method, Name); 6],
     /// The client-side metrics of caller → target.
     pub metrics: Option<Arc<CallPath>>,
     /// Where its balancing key comes from (`hash_key`), as the config said when this entry was
@@ -88,6 +88,7 @@ impl Target {
                 op(Method::PUT),
                 op(Method::DELETE),
                 op(Method::HEAD),
+                op(crate::telemetry::names::grpc_method().clone()),
             ],
             metrics,
             hash,

@@ -229,10 +229,10 @@ pub fn write_headers(out: &mut Vec<u8>, ctx: SpanContext, parent: SpanId) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes `ctx` as the calling span into outgoing headers, in both forms; `parent` is the
-/// span above it (the framework's `X-Parent-ID`). `tracestate` passes through untouched.
-pub fn inject(h: &mut HeaderMap, ctx: SpanContext, parent: Option<SpanId>) {
-    // "00-" trace "-" span "-01"
+/// Writes `ctx` as the calling span into outgoing gRPC metadata: `traceparent` only, what
+/// OpenTelemetry's gRPC instrumentation reads (the framework's `X-*` headers are its HTTP
+/// form; each header is encoded again on every call).
+pub fn inject_traceparent(h: &mut HeaderMap, ctx: SpanContext) {
     let mut tp = [0u8; 55];
     tp[..3].copy_from_slice(b"00-");
     hex128(ctx.trace_id.0, &mut tp[3..35]);
@@ -242,6 +242,13 @@ pub fn inject(h: &mut HeaderMap, ctx: SpanContext, parent: Option<SpanId>) {
     if let Ok(v) = HeaderValue::from_bytes(&tp) {
         h.insert(names::TRACEPARENT, v);
     }
+}
+
+/// Writes `ctx` as the calling span into outgoing headers, in both forms; `parent` is the
+/// span above it (the framework's `X-Parent-ID`). `tracestate` passes through untouched.
+pub fn inject(h: &mut HeaderMap, ctx: SpanContext, parent: Option<SpanId>) {
+    // "00-" trace "-" span "-01"
+    inject_traceparent(h, ctx);
     h.insert(names::X_TRACE_ID, trace_value(ctx.trace_id));
     h.insert(names::X_SPAN_ID, span_value(ctx.span_id));
     match parent {

@@ -16,7 +16,7 @@ use axum::response::Response;
 use std::sync::Arc;
 
 /// The header (or trailer) a gRPC status travels in.
-pub const STATUS_HEADER: &str = "grpc-status";
+pub const STATUS_HEADER: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// The HTTP status of a gRPC code, as gRPC's HTTP mapping (and grpc-gateway) give it.
 pub fn http_status(code: i32) -> u16 {
@@ -39,7 +39,7 @@ pub fn http_status(code: i32) -> u16 {
 /// The gRPC code of a trailers-only answer, if `headers` carry one.
 pub fn status_code(headers: &http::HeaderMap) -> Option<i32> {
     headers
-        .get(STATUS_HEADER)
+        .get(&STATUS_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
 }

@@ -76,7 +76,7 @@ impl Name {
 
     /// An HTTP method's name; the common ones are looked up once for the whole process.
     pub fn method(m: &http::Method) -> Name {
-        static COMMON: OnceLock<[(http::Method, Name); 7]> = OnceLock::new();
+        static COMMON: OnceLock<[(http::Method, Name); 8]> = OnceLock::new();
         let common = COMMON.get_or_init(|| {
             [
                 http::Method::GET,
@@ -86,6 +86,7 @@ impl Name {
                 http::Method::HEAD,
                 http::Method::PATCH,
                 http::Method::OPTIONS,
+                grpc_method().clone(),
             ]
             .map(|m| {
                 let n = Name::of(m.as_str());
