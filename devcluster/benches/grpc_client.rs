@@ -118,8 +118,9 @@ fn main() {
     let _ = child.wait();
 }
 
-/// The child: three user-service gRPC instances (the cluster's own routes), their ports on
-/// stdout, until the parent kills it.
+/// The child: three user-service gRPC instances served as the cluster serves them (its
+/// HTTP/2 connections, spans, metrics and fault layer), their ports on stdout, until the
+/// parent kills it.
 fn serve() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -127,14 +128,28 @@ fn serve() {
         .build()
         .unwrap();
     rt.block_on(async {
+        devcluster::telemetry::install_if_absent();
         let routes = user_grpc::routes(user::UserStore::seeded()).await;
-        for _ in 0..INSTANCES {
+        let metrics = MetricsHub::new();
+        let faults = devcluster::services::faults::Faults::new();
+        let mut servers = Vec::new();
+        for n in 1..=INSTANCES {
+            let id = format!("user-service-{n}");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             println!("{}", listener.local_addr().unwrap().port());
-            tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_routes(routes.clone())
-                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            let router = user_grpc::instance_router(
+                routes.clone(),
+                &id,
+                faults.clone(),
+                metrics.server(user_grpc::SERVICE, &format!("{id}-grpc")),
+            );
+            servers.push(
+                devcluster::server::HttpServer::start_with(
+                    id,
+                    listener,
+                    Arc::new(user_grpc::GrpcConnections(router)),
+                )
+                .unwrap(),
             );
         }
         std::future::pending::<()>().await;

@@ -146,7 +146,14 @@ pub struct InstanceView {
 }
 
 impl InstanceView {
+    /// Where the instance answers, as a user would call it: `http://host:port`, or
+    /// `grpc://host:port` for one registered with `protocol=grpc`.
     pub fn base_url(&self) -> String {
-        format!("http://{}:{}", self.address, self.port)
+        let scheme = if self.protocol == "grpc" {
+            "grpc"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}:{}", self.address, self.port)
     }
 }
