@@ -620,3 +620,67 @@ async fn a_forced_open_breaker_fails_grpc_calls_fast_without_reaching_the_server
     users.get_user(GetUserRequest { id: 7 }).await.unwrap();
     assert_eq!(reached.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn the_grpc_path_rides_out_a_kill_and_uses_the_instance_again_after_restart() {
+    let cluster = start().await;
+    let handle = cluster.handle();
+    handle
+        .config_set("services.order-service.user_protocol", Some("grpc"))
+        .await
+        .unwrap();
+    let client = http_client();
+    let order = || async {
+        let resp = client
+            .get(format!("{}/api/orders/3", cluster.gateway_url()))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let spans = trace_of(&cluster, &resp).await;
+        let served_by: Vec<String> = spans
+            .iter()
+            .filter(|s| s.service == "user-service-grpc")
+            .map(|s| s.instance.clone())
+            .collect();
+        (status, served_by)
+    };
+    // Every instance has an open connection from order-service.
+    for _ in 0..6 {
+        assert_eq!(order().await.0, 200);
+    }
+    handle.kill("user-service-1").await.unwrap();
+    for _ in 0..9 {
+        let (status, served_by) = order().await;
+        assert_eq!(status, 200, "the dead instance's calls go elsewhere");
+        assert!(
+            !served_by.iter().any(|i| i == "user-service-1-grpc"),
+            "a killed instance serves nothing: {served_by:?}"
+        );
+    }
+    handle.restart("user-service-1").await.unwrap();
+    let reg = cluster.registry().clone();
+    wait_until(Duration::from_secs(5), || {
+        reg.instances()
+            .iter()
+            .any(|i| i.id == "user-service-1-grpc" && i.health == Health::Passing)
+    })
+    .await
+    .expect("passing again");
+    let mut back = false;
+    for _ in 0..30 {
+        let (status, served_by) = order().await;
+        assert_eq!(status, 200);
+        if served_by.iter().any(|i| i == "user-service-1-grpc") {
+            back = true;
+            break;
+        }
+        // Ejected for a while after its failures: give it time to come back.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        back,
+        "calls reach the restarted instance on a new connection"
+    );
+    cluster.shutdown().await;
+}
