@@ -60,6 +60,14 @@ pub enum CheckKind {
         interval: Duration,
         timeout: Duration,
     },
+    /// An instance of another process, read from a shared store (etcd): its owner runs the
+    /// check (`kind`, as the owner describes it: `definition`) and publishes the result; here
+    /// it only changes when the store says so.
+    Shared {
+        owner: String,
+        kind: String,
+        definition: String,
+    },
 }
 
 impl CheckKind {
@@ -68,6 +76,7 @@ impl CheckKind {
             CheckKind::Http { .. } => "http",
             CheckKind::Ttl { .. } => "ttl",
             CheckKind::Grpc { .. } => "grpc",
+            CheckKind::Shared { .. } => "shared",
         }
     }
 

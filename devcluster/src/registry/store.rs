@@ -198,7 +198,9 @@ impl Registry {
                 let status = spec.initial.unwrap_or(Health::Critical);
                 let ttl_deadline = match spec.kind {
                     CheckKind::Ttl { ttl } => Some(now + ttl),
-                    CheckKind::Http { .. } | CheckKind::Grpc { .. } => None,
+                    CheckKind::Http { .. } | CheckKind::Grpc { .. } | CheckKind::Shared { .. } => {
+                        None
+                    }
                 };
                 CheckState {
                     spec: spec.clone(),
@@ -225,7 +227,7 @@ impl Registry {
                     reg.id.clone(),
                     spec.clone(),
                 ))),
-                CheckKind::Ttl { .. } => None,
+                CheckKind::Ttl { .. } | CheckKind::Shared { .. } => None,
             })
             .collect();
         let entry = Entry {
@@ -295,6 +297,39 @@ impl Registry {
             // The output alone may have changed: the views did, the index does not say so.
             touched(&self.inner);
         }
+        Ok(())
+    }
+
+    /// Sets the status of a check another process runs ([`CheckKind::Shared`]), as its owner
+    /// published it.
+    pub fn set_shared_check(
+        &self,
+        instance_id: &str,
+        check_id: &str,
+        status: Health,
+        output: &str,
+    ) -> Result<(), RegistryError> {
+        {
+            let st = self.lock();
+            let e = st
+                .entries
+                .get(instance_id)
+                .ok_or_else(|| RegistryError::UnknownService(instance_id.to_string()))?;
+            if !e
+                .checks
+                .iter()
+                .any(|c| c.spec.id == check_id && matches!(c.spec.kind, CheckKind::Shared { .. }))
+            {
+                return Err(RegistryError::UnknownCheck(check_id.to_string()));
+            }
+        }
+        record_check(
+            &self.inner,
+            instance_id,
+            check_id,
+            status,
+            output.to_string(),
+        );
         Ok(())
     }
 
@@ -626,11 +661,17 @@ impl CheckState {
                 CheckKind::grpc_target(addr, service),
                 format_go_duration(*interval)
             ),
+            CheckKind::Shared {
+                owner, definition, ..
+            } => format!("{definition} (run by {owner})"),
         };
         CheckView {
             id: self.spec.id.clone(),
             name: self.spec.name.clone(),
-            kind: self.spec.kind.type_name().into(),
+            kind: match &self.spec.kind {
+                CheckKind::Shared { kind, .. } => kind.clone(),
+                k => k.type_name().into(),
+            },
             status: self.status,
             output: self.output.clone(),
             notes: self.spec.notes.clone(),

@@ -1,0 +1,167 @@
+//! Instances shared between processes through a distributed store (etcd): what one process
+//! publishes of its own instances, and how another takes them into its registry.
+//!
+//! Each process keeps its own [`Registry`] — the dashboard, the balancers and the Consul API
+//! read it as before — and mirrors it: its own instances go out (with their health, as its
+//! checks see it), the others' come in as instances whose checks their owner runs
+//! ([`CheckKind::Shared`]). The store holds one key per instance, kept alive by its owner.
+
+use super::model::{CheckKind, CheckSpec, InstanceView, Registration};
+use super::store::Registry;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// One instance as a process publishes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedInstance {
+    /// The process that registered it and runs its checks.
+    pub owner: String,
+    pub instance: InstanceView,
+}
+
+/// What a process has published and taken in, so that a change is sent or applied once.
+#[derive(Debug, Default)]
+pub struct MirrorState {
+    /// Own instances as last published (id → the value written).
+    published: HashMap<String, String>,
+    /// Other processes' instances as taken in (id → as published).
+    imported: HashMap<String, SharedInstance>,
+}
+
+/// The changes to write to the store: values to put (id, value) and ids to delete.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outgoing {
+    pub puts: Vec<(String, String)>,
+    pub deletes: Vec<String>,
+}
+
+impl MirrorState {
+    /// Everything is to be published again (a new session: the store may have lost it).
+    pub fn republish(&mut self) {
+        self.published.clear();
+    }
+
+    /// The ids of instances taken in from the store.
+    pub fn imported_ids(&self) -> Vec<String> {
+        self.imported.keys().cloned().collect()
+    }
+
+    /// What changed among the process's own instances since the last call.
+    pub fn outgoing(&mut self, registry: &Registry, owner: &str) -> Outgoing {
+        let mut out = Outgoing::default();
+        let mut seen = Vec::new();
+        for view in registry.instances() {
+            if self.imported.contains_key(&view.id) {
+                continue;
+            }
+            let value = serde_json::to_string(&SharedInstance {
+                owner: owner.to_string(),
+                instance: published_view(view.clone()),
+            })
+            .unwrap_or_default();
+            seen.push(view.id.clone());
+            if self.published.get(&view.id) != Some(&value) {
+                self.published.insert(view.id.clone(), value.clone());
+                out.puts.push((view.id, value));
+            }
+        }
+        let gone: Vec<String> = self
+            .published
+            .keys()
+            .filter(|id| !seen.contains(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.published.remove(&id);
+            out.deletes.push(id);
+        }
+        out
+    }
+
+    /// Takes in an instance another process published (its own ones are skipped).
+    pub fn import(&mut self, registry: &Registry, owner: &str, value: &[u8]) {
+        let Ok(shared) = serde_json::from_slice::<SharedInstance>(value) else {
+            tracing::warn!("shared registry: an entry that is not an instance was skipped");
+            return;
+        };
+        if shared.owner == owner || self.published.contains_key(&shared.instance.id) {
+            return;
+        }
+        let id = shared.instance.id.clone();
+        let same_shape = self.imported.get(&id).is_some_and(|old| {
+            let (mut a, mut b) = (old.instance.clone(), shared.instance.clone());
+            for c in a.checks.iter_mut().chain(b.checks.iter_mut()) {
+                c.status = super::model::Health::Passing;
+                c.output.clear();
+            }
+            a.health = b.health;
+            a == b && old.owner == shared.owner
+        });
+        let applied = if same_shape && registry.instance(&id).is_some() {
+            // Only health moved: the checks' statuses, as the owner saw them.
+            shared.instance.checks.iter().all(|c| {
+                registry
+                    .set_shared_check(&id, &c.id, c.status, &c.output)
+                    .is_ok()
+            })
+        } else {
+            false
+        };
+        if !applied {
+            let _ = registry.register(registration_of(&shared));
+            for c in &shared.instance.checks {
+                let _ = registry.set_shared_check(&id, &c.id, c.status, &c.output);
+            }
+        }
+        self.imported.insert(id, shared);
+    }
+
+    /// Removes an instance its owner withdrew (or whose owner's lease expired).
+    pub fn forget(&mut self, registry: &Registry, id: &str) {
+        if self.imported.remove(id).is_some() {
+            let _ = registry.deregister(id);
+        }
+    }
+}
+
+/// The view as published: the indexes are this process's own and mean nothing elsewhere.
+fn published_view(mut v: InstanceView) -> InstanceView {
+    v.create_index = 0;
+    v.modify_index = 0;
+    for c in &mut v.checks {
+        c.create_index = 0;
+        c.modify_index = 0;
+    }
+    v
+}
+
+/// An instance of another process as this registry holds it: its checks are its owner's.
+fn registration_of(s: &SharedInstance) -> Registration {
+    let v = &s.instance;
+    Registration {
+        id: v.id.clone(),
+        name: v.service.clone(),
+        address: v.address.clone(),
+        port: v.port,
+        tags: v.tags.clone(),
+        meta: v.meta.clone(),
+        weight_passing: v.weight,
+        weight_warning: v.weight_warning,
+        checks: v
+            .checks
+            .iter()
+            .map(|c| CheckSpec {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                kind: CheckKind::Shared {
+                    owner: s.owner.clone(),
+                    kind: c.kind.clone(),
+                    definition: c.definition.clone(),
+                },
+                initial: Some(c.status),
+                notes: c.notes.clone(),
+                deregister_critical_after: None,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,274 @@
+//! The registry shared through a real etcd (Debian's `etcd-server`; `.ci/run` installs it):
+//! each test starts its own etcd on free loopback ports with a temporary data directory.
+//! Two registries stand for two processes: what one registers the other discovers, with its
+//! health; a process that dies without deregistering is dropped when its lease expires; etcd
+//! stopped and started again loses no registration.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use devcluster::registry::etcd::{EtcdMirror, EtcdOptions, Link};
+use devcluster::registry::{CheckKind, CheckSpec, Health, Registration, Registry};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An etcd of the test's own, stopped (and its data removed) when dropped.
+struct Etcd {
+    child: Option<Child>,
+    client_port: u16,
+    peer_port: u16,
+    dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let dir =
+            std::env::temp_dir().join(format!("lgo-etcd-{}-{}", std::process::id(), free_port()));
+        let mut e = Etcd {
+            child: None,
+            client_port: free_port(),
+            peer_port: free_port(),
+            dir,
+        };
+        e.spawn();
+        e
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Starts (or starts again) the etcd process on the same ports and data.
+    fn spawn(&mut self) {
+        let client = self.url();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new("etcd")
+            .args([
+                "--name",
+                "lgo-test",
+                "--data-dir",
+                self.dir.to_str().unwrap(),
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+                "--initial-cluster",
+                &format!("lgo-test={peer}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start etcd ({e}): these tests need a real etcd on PATH — \
+                     install Debian's etcd-server (.ci/run does)"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_err() {
+            assert!(Instant::now() < deadline, "etcd did not listen on {client}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn options(etcd: &Etcd) -> EtcdOptions {
+    let mut o = EtcdOptions::new(etcd.url());
+    o.lease_ttl = Duration::from_secs(2);
+    o
+}
+
+/// An instance whose health its test sets through a TTL check (passed at once).
+fn instance(id: &str) -> Registration {
+    Registration {
+        id: id.into(),
+        name: "payments".into(),
+        address: "127.0.0.1".into(),
+        port: 7000,
+        meta: [("version".to_string(), "2.1.0".to_string())].into(),
+        weight_passing: 1,
+        weight_warning: 1,
+        checks: vec![CheckSpec {
+            id: String::new(),
+            name: "payments alive".into(),
+            kind: CheckKind::Ttl {
+                ttl: Duration::from_secs(60),
+            },
+            initial: Some(Health::Passing),
+            notes: String::new(),
+            deregister_critical_after: None,
+        }],
+        ..Default::default()
+    }
+}
+
+async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < limit, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn health_in(r: &Registry, id: &str) -> Option<Health> {
+    r.instance(id).map(|i| i.health)
+}
+
+#[tokio::test]
+async fn what_one_process_registers_another_discovers_with_its_health() {
+    let etcd = Etcd::start();
+    let (a, b) = (Registry::new(), Registry::new());
+    let ma = EtcdMirror::start(a.clone(), "process-a", options(&etcd));
+    let mb = EtcdMirror::start(b.clone(), "process-b", options(&etcd));
+    a.register(instance("payments-1")).unwrap();
+    until("b discovers a's instance", Duration::from_secs(10), || {
+        health_in(&b, "payments-1") == Some(Health::Passing)
+    })
+    .await;
+    let seen = b.instance("payments-1").unwrap();
+    assert_eq!(seen.service, "payments");
+    assert_eq!(seen.meta.get("version").map(String::as_str), Some("2.1.0"));
+    assert_eq!(seen.checks[0].kind, "ttl", "the check as its owner runs it");
+    assert!(
+        seen.checks[0].definition.contains("process-a"),
+        "{:?}",
+        seen.checks[0]
+    );
+    assert_eq!(b.discover("payments").len(), 1);
+
+    // Health as a's check sees it reaches b.
+    a.update_ttl("service:payments-1", Health::Critical, "disk full")
+        .unwrap();
+    until("b sees it critical", Duration::from_secs(10), || {
+        health_in(&b, "payments-1") == Some(Health::Critical)
+    })
+    .await;
+    assert_eq!(
+        b.instance("payments-1").unwrap().checks[0].output,
+        "disk full"
+    );
+    assert!(
+        b.discover("payments").is_empty(),
+        "not passing: not discovered"
+    );
+
+    // And b's own instances reach a, both ways at once.
+    b.register(instance("payments-2")).unwrap();
+    until("a discovers b's instance", Duration::from_secs(10), || {
+        health_in(&a, "payments-2") == Some(Health::Passing)
+    })
+    .await;
+
+    a.deregister("payments-1").unwrap();
+    until(
+        "b drops the deregistered instance",
+        Duration::from_secs(10),
+        || b.instance("payments-1").is_none(),
+    )
+    .await;
+    assert_eq!(ma.link(), Link::Up);
+    assert_eq!(mb.link(), Link::Up);
+    mb.stop().await;
+    until(
+        "a drops b's instances once b stops",
+        Duration::from_secs(10),
+        || a.instance("payments-2").is_none(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_process_that_dies_without_deregistering_is_dropped_when_its_lease_expires() {
+    let etcd = Etcd::start();
+    let (a, b) = (Registry::new(), Registry::new());
+    let ma = EtcdMirror::start(a.clone(), "process-a", options(&etcd));
+    let _mb = EtcdMirror::start(b.clone(), "process-b", options(&etcd));
+    a.register(instance("payments-1")).unwrap();
+    until("b discovers it", Duration::from_secs(10), || {
+        b.instance("payments-1").is_some()
+    })
+    .await;
+    // Dies: no deregistration, no revoke; its lease is no longer kept alive.
+    drop(ma);
+    let died = Instant::now();
+    until(
+        "b drops it after the lease's TTL",
+        Duration::from_secs(10),
+        || b.instance("payments-1").is_none(),
+    )
+    .await;
+    assert!(
+        died.elapsed() >= Duration::from_millis(500),
+        "dropped by the lease's expiry, not at once ({:?})",
+        died.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn etcd_stopped_and_started_again_loses_no_registration() {
+    let mut etcd = Etcd::start();
+    let (a, b) = (Registry::new(), Registry::new());
+    let ma = EtcdMirror::start(a.clone(), "process-a", options(&etcd));
+    let mb = EtcdMirror::start(b.clone(), "process-b", options(&etcd));
+    a.register(instance("payments-1")).unwrap();
+    until("b discovers it", Duration::from_secs(10), || {
+        b.instance("payments-1").is_some()
+    })
+    .await;
+
+    etcd.stop();
+    until("the mirrors notice", Duration::from_secs(15), || {
+        matches!(ma.link(), Link::Down { .. }) && matches!(mb.link(), Link::Down { .. })
+    })
+    .await;
+    // While etcd is away b keeps what it knew, and a registers another instance.
+    assert!(
+        b.instance("payments-1").is_some(),
+        "the last known instances stay"
+    );
+    a.register(instance("payments-3")).unwrap();
+    // Longer than a lease: etcd comes back to find every lease expired.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    etcd.spawn();
+    until("both back up", Duration::from_secs(20), || {
+        ma.link() == Link::Up && mb.link() == Link::Up
+    })
+    .await;
+    until(
+        "b sees a's instances again, the new one too",
+        Duration::from_secs(20),
+        || b.instance("payments-1").is_some() && b.instance("payments-3").is_some(),
+    )
+    .await;
+    // And they stay: the leases are kept alive again (well past the 2 s TTL).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(b.instance("payments-1").is_some() && b.instance("payments-3").is_some());
+}
