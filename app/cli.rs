@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use devcluster::config::Config;
+use devcluster::registry::Store;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Parser)]
@@ -48,6 +49,14 @@ pub struct ClusterArgs {
     /// Start without the traffic generator.
     #[arg(long)]
     pub no_traffic: bool,
+    /// Where the registry lives: `embedded` (this process alone), or `etcd://HOST:PORT` to
+    /// share it with every lgo-dash (and service) on that etcd.
+    #[arg(long, value_name = "STORE", default_value = "embedded", value_parser = store)]
+    pub registry: Store,
+}
+
+fn store(s: &str) -> Result<Store, String> {
+    s.parse()
 }
 
 const DEFAULT_ENV: &str = "development";
@@ -307,6 +316,11 @@ impl ClusterArgs {
             },
             ports: after.ports.or(self.ports),
             no_traffic: self.no_traffic || after.no_traffic,
+            registry: if after.registry != Store::Embedded {
+                after.registry.clone()
+            } else {
+                self.registry.clone()
+            },
         }
     }
 
@@ -333,7 +347,8 @@ impl ClusterArgs {
             .layers(layers)
             .config_file(self.config.clone())
             .auto_ports(self.ports == Some(PortsMode::Auto))
-            .traffic(!self.no_traffic))
+            .traffic(!self.no_traffic)
+            .store(self.registry.clone()))
     }
 }
 
@@ -370,6 +385,38 @@ mod tests {
     }
 
     /// The cluster's flags mean nothing to `ctl`: refused there, and not in its help.
+    /// `--registry` names its store, before or after `serve`; a store not built yet, or a
+    /// malformed one, is refused with what is expected.
+    #[test]
+    fn registry_takes_etcd_and_explains_the_rest() {
+        let store = |args: &[&str]| -> Result<Store, String> {
+            let cli = parse(args).map_err(|e| e.to_string())?;
+            Ok(match cli.command {
+                Some(Command::Serve(after)) => cli.cluster.then(&after).registry,
+                _ => cli.cluster.registry,
+            })
+        };
+        assert_eq!(store(&[]), Ok(Store::Embedded));
+        let etcd = Store::Etcd {
+            endpoint: "http://127.0.0.1:2379".into(),
+        };
+        assert_eq!(
+            store(&["--registry", "etcd://127.0.0.1:2379"]),
+            Ok(etcd.clone())
+        );
+        assert_eq!(
+            store(&["serve", "--registry", "etcd://127.0.0.1:2379"]),
+            Ok(etcd.clone())
+        );
+        assert_eq!(etcd.url(), "etcd://127.0.0.1:2379");
+        let consul = store(&["--registry", "consul://127.0.0.1:8500"]).unwrap_err();
+        assert!(consul.contains("not built yet"), "{consul}");
+        let bad = store(&["--registry", "etcd://nowhere"]).unwrap_err();
+        assert!(bad.contains("etcd://HOST:PORT"), "{bad}");
+        let other = store(&["--registry", "zookeeper://x:1"]).unwrap_err();
+        assert!(other.contains("expected embedded"), "{other}");
+    }
+
     #[test]
     fn ctl_has_no_cluster_flags() {
         assert!(parse(&["ctl", "--ports", "auto", "instances"]).is_err());

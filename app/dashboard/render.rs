@@ -177,16 +177,26 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         let mut parts: Vec<(String, Style)> = vec![(" lgo-dash ".into(), theme.tab_active)];
         if with_mode {
             parts.push((format!("· {} ", app.header.mode), theme.dim));
+            // A registry shared through etcd: which one.
+            if let Some(store) = url("store") {
+                parts.push((format!("on {store} "), theme.dim));
+            }
         }
         parts.push((format!("· env {} · ", app.env()), theme.dim));
+        let store = url("store");
         parts.push((
-            if terse {
-                format!("{passing}/{total} passing")
-            } else {
-                format!("{passing}/{total} instances passing")
+            match (terse, store) {
+                // Shared: room for which store, even at 80 columns.
+                (true, Some(_)) => format!("{passing}/{total} up"),
+                (true, None) => format!("{passing}/{total} passing"),
+                _ => format!("{passing}/{total} instances passing"),
             },
             health,
         ));
+        if let (false, Some(s)) = (with_mode, store) {
+            let kind = s.split("://").next().unwrap_or(s);
+            parts.push((format!(" · {kind}"), theme.dim));
+        }
         parts.extend(endpoint("gateway", short));
         parts.extend(endpoint("admin", short));
         if with_registry {

@@ -17,7 +17,8 @@ use crate::config::layers::Layer;
 use crate::control::{self, ControlError, Endpoint};
 use crate::gateway::{Gateway, routes::RouteTable};
 use crate::handle::{ClusterHandle, ClusterSnapshot, InstanceSnapshot, ProcessState, Slices};
-use crate::registry::{CheckKind, CheckSpec, Registration, Registry};
+use crate::registry::etcd::{EtcdMirror, EtcdOptions};
+use crate::registry::{CheckKind, CheckSpec, Registration, Registry, Store};
 use crate::server::HttpServer;
 use crate::services::faults::Faults;
 use crate::services::traffic::{self, Traffic};
@@ -79,6 +80,8 @@ pub struct ClusterOptions {
     /// Start the traffic generator (`--no-traffic` turns it off; `ctl traffic RPS` resumes).
     pub traffic: bool,
     pub bind: IpAddr,
+    /// Where the registry lives (`--registry`).
+    pub store: Store,
 }
 
 impl ClusterOptions {
@@ -90,7 +93,13 @@ impl ClusterOptions {
             auto_ports: false,
             traffic: true,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            store: Store::Embedded,
         }
+    }
+
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = store;
+        self
     }
 
     pub fn layers(mut self, layers: Vec<Layer>) -> Self {
@@ -171,6 +180,9 @@ pub struct Core {
     pub(crate) metrics: Arc<MetricsHub>,
     /// Instances killed for a while: when they come back by themselves.
     pub(crate) restarts: Mutex<HashMap<String, (tokio::time::Instant, JoinHandle<()>)>>,
+    /// The registry shared through etcd (`--registry etcd://`): its link, and its lease to
+    /// revoke on a graceful stop.
+    pub(crate) mirror: std::sync::Mutex<Option<EtcdMirror>>,
     /// This run (its start, in ns since the epoch): snapshot versions count within it.
     epoch: u64,
     instances_cache: std::sync::Mutex<Option<InstancesCache>>,
@@ -266,13 +278,19 @@ impl Cluster {
         let admin_l = bind(&opts, "admin", "admin", cfg.ports.admin).await?;
         let otlp_grpc_l = bind(&opts, "otlp-grpc", "otlp_grpc", cfg.ports.otlp_grpc).await?;
         let otlp_http_l = bind(&opts, "otlp-http", "otlp_http", cfg.ports.otlp_http).await?;
+        // Shared with other processes, the sample instances' ids carry this process's tag, so
+        // that two developers' `user-service-1` stay two instances.
+        let tag = match opts.store {
+            Store::Embedded => String::new(),
+            Store::Etcd { .. } => format!("-{:04x}", crate::telemetry::SpanId::random().0 as u16),
+        };
         let mut planned = Vec::new();
         for (service, key, first) in [
             (user::SERVICE, "user_service", cfg.ports.user_service),
             (order::SERVICE, "order_service", cfg.ports.order_service),
         ] {
             for n in 1..=cfg.instances(service) {
-                let id = format!("{service}-{n}");
+                let id = format!("{service}-{n}{tag}");
                 let port = first.saturating_add(n as u16 - 1);
                 let listener = bind(&opts, &id, key, port).await?;
                 let grpc = if service == user::SERVICE {
@@ -424,13 +442,24 @@ impl Cluster {
                 .local_addr()
                 .map_or_else(|_| "?".into(), |a| a.to_string())
         );
-        let endpoints = vec![
+        let mut endpoints = vec![
             Endpoint::new("registry", registry_server.url()),
             Endpoint::new("gateway", gateway_server.url()),
             Endpoint::new("admin", admin_url),
             Endpoint::new("otlp-grpc", otlp_grpc_url),
             Endpoint::new("otlp-http", otlp_http_server.url()),
         ];
+        let mirror = match &opts.store {
+            Store::Embedded => None,
+            Store::Etcd { endpoint } => {
+                endpoints.push(Endpoint::new("store", opts.store.url()));
+                Some(EtcdMirror::start(
+                    registry.clone(),
+                    format!("lgo-dash{tag}"),
+                    EtcdOptions::new(endpoint.clone()),
+                ))
+            }
+        };
         let traffic = Traffic::new(if opts.traffic { cfg.traffic.rps } else { 0 });
         let parts = hot_apply::Parts {
             balancers: balancers.clone(),
@@ -470,6 +499,7 @@ impl Cluster {
             traffic: traffic.clone(),
             metrics: metrics.clone(),
             restarts: Mutex::new(HashMap::new()),
+            mirror: std::sync::Mutex::new(mirror),
             epoch: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64),
@@ -576,6 +606,16 @@ impl Cluster {
         }
         for reg in self.core.instances.iter().flat_map(|i| i.registrations()) {
             let _ = self.core.registry.deregister(&reg.id);
+        }
+        // Withdrawn from the shared store at once (its lease revoked), not after its TTL.
+        let mirror = self
+            .core
+            .mirror
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(m) = mirror {
+            m.stop().await;
         }
         // Idle keep-alive connections close at once; only requests in flight take drain time.
         self.servers[0].shutdown(self.drain).await;
