@@ -449,17 +449,6 @@ impl Cluster {
             Endpoint::new("otlp-grpc", otlp_grpc_url),
             Endpoint::new("otlp-http", otlp_http_server.url()),
         ];
-        let mirror = match &opts.store {
-            Store::Embedded => None,
-            Store::Etcd { endpoint } => {
-                endpoints.push(Endpoint::new("store", opts.store.url()));
-                Some(EtcdMirror::start(
-                    registry.clone(),
-                    format!("lgo-dash{tag}"),
-                    EtcdOptions::new(endpoint.clone()),
-                ))
-            }
-        };
         let traffic = Traffic::new(if opts.traffic { cfg.traffic.rps } else { 0 });
         let parts = hot_apply::Parts {
             balancers: balancers.clone(),
@@ -482,6 +471,20 @@ impl Cluster {
             Box::new(move |old, new| parts.apply(old, new)),
         )
         .map_err(ClusterError::Config)?;
+        // Started once the config center guards the KV store: a config key from etcd is
+        // checked like any other edit.
+        let mirror = match &opts.store {
+            Store::Embedded => None,
+            Store::Etcd { endpoint } => {
+                endpoints.push(Endpoint::new("store", opts.store.url()));
+                Some(EtcdMirror::start(
+                    registry.clone(),
+                    Some(kv.clone()),
+                    format!("lgo-dash{tag}"),
+                    EtcdOptions::new(endpoint.clone()),
+                ))
+            }
+        };
         if let Err(e) = config.watch_file() {
             tracing::warn!("{e}: hand edits of it will not be applied");
         }

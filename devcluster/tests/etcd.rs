@@ -2,13 +2,15 @@
 //! each test starts its own etcd on free loopback ports with a temporary data directory.
 //! Two registries stand for two processes: what one registers the other discovers, with its
 //! health; a process that dies without deregistering is dropped when its lease expires; etcd
-//! stopped and started again loses no registration.
+//! stopped and started again loses no registration; a config key put in etcd reaches every
+//! running cluster on it (a bad one refused), and an edit on one goes out to the others.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/etcd.rs"]
 mod etcd_server;
 
+use devcluster::config::Config;
 use devcluster::registry::etcd::{EtcdMirror, EtcdOptions, Link};
 use devcluster::registry::{CheckKind, CheckSpec, Health, Registration, Registry};
 use etcd_server::Etcd;
@@ -60,8 +62,8 @@ fn health_in(r: &Registry, id: &str) -> Option<Health> {
 async fn what_one_process_registers_another_discovers_with_its_health() {
     let etcd = Etcd::start();
     let (a, b) = (Registry::new(), Registry::new());
-    let ma = EtcdMirror::start(a.clone(), "process-a", options(&etcd));
-    let mb = EtcdMirror::start(b.clone(), "process-b", options(&etcd));
+    let ma = EtcdMirror::start(a.clone(), None, "process-a", options(&etcd));
+    let mb = EtcdMirror::start(b.clone(), None, "process-b", options(&etcd));
     a.register(instance("payments-1")).unwrap();
     until("b discovers a's instance", Duration::from_secs(10), || {
         health_in(&b, "payments-1") == Some(Health::Passing)
@@ -123,8 +125,8 @@ async fn what_one_process_registers_another_discovers_with_its_health() {
 async fn a_process_that_dies_without_deregistering_is_dropped_when_its_lease_expires() {
     let etcd = Etcd::start();
     let (a, b) = (Registry::new(), Registry::new());
-    let ma = EtcdMirror::start(a.clone(), "process-a", options(&etcd));
-    let _mb = EtcdMirror::start(b.clone(), "process-b", options(&etcd));
+    let ma = EtcdMirror::start(a.clone(), None, "process-a", options(&etcd));
+    let _mb = EtcdMirror::start(b.clone(), None, "process-b", options(&etcd));
     a.register(instance("payments-1")).unwrap();
     until("b discovers it", Duration::from_secs(10), || {
         b.instance("payments-1").is_some()
@@ -150,8 +152,8 @@ async fn a_process_that_dies_without_deregistering_is_dropped_when_its_lease_exp
 async fn etcd_stopped_and_started_again_loses_no_registration() {
     let mut etcd = Etcd::start();
     let (a, b) = (Registry::new(), Registry::new());
-    let ma = EtcdMirror::start(a.clone(), "process-a", options(&etcd));
-    let mb = EtcdMirror::start(b.clone(), "process-b", options(&etcd));
+    let ma = EtcdMirror::start(a.clone(), None, "process-a", options(&etcd));
+    let mb = EtcdMirror::start(b.clone(), None, "process-b", options(&etcd));
     a.register(instance("payments-1")).unwrap();
     until("b discovers it", Duration::from_secs(10), || {
         b.instance("payments-1").is_some()
@@ -186,4 +188,86 @@ async fn etcd_stopped_and_started_again_loses_no_registration() {
     // And they stay: the leases are kept alive again (well past the 2 s TTL).
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(b.instance("payments-1").is_some() && b.instance("payments-3").is_some());
+}
+
+/// A cluster sharing its registry and config through `etcd`, on free ports, quiet.
+async fn cluster_on(etcd: &Etcd) -> devcluster::Cluster {
+    use devcluster::cluster::{Cluster, ClusterOptions};
+    use devcluster::registry::Store;
+    Cluster::start(
+        ClusterOptions::new(Config::defaults())
+            .auto_ports(true)
+            .traffic(false)
+            .store(Store::Etcd {
+                endpoint: etcd.url(),
+            }),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_config_key_put_in_etcd_reaches_every_running_cluster_and_a_bad_one_is_refused() {
+    let etcd = Etcd::start();
+    let (a, b) = (cluster_on(&etcd).await, cluster_on(&etcd).await);
+    let mut client = etcd_client::Client::connect([etcd.url()], None)
+        .await
+        .unwrap();
+    let rps = |c: &devcluster::Cluster| c.config().config().traffic.rps;
+    client
+        .put("lgo/config/traffic/rps", "42", None)
+        .await
+        .unwrap();
+    until(
+        "both clusters run at 42 req/s",
+        Duration::from_secs(10),
+        || rps(&a) == 42 && rps(&b) == 42,
+    )
+    .await;
+    assert!(
+        a.config()
+            .history()
+            .iter()
+            .any(|c| c.key == "traffic.rps" && c.new.as_deref() == Some("42")),
+        "the change is in the history"
+    );
+
+    // Not a number: refused, the config stays as it was.
+    client
+        .put("lgo/config/traffic/rps", "\"lots\"", None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((rps(&a), rps(&b)), (42, 42));
+
+    // An edit on one cluster goes out through etcd to the other.
+    a.handle()
+        .config_set("balancer.user-service.strategy", Some("p2c"))
+        .await
+        .unwrap();
+    let strategy = |c: &devcluster::Cluster| {
+        c.config().config().balancer["user-service"]
+            .strategy
+            .to_string()
+    };
+    until("b switches to p2c", Duration::from_secs(10), || {
+        strategy(&b) == "p2c"
+    })
+    .await;
+    let stored = client
+        .get("lgo/config/balancer/user-service/strategy", None)
+        .await
+        .unwrap();
+    // As the KV layer keeps values: TOML text.
+    assert_eq!(stored.kvs()[0].value_str().unwrap(), "\"p2c\"");
+
+    // Deleted in etcd: back to the default everywhere.
+    client.delete("lgo/config/traffic/rps", None).await.unwrap();
+    let default = Config::defaults().traffic.rps;
+    until("back to the default", Duration::from_secs(10), || {
+        rps(&a) == default && rps(&b) == default
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
 }

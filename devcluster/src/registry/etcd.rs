@@ -2,6 +2,12 @@
 //! under `lgo/registry/<id>` on a lease it keeps alive, and every other process's are read by
 //! prefix and followed with a watch ([`super::shared`] turns one into the other).
 //!
+//! The config center's keys are shared too: `lgo/config/<path>` in etcd is the KV key
+//! `lgo/<path>` here (`etcdctl put lgo/config/traffic/rps 75` reaches every process at once,
+//! checked like any config edit: a refused value leaves the config as it was). A key written
+//! here (the KV API, `ctl config set` without a config file) goes out the same way. When a
+//! session starts, etcd's values win; keys only this process has are written out.
+//!
 //! When etcd goes away the mirror keeps what it last read (callers go on calling those
 //! instances) and tries again with backoff; back, it takes a new lease, puts every own instance
 //! again and reads the others afresh, so no registration is lost. A process that dies without
@@ -10,13 +16,21 @@
 
 use super::shared::{MirrorState, Outgoing};
 use super::store::Registry;
+use crate::config::kv::KvStore;
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// Where instances live in etcd.
 pub const PREFIX: &str = "lgo/registry/";
+/// Where config keys live in etcd (`lgo/config/traffic/rps` is the KV key `lgo/traffic/rps`).
+pub const CONFIG_PREFIX: &str = "lgo/config/";
+/// The config center's keys in the local KV store.
+const LOCAL_CONFIG: &str = "lgo/";
+/// Everything the mirror reads and watches.
+const ALL: &str = "lgo/";
 
 #[derive(Debug, Clone)]
 pub struct EtcdOptions {
@@ -64,13 +78,20 @@ impl Drop for EtcdMirror {
 }
 
 impl EtcdMirror {
-    /// Starts mirroring `registry` through etcd as `owner` (a name unique to this process).
-    pub fn start(registry: Registry, owner: impl Into<String>, options: EtcdOptions) -> Self {
+    /// Starts mirroring `registry` (and, given, the config center's `kv` keys) through etcd as
+    /// `owner` (a name unique to this process).
+    pub fn start(
+        registry: Registry,
+        kv: Option<KvStore>,
+        owner: impl Into<String>,
+        options: EtcdOptions,
+    ) -> Self {
         let owner = owner.into();
         let link = Arc::new(Mutex::new(Link::Connecting));
         let lease = Arc::new(Mutex::new(None));
         let task = tokio::spawn(supervise(
             registry,
+            kv,
             owner.clone(),
             options.clone(),
             link.clone(),
@@ -120,15 +141,25 @@ async fn connect(endpoint: &str) -> Result<Client, etcd_client::Error> {
 /// Runs sessions one after the other, with backoff while etcd cannot be reached.
 async fn supervise(
     registry: Registry,
+    kv: Option<KvStore>,
     owner: String,
     options: EtcdOptions,
     link: Arc<Mutex<Link>>,
     lease: Arc<Mutex<Option<i64>>>,
 ) {
     let mut state = MirrorState::default();
+    let mut config = ConfigSync::default();
     let mut backoff = Duration::from_millis(100);
     loop {
-        match session(&registry, &owner, &options, &mut state, &lease, &link).await {
+        let mut s = Session {
+            registry: &registry,
+            kv: kv.as_ref(),
+            owner: &owner,
+            options: &options,
+            state: &mut state,
+            config: &mut config,
+        };
+        match s.run(&lease, &link).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!("etcd {}: {e}; retrying in {backoff:?}", options.endpoint);
@@ -146,92 +177,224 @@ async fn supervise(
     }
 }
 
-/// One connection's worth of mirroring: a lease, own instances put, the others read and
-/// watched, until etcd fails.
-async fn session(
-    registry: &Registry,
-    owner: &str,
-    options: &EtcdOptions,
-    state: &mut MirrorState,
-    lease_slot: &Mutex<Option<i64>>,
-    link: &Mutex<Link>,
-) -> Result<(), etcd_client::Error> {
-    let mut client = connect(&options.endpoint).await?;
-    let ttl = options.lease_ttl.as_secs().max(1) as i64;
-    let lease = client.lease_grant(ttl, None).await?.id();
-    *lease_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(lease);
-    let (mut keeper, mut kept) = client.lease_keep_alive(lease).await?;
+/// Config keys as etcd and this process last agreed on them (local KV key → value): what
+/// differs from it on either side is a change to pass on, and a change coming back is known.
+#[derive(Default)]
+struct ConfigSync {
+    synced: HashMap<String, Vec<u8>>,
+}
 
-    // The others, as they are now; then every change after that revision.
-    let listing = client
-        .get(PREFIX, Some(GetOptions::new().with_prefix()))
-        .await?;
-    let revision = listing.header().map_or(0, |h| h.revision());
-    let mut present = Vec::new();
-    for kv in listing.kvs() {
-        state.import(registry, owner, kv.value());
-        present.push(
-            String::from_utf8_lossy(&kv.key()[PREFIX.len().min(kv.key().len())..]).into_owned(),
-        );
-    }
-    // Gone while this process was not listening.
-    for id in state.imported_ids() {
-        if !present.contains(&id) {
-            state.forget(registry, &id);
+struct Session<'a> {
+    registry: &'a Registry,
+    kv: Option<&'a KvStore>,
+    owner: &'a str,
+    options: &'a EtcdOptions,
+    state: &'a mut MirrorState,
+    config: &'a mut ConfigSync,
+}
+
+/// The part of `key` after `prefix`, as text.
+fn rest(key: &[u8], prefix: &str) -> Option<String> {
+    key.strip_prefix(prefix.as_bytes())
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+}
+
+impl Session<'_> {
+    /// One connection's worth of mirroring: a lease, own instances put, the others read and
+    /// watched, config keys both ways, until etcd fails.
+    async fn run(
+        &mut self,
+        lease_slot: &Mutex<Option<i64>>,
+        link: &Mutex<Link>,
+    ) -> Result<(), etcd_client::Error> {
+        let options = self.options;
+        let mut client = connect(&options.endpoint).await?;
+        let ttl = options.lease_ttl.as_secs().max(1) as i64;
+        let lease = client.lease_grant(ttl, None).await?.id();
+        *lease_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(lease);
+        let (mut keeper, mut kept) = client.lease_keep_alive(lease).await?;
+
+        // Everything as it is now; then every change after that revision.
+        let listing = client
+            .get(ALL, Some(GetOptions::new().with_prefix()))
+            .await?;
+        let revision = listing.header().map_or(0, |h| h.revision());
+        let mut present = Vec::new();
+        let mut config_there = HashMap::new();
+        for kv in listing.kvs() {
+            if let Some(id) = rest(kv.key(), PREFIX) {
+                self.state.import(self.registry, self.owner, kv.value());
+                present.push(id);
+            } else if let Some(path) = rest(kv.key(), CONFIG_PREFIX) {
+                config_there.insert(format!("{LOCAL_CONFIG}{path}"), kv.value().to_vec());
+            }
         }
-    }
-    let mut watch = client
-        .watch(
-            PREFIX,
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(revision + 1),
-            ),
+        // Gone while this process was not listening.
+        for id in self.state.imported_ids() {
+            if !present.contains(&id) {
+                self.state.forget(self.registry, &id);
+            }
+        }
+        self.config_from_etcd(config_there);
+        let mut watch = client
+            .watch(
+                ALL,
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(revision + 1),
+                ),
+            )
+            .await?;
+
+        let mut changes = self.registry.subscribe();
+        let mut kv_changes = self.kv.map(KvStore::subscribe);
+        publish(
+            &mut client,
+            lease,
+            self.state.outgoing(self.registry, self.owner),
         )
         .await?;
-
-    let mut changes = registry.subscribe();
-    publish(&mut client, lease, state.outgoing(registry, owner)).await?;
-    set_link(link, Link::Up);
-    let mut tick = tokio::time::interval((options.lease_ttl / 3).max(Duration::from_millis(200)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return Ok(());
+        self.config_to_etcd(&mut client).await?;
+        set_link(link, Link::Up);
+        let mut tick =
+            tokio::time::interval((options.lease_ttl / 3).max(Duration::from_millis(200)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let out = self.state.outgoing(self.registry, self.owner);
+                    publish(&mut client, lease, out).await?;
                 }
-                publish(&mut client, lease, state.outgoing(registry, owner)).await?;
-            }
-            message = watch.message() => {
-                let Some(resp) = message? else {
-                    return Err(etcd_client::Error::WatchError("the watch ended".into()));
-                };
-                if resp.canceled() {
-                    return Err(etcd_client::Error::WatchError(format!(
-                        "the watch was cancelled: {}",
-                        resp.cancel_reason()
-                    )));
+                Some(changed) = async {
+                    match kv_changes.as_mut() {
+                        Some(rx) => Some(rx.changed().await),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if changed.is_ok() {
+                        self.config_to_etcd(&mut client).await?;
+                    }
                 }
-                for event in resp.events() {
-                    let Some(kv) = event.kv() else { continue };
-                    let id = String::from_utf8_lossy(&kv.key()[PREFIX.len().min(kv.key().len())..]).into_owned();
-                    match event.event_type() {
-                        EventType::Put => state.import(registry, owner, kv.value()),
-                        EventType::Delete => state.forget(registry, &id),
+                message = watch.message() => {
+                    let Some(resp) = message? else {
+                        return Err(etcd_client::Error::WatchError("the watch ended".into()));
+                    };
+                    if resp.canceled() {
+                        return Err(etcd_client::Error::WatchError(format!(
+                            "the watch was cancelled: {}",
+                            resp.cancel_reason()
+                        )));
+                    }
+                    for event in resp.events() {
+                        let Some(kv) = event.kv() else { continue };
+                        let put = event.event_type() == EventType::Put;
+                        if let Some(id) = rest(kv.key(), PREFIX) {
+                            if put {
+                                self.state.import(self.registry, self.owner, kv.value());
+                            } else {
+                                self.state.forget(self.registry, &id);
+                            }
+                        } else if let Some(path) = rest(kv.key(), CONFIG_PREFIX) {
+                            let key = format!("{LOCAL_CONFIG}{path}");
+                            self.config_changed(&key, put.then(|| kv.value().to_vec()));
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    keeper.keep_alive().await?;
+                    match kept.message().await? {
+                        Some(r) if r.ttl() > 0 => {}
+                        // etcd no longer knows the lease (it expired while this process was away).
+                        _ => return Err(etcd_client::Error::LeaseKeepAliveError(
+                            "the lease expired".into(),
+                        )),
                     }
                 }
             }
-            _ = tick.tick() => {
-                keeper.keep_alive().await?;
-                match kept.message().await? {
-                    Some(r) if r.ttl() > 0 => {}
-                    // etcd no longer knows the lease (it expired while this process was away).
-                    _ => return Err(etcd_client::Error::LeaseKeepAliveError("the lease expired".into())),
-                }
+        }
+    }
+
+    /// At a session's start: etcd's config keys win; local ones etcd lacks go out next
+    /// (`config_to_etcd`), unless etcd lost them after they were agreed (then they go here).
+    fn config_from_etcd(&mut self, there: HashMap<String, Vec<u8>>) {
+        let Some(kv) = self.kv else { return };
+        for (key, value) in &there {
+            self.config_changed(key, Some(value.clone()));
+        }
+        let agreed: Vec<String> = self.config.synced.keys().cloned().collect();
+        for key in agreed {
+            if !there.contains_key(&key) {
+                // Deleted in etcd while this process was away.
+                self.config.synced.remove(&key);
+                kv.delete(&key, false, None);
             }
         }
+    }
+
+    /// A config key changed in etcd (`None`: deleted): applied here unless it is what was
+    /// agreed already (this process's own write coming back).
+    fn config_changed(&mut self, key: &str, value: Option<Vec<u8>>) {
+        let Some(kv) = self.kv else { return };
+        if self.config.synced.get(key) == value.as_ref() {
+            return;
+        }
+        match value {
+            Some(v) => {
+                let local = kv.get(key).map(|e| e.value);
+                self.config.synced.insert(key.to_string(), v.clone());
+                if local.as_ref() != Some(&v)
+                    && let Err(e) = kv.put(key, v.clone(), None, None)
+                {
+                    tracing::warn!(
+                        "etcd {CONFIG_PREFIX}{} = {:?} refused: {e}",
+                        key.trim_start_matches(LOCAL_CONFIG),
+                        String::from_utf8_lossy(&v)
+                    );
+                }
+            }
+            None => {
+                self.config.synced.remove(key);
+                kv.delete(key, false, None);
+            }
+        }
+    }
+
+    /// Local config keys that differ from what was agreed go out to etcd.
+    async fn config_to_etcd(&mut self, client: &mut Client) -> Result<(), etcd_client::Error> {
+        let Some(kv) = self.kv else { return Ok(()) };
+        let local: HashMap<String, Vec<u8>> = kv
+            .list(LOCAL_CONFIG)
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect();
+        for (key, value) in &local {
+            if self.config.synced.get(key) != Some(value) {
+                let path = key.trim_start_matches(LOCAL_CONFIG);
+                client
+                    .put(format!("{CONFIG_PREFIX}{path}"), value.clone(), None)
+                    .await?;
+                self.config.synced.insert(key.clone(), value.clone());
+            }
+        }
+        let gone: Vec<String> = self
+            .config
+            .synced
+            .keys()
+            .filter(|k| !local.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            let path = key.trim_start_matches(LOCAL_CONFIG);
+            client
+                .delete(format!("{CONFIG_PREFIX}{path}"), None)
+                .await?;
+            self.config.synced.remove(&key);
+        }
+        Ok(())
     }
 }
 
