@@ -159,6 +159,10 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             (format!(" · {name} {shown}"), theme.dim)
         })
     };
+    let store_away = snap
+        .endpoints
+        .iter()
+        .any(|e| e.name == "store" && e.problem.is_some());
     let paused = app
         .paused
         .then(|| ("  ⏸ PAUSED (p resumes)".to_string(), theme.warning));
@@ -177,9 +181,12 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         let mut parts: Vec<(String, Style)> = vec![(" lgo-dash ".into(), theme.tab_active)];
         if with_mode {
             parts.push((format!("· {} ", app.header.mode), theme.dim));
-            // A registry shared through etcd: which one.
+            // A registry shared through etcd: which one, and whether it can be reached.
             if let Some(store) = url("store") {
                 parts.push((format!("on {store} "), theme.dim));
+                if store_away {
+                    parts.push(("(unreachable: last known instances) ".into(), theme.warning));
+                }
             }
         }
         parts.push((format!("· env {} · ", app.env()), theme.dim));
@@ -195,7 +202,11 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         ));
         if let (false, Some(s)) = (with_mode, store) {
             let kind = s.split("://").next().unwrap_or(s);
-            parts.push((format!(" · {kind}"), theme.dim));
+            if store_away {
+                parts.push((format!(" · {kind} unreachable"), theme.warning));
+            } else {
+                parts.push((format!(" · {kind}"), theme.dim));
+            }
         }
         parts.extend(endpoint("gateway", short));
         parts.extend(endpoint("admin", short));

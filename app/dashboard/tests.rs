@@ -54,6 +54,7 @@ fn instance(
         fault: None,
         restart_in_ms: None,
         load: None,
+        stale: false,
     }
 }
 

@@ -17,7 +17,7 @@ use crate::config::layers::Layer;
 use crate::control::{self, ControlError, Endpoint};
 use crate::gateway::{Gateway, routes::RouteTable};
 use crate::handle::{ClusterHandle, ClusterSnapshot, InstanceSnapshot, ProcessState, Slices};
-use crate::registry::etcd::{EtcdMirror, EtcdOptions};
+use crate::registry::etcd::{EtcdMirror, EtcdOptions, Link};
 use crate::registry::{CheckKind, CheckSpec, Registration, Registry, Store};
 use crate::server::HttpServer;
 use crate::services::faults::Faults;
@@ -133,6 +133,7 @@ struct ManagedState {
 
 /// The instances slice as last built, and what it was built from.
 struct InstancesCache {
+    store_away: bool,
     views: u64,
     loads: Vec<LoadView>,
     managed: Vec<ManagedState>,
@@ -734,13 +735,38 @@ impl Core {
             .iter()
             .map(|b| b.snapshot(SNAPSHOT_PICKS))
             .collect();
-        let instances = self.instances_slice(&balancers);
+        // The shared store, when it cannot be reached: said on its endpoint, and the instances
+        // read from it are marked stale.
+        let store_problem = match self
+            .mirror
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(EtcdMirror::link)
+        {
+            Some(Link::Down {
+                error,
+                since_unix_ms,
+            }) => {
+                let now_ms = crate::telemetry::clock::unix_ns() / 1_000_000;
+                let secs = now_ms.saturating_sub(since_unix_ms) / 1000;
+                Some(format!(
+                    "unreachable for {secs}s ({error}): the instances last read from it are kept"
+                ))
+            }
+            _ => None,
+        };
+        let instances = self.instances_slice(&balancers, store_problem.is_some());
+        let mut endpoints = self.endpoints.clone();
+        if let Some(e) = endpoints.iter_mut().find(|e| e.name == "store") {
+            e.problem = store_problem;
+        }
         let next = ClusterSnapshot {
             version: 0,
             epoch: self.epoch,
             slices: Slices::default(),
             registry_index: self.registry.index(),
-            endpoints: self.endpoints.clone(),
+            endpoints,
             instances,
             balancers,
             breakers: self.breakers.snapshots(),
@@ -769,7 +795,11 @@ impl Core {
     /// The instances as the snapshot shows them: the registry's views with their process
     /// state, fault, restart countdown and balancer load. Rebuilt only when one of those
     /// changed: a thousand idle external instances cost a comparison, not a copy.
-    fn instances_slice(&self, balancers: &[BalancerSnapshot]) -> Arc<[InstanceSnapshot]> {
+    fn instances_slice(
+        &self,
+        balancers: &[BalancerSnapshot],
+        store_away: bool,
+    ) -> Arc<[InstanceSnapshot]> {
         let views = self.registry.views_version();
         // Each instance's load as its balancer measured it, by id (the first balancer's).
         let mut loads: Vec<LoadView> = balancers
@@ -798,6 +828,7 @@ impl Core {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(c) = cache.as_ref()
+            && c.store_away == store_away
             && c.views == views
             && c.loads == loads
             && c.managed == managed
@@ -823,11 +854,14 @@ impl Core {
                         .binary_search_by(|l| l.id.as_str().cmp(&view.id))
                         .ok()
                         .map(|i| loads[i].clone()),
+                    stale: store_away
+                        && view.meta.contains_key(crate::registry::shared::OWNER_META),
                     view,
                 }
             })
             .collect();
         *cache = Some(InstancesCache {
+            store_away,
             views,
             loads,
             managed,

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub struct Endpoint {
     pub name: String,
     pub url: String,
+    /// What is wrong with it, when something is (the shared store cannot be reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 impl Endpoint {
@@ -23,6 +26,7 @@ impl Endpoint {
         Endpoint {
             name: name.into(),
             url: url.into(),
+            problem: None,
         }
     }
 }

@@ -47,6 +47,10 @@ pub struct InstanceSnapshot {
     /// What its balancer measured: in flight, requests, failures, ejection.
     #[serde(default)]
     pub load: Option<LoadView>,
+    /// Another process's instance, as last read from the shared store, which cannot be
+    /// reached now: it is still called, but may be gone.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 impl InstanceSnapshot {
@@ -66,6 +70,9 @@ impl InstanceSnapshot {
         }
         if let Some(ms) = self.restart_in_ms {
             notes.push(format!("restarts in {}s", secs(ms)));
+        }
+        if self.stale {
+            notes.push("stale: store away".into());
         }
         notes
     }

@@ -271,3 +271,102 @@ async fn a_config_key_put_in_etcd_reaches_every_running_cluster_and_a_bad_one_is
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn etcd_restarted_mid_traffic_fails_no_request_and_brings_every_registration_back() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut etcd = Etcd::start();
+    let (a, b) = (cluster_on(&etcd).await, cluster_on(&etcd).await);
+    let sees_all = |c: &devcluster::Cluster| {
+        let i = c.registry().instances();
+        i.len() == 16 && i.iter().all(|i| i.health == Health::Passing)
+    };
+    until(
+        "each sees all sixteen, passing",
+        Duration::from_secs(20),
+        || sees_all(&a) && sees_all(&b),
+    )
+    .await;
+
+    // Idempotent requests through a's gateway, to its instances and b's alike.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let gateway = a.gateway_url();
+    let load: Vec<_> = (0..4)
+        .map(|n| {
+            let (stop, ok, failed, gateway) =
+                (stop.clone(), ok.clone(), failed.clone(), gateway.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::builder().no_proxy().build().unwrap();
+                let path = if n % 2 == 0 {
+                    "/api/users/1"
+                } else {
+                    "/api/orders/2"
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    match http.get(format!("{gateway}{path}")).send().await {
+                        Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+
+    etcd.stop();
+    let store_problem = |c: &devcluster::Cluster| {
+        c.handle()
+            .snapshot()
+            .endpoints
+            .iter()
+            .find(|e| e.name == "store")
+            .and_then(|e| e.problem.clone())
+    };
+    until(
+        "the dashboard is told the store is away",
+        Duration::from_secs(15),
+        || store_problem(&a).is_some(),
+    )
+    .await;
+    until(
+        "b's instances read as stale in a",
+        Duration::from_secs(5),
+        || {
+            let snap = a.handle().snapshot();
+            let stale = snap.instances.iter().filter(|i| i.stale).count();
+            stale == 8 && snap.instances.iter().filter(|i| !i.stale).count() == 8
+        },
+    )
+    .await;
+    assert!(
+        store_problem(&a).unwrap().contains("unreachable"),
+        "{:?}",
+        store_problem(&a)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    etcd.spawn();
+    until("back, nothing stale", Duration::from_secs(20), || {
+        store_problem(&a).is_none()
+            && store_problem(&b).is_none()
+            && a.handle().snapshot().instances.iter().all(|i| !i.stale)
+    })
+    .await;
+    until(
+        "every registration back on both sides",
+        Duration::from_secs(20),
+        || sees_all(&a) && sees_all(&b),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    assert!(ok.load(Ordering::Relaxed) > 100, "the load ran");
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed");
+    a.shutdown().await;
+    b.shutdown().await;
+}

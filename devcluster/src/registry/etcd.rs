@@ -55,9 +55,10 @@ pub enum Link {
     Connecting,
     /// In a session: own instances published, the others followed.
     Up,
-    /// etcd cannot be reached; what was read last is kept.
+    /// etcd cannot be reached (since, ms since the epoch); what was read last is kept.
     Down {
         error: String,
+        since_unix_ms: u64,
     },
 }
 
@@ -163,10 +164,15 @@ async fn supervise(
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!("etcd {}: {e}; retrying in {backoff:?}", options.endpoint);
+                let since_unix_ms = match &*link.lock().unwrap_or_else(|e| e.into_inner()) {
+                    Link::Down { since_unix_ms, .. } => *since_unix_ms,
+                    _ => crate::telemetry::clock::unix_ns() / 1_000_000,
+                };
                 set_link(
                     &link,
                     Link::Down {
                         error: e.to_string(),
+                        since_unix_ms,
                     },
                 );
             }

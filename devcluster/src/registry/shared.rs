@@ -135,16 +135,21 @@ fn published_view(mut v: InstanceView) -> InstanceView {
     v
 }
 
+/// The meta key an instance taken in from the store carries: the process that owns it.
+pub const OWNER_META: &str = "lgo_owner";
+
 /// An instance of another process as this registry holds it: its checks are its owner's.
 fn registration_of(s: &SharedInstance) -> Registration {
     let v = &s.instance;
+    let mut meta = v.meta.clone();
+    meta.insert(OWNER_META.into(), s.owner.clone());
     Registration {
         id: v.id.clone(),
         name: v.service.clone(),
         address: v.address.clone(),
         port: v.port,
         tags: v.tags.clone(),
-        meta: v.meta.clone(),
+        meta,
         weight_passing: v.weight,
         weight_warning: v.weight_warning,
         checks: v
