@@ -22,8 +22,8 @@ pub struct SharedInstance {
 /// What a process has published and taken in, so that a change is sent or applied once.
 #[derive(Debug, Default)]
 pub struct MirrorState {
-    /// Own instances as last published (id → the value written).
-    published: HashMap<String, String>,
+    /// Own instances as last published (compared as views: serialized only when changed).
+    published: HashMap<String, InstanceView>,
     /// Other processes' instances as taken in (id → as published).
     imported: HashMap<String, SharedInstance>,
 }
@@ -54,16 +54,18 @@ impl MirrorState {
             if self.imported.contains_key(&view.id) {
                 continue;
             }
+            let view = published_view(view);
+            seen.push(view.id.clone());
+            if self.published.get(&view.id) == Some(&view) {
+                continue;
+            }
             let value = serde_json::to_string(&SharedInstance {
                 owner: owner.to_string(),
-                instance: published_view(view.clone()),
+                instance: view.clone(),
             })
             .unwrap_or_default();
-            seen.push(view.id.clone());
-            if self.published.get(&view.id) != Some(&value) {
-                self.published.insert(view.id.clone(), value.clone());
-                out.puts.push((view.id, value));
-            }
+            out.puts.push((view.id.clone(), value));
+            self.published.insert(view.id.clone(), view);
         }
         let gone: Vec<String> = self
             .published
