@@ -14,7 +14,7 @@
 //! deregistering stops keeping its lease alive: etcd deletes its keys after the lease's TTL
 //! and every other process drops them.
 
-use super::shared::{MirrorState, Outgoing};
+use super::shared::{ConfigSync, LOCAL_CONFIG, MirrorState, Outgoing, SharedInstance};
 use super::store::Registry;
 use crate::config::kv::KvStore;
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
@@ -27,8 +27,6 @@ use tokio::task::JoinHandle;
 pub const PREFIX: &str = "lgo/registry/";
 /// Where config keys live in etcd (`lgo/config/traffic/rps` is the KV key `lgo/traffic/rps`).
 pub const CONFIG_PREFIX: &str = "lgo/config/";
-/// The config center's keys in the local KV store.
-const LOCAL_CONFIG: &str = "lgo/";
 /// Everything the mirror reads and watches.
 const ALL: &str = "lgo/";
 
@@ -183,13 +181,6 @@ async fn supervise(
     }
 }
 
-/// Config keys as etcd and this process last agreed on them (local KV key → value): what
-/// differs from it on either side is a change to pass on, and a change coming back is known.
-#[derive(Default)]
-struct ConfigSync {
-    synced: HashMap<String, Vec<u8>>,
-}
-
 struct Session<'a> {
     registry: &'a Registry,
     kv: Option<&'a KvStore>,
@@ -255,12 +246,8 @@ impl Session<'_> {
 
         let mut changes = self.registry.subscribe();
         let mut kv_changes = self.kv.map(KvStore::subscribe);
-        publish(
-            &mut client,
-            lease,
-            self.state.outgoing(self.registry, self.owner),
-        )
-        .await?;
+        let out = self.state.outgoing(self.registry);
+        publish(&mut client, lease, self.owner, out).await?;
         self.config_to_etcd(&mut client).await?;
         set_link(link, Link::Up);
         let mut tick =
@@ -272,8 +259,8 @@ impl Session<'_> {
                     if changed.is_err() {
                         return Ok(());
                     }
-                    let out = self.state.outgoing(self.registry, self.owner);
-                    publish(&mut client, lease, out).await?;
+                    let out = self.state.outgoing(self.registry);
+                    publish(&mut client, lease, self.owner, out).await?;
                 }
                 Some(changed) = async {
                     match kv_changes.as_mut() {
@@ -324,81 +311,37 @@ impl Session<'_> {
         }
     }
 
-    /// At a session's start: etcd's config keys win; local ones etcd lacks go out next
-    /// (`config_to_etcd`), unless etcd lost them after they were agreed (then they go here).
+    /// At a session's start: etcd's config keys win; local ones it lacks go out next.
     fn config_from_etcd(&mut self, there: HashMap<String, Vec<u8>>) {
-        let Some(kv) = self.kv else { return };
-        for (key, value) in &there {
-            self.config_changed(key, Some(value.clone()));
-        }
-        let agreed: Vec<String> = self.config.synced.keys().cloned().collect();
-        for key in agreed {
-            if !there.contains_key(&key) {
-                // Deleted in etcd while this process was away.
-                self.config.synced.remove(&key);
-                kv.delete(&key, false, None);
-            }
+        if let Some(kv) = self.kv {
+            self.config.start_from(kv, &there, "etcd");
         }
     }
 
-    /// A config key changed in etcd (`None`: deleted): applied here unless it is what was
-    /// agreed already (this process's own write coming back).
+    /// A config key changed in etcd (`None`: deleted).
     fn config_changed(&mut self, key: &str, value: Option<Vec<u8>>) {
-        let Some(kv) = self.kv else { return };
-        if self.config.synced.get(key) == value.as_ref() {
-            return;
-        }
-        match value {
-            Some(v) => {
-                let local = kv.get(key).map(|e| e.value);
-                self.config.synced.insert(key.to_string(), v.clone());
-                if local.as_ref() != Some(&v)
-                    && let Err(e) = kv.put(key, v.clone(), None, None)
-                {
-                    tracing::warn!(
-                        "etcd {CONFIG_PREFIX}{} = {:?} refused: {e}",
-                        key.trim_start_matches(LOCAL_CONFIG),
-                        String::from_utf8_lossy(&v)
-                    );
-                }
-            }
-            None => {
-                self.config.synced.remove(key);
-                kv.delete(key, false, None);
-            }
+        if let Some(kv) = self.kv {
+            self.config.remote_changed(kv, key, value, "etcd");
         }
     }
 
     /// Local config keys that differ from what was agreed go out to etcd.
     async fn config_to_etcd(&mut self, client: &mut Client) -> Result<(), etcd_client::Error> {
         let Some(kv) = self.kv else { return Ok(()) };
-        let local: HashMap<String, Vec<u8>> = kv
-            .list(LOCAL_CONFIG)
-            .into_iter()
-            .map(|e| (e.key, e.value))
-            .collect();
-        for (key, value) in &local {
-            if self.config.synced.get(key) != Some(value) {
-                let path = key.trim_start_matches(LOCAL_CONFIG);
-                client
-                    .put(format!("{CONFIG_PREFIX}{path}"), value.clone(), None)
-                    .await?;
-                self.config.synced.insert(key.clone(), value.clone());
-            }
+        let (puts, deletes) = self.config.local_changes(kv);
+        for (key, value) in puts {
+            let path = key.trim_start_matches(LOCAL_CONFIG);
+            client
+                .put(format!("{CONFIG_PREFIX}{path}"), value.clone(), None)
+                .await?;
+            self.config.agreed(&key, Some(value));
         }
-        let gone: Vec<String> = self
-            .config
-            .synced
-            .keys()
-            .filter(|k| !local.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in gone {
+        for key in deletes {
             let path = key.trim_start_matches(LOCAL_CONFIG);
             client
                 .delete(format!("{CONFIG_PREFIX}{path}"), None)
                 .await?;
-            self.config.synced.remove(&key);
+            self.config.agreed(&key, None);
         }
         Ok(())
     }
@@ -409,8 +352,19 @@ fn set_link(slot: &Mutex<Link>, l: Link) {
 }
 
 /// Writes this process's changes: puts on its lease, deletes.
-async fn publish(client: &mut Client, lease: i64, out: Outgoing) -> Result<(), etcd_client::Error> {
-    for (id, value) in out.puts {
+async fn publish(
+    client: &mut Client,
+    lease: i64,
+    owner: &str,
+    out: Outgoing,
+) -> Result<(), etcd_client::Error> {
+    for view in out.puts {
+        let id = view.id.clone();
+        let value = serde_json::to_string(&SharedInstance {
+            owner: owner.to_string(),
+            instance: view,
+        })
+        .unwrap_or_default();
         client
             .put(
                 format!("{PREFIX}{id}"),

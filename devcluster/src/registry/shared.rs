@@ -8,6 +8,7 @@
 
 use super::model::{CheckKind, CheckSpec, InstanceView, Registration};
 use super::store::Registry;
+use crate::config::kv::KvStore;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -28,10 +29,11 @@ pub struct MirrorState {
     imported: HashMap<String, SharedInstance>,
 }
 
-/// The changes to write to the store: values to put (id, value) and ids to delete.
+/// The changes to write to the store: own instances new or changed (as published: without
+/// this process's indexes), and ids withdrawn.
 #[derive(Debug, Default, PartialEq)]
 pub struct Outgoing {
-    pub puts: Vec<(String, String)>,
+    pub puts: Vec<InstanceView>,
     pub deletes: Vec<String>,
 }
 
@@ -46,8 +48,23 @@ impl MirrorState {
         self.imported.keys().cloned().collect()
     }
 
+    /// Own instances as last published, to refresh in a store that expires them (Consul's
+    /// TTL checks).
+    pub fn published(&self) -> impl Iterator<Item = &InstanceView> {
+        self.published.values()
+    }
+
+    /// The ids taken in of one service.
+    pub fn imported_of(&self, service: &str) -> Vec<String> {
+        self.imported
+            .values()
+            .filter(|s| s.instance.service == service)
+            .map(|s| s.instance.id.clone())
+            .collect()
+    }
+
     /// What changed among the process's own instances since the last call.
-    pub fn outgoing(&mut self, registry: &Registry, owner: &str) -> Outgoing {
+    pub fn outgoing(&mut self, registry: &Registry) -> Outgoing {
         let mut out = Outgoing::default();
         let mut seen = Vec::new();
         for view in registry.instances() {
@@ -59,12 +76,7 @@ impl MirrorState {
             if self.published.get(&view.id) == Some(&view) {
                 continue;
             }
-            let value = serde_json::to_string(&SharedInstance {
-                owner: owner.to_string(),
-                instance: view.clone(),
-            })
-            .unwrap_or_default();
-            out.puts.push((view.id.clone(), value));
+            out.puts.push(view.clone());
             self.published.insert(view.id.clone(), view);
         }
         let gone: Vec<String> = self
@@ -86,6 +98,11 @@ impl MirrorState {
             tracing::warn!("shared registry: an entry that is not an instance was skipped");
             return;
         };
+        self.import_shared(registry, owner, shared);
+    }
+
+    /// Takes in an instance another process published, read already.
+    pub fn import_shared(&mut self, registry: &Registry, owner: &str, shared: SharedInstance) {
         if shared.owner == owner || self.published.contains_key(&shared.instance.id) {
             return;
         }
@@ -170,5 +187,93 @@ fn registration_of(s: &SharedInstance) -> Registration {
                 deregister_critical_after: None,
             })
             .collect(),
+    }
+}
+
+/// The config center's keys in the local KV store (`lgo/traffic/rps`).
+pub const LOCAL_CONFIG: &str = "lgo/";
+
+/// Config keys as a shared store and this process last agreed on them (local KV key → value):
+/// what differs from it on either side is a change to pass on, and a change coming back is
+/// known for one.
+#[derive(Debug, Default)]
+pub struct ConfigSync {
+    synced: HashMap<String, Vec<u8>>,
+}
+
+impl ConfigSync {
+    /// At a session's start: the store's keys win; keys deleted there while this process was
+    /// away go here too. Keys only this process has go out next ([`ConfigSync::local_changes`]).
+    pub fn start_from(&mut self, kv: &KvStore, there: &HashMap<String, Vec<u8>>, store: &str) {
+        for (key, value) in there {
+            self.remote_changed(kv, key, Some(value.clone()), store);
+        }
+        let agreed: Vec<String> = self.synced.keys().cloned().collect();
+        for key in agreed {
+            if !there.contains_key(&key) {
+                self.synced.remove(&key);
+                kv.delete(&key, false, None);
+            }
+        }
+    }
+
+    /// A key changed in the store (`None`: deleted): applied here (checked like any edit: a
+    /// refused value leaves the config as it was) unless it is what was agreed already.
+    pub fn remote_changed(&mut self, kv: &KvStore, key: &str, value: Option<Vec<u8>>, store: &str) {
+        if self.synced.get(key) == value.as_ref() {
+            return;
+        }
+        match value {
+            Some(v) => {
+                let local = kv.get(key).map(|e| e.value);
+                self.synced.insert(key.to_string(), v.clone());
+                if local.as_ref() != Some(&v)
+                    && let Err(e) = kv.put(key, v.clone(), None, None)
+                {
+                    tracing::warn!(
+                        "{store}: config key {} = {:?} refused: {e}",
+                        key.trim_start_matches(LOCAL_CONFIG),
+                        String::from_utf8_lossy(&v)
+                    );
+                }
+            }
+            None => {
+                self.synced.remove(key);
+                kv.delete(key, false, None);
+            }
+        }
+    }
+
+    /// Local keys that differ from what was agreed: (key, value) to write, keys to delete.
+    /// Each is to be marked [`ConfigSync::agreed`] once written.
+    pub fn local_changes(&self, kv: &KvStore) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
+        let local: HashMap<String, Vec<u8>> = kv
+            .list(LOCAL_CONFIG)
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect();
+        let deletes = self
+            .synced
+            .keys()
+            .filter(|k| !local.contains_key(*k))
+            .cloned()
+            .collect();
+        let puts = local
+            .into_iter()
+            .filter(|(k, v)| self.synced.get(k) != Some(v))
+            .collect();
+        (puts, deletes)
+    }
+
+    /// A key as now written to the store (`None`: deleted there).
+    pub fn agreed(&mut self, key: &str, value: Option<Vec<u8>>) {
+        match value {
+            Some(v) => {
+                self.synced.insert(key.to_string(), v);
+            }
+            None => {
+                self.synced.remove(key);
+            }
+        }
     }
 }
