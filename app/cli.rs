@@ -49,8 +49,8 @@ pub struct ClusterArgs {
     /// Start without the traffic generator.
     #[arg(long)]
     pub no_traffic: bool,
-    /// Where the registry lives: `embedded` (this process alone), or `etcd://HOST:PORT` to
-    /// share it with every lgo-dash (and service) on that etcd.
+    /// Where the registry lives: `embedded` (this process alone), or `etcd://HOST:PORT` /
+    /// `consul://HOST:PORT` to share it with every lgo-dash (and service) on that store.
     #[arg(long, value_name = "STORE", default_value = "embedded", value_parser = store)]
     pub registry: Store,
 }
@@ -385,8 +385,8 @@ mod tests {
     }
 
     /// The cluster's flags mean nothing to `ctl`: refused there, and not in its help.
-    /// `--registry` names its store, before or after `serve`; a store not built yet, or a
-    /// malformed one, is refused with what is expected.
+    /// `--registry` names its store, before or after `serve`; a malformed or unknown one is
+    /// refused with what is expected.
     #[test]
     fn registry_takes_etcd_and_explains_the_rest() {
         let store = |args: &[&str]| -> Result<Store, String> {
@@ -409,8 +409,14 @@ mod tests {
             Ok(etcd.clone())
         );
         assert_eq!(etcd.url(), "etcd://127.0.0.1:2379");
-        let consul = store(&["--registry", "consul://127.0.0.1:8500"]).unwrap_err();
-        assert!(consul.contains("not built yet"), "{consul}");
+        assert_eq!(
+            store(&["--registry", "consul://127.0.0.1:8500"]),
+            Ok(Store::Consul {
+                address: "http://127.0.0.1:8500".into()
+            })
+        );
+        let consul = store(&["--registry", "consul://"]).unwrap_err();
+        assert!(consul.contains("consul://HOST:PORT"), "{consul}");
         let bad = store(&["--registry", "etcd://nowhere"]).unwrap_err();
         assert!(bad.contains("etcd://HOST:PORT"), "{bad}");
         let other = store(&["--registry", "zookeeper://x:1"]).unwrap_err();

@@ -17,7 +17,7 @@ use crate::config::layers::Layer;
 use crate::control::{self, ControlError, Endpoint};
 use crate::gateway::{Gateway, routes::RouteTable};
 use crate::handle::{ClusterHandle, ClusterSnapshot, InstanceSnapshot, ProcessState, Slices};
-use crate::registry::etcd::{EtcdMirror, EtcdOptions, Link};
+use crate::registry::etcd::Link;
 use crate::registry::{CheckKind, CheckSpec, Registration, Registry, Store};
 use crate::server::HttpServer;
 use crate::services::faults::Faults;
@@ -183,7 +183,7 @@ pub struct Core {
     pub(crate) restarts: Mutex<HashMap<String, (tokio::time::Instant, JoinHandle<()>)>>,
     /// The registry shared through etcd (`--registry etcd://`): its link, and its lease to
     /// revoke on a graceful stop.
-    pub(crate) mirror: std::sync::Mutex<Option<EtcdMirror>>,
+    pub(crate) mirror: std::sync::Mutex<Option<crate::registry::Mirror>>,
     /// This run (its start, in ns since the epoch): snapshot versions count within it.
     epoch: u64,
     instances_cache: std::sync::Mutex<Option<InstancesCache>>,
@@ -283,7 +283,9 @@ impl Cluster {
         // that two developers' `user-service-1` stay two instances.
         let tag = match opts.store {
             Store::Embedded => String::new(),
-            Store::Etcd { .. } => format!("-{:04x}", crate::telemetry::SpanId::random().0 as u16),
+            Store::Etcd { .. } | Store::Consul { .. } => {
+                format!("-{:04x}", crate::telemetry::SpanId::random().0 as u16)
+            }
         };
         let mut planned = Vec::new();
         for (service, key, first) in [
@@ -474,18 +476,12 @@ impl Cluster {
         .map_err(ClusterError::Config)?;
         // Started once the config center guards the KV store: a config key from etcd is
         // checked like any other edit.
-        let mirror = match &opts.store {
-            Store::Embedded => None,
-            Store::Etcd { endpoint } => {
-                endpoints.push(Endpoint::new("store", opts.store.url()));
-                Some(EtcdMirror::start(
-                    registry.clone(),
-                    Some(kv.clone()),
-                    format!("lgo-dash{tag}"),
-                    EtcdOptions::new(endpoint.clone()),
-                ))
-            }
-        };
+        let mirror = opts
+            .store
+            .mirror(&registry, Some(kv.clone()), &format!("lgo-dash{tag}"));
+        if mirror.is_some() {
+            endpoints.push(Endpoint::new("store", opts.store.url()));
+        }
         if let Err(e) = config.watch_file() {
             tracing::warn!("{e}: hand edits of it will not be applied");
         }
@@ -742,7 +738,7 @@ impl Core {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(EtcdMirror::link)
+            .map(crate::registry::Mirror::link)
         {
             Some(Link::Down {
                 error,

@@ -4,6 +4,7 @@
 
 mod checks;
 pub mod consul;
+pub mod consul_store;
 pub mod etcd;
 mod model;
 pub mod shared;
@@ -11,6 +12,8 @@ mod store;
 
 pub use model::{CheckKind, CheckSpec, CheckView, Health, InstanceView, Registration};
 pub use store::{Registry, RegistryError};
+
+use crate::config::kv::KvStore;
 
 /// Where the registry lives: in this process alone, or shared with other processes through a
 /// distributed store (`--registry`).
@@ -20,6 +23,8 @@ pub enum Store {
     Embedded,
     /// An etcd member, `http://HOST:PORT`.
     Etcd { endpoint: String },
+    /// A Consul agent, `http://HOST:PORT`.
+    Consul { address: String },
 }
 
 impl Store {
@@ -30,6 +35,52 @@ impl Store {
             Store::Etcd { endpoint } => {
                 format!("etcd://{}", endpoint.trim_start_matches("http://"))
             }
+            Store::Consul { address } => {
+                format!("consul://{}", address.trim_start_matches("http://"))
+            }
+        }
+    }
+
+    /// Starts mirroring `registry` (and the config center's `kv` keys) through this store, as
+    /// `owner`; `None` for the embedded registry.
+    pub fn mirror(&self, registry: &Registry, kv: Option<KvStore>, owner: &str) -> Option<Mirror> {
+        match self {
+            Store::Embedded => None,
+            Store::Etcd { endpoint } => Some(Mirror::Etcd(etcd::EtcdMirror::start(
+                registry.clone(),
+                kv,
+                owner,
+                etcd::EtcdOptions::new(endpoint.clone()),
+            ))),
+            Store::Consul { address } => Some(Mirror::Consul(consul_store::ConsulMirror::start(
+                registry.clone(),
+                kv,
+                owner,
+                consul_store::ConsulOptions::new(address.clone()),
+            ))),
+        }
+    }
+}
+
+/// A registry mirrored through a shared store.
+pub enum Mirror {
+    Etcd(etcd::EtcdMirror),
+    Consul(consul_store::ConsulMirror),
+}
+
+impl Mirror {
+    pub fn link(&self) -> etcd::Link {
+        match self {
+            Mirror::Etcd(m) => m.link(),
+            Mirror::Consul(m) => m.link(),
+        }
+    }
+
+    /// Stops mirroring and withdraws this process's instances from the store.
+    pub async fn stop(self) {
+        match self {
+            Mirror::Etcd(m) => m.stop().await,
+            Mirror::Consul(m) => m.stop().await,
         }
     }
 }
@@ -56,10 +107,19 @@ impl std::str::FromStr for Store {
                 endpoint: format!("http://{addr}"),
             });
         }
-        if s.starts_with("consul://") {
-            return Err(format!(
-                "{s}: the Consul backend is not built yet; use etcd://HOST:PORT or embedded"
-            ));
+        if let Some(rest) = s.strip_prefix("consul://") {
+            let addr = rest.trim_end_matches('/');
+            let ok = addr
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(format!(
+                    "consul://{rest}: expected consul://HOST:PORT, e.g. consul://127.0.0.1:8500"
+                ));
+            }
+            return Ok(Store::Consul {
+                address: format!("http://{addr}"),
+            });
         }
         Err(format!(
             "{s:?}: expected embedded, etcd://HOST:PORT or consul://HOST:PORT"

@@ -1,0 +1,729 @@
+//! The registry shared through a Consul agent (`--registry consul://HOST:PORT`).
+//!
+//! This process's instances are registered with the agent (`/v1/agent/service/register`), each
+//! with a TTL check this process passes with the instance's health as its own checks see it, and
+//! refreshes well within the TTL: a process that dies stops passing, its instances turn critical
+//! and the agent removes them (`DeregisterCriticalServiceAfter`). The others' instances are read
+//! with blocking queries (`/v1/catalog/services`, then `/v1/health/service/NAME` per service)
+//! and taken in like the etcd backend's ([`super::shared`]); services that registered with the
+//! agent themselves come in too. Config keys live under `lgo/` in Consul's KV store, as in the
+//! embedded one, followed by a blocking recursive read; values are base64 on the wire and kept
+//! as bytes.
+//!
+//! The client is a small one on reqwest: rs-consul registers through the catalog API (which a
+//! real agent's anti-entropy undoes), cannot pass TTL checks and reads KV values as text.
+
+use super::model::{CheckView, Health, InstanceView};
+use super::shared::{ConfigSync, LOCAL_CONFIG, MirrorState, OWNER_META, SharedInstance};
+use super::store::Registry;
+use crate::config::kv::KvStore;
+use base64::Engine;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use super::etcd::Link;
+
+/// Where config keys live in Consul's KV store: where the embedded registry's KV API keeps
+/// them too (`lgo/traffic/rps`), so an lgo-dash can itself be the agent the others share.
+pub const CONFIG_PREFIX: &str = "lgo/";
+
+/// How long a blocking query waits for a change before it answers anyway.
+const WAIT: &str = "30s";
+
+#[derive(Debug, Clone)]
+pub struct ConsulOptions {
+    /// `http://host:port` of a Consul agent.
+    pub address: String,
+    /// The TTL of each instance's check: how long after this process stops passing it the
+    /// instance turns critical.
+    pub check_ttl: Duration,
+    /// How long a critical instance stays before the agent removes it.
+    pub deregister_after: Duration,
+}
+
+impl ConsulOptions {
+    pub fn new(address: impl Into<String>) -> Self {
+        ConsulOptions {
+            address: address.into(),
+            check_ttl: Duration::from_secs(10),
+            deregister_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running mirror between a [`Registry`] and a Consul agent. Dropping it stops it without
+/// deregistering (as a process that dies would); [`ConsulMirror::stop`] withdraws its instances.
+pub struct ConsulMirror {
+    task: JoinHandle<()>,
+    link: Arc<Mutex<Link>>,
+    own: Arc<Mutex<Vec<String>>>,
+    options: ConsulOptions,
+}
+
+impl Drop for ConsulMirror {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ConsulMirror {
+    pub fn start(
+        registry: Registry,
+        kv: Option<KvStore>,
+        owner: impl Into<String>,
+        options: ConsulOptions,
+    ) -> Self {
+        let link = Arc::new(Mutex::new(Link::Connecting));
+        let own = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(supervise(
+            registry,
+            kv,
+            owner.into(),
+            options.clone(),
+            link.clone(),
+            own.clone(),
+        ));
+        ConsulMirror {
+            task,
+            link,
+            own,
+            options,
+        }
+    }
+
+    pub fn link(&self) -> Link {
+        self.link.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops mirroring and deregisters this process's instances from the agent.
+    pub async fn stop(self) {
+        self.task.abort();
+        let ids = self.own.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let client = Client::new(&self.options.address);
+        for id in ids {
+            let _ = client.deregister(&id).await;
+        }
+    }
+}
+
+/// The agent's HTTP API, the parts the mirror uses.
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+fn failed(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+impl Client {
+    fn new(address: &str) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
+            base: address.trim_end_matches('/').to_string(),
+        }
+    }
+
+    async fn put(&self, path: &str, body: Option<Vec<u8>>) -> Result<()> {
+        let mut req = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(5));
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.map_err(|e| failed(path, e))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(format!("{path}: {status} {}", text.trim()));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        let resp = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| failed(path, e))?;
+        if !resp.status().is_success() {
+            return Err(format!("{path}: {}", resp.status()));
+        }
+        Ok(())
+    }
+
+    /// A blocking read: the answer once the index passes `index` (or the wait ends), and the
+    /// index to wait from next. `None`: not found (a KV prefix with no keys).
+    async fn blocking(&self, path: &str, index: u64) -> Result<(u64, Option<Value>)> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let resp = self
+            .http
+            .get(format!("{}{path}{sep}index={index}&wait={WAIT}", self.base))
+            .timeout(Duration::from_secs(40))
+            .send()
+            .await
+            .map_err(|e| failed(path, e))?;
+        let next = resp
+            .headers()
+            .get("x-consul-index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        // An index that goes back (the agent restarted): start over, as Consul's docs say.
+        let next = if next < index { 0 } else { next };
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok((next, None));
+        }
+        if !resp.status().is_success() {
+            return Err(format!("{path}: {}", resp.status()));
+        }
+        let body = resp.json::<Value>().await.map_err(|e| failed(path, e))?;
+        Ok((next, Some(body)))
+    }
+
+    async fn register(&self, view: &InstanceView, owner: &str, o: &ConsulOptions) -> Result<()> {
+        let mut meta = view.meta.clone();
+        meta.insert(OWNER_META.into(), owner.into());
+        let check = view.checks.first();
+        let body = json!({
+            "ID": view.id, "Name": view.service, "Address": view.address, "Port": view.port,
+            "Tags": view.tags, "Meta": meta,
+            "Weights": {"Passing": view.weight, "Warning": view.weight_warning},
+            "Check": {
+                "CheckID": check_id(&view.id),
+                "Name": check.map_or("health", |c| c.name.as_str()),
+                "Notes": check.map_or(String::new(), |c| format!("{} ({})", c.definition, c.kind)),
+                "TTL": format!("{}s", o.check_ttl.as_secs().max(1)),
+                "DeregisterCriticalServiceAfter": format!("{}s", o.deregister_after.as_secs().max(1)),
+            },
+        });
+        self.put(
+            "/v1/agent/service/register",
+            Some(serde_json::to_vec(&body).unwrap_or_default()),
+        )
+        .await
+    }
+
+    /// Passes (or warns, or fails) an instance's TTL check with its health and output.
+    async fn report(&self, view: &InstanceView) -> Result<()> {
+        let action = match view.health {
+            Health::Passing => "pass",
+            Health::Warning => "warn",
+            Health::Critical => "fail",
+        };
+        let output = view
+            .checks
+            .iter()
+            .max_by_key(|c| c.status)
+            .map_or(String::new(), |c| c.output.clone());
+        let path = format!(
+            "/v1/agent/check/{action}/{}?note={}",
+            check_id(&view.id),
+            urlencode(&output)
+        );
+        self.put(&path, None).await
+    }
+
+    async fn deregister(&self, id: &str) -> Result<()> {
+        self.put(&format!("/v1/agent/service/deregister/{id}"), None)
+            .await
+    }
+}
+
+fn check_id(instance: &str) -> String {
+    format!("lgo:{instance}")
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One element of `/v1/health/service/NAME` as an instance of another process.
+fn shared_of(entry: &Value) -> Option<SharedInstance> {
+    let s = &entry["Service"];
+    let id = s["ID"].as_str()?.to_string();
+    let service = s["Service"].as_str()?.to_string();
+    let meta: std::collections::BTreeMap<String, String> = s["Meta"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let owner = meta
+        .get(OWNER_META)
+        .cloned()
+        .unwrap_or_else(|| "consul".into());
+    let mut meta = meta;
+    meta.remove(OWNER_META);
+    let address = match s["Address"].as_str() {
+        Some(a) if !a.is_empty() => a.to_string(),
+        _ => entry["Node"]["Address"]
+            .as_str()
+            .unwrap_or("127.0.0.1")
+            .to_string(),
+    };
+    let checks: Vec<CheckView> = entry["Checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        // The node's own checks (serfHealth) are not the instance's.
+        .filter(|c| c["ServiceID"].as_str() == Some(id.as_str()))
+        .map(|c| CheckView {
+            id: c["CheckID"].as_str().unwrap_or_default().to_string(),
+            name: c["Name"].as_str().unwrap_or_default().to_string(),
+            kind: c["Type"].as_str().unwrap_or("ttl").to_string(),
+            status: c["Status"]
+                .as_str()
+                .and_then(Health::parse)
+                .unwrap_or(Health::Critical),
+            output: c["Output"].as_str().unwrap_or_default().to_string(),
+            notes: c["Notes"].as_str().unwrap_or_default().to_string(),
+            definition: c["Notes"].as_str().unwrap_or_default().to_string(),
+            create_index: 0,
+            modify_index: 0,
+        })
+        .collect();
+    let health = checks
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(Health::Passing);
+    let weight = |k: &str, d: u32| {
+        s["Weights"][k]
+            .as_u64()
+            .map_or(d, |w| u32::try_from(w).unwrap_or(d))
+    };
+    Some(SharedInstance {
+        owner,
+        instance: InstanceView {
+            version: meta.get("version").cloned().unwrap_or_default(),
+            protocol: meta
+                .get("protocol")
+                .cloned()
+                .unwrap_or_else(|| "http".into()),
+            health_path: meta.get("health_path").cloned().unwrap_or_default(),
+            id,
+            service,
+            address,
+            port: s["Port"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(0),
+            tags: s["Tags"]
+                .as_array()
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            weight: meta
+                .get("weight")
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| weight("Passing", 1)),
+            weight_warning: weight("Warning", 1),
+            meta,
+            health,
+            checks,
+            create_index: 0,
+            modify_index: 0,
+        },
+    })
+}
+
+/// What the watchers tell the session.
+enum Seen {
+    Services(Vec<String>),
+    Service(String, Vec<SharedInstance>),
+    Config(HashMap<String, Vec<u8>>),
+    Failed(String),
+}
+
+/// Follows `path` with blocking queries, sending what each answer means.
+fn watcher(
+    client: Client,
+    path: String,
+    tx: mpsc::Sender<Seen>,
+    read: impl Fn(Option<Value>) -> Seen + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut index = 0;
+        loop {
+            match client.blocking(&path, index).await {
+                Ok((next, body)) => {
+                    let changed = next != index || index == 0;
+                    index = next.max(1);
+                    if changed && tx.send(read(body)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Seen::Failed(e)).await;
+                    return;
+                }
+            }
+        }
+    })
+}
+
+async fn supervise(
+    registry: Registry,
+    kv: Option<KvStore>,
+    owner: String,
+    options: ConsulOptions,
+    link: Arc<Mutex<Link>>,
+    own: Arc<Mutex<Vec<String>>>,
+) {
+    let mut state = MirrorState::default();
+    let mut config = ConfigSync::default();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let result = session(
+            &registry,
+            kv.as_ref(),
+            &owner,
+            &options,
+            &mut state,
+            &mut config,
+            &link,
+            &own,
+        )
+        .await;
+        if let Err(e) = result {
+            tracing::warn!("consul {}: {e}; retrying in {backoff:?}", options.address);
+            let since_unix_ms = match &*link.lock().unwrap_or_else(|e| e.into_inner()) {
+                Link::Down { since_unix_ms, .. } => *since_unix_ms,
+                _ => crate::telemetry::clock::unix_ns() / 1_000_000,
+            };
+            *link.lock().unwrap_or_else(|e| e.into_inner()) = Link::Down {
+                error: e,
+                since_unix_ms,
+            };
+        } else {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+        state.republish();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    registry: &Registry,
+    kv: Option<&KvStore>,
+    owner: &str,
+    options: &ConsulOptions,
+    state: &mut MirrorState,
+    config: &mut ConfigSync,
+    link: &Mutex<Link>,
+    own: &Mutex<Vec<String>>,
+) -> Result<()> {
+    let client = Client::new(&options.address);
+    let (tx, mut rx) = mpsc::channel(64);
+    let mut watchers: HashMap<String, JoinHandle<()>> = HashMap::new();
+    // Aborted with the session (a failure ends it; the next one starts them again).
+    struct Abort<'a>(&'a mut HashMap<String, JoinHandle<()>>);
+    impl Drop for Abort<'_> {
+        fn drop(&mut self) {
+            for t in self.0.values() {
+                t.abort();
+            }
+        }
+    }
+    let watchers = Abort(&mut watchers);
+    watchers.0.insert(
+        String::new(),
+        watcher(
+            client.clone(),
+            "/v1/catalog/services".into(),
+            tx.clone(),
+            |body| {
+                Seen::Services(
+                    body.and_then(|b| b.as_object().map(|m| m.keys().cloned().collect()))
+                        .unwrap_or_default(),
+                )
+            },
+        ),
+    );
+    if kv.is_some() {
+        watchers.0.insert(
+            "\u{0}kv".into(),
+            watcher(
+                client.clone(),
+                format!("/v1/kv/{CONFIG_PREFIX}?recurse"),
+                tx.clone(),
+                |body| Seen::Config(config_of(body)),
+            ),
+        );
+    }
+    let publish = |state: &mut MirrorState| {
+        let out = state.outgoing(registry);
+        let ids: Vec<String> = state.published().map(|v| v.id.clone()).collect();
+        *own.lock().unwrap_or_else(|e| e.into_inner()) = ids;
+        out
+    };
+    // Own instances as registered with the agent in this session (their shape: a change of
+    // health only is a check report, not a registration, which would reset the check).
+    let mut registered: HashMap<String, InstanceView> = HashMap::new();
+    let out = publish(state);
+    push(&client, owner, options, out, &mut registered).await?;
+    let mut changes = registry.subscribe();
+    let mut kv_changes = kv.map(KvStore::subscribe);
+    let mut configured = false;
+    let mut tick = tokio::time::interval((options.check_ttl / 3).max(Duration::from_millis(200)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    *link.lock().unwrap_or_else(|e| e.into_inner()) = Link::Up;
+    loop {
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let out = publish(state);
+                push(&client, owner, options, out, &mut registered).await?;
+            }
+            Some(changed) = async {
+                match kv_changes.as_mut() {
+                    Some(rx) => Some(rx.changed().await),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if changed.is_ok() && configured && let Some(kv) = kv {
+                    config_out(&client, config, kv).await?;
+                }
+            }
+            _ = tick.tick() => {
+                // Each own instance's TTL, refreshed with its health.
+                let views: Vec<InstanceView> = state.published().cloned().collect();
+                for v in &views {
+                    client.report(v).await?;
+                }
+            }
+            seen = rx.recv() => {
+                let Some(seen) = seen else { return Ok(()) };
+                match seen {
+                    Seen::Failed(e) => return Err(e),
+                    Seen::Services(names) => {
+                        let names: HashSet<String> = names.into_iter().filter(|n| n != "consul").collect();
+                        watchers.0.retain(|k, t| {
+                            let keep = k.is_empty() || k.starts_with('\u{0}') || names.contains(k);
+                            if !keep {
+                                t.abort();
+                            }
+                            keep
+                        });
+                        for name in &names {
+                            if !watchers.0.contains_key(name) {
+                                let n = name.clone();
+                                watchers.0.insert(
+                                    name.clone(),
+                                    watcher(
+                                        client.clone(),
+                                        format!("/v1/health/service/{name}"),
+                                        tx.clone(),
+                                        move |body| {
+                                            Seen::Service(
+                                                n.clone(),
+                                                body.and_then(|b| b.as_array().cloned())
+                                                    .unwrap_or_default()
+                                                    .iter()
+                                                    .filter_map(shared_of)
+                                                    .collect(),
+                                            )
+                                        },
+                                    ),
+                                );
+                            }
+                        }
+                        // Services gone from the catalog: their instances too.
+                        for id in state.imported_ids() {
+                            let gone = registry
+                                .instance(&id)
+                                .is_some_and(|i| !names.contains(&i.service));
+                            if gone {
+                                state.forget(registry, &id);
+                            }
+                        }
+                    }
+                    Seen::Service(name, instances) => {
+                        let present: HashSet<String> =
+                            instances.iter().map(|s| s.instance.id.clone()).collect();
+                        for s in instances {
+                            state.import_shared(registry, owner, s);
+                        }
+                        for id in state.imported_of(&name) {
+                            if !present.contains(&id) {
+                                state.forget(registry, &id);
+                            }
+                        }
+                    }
+                    Seen::Config(there) => {
+                        if let Some(kv) = kv {
+                            // Each answer is the whole prefix: its values win, agreed keys
+                            // missing from it were deleted there.
+                            config.start_from(kv, &there, "consul");
+                            if !configured {
+                                // Keys only this process has go out once, at the start.
+                                configured = true;
+                                config_out(&client, config, kv).await?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The config keys of a recursive KV read: local key → value (base64 on the wire).
+fn config_of(body: Option<Value>) -> HashMap<String, Vec<u8>> {
+    body.and_then(|b| b.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| {
+            let path = e["Key"].as_str()?.strip_prefix(CONFIG_PREFIX)?;
+            if path.is_empty() {
+                return None;
+            }
+            let value = match e["Value"].as_str() {
+                Some(b64) => base64::engine::general_purpose::STANDARD.decode(b64).ok()?,
+                None => Vec::new(),
+            };
+            Some((format!("{LOCAL_CONFIG}{path}"), value))
+        })
+        .collect()
+}
+
+/// Local config edits out to Consul's KV store.
+async fn config_out(client: &Client, config: &mut ConfigSync, kv: &KvStore) -> Result<()> {
+    let (puts, deletes) = config.local_changes(kv);
+    for (key, value) in puts {
+        let path = key.trim_start_matches(LOCAL_CONFIG);
+        client
+            .put(
+                &format!("/v1/kv/{CONFIG_PREFIX}{path}"),
+                Some(value.clone()),
+            )
+            .await?;
+        config.agreed(&key, Some(value));
+    }
+    for key in deletes {
+        let path = key.trim_start_matches(LOCAL_CONFIG);
+        client
+            .delete(&format!("/v1/kv/{CONFIG_PREFIX}{path}"))
+            .await?;
+        config.agreed(&key, None);
+    }
+    Ok(())
+}
+
+/// Own instances out to the agent: registered (again) with their health, or deregistered.
+async fn push(
+    client: &Client,
+    owner: &str,
+    options: &ConsulOptions,
+    out: super::shared::Outgoing,
+    registered: &mut HashMap<String, InstanceView>,
+) -> Result<()> {
+    for view in &out.puts {
+        let shape = shape(view);
+        if registered.get(&view.id) != Some(&shape) {
+            client.register(view, owner, options).await?;
+            registered.insert(view.id.clone(), shape);
+        }
+        client.report(view).await?;
+    }
+    for id in &out.deletes {
+        client.deregister(id).await?;
+        registered.remove(id);
+    }
+    Ok(())
+}
+
+/// An instance without its health: what a registration carries.
+fn shape(v: &InstanceView) -> InstanceView {
+    let mut s = v.clone();
+    s.health = Health::Passing;
+    for c in &mut s.checks {
+        c.status = Health::Passing;
+        c.output.clear();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kv_values_come_back_byte_for_byte() {
+        let raw: &[u8] = &[0x22, 0xc3, 0xa9, 0xff, 0x00, 0x22];
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        let body = json!([
+            {"Key": "lgo/", "Value": null},
+            {"Key": "lgo/traffic/rps", "Value": base64::engine::general_purpose::STANDARD.encode("42")},
+            {"Key": "lgo/odd/bytes", "Value": b64},
+        ]);
+        let got = config_of(Some(body));
+        assert_eq!(got.len(), 2, "the folder key is no config key: {got:?}");
+        assert_eq!(got["lgo/traffic/rps"], b"42");
+        assert_eq!(got["lgo/odd/bytes"], raw);
+    }
+
+    #[test]
+    fn a_health_entry_reads_as_an_instance_with_its_own_checks_only() {
+        let entry = json!({
+            "Node": {"Node": "n1", "Address": "10.0.0.9"},
+            "Service": {"ID": "pay-1", "Service": "payments", "Address": "", "Port": 7001,
+                        "Tags": ["v2"], "Meta": {"version": "2.1.0", "lgo_owner": "lgo-dash-1a2b"},
+                        "Weights": {"Passing": 3, "Warning": 1}},
+            "Checks": [
+                {"CheckID": "serfHealth", "ServiceID": "", "Status": "passing", "Type": ""},
+                {"CheckID": "lgo:pay-1", "ServiceID": "pay-1", "Name": "alive", "Status": "warning",
+                 "Output": "slow", "Type": "ttl", "Notes": "GET /health every 1s (http)"}
+            ]
+        });
+        let s = shared_of(&entry).unwrap();
+        assert_eq!(s.owner, "lgo-dash-1a2b");
+        let v = s.instance;
+        assert_eq!(
+            (v.id.as_str(), v.service.as_str(), v.port),
+            ("pay-1", "payments", 7001)
+        );
+        assert_eq!(
+            v.address, "10.0.0.9",
+            "the node's address when the service has none"
+        );
+        assert_eq!(v.weight, 3);
+        assert_eq!(v.version, "2.1.0");
+        assert!(!v.meta.contains_key(OWNER_META));
+        assert_eq!(v.checks.len(), 1, "serfHealth is the node's");
+        assert_eq!(v.health, Health::Warning);
+        assert_eq!(v.checks[0].output, "slow");
+    }
+}
