@@ -118,8 +118,11 @@ fn dashboard_shows_live_services_switches_tabs_and_restores_the_terminal() {
         s.contains("Recent traces") && s.contains("gateway → ")
     });
     tmux.run(&["send-keys", "-t", "dash", "Enter"]);
-    let s = tmux.wait_for("a waterfall", |s| s.contains("space folds"));
-    assert!(s.contains("call ") && s.contains("attributes"), "{s}");
+    // The whole frame, not one caught half drawn over the list.
+    let s = tmux.wait_for("a waterfall with its span's attributes", |s| {
+        s.contains("space folds") && s.contains("attributes")
+    });
+    assert!(s.contains("call ") && !s.contains("Recent traces"), "{s}");
     tmux.run(&["send-keys", "-t", "dash", "Escape"]);
     tmux.wait_for("back to the list", |s| s.contains("Recent traces"));
 

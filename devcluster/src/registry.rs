@@ -1,11 +1,12 @@
 //! The embedded service registry: instances, their health checks, discovery and change watches,
 //! and the Consul-compatible HTTP API in front of it; shared with other processes through etcd
-//! when a team outgrows one machine.
+//! or a Consul agent when a team outgrows one machine ([`mirror::Store`], one per store).
 
 mod checks;
 pub mod consul;
 pub mod consul_store;
 pub mod etcd;
+pub mod mirror;
 mod model;
 pub mod shared;
 mod store;
@@ -62,14 +63,14 @@ impl Store {
     }
 }
 
-/// A registry mirrored through a shared store.
+/// A registry mirrored through a shared store: one [`mirror::Mirror`] over the store chosen.
 pub enum Mirror {
     Etcd(etcd::EtcdMirror),
     Consul(consul_store::ConsulMirror),
 }
 
 impl Mirror {
-    pub fn link(&self) -> etcd::Link {
+    pub fn link(&self) -> mirror::Link {
         match self {
             Mirror::Etcd(m) => m.link(),
             Mirror::Consul(m) => m.link(),

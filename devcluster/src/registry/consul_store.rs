@@ -13,19 +13,17 @@
 //! The client is a small one on reqwest: rs-consul registers through the catalog API (which a
 //! real agent's anti-entropy undoes), cannot pass TTL checks and reads KV values as text.
 
+use super::mirror::{self, Event, Events, Writer};
 use super::model::{CheckView, Health, InstanceView};
-use super::shared::{ConfigSync, LOCAL_CONFIG, MirrorState, OWNER_META, SharedInstance};
-use super::store::Registry;
-use crate::config::kv::KvStore;
+use super::shared::{LOCAL_CONFIG, OWNER_META, Outgoing, SharedInstance};
 use base64::Engine;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use super::etcd::Link;
+pub use super::mirror::Link;
 
 /// Where config keys live in Consul's KV store: where the embedded registry's KV API keeps
 /// them too (`lgo/traffic/rps`), so an lgo-dash can itself be the agent the others share.
@@ -55,60 +53,19 @@ impl ConsulOptions {
     }
 }
 
-/// A running mirror between a [`Registry`] and a Consul agent. Dropping it stops it without
-/// deregistering (as a process that dies would); [`ConsulMirror::stop`] withdraws its instances.
-pub struct ConsulMirror {
-    task: JoinHandle<()>,
-    link: Arc<Mutex<Link>>,
-    own: Arc<Mutex<Vec<String>>>,
+/// A Consul agent as a [`mirror::Store`].
+pub struct ConsulStore {
     options: ConsulOptions,
 }
 
-impl Drop for ConsulMirror {
-    fn drop(&mut self) {
-        self.task.abort();
+impl From<ConsulOptions> for ConsulStore {
+    fn from(options: ConsulOptions) -> Self {
+        ConsulStore { options }
     }
 }
 
-impl ConsulMirror {
-    pub fn start(
-        registry: Registry,
-        kv: Option<KvStore>,
-        owner: impl Into<String>,
-        options: ConsulOptions,
-    ) -> Self {
-        let link = Arc::new(Mutex::new(Link::Connecting));
-        let own = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(supervise(
-            registry,
-            kv,
-            owner.into(),
-            options.clone(),
-            link.clone(),
-            own.clone(),
-        ));
-        ConsulMirror {
-            task,
-            link,
-            own,
-            options,
-        }
-    }
-
-    pub fn link(&self) -> Link {
-        self.link.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Stops mirroring and deregisters this process's instances from the agent.
-    pub async fn stop(self) {
-        self.task.abort();
-        let ids = self.own.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let client = Client::new(&self.options.address);
-        for id in ids {
-            let _ = client.deregister(&id).await;
-        }
-    }
-}
+/// A registry mirrored through a Consul agent.
+pub type ConsulMirror = mirror::Mirror<ConsulStore>;
 
 /// The agent's HTTP API, the parts the mirror uses.
 #[derive(Clone)]
@@ -390,216 +347,6 @@ fn watcher(
     })
 }
 
-async fn supervise(
-    registry: Registry,
-    kv: Option<KvStore>,
-    owner: String,
-    options: ConsulOptions,
-    link: Arc<Mutex<Link>>,
-    own: Arc<Mutex<Vec<String>>>,
-) {
-    let mut state = MirrorState::default();
-    let mut config = ConfigSync::default();
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let result = session(
-            &registry,
-            kv.as_ref(),
-            &owner,
-            &options,
-            &mut state,
-            &mut config,
-            &link,
-            &own,
-        )
-        .await;
-        if let Err(e) = result {
-            tracing::warn!("consul {}: {e}; retrying in {backoff:?}", options.address);
-            let since_unix_ms = match &*link.lock().unwrap_or_else(|e| e.into_inner()) {
-                Link::Down { since_unix_ms, .. } => *since_unix_ms,
-                _ => crate::telemetry::clock::unix_ns() / 1_000_000,
-            };
-            *link.lock().unwrap_or_else(|e| e.into_inner()) = Link::Down {
-                error: e,
-                since_unix_ms,
-            };
-        } else {
-            return;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-        state.republish();
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn session(
-    registry: &Registry,
-    kv: Option<&KvStore>,
-    owner: &str,
-    options: &ConsulOptions,
-    state: &mut MirrorState,
-    config: &mut ConfigSync,
-    link: &Mutex<Link>,
-    own: &Mutex<Vec<String>>,
-) -> Result<()> {
-    let client = Client::new(&options.address);
-    let (tx, mut rx) = mpsc::channel(64);
-    let mut watchers: HashMap<String, JoinHandle<()>> = HashMap::new();
-    // Aborted with the session (a failure ends it; the next one starts them again).
-    struct Abort<'a>(&'a mut HashMap<String, JoinHandle<()>>);
-    impl Drop for Abort<'_> {
-        fn drop(&mut self) {
-            for t in self.0.values() {
-                t.abort();
-            }
-        }
-    }
-    let watchers = Abort(&mut watchers);
-    watchers.0.insert(
-        String::new(),
-        watcher(
-            client.clone(),
-            "/v1/catalog/services".into(),
-            tx.clone(),
-            |body| {
-                Seen::Services(
-                    body.and_then(|b| b.as_object().map(|m| m.keys().cloned().collect()))
-                        .unwrap_or_default(),
-                )
-            },
-        ),
-    );
-    if kv.is_some() {
-        watchers.0.insert(
-            "\u{0}kv".into(),
-            watcher(
-                client.clone(),
-                format!("/v1/kv/{CONFIG_PREFIX}?recurse"),
-                tx.clone(),
-                |body| Seen::Config(config_of(body)),
-            ),
-        );
-    }
-    let publish = |state: &mut MirrorState| {
-        let out = state.outgoing(registry);
-        let ids: Vec<String> = state.published().map(|v| v.id.clone()).collect();
-        *own.lock().unwrap_or_else(|e| e.into_inner()) = ids;
-        out
-    };
-    // Own instances as registered with the agent in this session (their shape: a change of
-    // health only is a check report, not a registration, which would reset the check).
-    let mut registered: HashMap<String, InstanceView> = HashMap::new();
-    let out = publish(state);
-    push(&client, owner, options, out, &mut registered).await?;
-    let mut changes = registry.subscribe();
-    let mut kv_changes = kv.map(KvStore::subscribe);
-    let mut configured = false;
-    let mut tick = tokio::time::interval((options.check_ttl / 3).max(Duration::from_millis(200)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    *link.lock().unwrap_or_else(|e| e.into_inner()) = Link::Up;
-    loop {
-        tokio::select! {
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-                let out = publish(state);
-                push(&client, owner, options, out, &mut registered).await?;
-            }
-            Some(changed) = async {
-                match kv_changes.as_mut() {
-                    Some(rx) => Some(rx.changed().await),
-                    None => std::future::pending().await,
-                }
-            } => {
-                if changed.is_ok() && configured && let Some(kv) = kv {
-                    config_out(&client, config, kv).await?;
-                }
-            }
-            _ = tick.tick() => {
-                // Each own instance's TTL, refreshed with its health.
-                let views: Vec<InstanceView> = state.published().cloned().collect();
-                for v in &views {
-                    client.report(v).await?;
-                }
-            }
-            seen = rx.recv() => {
-                let Some(seen) = seen else { return Ok(()) };
-                match seen {
-                    Seen::Failed(e) => return Err(e),
-                    Seen::Services(names) => {
-                        let names: HashSet<String> = names.into_iter().filter(|n| n != "consul").collect();
-                        watchers.0.retain(|k, t| {
-                            let keep = k.is_empty() || k.starts_with('\u{0}') || names.contains(k);
-                            if !keep {
-                                t.abort();
-                            }
-                            keep
-                        });
-                        for name in &names {
-                            if !watchers.0.contains_key(name) {
-                                let n = name.clone();
-                                watchers.0.insert(
-                                    name.clone(),
-                                    watcher(
-                                        client.clone(),
-                                        format!("/v1/health/service/{name}"),
-                                        tx.clone(),
-                                        move |body| {
-                                            Seen::Service(
-                                                n.clone(),
-                                                body.and_then(|b| b.as_array().cloned())
-                                                    .unwrap_or_default()
-                                                    .iter()
-                                                    .filter_map(shared_of)
-                                                    .collect(),
-                                            )
-                                        },
-                                    ),
-                                );
-                            }
-                        }
-                        // Services gone from the catalog: their instances too.
-                        for id in state.imported_ids() {
-                            let gone = registry
-                                .instance(&id)
-                                .is_some_and(|i| !names.contains(&i.service));
-                            if gone {
-                                state.forget(registry, &id);
-                            }
-                        }
-                    }
-                    Seen::Service(name, instances) => {
-                        let present: HashSet<String> =
-                            instances.iter().map(|s| s.instance.id.clone()).collect();
-                        for s in instances {
-                            state.import_shared(registry, owner, s);
-                        }
-                        for id in state.imported_of(&name) {
-                            if !present.contains(&id) {
-                                state.forget(registry, &id);
-                            }
-                        }
-                    }
-                    Seen::Config(there) => {
-                        if let Some(kv) = kv {
-                            // Each answer is the whole prefix: its values win, agreed keys
-                            // missing from it were deleted there.
-                            config.start_from(kv, &there, "consul");
-                            if !configured {
-                                // Keys only this process has go out once, at the start.
-                                configured = true;
-                                config_out(&client, config, kv).await?;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// The config keys of a recursive KV read: local key → value (base64 on the wire).
 fn config_of(body: Option<Value>) -> HashMap<String, Vec<u8>> {
     body.and_then(|b| b.as_array().cloned())
@@ -619,52 +366,6 @@ fn config_of(body: Option<Value>) -> HashMap<String, Vec<u8>> {
         .collect()
 }
 
-/// Local config edits out to Consul's KV store.
-async fn config_out(client: &Client, config: &mut ConfigSync, kv: &KvStore) -> Result<()> {
-    let (puts, deletes) = config.local_changes(kv);
-    for (key, value) in puts {
-        let path = key.trim_start_matches(LOCAL_CONFIG);
-        client
-            .put(
-                &format!("/v1/kv/{CONFIG_PREFIX}{path}"),
-                Some(value.clone()),
-            )
-            .await?;
-        config.agreed(&key, Some(value));
-    }
-    for key in deletes {
-        let path = key.trim_start_matches(LOCAL_CONFIG);
-        client
-            .delete(&format!("/v1/kv/{CONFIG_PREFIX}{path}"))
-            .await?;
-        config.agreed(&key, None);
-    }
-    Ok(())
-}
-
-/// Own instances out to the agent: registered (again) with their health, or deregistered.
-async fn push(
-    client: &Client,
-    owner: &str,
-    options: &ConsulOptions,
-    out: super::shared::Outgoing,
-    registered: &mut HashMap<String, InstanceView>,
-) -> Result<()> {
-    for view in &out.puts {
-        let shape = shape(view);
-        if registered.get(&view.id) != Some(&shape) {
-            client.register(view, owner, options).await?;
-            registered.insert(view.id.clone(), shape);
-        }
-        client.report(view).await?;
-    }
-    for id in &out.deletes {
-        client.deregister(id).await?;
-        registered.remove(id);
-    }
-    Ok(())
-}
-
 /// An instance without its health: what a registration carries.
 fn shape(v: &InstanceView) -> InstanceView {
     let mut s = v.clone();
@@ -674,6 +375,199 @@ fn shape(v: &InstanceView) -> InstanceView {
         c.output.clear();
     }
     s
+}
+
+impl mirror::Store for ConsulStore {
+    type Writer = ConsulWriter;
+    type Events = ConsulEvents;
+
+    fn name(&self) -> String {
+        format!("consul {}", self.options.address)
+    }
+
+    fn refresh_every(&self) -> Duration {
+        (self.options.check_ttl / 3).max(Duration::from_millis(200))
+    }
+
+    async fn open(&self, owner: &str) -> Result<(ConsulWriter, ConsulEvents)> {
+        let client = Client::new(&self.options.address);
+        // The agent answers: this session can start (the watchers say when it stops).
+        client
+            .blocking("/v1/catalog/services", 0)
+            .await
+            .map(|_| ())?;
+        let (tx, rx) = mpsc::channel(64);
+        let mut watchers = HashMap::new();
+        watchers.insert(
+            Watched::Catalog,
+            watcher(
+                client.clone(),
+                "/v1/catalog/services".into(),
+                tx.clone(),
+                |body| {
+                    Seen::Services(
+                        body.and_then(|b| b.as_object().map(|m| m.keys().cloned().collect()))
+                            .unwrap_or_default(),
+                    )
+                },
+            ),
+        );
+        watchers.insert(
+            Watched::Config,
+            watcher(
+                client.clone(),
+                format!("/v1/kv/{CONFIG_PREFIX}?recurse"),
+                tx.clone(),
+                |body| Seen::Config(config_of(body)),
+            ),
+        );
+        Ok((
+            ConsulWriter {
+                client: client.clone(),
+                owner: owner.to_string(),
+                options: self.options.clone(),
+                registered: HashMap::new(),
+            },
+            ConsulEvents {
+                client,
+                tx,
+                rx,
+                watchers,
+            },
+        ))
+    }
+
+    async fn withdraw(&self, own: Vec<String>) {
+        let client = Client::new(&self.options.address);
+        for id in own {
+            let _ = client.deregister(&id).await;
+        }
+    }
+}
+
+pub struct ConsulWriter {
+    client: Client,
+    owner: String,
+    options: ConsulOptions,
+    /// Own instances as registered in this session (their shape: a change of health only is a
+    /// check report, not a registration, which would reset the check).
+    registered: HashMap<String, InstanceView>,
+}
+
+impl Writer for ConsulWriter {
+    async fn publish(&mut self, _owner: &str, out: Outgoing) -> Result<()> {
+        for view in &out.puts {
+            let shape = shape(view);
+            if self.registered.get(&view.id) != Some(&shape) {
+                self.client
+                    .register(view, &self.owner, &self.options)
+                    .await?;
+                self.registered.insert(view.id.clone(), shape);
+            }
+            self.client.report(view).await?;
+        }
+        for id in &out.deletes {
+            self.client.deregister(id).await?;
+            self.registered.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn refresh(&mut self, own: Vec<InstanceView>) -> Result<()> {
+        // Each own instance's TTL, passed again with its health.
+        for v in &own {
+            self.client.report(v).await?;
+        }
+        Ok(())
+    }
+
+    async fn put_config(&mut self, key: &str, value: Vec<u8>) -> Result<()> {
+        let path = mirror::config_path(key);
+        self.client
+            .put(&format!("/v1/kv/{CONFIG_PREFIX}{path}"), Some(value))
+            .await
+    }
+
+    async fn delete_config(&mut self, key: &str) -> Result<()> {
+        let path = mirror::config_path(key);
+        self.client
+            .delete(&format!("/v1/kv/{CONFIG_PREFIX}{path}"))
+            .await
+    }
+}
+
+/// What a session follows with blocking queries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Watched {
+    Catalog,
+    Config,
+    Service(String),
+}
+
+pub struct ConsulEvents {
+    client: Client,
+    tx: mpsc::Sender<Seen>,
+    rx: mpsc::Receiver<Seen>,
+    watchers: HashMap<Watched, JoinHandle<()>>,
+}
+
+impl Drop for ConsulEvents {
+    fn drop(&mut self) {
+        for t in self.watchers.values() {
+            t.abort();
+        }
+    }
+}
+
+impl Events for ConsulEvents {
+    async fn next(&mut self) -> Result<Event> {
+        let Some(seen) = self.rx.recv().await else {
+            return Err("the watchers stopped".into());
+        };
+        Ok(match seen {
+            Seen::Failed(e) => return Err(e),
+            Seen::Config(there) => Event::Config(there),
+            Seen::Service(name, list) => Event::Service(name, list),
+            Seen::Services(names) => {
+                let names: HashSet<String> = names.into_iter().filter(|n| n != "consul").collect();
+                // A watcher per service, for as long as the catalog has it.
+                self.watchers.retain(|w, t| {
+                    let keep = match w {
+                        Watched::Service(n) => names.contains(n),
+                        _ => true,
+                    };
+                    if !keep {
+                        t.abort();
+                    }
+                    keep
+                });
+                for name in &names {
+                    let key = Watched::Service(name.clone());
+                    if self.watchers.contains_key(&key) {
+                        continue;
+                    }
+                    let n = name.clone();
+                    let w = watcher(
+                        self.client.clone(),
+                        format!("/v1/health/service/{name}"),
+                        self.tx.clone(),
+                        move |body| {
+                            Seen::Service(
+                                n.clone(),
+                                body.and_then(|b| b.as_array().cloned())
+                                    .unwrap_or_default()
+                                    .iter()
+                                    .filter_map(shared_of)
+                                    .collect(),
+                            )
+                        },
+                    );
+                    self.watchers.insert(key, w);
+                }
+                Event::Services(names.into_iter().collect())
+            }
+        })
+    }
 }
 
 #[cfg(test)]

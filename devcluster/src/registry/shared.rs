@@ -1,5 +1,6 @@
-//! Instances shared between processes through a distributed store (etcd): what one process
-//! publishes of its own instances, and how another takes them into its registry.
+//! Instances shared between processes through a distributed store (etcd, a Consul agent):
+//! what one process publishes of its own instances, how another takes them into its registry,
+//! and config keys agreed between a process and the store ([`super::mirror`] runs it).
 //!
 //! Each process keeps its own [`Registry`] — the dashboard, the balancers and the Consul API
 //! read it as before — and mirrors it: its own instances go out (with their health, as its
