@@ -32,6 +32,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// How often the snapshot is rebuilt even without registry changes (loads, picks, breakers).
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
@@ -181,6 +182,8 @@ pub struct Core {
     pub(crate) metrics: Arc<MetricsHub>,
     /// Instances killed for a while: when they come back by themselves.
     pub(crate) restarts: Mutex<HashMap<String, (tokio::time::Instant, JoinHandle<()>)>>,
+    /// The one signal every background task stops on.
+    pub(crate) stop: CancellationToken,
     /// The registry shared through etcd (`--registry etcd://`): its link, and its lease to
     /// revoke on a graceful stop.
     pub(crate) mirror: std::sync::Mutex<Option<crate::registry::Mirror>>,
@@ -194,8 +197,26 @@ pub struct Core {
 pub struct Cluster {
     core: Arc<Core>,
     servers: Vec<HttpServer>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Background tasks, by name, stopped by `core.stop`.
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
     drain: Duration,
+}
+
+/// A background task as spawned.
+type BoxedTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A task that ran until the stop signal, as one that returns nothing.
+fn unit(t: JoinHandle<Option<()>>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = t.await;
+    })
+}
+
+/// How a graceful stop went: the background tasks that had to be aborted because they did not
+/// stop on the signal within the drain time (none, normally).
+#[derive(Debug, Default)]
+pub struct ShutdownReport {
+    pub aborted: Vec<&'static str>,
 }
 
 async fn bind(
@@ -425,15 +446,15 @@ impl Cluster {
                 .local_addr()
                 .map_or_else(|_| "?".into(), |a| a.to_string())
         );
+        // Every background task of the cluster stops on this one signal.
+        let stop = CancellationToken::new();
         let otlp_grpc = tokio::spawn({
             let receiver = receiver.clone();
+            // Served until the stop signal, then drained as tonic's server does.
+            let stopped = stop.clone().cancelled_owned();
             async move {
-                if let Err(e) = crate::telemetry::otlp::serve_grpc(
-                    receiver,
-                    otlp_grpc_l,
-                    std::future::pending(),
-                )
-                .await
+                if let Err(e) =
+                    crate::telemetry::otlp::serve_grpc(receiver, otlp_grpc_l, stopped).await
                 {
                     tracing::error!("the OTLP/gRPC receiver stopped: {e}");
                 }
@@ -500,6 +521,7 @@ impl Cluster {
             metrics: metrics.clone(),
             restarts: Mutex::new(HashMap::new()),
             mirror: std::sync::Mutex::new(mirror),
+            stop: stop.clone(),
             epoch: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64),
@@ -509,15 +531,16 @@ impl Cluster {
         });
         core.publish();
         // KV writes from outside (the Consul KV API) reach the running cluster through this.
-        let config_watch = tokio::spawn(core.config.clone().watch());
-        let sampler = tokio::spawn(crate::telemetry::metrics::sample_process(Arc::downgrade(
-            &metrics,
+        let until_stop = |f| tokio::spawn(stop.clone().run_until_cancelled_owned(f));
+        let config_watch = until_stop(Box::pin(core.config.clone().watch()) as BoxedTask);
+        let sampler = until_stop(Box::pin(crate::telemetry::metrics::sample_process(
+            Arc::downgrade(&metrics),
         )));
-        let publisher = tokio::spawn(publish_loop(
+        let publisher = until_stop(Box::pin(publish_loop(
             Arc::downgrade(&core),
             core.registry.subscribe(),
-        ));
-        let generator = traffic::spawn(gateway_server.url(), traffic);
+        )));
+        let generator = traffic::spawn(gateway_server.url(), traffic, stop.clone());
         let admin_server = started("admin", admin_l, control::router(core.clone()))?;
         tracing::info!(
             registry = %registry_server.url(),
@@ -535,7 +558,13 @@ impl Cluster {
                 otlp_http_server,
                 registry_server,
             ],
-            tasks: vec![generator, publisher, sampler, otlp_grpc, config_watch],
+            tasks: vec![
+                ("traffic generator", generator),
+                ("snapshot publisher", unit(publisher)),
+                ("process sampler", unit(sampler)),
+                ("OTLP/gRPC receiver", otlp_grpc),
+                ("config KV watch", unit(config_watch)),
+            ],
             drain: opts.config.drain(),
         })
     }
@@ -589,20 +618,27 @@ impl Cluster {
         self.core.traffic.view()
     }
 
-    /// Graceful stop: traffic stops, instances deregister (so callers stop picking them),
-    /// then every server drains.
-    pub async fn shutdown(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        for (_, (_, t)) in self
+    /// Graceful stop: every background task stops on one signal (traffic first), instances
+    /// deregister (so callers stop picking them), then every server drains.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let mut report = ShutdownReport::default();
+        self.core.stop.cancel();
+        let timers: Vec<_> = self
             .core
             .restarts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
-        {
-            t.abort();
+            .map(|(_, (_, t))| ("instance restart timer", t))
+            .collect();
+        let patience = self.drain.max(Duration::from_secs(1));
+        for (name, t) in self.tasks.into_iter().chain(timers) {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(patience, t).await.is_err() {
+                tracing::warn!("{name} did not stop within {patience:?}: aborted");
+                abort.abort();
+                report.aborted.push(name);
+            }
         }
         for reg in self.core.instances.iter().flat_map(|i| i.registrations()) {
             let _ = self.core.registry.deregister(&reg.id);
@@ -626,6 +662,7 @@ impl Cluster {
             s.shutdown(self.drain).await;
         }
         tracing::info!("cluster stopped");
+        report
     }
 }
 

@@ -455,3 +455,50 @@ async fn an_unchanged_instances_slice_is_shared_and_an_output_change_still_shows
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_every_background_task_on_its_signal_and_closes_every_port() {
+    let cfg = Config::from_layers(&[("defaults", DEFAULTS_TOML)]).unwrap();
+    // Traffic on, a timed restart pending, a receiver listening: all must stop by themselves.
+    let cluster = Cluster::start(ClusterOptions::new(cfg).auto_ports(true))
+        .await
+        .unwrap();
+    cluster
+        .handle()
+        .send(Command::Kill {
+            id: "user-service-3".into(),
+            for_s: Some(600),
+        })
+        .await
+        .unwrap();
+    let ports: Vec<(String, u16)> = cluster
+        .endpoints()
+        .iter()
+        .map(|e| {
+            let port = e.url.rsplit(':').next().unwrap().parse().unwrap();
+            (e.name.clone(), port)
+        })
+        .collect();
+    assert!(ports.iter().any(|(n, _)| n == "otlp-grpc"), "{ports:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let report = cluster.shutdown().await;
+    assert!(
+        report.aborted.is_empty(),
+        "every task stops on the signal, none is aborted: {:?}",
+        report.aborted
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no task waited out its patience ({:?})",
+        started.elapsed()
+    );
+    for (name, port) in ports {
+        assert!(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err(),
+            "{name} (port {port}) is closed after the stop"
+        );
+    }
+}

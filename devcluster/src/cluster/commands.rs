@@ -240,8 +240,16 @@ impl Core {
         // Kept under the instance's own id: its gRPC side names the same process.
         let id = self.managed(id).map_or(id, |m| m.id.as_str());
         let owned = id.to_string();
+        let stop = self.stop.clone();
         let task = tokio::spawn(async move {
-            tokio::time::sleep(after).await;
+            // A graceful stop of the cluster ends the wait: nothing restarts then.
+            if stop
+                .run_until_cancelled(tokio::time::sleep(after))
+                .await
+                .is_none()
+            {
+                return;
+            }
             if let Some(core) = core.upgrade() {
                 core.restarts
                     .lock()

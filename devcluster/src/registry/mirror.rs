@@ -100,6 +100,7 @@ pub trait Events: Send {
 /// [`Mirror::stop`] withdraws this process's instances.
 pub struct Mirror<S: Store> {
     task: JoinHandle<()>,
+    stop: tokio_util::sync::CancellationToken,
     link: Arc<Mutex<Link>>,
     own: Arc<Mutex<Vec<String>>>,
     store: Arc<S>,
@@ -123,16 +124,24 @@ impl<S: Store> Mirror<S> {
         let store = Arc::new(store.into());
         let link = Arc::new(Mutex::new(Link::Connecting));
         let own = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(supervise(
+        let stop = tokio_util::sync::CancellationToken::new();
+        let run = supervise(
             store.clone(),
             registry,
             kv,
             owner.into(),
             link.clone(),
             own.clone(),
-        ));
+        );
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                stop.run_until_cancelled(run).await;
+            }
+        });
         Mirror {
             task,
+            stop,
             link,
             own,
             store,
@@ -143,9 +152,22 @@ impl<S: Store> Mirror<S> {
         self.link.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Stops mirroring and withdraws this process's instances from the store.
-    pub async fn stop(self) {
-        self.task.abort();
+    /// Stops mirroring (on its signal, between two steps of a session) and withdraws this
+    /// process's instances from the store.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        let abort = task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "{}: the mirror did not stop in 2 s: aborted",
+                self.store.name()
+            );
+            abort.abort();
+        }
         let own = self.own.lock().unwrap_or_else(|e| e.into_inner()).clone();
         self.store.withdraw(own).await;
     }
@@ -205,12 +227,17 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// Own instances that changed since the last call (and the ids published, for a stop).
-    fn outgoing(&mut self) -> Outgoing {
+    /// Sends own instances that changed since the last call. What a stop withdraws is what the
+    /// store may hold: an instance withdrawn here stays in that list until its delete went out.
+    async fn publish(&mut self, writer: &mut impl Writer) -> Result<(), String> {
         let out = self.state.outgoing(self.registry);
-        *self.own.lock().unwrap_or_else(|e| e.into_inner()) =
-            self.state.published().map(|v| v.id.clone()).collect();
-        out
+        let published: Vec<String> = self.state.published().map(|v| v.id.clone()).collect();
+        let mut there = published.clone();
+        there.extend(out.deletes.iter().cloned());
+        *self.own.lock().unwrap_or_else(|e| e.into_inner()) = there;
+        writer.publish(self.owner, out).await?;
+        *self.own.lock().unwrap_or_else(|e| e.into_inner()) = published;
+        Ok(())
     }
 
     /// One session: own instances out, the others in, config both ways, until the store fails.
@@ -218,8 +245,7 @@ impl Session<'_> {
         let (mut writer, mut events) = store.open(self.owner).await?;
         let mut changes = self.registry.subscribe();
         let mut kv_changes = self.kv.map(KvStore::subscribe);
-        let out = self.outgoing();
-        writer.publish(self.owner, out).await?;
+        self.publish(&mut writer).await?;
         *link.lock().unwrap_or_else(|e| e.into_inner()) = Link::Up;
         // Local config keys go out once the store's have come in (they win at a start).
         let mut configured = false;
@@ -231,8 +257,7 @@ impl Session<'_> {
                     if changed.is_err() {
                         return Ok(());
                     }
-                    let out = self.outgoing();
-                    writer.publish(self.owner, out).await?;
+                    self.publish(&mut writer).await?;
                 }
                 Some(changed) = async {
                     match kv_changes.as_mut() {

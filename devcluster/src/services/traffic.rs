@@ -203,91 +203,99 @@ fn gateway_host(url: &str) -> Option<Arc<Host>> {
     Some(Host::new(uri.host()?.into(), port))
 }
 
-/// Runs the generator against `gateway` (e.g. `http://127.0.0.1:8080`) until aborted.
+/// Runs the generator against `gateway` (e.g. `http://127.0.0.1:8080`) until `stop` is
+/// cancelled (requests already sent finish on their own).
 ///
 /// It sends with the service client's own HTTP/1.1 connections (`client::pool`), not a
 /// general-purpose client: at 100 req/s a request's URL parsing, its pool lookups and
 /// connector stack were a fifth of what the whole cluster spent.
-pub fn spawn(gateway: String, traffic: Arc<Traffic>) -> JoinHandle<()> {
+pub fn spawn(
+    gateway: String,
+    traffic: Arc<Traffic>,
+    stop: tokio_util::sync::CancellationToken,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let Some(host) = gateway_host(&gateway) else {
-            tracing::error!(gateway, "traffic generator: not an http://HOST:PORT URL");
-            return;
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert("x-traffic", HeaderValue::from_static("lgo-dash"));
-        let headers = Arc::new(headers);
-        let mut json = headers.as_ref().clone();
-        json.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let json = Arc::new(json);
-        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        let created = Arc::new(AtomicU64::new(0));
-        let mut step: u64 = 0;
-        let mut pacer = Pacer::new(0, Instant::now());
-        loop {
-            let rps = traffic.rps();
-            if rps != pacer.rps {
-                pacer = Pacer::new(rps, Instant::now());
-            }
-            if rps == 0 {
-                traffic.achieved.store(0, Ordering::Relaxed);
-                traffic.behind.store(false, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            let now = Instant::now();
-            let (send, late) = pacer.due(now);
-            let mut skipped = late;
-            for _ in 0..send {
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    skipped += 1;
-                    continue;
-                };
-                let (method, path, body) = request(step, &created);
-                step += 1;
-                pacer.sent_this_second += 1;
-                traffic.sent.fetch_add(1, Ordering::Relaxed);
-                let (host, traffic, created) = (host.clone(), traffic.clone(), created.clone());
-                let headers = if body.is_some() { &json } else { &headers }.clone();
-                tokio::spawn(async move {
-                    let sent = send_one(host, &method, &path, &headers, body, &created);
-                    let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, sent).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => Err(format!("no answer in {}s", REQUEST_TIMEOUT.as_secs())),
-                    };
-                    traffic.record(&method, outcome);
-                    drop(permit);
-                });
-            }
-            if skipped > 0 {
-                traffic.skipped.fetch_add(skipped, Ordering::Relaxed);
-                pacer.skipped_this_second += skipped;
-            }
-            if now.saturating_duration_since(pacer.second) >= Duration::from_secs(1) {
-                let behind = pacer.skipped_this_second > 0;
-                if behind && !traffic.behind.load(Ordering::Relaxed) {
-                    tracing::warn!(
-                        rps,
-                        sent = pacer.sent_this_second,
-                        skipped = pacer.skipped_this_second,
-                        "traffic generator cannot keep up: {} of {rps} req/s went out",
-                        pacer.sent_this_second
-                    );
+        stop.run_until_cancelled_owned(async move {
+            let Some(host) = gateway_host(&gateway) else {
+                tracing::error!(gateway, "traffic generator: not an http://HOST:PORT URL");
+                return;
+            };
+            let mut headers = HeaderMap::new();
+            headers.insert("x-traffic", HeaderValue::from_static("lgo-dash"));
+            let headers = Arc::new(headers);
+            let mut json = headers.as_ref().clone();
+            json.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            let json = Arc::new(json);
+            let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+            let created = Arc::new(AtomicU64::new(0));
+            let mut step: u64 = 0;
+            let mut pacer = Pacer::new(0, Instant::now());
+            loop {
+                let rps = traffic.rps();
+                if rps != pacer.rps {
+                    pacer = Pacer::new(rps, Instant::now());
                 }
-                traffic
-                    .achieved
-                    .store(pacer.sent_this_second, Ordering::Relaxed);
-                traffic.behind.store(behind, Ordering::Relaxed);
-                pacer.second = now;
-                pacer.sent_this_second = 0;
-                pacer.skipped_this_second = 0;
+                if rps == 0 {
+                    traffic.achieved.store(0, Ordering::Relaxed);
+                    traffic.behind.store(false, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                let now = Instant::now();
+                let (send, late) = pacer.due(now);
+                let mut skipped = late;
+                for _ in 0..send {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        skipped += 1;
+                        continue;
+                    };
+                    let (method, path, body) = request(step, &created);
+                    step += 1;
+                    pacer.sent_this_second += 1;
+                    traffic.sent.fetch_add(1, Ordering::Relaxed);
+                    let (host, traffic, created) = (host.clone(), traffic.clone(), created.clone());
+                    let headers = if body.is_some() { &json } else { &headers }.clone();
+                    tokio::spawn(async move {
+                        let sent = send_one(host, &method, &path, &headers, body, &created);
+                        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, sent).await {
+                            Ok(outcome) => outcome,
+                            Err(_) => Err(format!("no answer in {}s", REQUEST_TIMEOUT.as_secs())),
+                        };
+                        traffic.record(&method, outcome);
+                        drop(permit);
+                    });
+                }
+                if skipped > 0 {
+                    traffic.skipped.fetch_add(skipped, Ordering::Relaxed);
+                    pacer.skipped_this_second += skipped;
+                }
+                if now.saturating_duration_since(pacer.second) >= Duration::from_secs(1) {
+                    let behind = pacer.skipped_this_second > 0;
+                    if behind && !traffic.behind.load(Ordering::Relaxed) {
+                        tracing::warn!(
+                            rps,
+                            sent = pacer.sent_this_second,
+                            skipped = pacer.skipped_this_second,
+                            "traffic generator cannot keep up: {} of {rps} req/s went out",
+                            pacer.sent_this_second
+                        );
+                    }
+                    traffic
+                        .achieved
+                        .store(pacer.sent_this_second, Ordering::Relaxed);
+                    traffic.behind.store(behind, Ordering::Relaxed);
+                    pacer.second = now;
+                    pacer.sent_this_second = 0;
+                    pacer.skipped_this_second = 0;
+                }
+                let next = pacer.next_at().max(now + MIN_TICK);
+                tokio::time::sleep_until(next).await;
             }
-            let next = pacer.next_at().max(now + MIN_TICK);
-            tokio::time::sleep_until(next).await;
-        }
+        })
+        .await;
     })
 }
 
