@@ -372,10 +372,14 @@ impl ClusterHandle {
     pub async fn config_set(&self, key: &str, value: Option<&str>) -> Result<String, ControlError> {
         match &self.kind {
             Kind::Local(core) => {
-                let done = match value {
-                    Some(v) => core.config.set(key, v, DASHBOARD),
-                    None => core.config.unset(key, DASHBOARD),
-                };
+                let (key, value) = (key.to_string(), value.map(str::to_string));
+                let done = core
+                    .config
+                    .change(move |c| match &value {
+                        Some(v) => c.set(&key, v, DASHBOARD),
+                        None => c.unset(&key, DASHBOARD),
+                    })
+                    .await;
                 // The dashboard sees the new value at once, not at the next publish tick.
                 core.publish();
                 done.map(|c| describe(&c)).map_err(ControlError::Invalid)
@@ -400,7 +404,8 @@ impl ClusterHandle {
     pub async fn env_switch(&self, name: &str) -> Result<String, ControlError> {
         match &self.kind {
             Kind::Local(core) => {
-                let done = core.config.switch_env(name, "env");
+                let env = name.to_string();
+                let done = core.config.change(move |c| c.switch_env(&env, "env")).await;
                 core.publish();
                 done.map(|c| format!("environment {name}: {}", describe(&c)))
                     .map_err(ControlError::Invalid)
@@ -416,7 +421,7 @@ impl ClusterHandle {
     pub async fn config_undo(&self) -> Result<String, ControlError> {
         match &self.kind {
             Kind::Local(core) => {
-                let done = core.config.undo("undo");
+                let done = core.config.change(|c| c.undo("undo")).await;
                 core.publish();
                 done.map(|c| describe(&c)).map_err(ControlError::Invalid)
             }

@@ -119,12 +119,14 @@ impl Core {
             // Knobs that are config go through the config center: checked, versioned, in the
             // history, the same as `ctl config set`.
             Command::Strategy { service, strategy } => {
+                let (key, value, by) = (
+                    format!("balancer.{service}.strategy"),
+                    format!("\"{strategy}\""),
+                    who.to_string(),
+                );
                 self.config
-                    .set(
-                        &format!("balancer.{service}.strategy"),
-                        &format!("\"{strategy}\""),
-                        who,
-                    )
+                    .change(move |c| c.set(&key, &value, &by))
+                    .await
                     .map_err(ControlError::Invalid)?;
                 format!("{service} is now balanced by {strategy}")
             }
@@ -179,8 +181,10 @@ impl Core {
                         "rps = {rps}: expected 0 to 10000"
                     )));
                 }
+                let by = who.to_string();
                 self.config
-                    .set("traffic.rps", &rps.to_string(), who)
+                    .change(move |c| c.set("traffic.rps", &rps.to_string(), &by))
+                    .await
                     .map_err(ControlError::Invalid)?;
                 // Also when the config already says so: `--no-traffic` starts at 0 whatever it says.
                 self.traffic.set_rps(rps);

@@ -378,6 +378,18 @@ impl ConfigCenter {
             .map_err(|e| refusal(key, text, &e))
     }
 
+    /// Runs a change (`set`, `unset`, `undo`, `switch_env`) on a blocking thread: writing the
+    /// config file back and its fsyncs stay off the async workers that serve requests.
+    pub async fn change<F>(self: &Arc<Self>, f: F) -> Result<Vec<Change>, String>
+    where
+        F: FnOnce(&ConfigCenter) -> Result<Vec<Change>, String> + Send + 'static,
+    {
+        let center = self.clone();
+        tokio::task::spawn_blocking(move || f(&center))
+            .await
+            .unwrap_or_else(|e| Err(format!("the config change did not complete: {e}")))
+    }
+
     /// Sets `key` to `text` (a TOML literal or a bare word) in the KV layer and applies it.
     pub fn set(&self, key: &str, text: &str, who: &str) -> Result<Vec<Change>, String> {
         self.set_as(key, text, who, true)

@@ -176,10 +176,16 @@ async fn config_set(State(core): State<Arc<Core>>, body: Bytes) -> Response {
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
     };
-    let done = match &b.value {
-        Some(v) => core.config.set(&b.key, v, &b.who),
-        None => core.config.unset(&b.key, &b.who),
-    };
+    let SetBody {
+        key, value, who, ..
+    } = b;
+    let done = core
+        .config
+        .change(move |c| match &value {
+            Some(v) => c.set(&key, v, &who),
+            None => c.unset(&key, &who),
+        })
+        .await;
     match done {
         Ok(changes) => axum::Json(json!({"version": core.config.version(), "changes": changes}))
             .into_response(),
@@ -198,7 +204,8 @@ async fn env_diff(State(core): State<Arc<Core>>, Path(name): Path<String>) -> Re
 
 /// `POST /api/config/env/NAME`: switch to it.
 async fn env_switch(State(core): State<Arc<Core>>, Path(name): Path<String>) -> Response {
-    match core.config.switch_env(&name, "env") {
+    let env = name.clone();
+    match core.config.change(move |c| c.switch_env(&env, "env")).await {
         Ok(changes) => axum::Json(json!({"version": core.config.version(), "changes": changes}))
             .into_response(),
         Err(msg) => error(StatusCode::BAD_REQUEST, msg),
@@ -210,7 +217,7 @@ async fn config_history(State(core): State<Arc<Core>>) -> Response {
 }
 
 async fn config_undo(State(core): State<Arc<Core>>) -> Response {
-    match core.config.undo("undo") {
+    match core.config.change(|c| c.undo("undo")).await {
         Ok(changes) => axum::Json(json!({"version": core.config.version(), "changes": changes}))
             .into_response(),
         Err(msg) => error(StatusCode::CONFLICT, msg),
