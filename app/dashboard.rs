@@ -8,6 +8,7 @@ pub mod keymap;
 pub mod palette;
 pub mod render;
 pub mod tabs;
+mod tty;
 pub mod views;
 
 use crate::cli::Cli;

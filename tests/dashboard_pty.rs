@@ -423,3 +423,84 @@ fn a_dashboard_whose_terminal_is_gone_ends_by_itself() {
         .unwrap();
     assert!(!refused.status.success(), "the admin API still answers");
 }
+
+/// What `stty -a` says of the pane's terminal, asked from the shell in it.
+fn tty_flags(tmux: &Tmux, marker: &str) -> String {
+    let cmd = format!(
+        "clear; stty -a | tr ' ;' '\\n\\n' | grep -x -e -icanon -e icanon -e -echo -e echo | tr '\\n' ' '; echo {marker}"
+    );
+    // A line feed ends the line in raw mode too (Enter's CR is not turned into one there).
+    tmux.run(&["send-keys", "-t", "dash", &cmd, "C-j"]);
+    let s = tmux.wait_for("stty's answer", |s| {
+        s.lines()
+            .any(|l| l.trim_end().ends_with(marker) && l.contains("icanon"))
+    });
+    s.lines()
+        .find(|l| l.trim_end().ends_with(marker) && l.contains("icanon"))
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_dashboard_killed_outright_leaves_a_terminal_the_next_one_repairs() {
+    // A shell in the pane, as a user's terminal: the dashboard runs in it, and is killed. A
+    // plain `sh`: bash would put the terminal's modes back itself after a killed job.
+    let tmux = Tmux::start("killed", "sh");
+    let before = tty_flags(&tmux, "BEFORE");
+    assert!(
+        before.contains(" icanon") || before.starts_with("icanon"),
+        "{before}"
+    );
+    tmux.run(&[
+        "send-keys",
+        "-t",
+        "dash",
+        &format!("{BIN} --ports auto --no-traffic"),
+        "Enter",
+    ]);
+    tmux.wait_for("the dashboard", |s| s.contains("instances passing"));
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-f", &format!("^{BIN} --ports auto --no-traffic")])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "the dashboard was found and killed");
+    // Left in raw mode (no line editing, no echo), on the alternate screen, mouse reported.
+    let shown = |format: &str| {
+        String::from_utf8_lossy(&tmux.run(&["display", "-p", "-t", "dash", format]).stdout)
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        shown("#{alternate_on}"),
+        "1",
+        "killed on the alternate screen"
+    );
+    let left = tty_flags(&tmux, "LEFT");
+    assert!(
+        left.contains("-icanon"),
+        "the killed dashboard left raw mode: {left}"
+    );
+
+    // The next dashboard repairs it first, so that leaving it restores a usable terminal.
+    tmux.run(&[
+        "send-keys",
+        "-t",
+        "dash",
+        &format!("{BIN} --ports auto --no-traffic"),
+        "C-j",
+    ]);
+    tmux.wait_for("the dashboard again", |s| s.contains("instances passing"));
+    tmux.run(&["send-keys", "-t", "dash", "q"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = tty_flags(&tmux, "AFTER");
+    assert!(
+        !after.contains("-icanon") && !after.contains("-echo"),
+        "line editing and echo are back: {after}"
+    );
+    assert_eq!(shown("#{alternate_on}"), "0", "back on the main screen");
+    assert_eq!(
+        shown("#{mouse_any_flag}"),
+        "0",
+        "the mouse no longer reported"
+    );
+}

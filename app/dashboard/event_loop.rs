@@ -45,6 +45,9 @@ pub async fn run_on(
     keymap: Keymap,
     tab: super::tabs::Tab,
 ) -> anyhow::Result<()> {
+    // A dashboard killed outright (SIGKILL) could not restore its terminal: raw mode stays,
+    // and what is saved now is restored at the end. Repaired first, this exit leaves it sane.
+    super::tty::repair_left_raw_mode();
     // `ratatui::init` also chains a panic hook that restores the terminal before the report.
     let mut terminal = ratatui::try_init()?;
     let _guard = TerminalGuard;
