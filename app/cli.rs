@@ -53,6 +53,10 @@ pub struct ClusterArgs {
     /// `consul://HOST:PORT` to share it with every lgo-dash (and service) on that store.
     #[arg(long, value_name = "STORE", default_value = "embedded", value_parser = store)]
     pub registry: Store,
+    /// Listen on ADDR instead of 127.0.0.1 (every port). Beyond this machine it needs an admin
+    /// token in LGO_ADMIN_TOKEN, which the admin API, registry writes and KV writes then require.
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<std::net::IpAddr>,
 }
 
 fn store(s: &str) -> Result<Store, String> {
@@ -321,6 +325,7 @@ impl ClusterArgs {
             } else {
                 self.registry.clone()
             },
+            bind: after.bind.or(self.bind),
         }
     }
 
@@ -337,6 +342,18 @@ impl ClusterArgs {
     }
 
     pub fn cluster_options(&self) -> anyhow::Result<devcluster::cluster::ClusterOptions> {
+        let token = devcluster::control::auth::Token::from_env();
+        let bind = self
+            .bind
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        if !bind.is_loopback() && token.is_none() {
+            anyhow::bail!(
+                "--bind {bind} would let other machines reach the admin API and change the registry: \
+                 set an admin token in {} first (the admin API, registry writes and KV writes then \
+                 require it; ctl and --attach send it)",
+                devcluster::control::auth::TOKEN_ENV
+            );
+        }
         let layers = Config::base_layers(
             &self.environment(),
             self.config.as_deref(),
@@ -348,7 +365,9 @@ impl ClusterArgs {
             .config_file(self.config.clone())
             .auto_ports(self.ports == Some(PortsMode::Auto))
             .traffic(!self.no_traffic)
-            .store(self.registry.clone()))
+            .store(self.registry.clone())
+            .bind(bind)
+            .admin_token(token))
     }
 }
 

@@ -28,9 +28,14 @@ impl Served {
 }
 
 async fn serve(extra: &[&str]) -> Served {
+    serve_env(extra, &[]).await
+}
+
+async fn serve_env(extra: &[&str], env: &[(&str, &str)]) -> Served {
     let mut child = Command::new(BIN)
         .args(["serve", "--ports", "auto"])
         .args(extra)
+        .envs(env.iter().copied())
         .env("LGO_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -407,4 +412,49 @@ async fn ctl_config_reads_sets_refuses_and_undoes_on_a_served_cluster() {
     let (_, out, _) = ctl(&admin, &["config", "history", "--json"]).await;
     let h: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(h.len(), 2);
+}
+
+#[tokio::test]
+async fn bind_beyond_loopback_needs_a_token_and_ctl_sends_it() {
+    // Refused without a token, saying which variable to set.
+    let out = Command::new(BIN)
+        .args(["serve", "--ports", "auto", "--bind", "0.0.0.0"])
+        .env_remove("LGO_ADMIN_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("LGO_ADMIN_TOKEN") && err.contains("--bind 0.0.0.0"),
+        "{err}"
+    );
+
+    // With one, the admin API wants it: ctl without it is refused, with it answers.
+    let served = serve_env(&["--no-traffic"], &[("LGO_ADMIN_TOKEN", "t0ken-e2e")]).await;
+    let admin = served.url("admin");
+    let run = |token: Option<&'static str>| {
+        let admin = admin.clone();
+        async move {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["ctl", "--admin", &admin, "instances"]);
+            match token {
+                Some(t) => cmd.env("LGO_ADMIN_TOKEN", t),
+                None => cmd.env_remove("LGO_ADMIN_TOKEN"),
+            };
+            let out = cmd.output().await.unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (ok, _, err) = run(None).await;
+    assert!(!ok && err.contains("LGO_ADMIN_TOKEN"), "{err}");
+    let (ok, _, err) = run(Some("wrong")).await;
+    assert!(!ok, "{err}");
+    let (ok, out, err) = run(Some("t0ken-e2e")).await;
+    assert!(ok && out.contains("user-service-1"), "{out}{err}");
+    drop(served);
 }

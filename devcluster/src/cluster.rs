@@ -83,6 +83,8 @@ pub struct ClusterOptions {
     pub bind: IpAddr,
     /// Where the registry lives (`--registry`).
     pub store: Store,
+    /// Required of the admin API and of registry and KV writes (`LGO_ADMIN_TOKEN`).
+    pub admin_token: Option<control::auth::Token>,
 }
 
 impl ClusterOptions {
@@ -95,7 +97,19 @@ impl ClusterOptions {
             traffic: true,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             store: Store::Embedded,
+            admin_token: None,
         }
+    }
+
+    /// Listens on `addr` instead of 127.0.0.1 (`--bind`).
+    pub fn bind(mut self, addr: IpAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    pub fn admin_token(mut self, token: Option<control::auth::Token>) -> Self {
+        self.admin_token = token;
+        self
     }
 
     pub fn store(mut self, store: Store) -> Self {
@@ -276,6 +290,21 @@ fn started_with(
     })
 }
 
+/// `router` behind the admin token, when there is one: every request (`all`) or writes only.
+fn guarded(router: axum::Router, token: &Option<control::auth::Token>, all: bool) -> axum::Router {
+    match token {
+        None => router,
+        Some(t) if all => router.layer(axum::middleware::from_fn_with_state(
+            t.clone(),
+            control::auth::require,
+        )),
+        Some(t) => router.layer(axum::middleware::from_fn_with_state(
+            t.clone(),
+            control::auth::require_for_writes,
+        )),
+    }
+}
+
 fn client_settings(cfg: &Config) -> ClientSettings {
     ClientSettings {
         call_timeout: cfg.call_timeout(),
@@ -334,7 +363,11 @@ impl Cluster {
         let registry_server = started(
             "registry",
             registry_l,
-            crate::registry::consul::router(registry.clone(), kv.clone()),
+            guarded(
+                crate::registry::consul::router(registry.clone(), kv.clone()),
+                &opts.admin_token,
+                false,
+            ),
         )?;
         let balancers = Arc::new(Balancers::new(cfg.strategies(), cfg.outlier.clone()));
         let breakers = Arc::new(Breakers::new(cfg.breaker_defaults(), cfg.named_breakers()));
@@ -541,7 +574,11 @@ impl Cluster {
             core.registry.subscribe(),
         )));
         let generator = traffic::spawn(gateway_server.url(), traffic, stop.clone());
-        let admin_server = started("admin", admin_l, control::router(core.clone()))?;
+        let admin_server = started(
+            "admin",
+            admin_l,
+            guarded(control::router(core.clone()), &opts.admin_token, true),
+        )?;
         tracing::info!(
             registry = %registry_server.url(),
             gateway = %gateway_server.url(),

@@ -2,6 +2,7 @@
 //! `lgo-dash ctl` can give, over HTTP, so they work the same against a remote cluster.
 
 mod api;
+pub mod auth;
 mod client;
 mod command;
 

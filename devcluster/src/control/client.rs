@@ -24,8 +24,16 @@ pub struct AdminClient {
 impl AdminClient {
     pub fn new(base: impl Into<String>) -> Self {
         let base = base.into().trim_end_matches('/').to_string();
+        // A cluster with an admin token answers only requests that present it.
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = super::auth::Token::from_env()
+            && let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.as_str()))
+        {
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let http = reqwest::Client::builder()
             .no_proxy()
+            .default_headers(headers)
             .build()
             .unwrap_or_default();
         AdminClient { base, http }
