@@ -75,7 +75,12 @@ pub fn save_atomic(path: &Path, text: &str) -> std::io::Result<()> {
         .map_or_else(|| "config".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Readable by its owner only: a config may hold what the cluster is guarded with.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
@@ -155,6 +160,12 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "no temporary file left");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "written for its owner only: {mode:o}");
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -21,7 +21,9 @@ pub struct KvEntry {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KvError {
-    #[error("key {0:?}: must not be empty or start with '/'")]
+    #[error(
+        "key {0:?}: must not be empty, start with '/', hold a '..' or '.' segment, or control characters"
+    )]
     BadKey(String),
     #[error("value of {key}: {len} bytes, the limit is {MAX_VALUE_BYTES}")]
     TooLarge { key: String, len: usize },
@@ -236,7 +238,10 @@ impl KvStore {
 
 /// What Consul refuses whoever writes: a bad key, a value over the limit.
 fn check_limits(key: &str, value: &[u8]) -> Result<(), KvError> {
-    if key.is_empty() || key.starts_with('/') {
+    // A key stays inside its namespace: no absolute path, no `..` to climb out of a prefix,
+    // nothing a terminal or a log line would act on.
+    let escapes = key.split('/').any(|seg| seg == ".." || seg == ".");
+    if key.is_empty() || key.starts_with('/') || escapes || key.chars().any(char::is_control) {
         return Err(KvError::BadKey(key.into()));
     }
     if value.len() > MAX_VALUE_BYTES {
@@ -251,6 +256,34 @@ fn check_limits(key: &str, value: &[u8]) -> Result<(), KvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_cannot_leave_their_namespace() {
+        let kv = KvStore::new();
+        for bad in [
+            "",
+            "/etc/passwd",
+            "lgo/../secrets",
+            "..",
+            "a/./b",
+            "a\nb",
+            "a\u{1b}[2J",
+        ] {
+            assert_eq!(
+                kv.put(bad, b"x".to_vec(), None, None),
+                Err(KvError::BadKey(bad.into())),
+                "{bad:?}"
+            );
+        }
+        for good in [
+            "lgo/traffic/rps",
+            "team/a..b",
+            "dotted.name/v1",
+            "ünïcode/key",
+        ] {
+            assert!(kv.put(good, b"x".to_vec(), None, None).is_ok(), "{good:?}");
+        }
+    }
 
     #[test]
     fn writes_bump_the_index_and_keep_the_create_index() {
