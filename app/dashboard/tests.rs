@@ -187,9 +187,23 @@ fn a_small_terminal_gets_a_message_not_a_panic() {
     let all = screen(&app, 40, 10).join("\n");
     assert!(all.contains("terminal too small"), "{all}");
     assert!(all.contains("40×10"), "{all}");
-    for (w, h) in [(1, 1), (0, 0), (79, 40), (200, 15)] {
-        screen(&app, w.max(1), h.max(1));
+    // Just under the minimum either way: the message, with the size, never the layout.
+    for (w, h) in [(79, 40), (200, 15)] {
+        let all = screen(&app, w, h).join("\n");
+        assert!(
+            all.contains("terminal too small") && all.contains(&format!("{w}×{h}")),
+            "{w}×{h}: {all}"
+        );
+        assert!(
+            !all.contains("Services"),
+            "{w}×{h}: no layout squeezed in: {all}"
+        );
     }
+    // Too small for the message itself (a window being resized, a pane collapsed): what fits
+    // of it is drawn, and a 0×0 terminal draws nothing — neither panics.
+    assert_eq!(screen(&app, 1, 1), vec!["t".to_string()]);
+    assert_eq!(screen(&app, 3, 1), vec!["ter".to_string()]);
+    assert!(screen(&app, 0, 0).is_empty());
 }
 
 #[test]

@@ -320,6 +320,12 @@ async fn blocking_query_returns_early_on_change_and_holds_otherwise() {
         (started.elapsed(), idx, body)
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // The query reached the server and blocks there: a waiter that had already returned would
+    // make what follows prove nothing.
+    assert!(
+        !waiter.is_finished(),
+        "the blocking query returned before the change"
+    );
     api.put(
         "/v1/agent/service/register",
         r#"{"Name":"late","ID":"late-1","Port":9}"#,
@@ -528,6 +534,12 @@ async fn kv_blocking_read_returns_on_a_change_to_its_key_not_to_others() {
         (started.elapsed(), v)
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // The query reached the server and blocks there: a waiter that had already returned would
+    // make what follows prove nothing.
+    assert!(
+        !waiter.is_finished(),
+        "the blocking query returned before the change"
+    );
     api.put("/v1/kv/lgo/traffic/rps", "60").await;
     let (elapsed, v) = waiter.await.unwrap();
     assert_eq!(v[0]["Value"], "NjA=");
@@ -555,6 +567,12 @@ async fn kv_blocking_read_returns_on_a_change_to_its_key_not_to_others() {
             .unwrap()
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // The query reached the server and blocks there: a waiter that had already returned would
+    // make what follows prove nothing.
+    assert!(
+        !waiter.is_finished(),
+        "the blocking query returned before the change"
+    );
     api.delete("/v1/kv/lgo/other").await;
     let v = tokio::time::timeout(Duration::from_secs(20), waiter)
         .await
