@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod app;
+mod crash;
 mod event_loop;
 pub mod keymap;
 pub mod palette;

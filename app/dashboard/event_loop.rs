@@ -57,6 +57,7 @@ pub async fn run_on(
     std::panic::set_hook(Box::new(move |info| {
         mouse_capture(false);
         restore(info);
+        super::crash::on_panic(info);
     }));
 
     let (key_tx, mut keys) = mpsc::channel::<Event>(64);
