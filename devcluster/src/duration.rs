@@ -70,7 +70,10 @@ pub fn format_go_duration(d: Duration) -> String {
         return format!("{}s", trim_float(secs));
     }
     let whole = d.as_secs();
-    let (h, m, s) = (whole / 3600, (whole % 3600) / 60, whole % 60);
+    let (h, m) = (whole / 3600, (whole % 3600) / 60);
+    // The seconds keep their milliseconds, as Go's "1m0.5s" does: a value written out reads
+    // back the same (a property test found "1m0s" for 60.001 s).
+    let s = trim_float((whole % 60) as f64 + f64::from(d.subsec_millis()) / 1000.0);
     if h > 0 {
         format!("{h}h{m}m{s}s")
     } else {
