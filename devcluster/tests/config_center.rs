@@ -184,6 +184,20 @@ async fn a_kv_write_reaches_the_running_cluster_and_undo_brings_it_back() {
     cluster.shutdown().await;
 }
 
+/// Waits until `n` more requests have been answered (at most 10 s).
+async fn served_more(ok: &AtomicUsize, n: usize) {
+    let from = ok.load(Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ok.load(Ordering::Relaxed) < from + n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load stalled: {} answered",
+            ok.load(Ordering::Relaxed) - from
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn strategies_switched_under_load_lose_no_request() {
     let cluster = start().await;
@@ -218,13 +232,15 @@ async fn strategies_switched_under_load_lose_no_request() {
         "consistent_hash",
         "round_robin",
     ] {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Each switch lands in the middle of traffic: requests answered before it and after it
+        // (a fixed pause would prove nothing on a machine too slow to send any meanwhile).
+        served_more(&ok, 20).await;
         admin
             .config_set("balancer.user-service.strategy", Some(s), "ctl")
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    served_more(&ok, 20).await;
     stop.store(true, Ordering::Relaxed);
     for t in load {
         t.await.unwrap();
