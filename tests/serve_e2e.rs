@@ -5,64 +5,29 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lgo-dash");
+#[path = "common/served.rs"]
+mod served;
 
-struct Served {
-    child: Child,
-    endpoints: Vec<(String, String)>,
-}
-
-impl Served {
-    fn url(&self, name: &str) -> String {
-        self.endpoints
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, u)| u.clone())
-            .unwrap_or_else(|| panic!("serve printed no `{name}` endpoint: {:?}", self.endpoints))
-    }
-}
+use served::{BIN, Served};
 
 async fn serve(extra: &[&str]) -> Served {
     serve_env(extra, &[]).await
 }
 
 async fn serve_env(extra: &[&str], env: &[(&str, &str)]) -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--ports", "auto"])
-        .args(extra)
-        .envs(env.iter().copied())
-        .env("LGO_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run lgo-dash serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut endpoints = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line == "ready" {
-                return true;
-            }
-            let (name, url) = line
-                .split_once(' ')
-                .unwrap_or_else(|| panic!("not `NAME URL`: {line:?}"));
-            assert!(
-                url.starts_with("http://127.0.0.1:"),
-                "listens on loopback: {line}"
-            );
-            endpoints.push((name.to_string(), url.to_string()));
-        }
-        false
-    })
-    .await;
-    assert_eq!(read, Ok(true), "serve printed `ready`");
-    Served { child, endpoints }
+    let mut args = vec!["serve", "--ports", "auto"];
+    args.extend_from_slice(extra);
+    let served = served::start(&args, env).await;
+    for (name, url) in &served.endpoints {
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "listens on loopback: {name} {url}"
+        );
+    }
+    served
 }
 
 async fn ctl(admin: &str, args: &[&str]) -> (bool, String, String) {

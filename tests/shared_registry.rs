@@ -7,60 +7,27 @@
 
 #[path = "../devcluster/tests/common/etcd.rs"]
 mod etcd_server;
+#[path = "common/served.rs"]
+mod served;
 
 use serde_json::Value;
-use std::process::Stdio;
+use served::{BIN, Served};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_lgo-dash");
-
-struct Served {
-    child: Child,
-    endpoints: Vec<(String, String)>,
-}
-
-impl Served {
-    fn url(&self, name: &str) -> String {
-        self.endpoints
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, u)| u.clone())
-            .unwrap_or_else(|| panic!("serve printed no `{name}`: {:?}", self.endpoints))
-    }
-}
+use tokio::process::Command;
 
 async fn serve(store: &str) -> Served {
-    let mut child = Command::new(BIN)
-        .args([
+    served::start(
+        &[
             "serve",
             "--ports",
             "auto",
             "--no-traffic",
             "--registry",
             store,
-        ])
-        .env("LGO_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run lgo-dash serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut endpoints = Vec::new();
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("serve printed its endpoints")
-        .unwrap()
-    {
-        if line == "ready" {
-            break;
-        }
-        let (name, url) = line.split_once(' ').unwrap();
-        endpoints.push((name.to_string(), url.to_string()));
-    }
-    Served { child, endpoints }
+        ],
+        &[],
+    )
+    .await
 }
 
 async fn instances(admin: &str) -> Vec<Value> {

@@ -86,6 +86,20 @@ impl Mirror {
     }
 }
 
+/// `HOST:PORT` after `SCHEME://`, as the `http://HOST:PORT` a client connects to.
+fn host_port(scheme: &str, rest: &str, port: u16) -> Result<String, String> {
+    let addr = rest.trim_end_matches('/');
+    let ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    if !ok {
+        return Err(format!(
+            "{scheme}://{rest}: expected {scheme}://HOST:PORT, e.g. {scheme}://127.0.0.1:{port}"
+        ));
+    }
+    Ok(format!("http://{addr}"))
+}
+
 impl std::str::FromStr for Store {
     type Err = String;
 
@@ -95,31 +109,13 @@ impl std::str::FromStr for Store {
             return Ok(Store::Embedded);
         }
         if let Some(rest) = s.strip_prefix("etcd://") {
-            let addr = rest.trim_end_matches('/');
-            let ok = addr
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if !ok {
-                return Err(format!(
-                    "etcd://{rest}: expected etcd://HOST:PORT, e.g. etcd://127.0.0.1:2379"
-                ));
-            }
             return Ok(Store::Etcd {
-                endpoint: format!("http://{addr}"),
+                endpoint: host_port("etcd", rest, 2379)?,
             });
         }
         if let Some(rest) = s.strip_prefix("consul://") {
-            let addr = rest.trim_end_matches('/');
-            let ok = addr
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if !ok {
-                return Err(format!(
-                    "consul://{rest}: expected consul://HOST:PORT, e.g. consul://127.0.0.1:8500"
-                ));
-            }
             return Ok(Store::Consul {
-                address: format!("http://{addr}"),
+                address: host_port("consul", rest, 8500)?,
             });
         }
         Err(format!(

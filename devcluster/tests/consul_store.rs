@@ -6,11 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/shared_store.rs"]
+mod shared_store;
+
 use devcluster::cluster::{Cluster, ClusterOptions};
 use devcluster::config::Config;
 use devcluster::registry::consul_store::{ConsulMirror, ConsulOptions, Link};
-use devcluster::registry::{CheckKind, CheckSpec, Health, Registration, Registry, Store};
-use std::time::{Duration, Instant};
+use devcluster::registry::{Health, Registry, Store};
+use shared_store::{health_in, instance, until};
+use std::time::Duration;
 
 /// A cluster whose registry plays the Consul agent (without sample instances of its own).
 async fn agent() -> Cluster {
@@ -32,40 +36,6 @@ fn options(agent: &Cluster) -> ConsulOptions {
     o.check_ttl = Duration::from_secs(2);
     o.deregister_after = Duration::from_secs(2);
     o
-}
-
-fn instance(id: &str) -> Registration {
-    Registration {
-        id: id.into(),
-        name: "payments".into(),
-        address: "127.0.0.1".into(),
-        port: 7000,
-        weight_passing: 1,
-        weight_warning: 1,
-        checks: vec![CheckSpec {
-            id: String::new(),
-            name: "payments alive".into(),
-            kind: CheckKind::Ttl {
-                ttl: Duration::from_secs(60),
-            },
-            initial: Some(Health::Passing),
-            notes: String::new(),
-            deregister_critical_after: None,
-        }],
-        ..Default::default()
-    }
-}
-
-async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !f() {
-        assert!(started.elapsed() < limit, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn health_in(r: &Registry, id: &str) -> Option<Health> {
-    r.instance(id).map(|i| i.health)
 }
 
 #[tokio::test]

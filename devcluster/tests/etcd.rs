@@ -7,55 +7,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/shared_store.rs"]
+mod shared_store;
+
 #[path = "common/etcd.rs"]
 mod etcd_server;
 
 use devcluster::config::Config;
 use devcluster::registry::etcd::{EtcdMirror, EtcdOptions, Link};
-use devcluster::registry::{CheckKind, CheckSpec, Health, Registration, Registry};
+use devcluster::registry::{Health, Registry};
 use etcd_server::Etcd;
+use shared_store::{health_in, instance, until};
 use std::time::{Duration, Instant};
 
 fn options(etcd: &Etcd) -> EtcdOptions {
     let mut o = EtcdOptions::new(etcd.url());
     o.lease_ttl = Duration::from_secs(2);
     o
-}
-
-/// An instance whose health its test sets through a TTL check (passed at once).
-fn instance(id: &str) -> Registration {
-    Registration {
-        id: id.into(),
-        name: "payments".into(),
-        address: "127.0.0.1".into(),
-        port: 7000,
-        meta: [("version".to_string(), "2.1.0".to_string())].into(),
-        weight_passing: 1,
-        weight_warning: 1,
-        checks: vec![CheckSpec {
-            id: String::new(),
-            name: "payments alive".into(),
-            kind: CheckKind::Ttl {
-                ttl: Duration::from_secs(60),
-            },
-            initial: Some(Health::Passing),
-            notes: String::new(),
-            deregister_critical_after: None,
-        }],
-        ..Default::default()
-    }
-}
-
-async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !f() {
-        assert!(started.elapsed() < limit, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn health_in(r: &Registry, id: &str) -> Option<Health> {
-    r.instance(id).map(|i| i.health)
 }
 
 #[tokio::test]
