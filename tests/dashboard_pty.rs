@@ -425,20 +425,39 @@ fn a_dashboard_whose_terminal_is_gone_ends_by_itself() {
 }
 
 /// What `stty -a` says of the pane's terminal, asked from the shell in it.
-fn tty_flags(tmux: &Tmux, marker: &str) -> String {
+fn tty_flags(tmux: &Tmux, marker: &str) -> Vec<String> {
+    // The answer line starts with `{marker}:`, which the typed command itself does not contain
+    // (`"{marker}"':'`): the echo of the command line must never be read as its answer.
     let cmd = format!(
-        "clear; stty -a | tr ' ;' '\\n\\n' | grep -x -e -icanon -e icanon -e -echo -e echo | tr '\\n' ' '; echo {marker}"
+        "clear; f=$(stty -a | tr ' ;' '\\n\\n' | grep -x -e -icanon -e icanon -e -echo -e echo | tr '\\n' ' '); echo \"{marker}\"':' $f"
     );
+    let prefix = format!("{marker}:");
     // A line feed ends the line in raw mode too (Enter's CR is not turned into one there).
     tmux.run(&["send-keys", "-t", "dash", &cmd, "C-j"]);
     let s = tmux.wait_for("stty's answer", |s| {
-        s.lines()
-            .any(|l| l.trim_end().ends_with(marker) && l.contains("icanon"))
+        s.lines().any(|l| l.starts_with(&prefix))
     });
-    s.lines()
-        .find(|l| l.trim_end().ends_with(marker) && l.contains("icanon"))
+    let line = s.lines().find(|l| l.starts_with(&prefix)).unwrap();
+    line[prefix.len()..]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until no process runs the command line `pattern` starts: a dashboard that has quit
+/// no longer reads the terminal, so what is typed next reaches the shell.
+fn wait_exited(pattern: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Command::new("pgrep")
+        .args(["-f", pattern])
+        .stdout(std::process::Stdio::null())
+        .status()
         .unwrap()
-        .to_string()
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the dashboard never exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -448,8 +467,8 @@ fn a_dashboard_killed_outright_leaves_a_terminal_the_next_one_repairs() {
     let tmux = Tmux::start("killed", "sh");
     let before = tty_flags(&tmux, "BEFORE");
     assert!(
-        before.contains(" icanon") || before.starts_with("icanon"),
-        "{before}"
+        before.iter().any(|f| f == "icanon") && before.iter().any(|f| f == "echo"),
+        "a shell's terminal edits lines and echoes: {before:?}"
     );
     tmux.run(&[
         "send-keys",
@@ -477,8 +496,8 @@ fn a_dashboard_killed_outright_leaves_a_terminal_the_next_one_repairs() {
     );
     let left = tty_flags(&tmux, "LEFT");
     assert!(
-        left.contains("-icanon"),
-        "the killed dashboard left raw mode: {left}"
+        left.iter().any(|f| f == "-icanon"),
+        "the killed dashboard left raw mode: {left:?}"
     );
 
     // The next dashboard repairs it first, so that leaving it restores a usable terminal.
@@ -491,11 +510,11 @@ fn a_dashboard_killed_outright_leaves_a_terminal_the_next_one_repairs() {
     ]);
     tmux.wait_for("the dashboard again", |s| s.contains("instances passing"));
     tmux.run(&["send-keys", "-t", "dash", "q"]);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_exited(&format!("^{BIN} --ports auto --no-traffic"));
     let after = tty_flags(&tmux, "AFTER");
     assert!(
-        !after.contains("-icanon") && !after.contains("-echo"),
-        "line editing and echo are back: {after}"
+        after.iter().any(|f| f == "icanon") && after.iter().any(|f| f == "echo"),
+        "line editing and echo are back: {after:?}"
     );
     assert_eq!(shown("#{alternate_on}"), "0", "back on the main screen");
     assert_eq!(
