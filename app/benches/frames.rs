@@ -47,7 +47,7 @@ fn frames(c: &mut Criterion) {
         .block_on(Cluster::start(ClusterOptions::new(cfg).auto_ports(true)))
         .unwrap();
     let handle = cluster.handle();
-    let store = devcluster::telemetry::store();
+    let store = cluster.telemetry().spans.clone();
     store.extend((0..100_000).map(filler));
     rt.block_on(async {
         handle.send(Command::Traffic { rps: 500 }).await.unwrap();

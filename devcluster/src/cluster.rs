@@ -194,6 +194,8 @@ pub struct Core {
     pub(crate) faults: Arc<Faults>,
     pub(crate) traffic: Arc<Traffic>,
     pub(crate) metrics: Arc<MetricsHub>,
+    /// This cluster's spans and logs.
+    pub(crate) telemetry: Arc<crate::telemetry::Telemetry>,
     /// Instances killed for a while: when they come back by themselves.
     pub(crate) restarts: Mutex<HashMap<String, (tokio::time::Instant, JoinHandle<()>)>>,
     /// The one signal every background task stops on.
@@ -221,7 +223,7 @@ type BoxedTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
 
 /// A task that ran until the stop signal, as one that returns nothing.
 fn unit(t: JoinHandle<Option<()>>) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    crate::telemetry::spawn(async move {
         let _ = t.await;
     })
 }
@@ -321,9 +323,21 @@ impl Cluster {
     pub async fn start(opts: ClusterOptions) -> Result<Cluster, ClusterError> {
         // Spans reach the store through the `tracing` dispatcher; without one there are none.
         crate::telemetry::install_if_absent();
+        // The cluster's own telemetry; every task started from here records into it.
+        let telemetry = crate::telemetry::Telemetry::new();
+        telemetry
+            .clone()
+            .scope(Cluster::start_in(opts, telemetry))
+            .await
+    }
+
+    async fn start_in(
+        opts: ClusterOptions,
+        telemetry: Arc<crate::telemetry::Telemetry>,
+    ) -> Result<Cluster, ClusterError> {
         let cfg = &opts.config;
-        crate::telemetry::store().set_capacity(cfg.telemetry.max_spans);
-        crate::telemetry::logs().set_capacity(cfg.telemetry.max_logs);
+        telemetry.spans.set_capacity(cfg.telemetry.max_spans);
+        telemetry.logs.set_capacity(cfg.telemetry.max_logs);
         let registry_l = bind(&opts, "registry", "registry", cfg.ports.registry).await?;
         let gateway_l = bind(&opts, "gateway", "gateway", cfg.ports.gateway).await?;
         let admin_l = bind(&opts, "admin", "admin", cfg.ports.admin).await?;
@@ -463,10 +477,7 @@ impl Cluster {
                 metrics.server(crate::gateway::GATEWAY, crate::gateway::GATEWAY),
             ),
         )?;
-        let receiver = Receiver::new(
-            crate::telemetry::store().clone(),
-            crate::telemetry::logs().clone(),
-        );
+        let receiver = Receiver::new(telemetry.spans.clone(), telemetry.logs.clone());
         metrics.register_otlp(&receiver.counters);
         let otlp_http_server = started(
             "otlp-http",
@@ -481,7 +492,7 @@ impl Cluster {
         );
         // Every background task of the cluster stops on this one signal.
         let stop = CancellationToken::new();
-        let otlp_grpc = tokio::spawn({
+        let otlp_grpc = crate::telemetry::spawn({
             let receiver = receiver.clone();
             // Served until the stop signal, then drained as tonic's server does.
             let stopped = stop.clone().cancelled_owned();
@@ -515,6 +526,7 @@ impl Cluster {
             traffic: traffic.clone(),
             faults: faults.clone(),
             users: lookup.clone(),
+            telemetry: telemetry.clone(),
         };
         let layers = if opts.layers.is_empty() {
             vec![cfg.as_layer("config")]
@@ -552,6 +564,7 @@ impl Cluster {
             faults,
             traffic: traffic.clone(),
             metrics: metrics.clone(),
+            telemetry: telemetry.clone(),
             restarts: Mutex::new(HashMap::new()),
             mirror: std::sync::Mutex::new(mirror),
             stop: stop.clone(),
@@ -564,7 +577,7 @@ impl Cluster {
         });
         core.publish();
         // KV writes from outside (the Consul KV API) reach the running cluster through this.
-        let until_stop = |f| tokio::spawn(stop.clone().run_until_cancelled_owned(f));
+        let until_stop = |f| crate::telemetry::spawn(stop.clone().run_until_cancelled_owned(f));
         let config_watch = until_stop(Box::pin(core.config.clone().watch()) as BoxedTask);
         let sampler = until_stop(Box::pin(crate::telemetry::metrics::sample_process(
             Arc::downgrade(&metrics),
@@ -648,6 +661,11 @@ impl Cluster {
 
     pub fn handle(&self) -> ClusterHandle {
         ClusterHandle::local(self.core.clone())
+    }
+
+    /// This cluster's spans and logs (a second cluster in the process has its own).
+    pub fn telemetry(&self) -> &Arc<crate::telemetry::Telemetry> {
+        &self.core.telemetry
     }
 
     /// The traffic generator's counters, read now (the snapshot's copy is up to a publish old).

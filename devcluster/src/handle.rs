@@ -209,7 +209,7 @@ impl ClusterHandle {
         let (tx, rx) = watch::channel(Arc::new(ClusterSnapshot::default()));
         let (link_tx, link_rx) = watch::channel(Link::Connecting);
         let poll_client = client.clone();
-        tokio::spawn(async move {
+        crate::telemetry::spawn(async move {
             let mut after = 0;
             let mut pause = REMOTE_RETRY;
             let mut lost_since = None;
@@ -320,7 +320,7 @@ impl ClusterHandle {
     /// Carries out a command; the answer is a sentence to show.
     pub async fn send(&self, cmd: Command) -> Result<String, ControlError> {
         match &self.kind {
-            Kind::Local(core) => core.execute_as(cmd, DASHBOARD).await,
+            Kind::Local(core) => core.telemetry.scope(core.execute_as(cmd, DASHBOARD)).await,
             Kind::Remote(c) => c.send_as(&cmd, DASHBOARD).await,
             Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),
         }
@@ -341,7 +341,7 @@ impl ClusterHandle {
     /// Where the gateway would send `METHOD PATH`, and why.
     pub async fn explain(&self, method: &str, path: &str) -> Result<RouteExplain, ControlError> {
         match &self.kind {
-            Kind::Local(core) => Ok(core.explain(method, path).await),
+            Kind::Local(core) => Ok(core.telemetry.scope(core.explain(method, path)).await),
             Kind::Remote(c) => c.explain(method, path).await,
             Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),
         }
@@ -350,7 +350,7 @@ impl ClusterHandle {
     /// Recent traces matching `f`, newest first. A fixed handle has none.
     pub async fn traces(&self, f: &TraceFilter) -> Result<Vec<TraceSummary>, ControlError> {
         match &self.kind {
-            Kind::Local(_) => Ok(crate::telemetry::store().traces(f)),
+            Kind::Local(core) => Ok(core.telemetry.spans.traces(f)),
             Kind::Remote(c) => c.traces(f).await,
             Kind::Offline { spans, .. } => Ok(spans.traces(f)),
             Kind::Fixed { .. } => Ok(Vec::new()),
@@ -360,26 +360,23 @@ impl ClusterHandle {
     /// Every span of one trace, by start time.
     pub async fn trace(&self, id: TraceId) -> Result<Vec<SpanRecord>, ControlError> {
         match &self.kind {
-            Kind::Local(_) => Ok(crate::telemetry::store().trace(id)),
+            Kind::Local(core) => Ok(core.telemetry.spans.trace(id)),
             Kind::Remote(c) => c.trace(id).await,
             Kind::Offline { spans, .. } => Ok(spans.trace(id)),
             Kind::Fixed { .. } => Ok(Vec::new()),
         }
     }
 
-    /// The newest log records matching `f`, oldest first.
     /// Sets a config key (`None`: unsets it) as the dashboard; the changes, described.
     pub async fn config_set(&self, key: &str, value: Option<&str>) -> Result<String, ControlError> {
         match &self.kind {
             Kind::Local(core) => {
                 let (key, value) = (key.to_string(), value.map(str::to_string));
-                let done = core
-                    .config
-                    .change(move |c| match &value {
-                        Some(v) => c.set(&key, v, DASHBOARD),
-                        None => c.unset(&key, DASHBOARD),
-                    })
-                    .await;
+                let change = core.config.change(move |c| match &value {
+                    Some(v) => c.set(&key, v, DASHBOARD),
+                    None => c.unset(&key, DASHBOARD),
+                });
+                let done = core.telemetry.scope(change).await;
                 // The dashboard sees the new value at once, not at the next publish tick.
                 core.publish();
                 done.map(|c| describe(&c)).map_err(ControlError::Invalid)
@@ -405,7 +402,8 @@ impl ClusterHandle {
         match &self.kind {
             Kind::Local(core) => {
                 let env = name.to_string();
-                let done = core.config.change(move |c| c.switch_env(&env, "env")).await;
+                let change = core.config.change(move |c| c.switch_env(&env, "env"));
+                let done = core.telemetry.scope(change).await;
                 core.publish();
                 done.map(|c| format!("environment {name}: {}", describe(&c)))
                     .map_err(ControlError::Invalid)
@@ -421,7 +419,10 @@ impl ClusterHandle {
     pub async fn config_undo(&self) -> Result<String, ControlError> {
         match &self.kind {
             Kind::Local(core) => {
-                let done = core.config.change(|c| c.undo("undo")).await;
+                let done = core
+                    .telemetry
+                    .scope(core.config.change(|c| c.undo("undo")))
+                    .await;
                 core.publish();
                 done.map(|c| describe(&c)).map_err(ControlError::Invalid)
             }
@@ -430,9 +431,10 @@ impl ClusterHandle {
         }
     }
 
+    /// The newest log records matching `f`, oldest first.
     pub async fn logs(&self, f: &LogFilter) -> Result<Vec<LogRecord>, ControlError> {
         match &self.kind {
-            Kind::Local(_) => Ok(crate::telemetry::logs().query(f)),
+            Kind::Local(core) => Ok(core.telemetry.logs.query(f)),
             Kind::Remote(c) => c.logs(f).await,
             Kind::Fixed { .. } | Kind::Offline { .. } => Ok(Vec::new()),
         }

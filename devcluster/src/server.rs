@@ -108,7 +108,7 @@ impl HttpServer {
 
     fn spawn(&self, listener: TcpListener) {
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, self.handler.clone(), rx));
+        let task = crate::telemetry::spawn(accept_loop(listener, self.handler.clone(), rx));
         *self.lock() = Some(Running { task, shutdown: tx });
     }
 
@@ -177,7 +177,11 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    conns.spawn(handler.serve(stream, peer, shutdown.clone()));
+                    conns.spawn(crate::telemetry::bound(handler.serve(
+                        stream,
+                        peer,
+                        shutdown.clone(),
+                    )));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.

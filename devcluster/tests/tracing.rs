@@ -448,3 +448,82 @@ async fn a_request_the_client_gave_up_on_is_recorded_as_499() {
     );
     cluster.shutdown().await;
 }
+
+/// What `cluster` recorded of `trace`: its spans and its log lines, once the gateway's access
+/// line is in (the last one written) or after a while.
+async fn recorded(
+    cluster: &Cluster,
+    trace: TraceId,
+) -> (Vec<SpanRecord>, Vec<devcluster::telemetry::LogRecord>) {
+    use devcluster::telemetry::LogFilter;
+    let filter = LogFilter {
+        trace: Some(trace),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let logs = cluster.handle().logs(&filter).await.unwrap();
+        if logs.iter().any(|l| l.service == "gateway") || Instant::now() > deadline {
+            return (cluster.handle().trace(trace).await.unwrap(), logs);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_in_one_process_each_see_only_their_own_traces_and_logs() {
+    use devcluster::telemetry::LogFilter;
+    let (a, b) = tokio::join!(start(), start());
+    let (trace_a, trace_b) = (TraceId::random(), TraceId::random());
+    for (cluster, trace) in [(&a, trace_a), (&b, trace_b)] {
+        let resp = http()
+            .get(format!("{}/api/users/999", cluster.gateway_url()))
+            .header("traceparent", format!("00-{trace}-{}-01", SpanId::random()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+    }
+    let (spans_a, logs_a) = recorded(&a, trace_a).await;
+    let (spans_b, logs_b) = recorded(&b, trace_b).await;
+    for (name, spans, logs) in [("A", &spans_a, &logs_a), ("B", &spans_b, &logs_b)] {
+        assert!(
+            spans.iter().any(|s| s.service == "user-service"),
+            "cluster {name} has its request's spans: {spans:#?}"
+        );
+        // The handler's own `tracing` event, routed by the task it ran in.
+        assert!(
+            logs.iter().any(|l| l.message == "user 999 not found"),
+            "cluster {name} has its handler's log line: {logs:#?}"
+        );
+    }
+    let (foreign_a, foreign_logs_a) = recorded(&a, trace_b).await;
+    let (foreign_b, foreign_logs_b) = recorded(&b, trace_a).await;
+    assert!(
+        foreign_a.is_empty() && foreign_logs_a.is_empty(),
+        "cluster A sees nothing of B's request: {foreign_a:#?} {foreign_logs_a:#?}"
+    );
+    assert!(
+        foreign_b.is_empty() && foreign_logs_b.is_empty(),
+        "cluster B sees nothing of A's request: {foreign_b:#?} {foreign_logs_b:#?}"
+    );
+
+    // A command to B: its log line ("killed", a `tracing` event of the cluster's own code)
+    // is B's alone.
+    b.handle().kill("user-service-2").await.unwrap();
+    let killed = LogFilter {
+        q: Some("killed".into()),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while b.handle().logs(&killed).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "B logged the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        a.handle().logs(&killed).await.unwrap(),
+        vec![],
+        "A did not see B's kill"
+    );
+    tokio::join!(a.shutdown(), b.shutdown());
+}

@@ -122,8 +122,8 @@ impl Finish for Record {
             m.record(peer.as_str(), outcome, took);
         }
         let failure = result.as_ref().err().map(|e| e.to_string());
-        if let Some(why) = &failure {
-            crate::telemetry::logs().push(LogRecord {
+        if let (Some(why), Some(telemetry)) = (&failure, crate::telemetry::current()) {
+            telemetry.logs.push(LogRecord {
                 seq: 0,
                 at_unix_ns: unix_ns(),
                 level: Level::Warn,
@@ -171,14 +171,18 @@ mod tests {
         let (svc, seen) = by_instance(&[("a", 200)]);
         let req = call_req_to(&f, "a");
         let call_span = req.ctx;
-        AttemptLayer.layer(svc).oneshot(req).await.unwrap();
+        let telemetry = crate::telemetry::Telemetry::new();
+        telemetry
+            .scope(AttemptLayer.layer(svc).oneshot(req))
+            .await
+            .unwrap();
         let (ctx, parent) = seen.lock().unwrap()[0].1.expect("a trace context to send");
         assert_eq!(ctx.trace_id, call_span.trace_id);
         assert_eq!(
             parent, call_span.span_id,
             "the call's span is the attempt's parent"
         );
-        let spans = crate::telemetry::store().trace(call_span.trace_id);
+        let spans = telemetry.spans.trace(call_span.trace_id);
         let attempt = spans
             .iter()
             .find(|s| s.parent_id == Some(call_span.span_id))

@@ -191,7 +191,7 @@ impl Channel {
             .map_err(|e| format!("HTTP/2 handshake with {addr}: {}", headers::root_cause(&e)))?;
         let closed = Arc::new(AtomicBool::new(false));
         let flag = closed.clone();
-        tokio::spawn(async move {
+        crate::telemetry::spawn(async move {
             // Ends when the instance closes it (a kill, a restart) or every sender is gone.
             let _ = Batched {
                 inner: conn,

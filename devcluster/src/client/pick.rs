@@ -97,7 +97,10 @@ impl Finish for NoteAnswerer {
 /// No instance to send to: a span that says so, under the call's span.
 fn no_instance_span(req: &Req, why: &str) {
     let t = req.target();
-    crate::telemetry::store().push(SpanRecord {
+    let Some(telemetry) = crate::telemetry::current() else {
+        return;
+    };
+    telemetry.spans.push(SpanRecord {
         trace_id: req.ctx.trace_id,
         span_id: SpanId::random(),
         parent_id: Some(req.ctx.span_id),

@@ -640,11 +640,11 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
-        tokio::spawn(async move {
+        crate::telemetry::spawn(async move {
             loop {
                 let (s, _) = listener.accept().await.unwrap();
                 counter.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
+                crate::telemetry::spawn(async move {
                     let svc = hyper::service::service_fn(|r: http::Request<Incoming>| async move {
                         let body: axum::body::Body = match r.uri().path() {
                             "/big" => axum::body::Body::from(vec![b'x'; 1 << 20]),
@@ -785,11 +785,11 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
-        tokio::spawn(async move {
+        crate::telemetry::spawn(async move {
             loop {
                 let (mut s, _) = listener.accept().await.unwrap();
                 counter.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
+                crate::telemetry::spawn(async move {
                     let mut buf = [0u8; 1024];
                     let _ = s.read(&mut buf).await;
                     let _ = s
@@ -830,11 +830,11 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        tokio::spawn(async move {
+        crate::telemetry::spawn(async move {
             loop {
                 let (mut s, _) = listener.accept().await.unwrap();
                 let log = log.clone();
-                tokio::spawn(async move {
+                crate::telemetry::spawn(async move {
                     let mut buf = [0u8; 4096];
                     for answered in [true, false] {
                         let Ok(n) = s.read(&mut buf).await else {
@@ -945,7 +945,7 @@ mod tests {
     async fn a_body_that_stops_coming_ends_with_a_timeout() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
+        crate::telemetry::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf).await;

@@ -245,7 +245,7 @@ impl Core {
         let id = self.managed(id).map_or(id, |m| m.id.as_str());
         let owned = id.to_string();
         let stop = self.stop.clone();
-        let task = tokio::spawn(async move {
+        let task = crate::telemetry::spawn(async move {
             // A graceful stop of the cluster ends the wait: nothing restarts then.
             if stop
                 .run_until_cancelled(tokio::time::sleep(after))

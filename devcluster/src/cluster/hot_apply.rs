@@ -22,6 +22,7 @@ pub(super) struct Parts {
     pub traffic: Arc<Traffic>,
     pub faults: Arc<Faults>,
     pub users: Arc<UserLookup>,
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl Parts {
@@ -67,8 +68,8 @@ impl Parts {
             self.faults.clear(id);
         }
         if old.telemetry != new.telemetry {
-            crate::telemetry::store().set_capacity(new.telemetry.max_spans);
-            crate::telemetry::logs().set_capacity(new.telemetry.max_logs);
+            self.telemetry.spans.set_capacity(new.telemetry.max_spans);
+            self.telemetry.logs.set_capacity(new.telemetry.max_logs);
         }
         if old.user_protocol() != new.user_protocol() {
             self.users.set_protocol(new.user_protocol());

@@ -385,7 +385,7 @@ impl ConfigCenter {
         F: FnOnce(&ConfigCenter) -> Result<Vec<Change>, String> + Send + 'static,
     {
         let center = self.clone();
-        tokio::task::spawn_blocking(move || f(&center))
+        crate::telemetry::spawn_blocking(move || f(&center))
             .await
             .unwrap_or_else(|e| Err(format!("the config change did not complete: {e}")))
     }

@@ -117,7 +117,7 @@ pub fn watch(
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
-    tokio::spawn(async move {
+    crate::telemetry::spawn(async move {
         while rx.recv().await.is_some() {
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}

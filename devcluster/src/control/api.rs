@@ -254,23 +254,24 @@ async fn explain(
 /// `GET /api/traces[?service=&operation=&min_duration_ms=&errors_only=&limit=]`: recent traces,
 /// newest first.
 async fn traces(
+    State(core): State<Arc<Core>>,
     q: Result<Query<TraceFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     match q {
-        Ok(Query(f)) => axum::Json(telemetry::store().traces(&f)).into_response(),
+        Ok(Query(f)) => axum::Json(core.telemetry.spans.traces(&f)).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.body_text()),
     }
 }
 
 /// `GET /api/traces/{id}`: every span of one trace, by start time.
-async fn trace(Path(id): Path<String>) -> Response {
+async fn trace(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Response {
     let Some(trace_id) = TraceId::parse(&id) else {
         return error(
             StatusCode::BAD_REQUEST,
             format!("trace id {id:?}: expected 32 (or 16) hex digits"),
         );
     };
-    let spans = telemetry::store().trace(trace_id);
+    let spans = core.telemetry.spans.trace(trace_id);
     if spans.is_empty() {
         return error(
             StatusCode::NOT_FOUND,
@@ -294,9 +295,12 @@ async fn metrics(State(core): State<Arc<Core>>) -> Response {
 
 /// `GET /api/logs[?level=&service=&q=&trace=&after=&limit=]`: the newest matching records,
 /// oldest first.
-async fn logs(q: Result<Query<LogFilter>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn logs(
+    State(core): State<Arc<Core>>,
+    q: Result<Query<LogFilter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     match q {
-        Ok(Query(f)) => axum::Json(telemetry::logs().query(&f)).into_response(),
+        Ok(Query(f)) => axum::Json(core.telemetry.logs.query(&f)).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.body_text()),
     }
 }

@@ -327,7 +327,7 @@ fn watcher(
     tx: mpsc::Sender<Seen>,
     read: impl Fn(Option<Value>) -> Seen + Send + 'static,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    crate::telemetry::spawn(async move {
         let mut index = 0;
         loop {
             match client.blocking(&path, index).await {

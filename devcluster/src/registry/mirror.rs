@@ -133,7 +133,7 @@ impl<S: Store> Mirror<S> {
             link.clone(),
             own.clone(),
         );
-        let task = tokio::spawn({
+        let task = crate::telemetry::spawn({
             let stop = stop.clone();
             async move {
                 stop.run_until_cancelled(run).await;
@@ -156,7 +156,7 @@ impl<S: Store> Mirror<S> {
     /// process's instances from the store.
     pub async fn stop(mut self) {
         self.stop.cancel();
-        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        let task = std::mem::replace(&mut self.task, crate::telemetry::spawn(async {}));
         let abort = task.abort_handle();
         if tokio::time::timeout(Duration::from_secs(2), task)
             .await

@@ -127,7 +127,7 @@ impl Registry {
             reaper: Mutex::new(None),
         });
         let weak = Arc::downgrade(&inner);
-        let reaper = tokio::spawn(reap_loop(weak));
+        let reaper = crate::telemetry::spawn(reap_loop(weak));
         if let Ok(mut r) = inner.reaper.lock() {
             *r = Some(reaper);
         }
@@ -217,12 +217,12 @@ impl Registry {
             .checks
             .iter()
             .filter_map(|spec| match &spec.kind {
-                CheckKind::Http { .. } => Some(tokio::spawn(checks::run_http_check(
+                CheckKind::Http { .. } => Some(crate::telemetry::spawn(checks::run_http_check(
                     Arc::downgrade(&self.inner),
                     reg.id.clone(),
                     spec.clone(),
                 ))),
-                CheckKind::Grpc { .. } => Some(tokio::spawn(checks::run_grpc_check(
+                CheckKind::Grpc { .. } => Some(crate::telemetry::spawn(checks::run_grpc_check(
                     Arc::downgrade(&self.inner),
                     reg.id.clone(),
                     spec.clone(),

@@ -214,7 +214,7 @@ pub fn spawn(
     traffic: Arc<Traffic>,
     stop: tokio_util::sync::CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    crate::telemetry::spawn(async move {
         stop.run_until_cancelled_owned(async move {
             let Some(host) = gateway_host(&gateway) else {
                 tracing::error!(gateway, "traffic generator: not an http://HOST:PORT URL");
@@ -258,7 +258,7 @@ pub fn spawn(
                     traffic.sent.fetch_add(1, Ordering::Relaxed);
                     let (host, traffic, created) = (host.clone(), traffic.clone(), created.clone());
                     let headers = if body.is_some() { &json } else { &headers }.clone();
-                    tokio::spawn(async move {
+                    crate::telemetry::spawn(async move {
                         let sent = send_one(host, &method, &path, &headers, body, &created);
                         let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, sent).await {
                             Ok(outcome) => outcome,

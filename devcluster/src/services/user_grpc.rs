@@ -15,7 +15,7 @@ use crate::telemetry::http::ServerSpans;
 use crate::telemetry::metrics::ServerMetrics;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -161,7 +161,7 @@ impl Connections for GrpcConnections {
             routes.clone().oneshot(req.map(axum::body::Body::new))
         });
         Box::pin(async move {
-            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            let conn = hyper::server::conn::http2::Builder::new(crate::telemetry::Executor)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {

@@ -6,6 +6,7 @@
 //! `parent_span_id` (hex) attach it to a caller in another process or hop. Every other field
 //! becomes an attribute; events inside the span become its events.
 
+use super::Telemetry;
 use super::context::{SpanContext, SpanId, TraceId};
 use super::logs::{Level, LogRecord, LogStore};
 use super::span::{SpanEvent, SpanRecord};
@@ -23,20 +24,66 @@ use tracing_subscriber::registry::LookupSpan;
 const MAX_EVENTS: usize = 64;
 
 pub struct SpanLayer {
-    store: Arc<SpanStore>,
-    logs: Option<Arc<LogStore>>,
+    sink: Sink,
+}
+
+/// Where the layer writes.
+enum Sink {
+    /// Into these stores, whoever made the span.
+    Fixed {
+        store: Arc<SpanStore>,
+        logs: Option<Arc<LogStore>>,
+    },
+    /// Into the telemetry of the cluster whose task made the span or event.
+    Routed,
 }
 
 impl SpanLayer {
+    /// Spans into `store`, events nowhere.
     pub fn new(store: Arc<SpanStore>) -> Self {
-        SpanLayer { store, logs: None }
+        SpanLayer {
+            sink: Sink::Fixed { store, logs: None },
+        }
+    }
+
+    /// Spans and events (debug and above) into the telemetry of the cluster that made them
+    /// (see [`super::current`]).
+    pub fn routed() -> Self {
+        SpanLayer { sink: Sink::Routed }
     }
 
     /// Also keeps every event (debug and above) as a log record.
     #[must_use]
     pub fn with_logs(mut self, logs: Arc<LogStore>) -> Self {
-        self.logs = Some(logs);
+        if let Sink::Fixed { logs: l, .. } = &mut self.sink {
+            *l = Some(logs);
+        }
         self
+    }
+
+    /// The telemetry a span made now belongs to (routed layers only).
+    fn owner(&self) -> Option<Arc<Telemetry>> {
+        match self.sink {
+            Sink::Fixed { .. } => None,
+            Sink::Routed => super::current(),
+        }
+    }
+
+    fn logs_for(&self, owner: Option<&Arc<Telemetry>>) -> Option<Arc<LogStore>> {
+        match &self.sink {
+            Sink::Fixed { logs, .. } => logs.clone(),
+            Sink::Routed => owner
+                .cloned()
+                .or_else(super::current)
+                .map(|t| t.logs.clone()),
+        }
+    }
+
+    fn store_for(&self, owner: Option<&Arc<Telemetry>>) -> Option<Arc<SpanStore>> {
+        match &self.sink {
+            Sink::Fixed { store, .. } => Some(store.clone()),
+            Sink::Routed => owner.map(|t| t.spans.clone()),
+        }
     }
 }
 
@@ -48,6 +95,8 @@ struct SpanData {
     events: Vec<SpanEvent>,
     start_unix_ns: u64,
     started: Instant,
+    /// The cluster it was made in: it is stored there when it closes, wherever that happens.
+    owner: Option<Arc<Telemetry>>,
 }
 
 #[derive(Default)]
@@ -162,6 +211,10 @@ where
             events: Vec::new(),
             start_unix_ns: unix_ns(),
             started: Instant::now(),
+            owner: span
+                .parent()
+                .and_then(|p| p.extensions().get::<SpanData>().map(|d| d.owner.clone()))
+                .unwrap_or_else(|| self.owner()),
         };
         span.extensions_mut().insert(data);
     }
@@ -179,7 +232,16 @@ where
         let mut f = Fields::default();
         event.record(&mut f);
         let span = ctx.event_span(event);
-        if let (Some(logs), true) = (&self.logs, *meta.level() <= tracing::Level::DEBUG) {
+        let logs = if *meta.level() <= tracing::Level::DEBUG {
+            let owner = span
+                .as_ref()
+                .and_then(|s| s.extensions().get::<SpanData>().map(|d| d.owner.clone()))
+                .flatten();
+            self.logs_for(owner.as_ref())
+        } else {
+            None
+        };
+        if let Some(logs) = logs {
             let (service, instance, ctx_ids) = span
                 .as_ref()
                 .and_then(|s| {
@@ -249,8 +311,11 @@ where
         let Some(data) = span.extensions_mut().remove::<SpanData>() else {
             return;
         };
+        let Some(store) = self.store_for(data.owner.as_ref()) else {
+            return;
+        };
         let f = data.fields;
-        self.store.push(SpanRecord {
+        store.push(SpanRecord {
             trace_id: data.ctx.trace_id,
             span_id: data.ctx.span_id,
             parent_id: data.parent,

@@ -458,7 +458,9 @@ impl MetricsHub {
 
     /// The admin port's `/metrics`: the gateway's server metrics, the client side, the process.
     pub fn encode_admin(&self) -> String {
-        self.spans_stored.set(super::store().len() as i64);
+        if let Some(t) = super::current() {
+            self.spans_stored.set(t.spans.len() as i64);
+        }
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &registry);

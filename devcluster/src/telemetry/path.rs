@@ -366,9 +366,11 @@ pub fn access_message(method: Name, route: Name, status: u16) -> String {
     format!("{method} {route} → {status}")
 }
 
-/// Records a traffic-path span into the process's span store.
+/// Records a traffic-path span into its cluster's span store.
 pub fn record(span: PathSpan) {
-    super::store().push_path(span);
+    if let Some(t) = super::current() {
+        t.spans.push_path(span);
+    }
 }
 
 /// The access line of one request, as the log store keeps it.
@@ -401,7 +403,9 @@ impl Access {
     }
 }
 
-/// Records a request's access line into the process's log store.
+/// Records a request's access line into its cluster's log store.
 pub fn access(line: Access) {
-    super::logs().push_access(line);
+    if let Some(t) = super::current() {
+        t.logs.push_access(line);
+    }
 }
