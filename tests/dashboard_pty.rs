@@ -293,7 +293,8 @@ fn a_config_edit_in_the_dashboard_is_refused_in_place_then_applied_and_written_b
     tmux.wait_for("the editor", |s| s.contains("traffic.rps = 5"));
     tmux.run(&["send-keys", "-t", "dash", "BSpace", "x", "Enter"]);
     let s = tmux.wait_for("the refusal in place", |s| {
-        s.contains("refused: traffic.rps = x")
+        // The value as it was read (a string), and what would do, in words.
+        s.contains("refused: traffic.rps = \"x\": expected a whole number")
     });
     assert!(
         s.contains("traffic.rps = x "),

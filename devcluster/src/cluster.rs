@@ -64,8 +64,8 @@ pub enum ClusterError {
     },
     #[error("cannot register {id}: {message}")]
     Register { id: String, message: String },
-    #[error("invalid config: {0}")]
-    Config(String),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// How the cluster is started.
@@ -370,7 +370,12 @@ impl Cluster {
                 planned.push((service, id, listener, grpc));
             }
         }
-        let routes = RouteTable::new(&cfg.routes).map_err(ClusterError::Config)?;
+        let routes = RouteTable::new(&cfg.routes).map_err(|invalid| {
+            ClusterError::Config(crate::config::ConfigError::Value {
+                origin: "config".into(),
+                invalid,
+            })
+        })?;
 
         let registry = Registry::new();
         let kv = KvStore::new();

@@ -148,8 +148,84 @@ pub enum ConfigError {
     /// The cause is in the message and not a `source`: a report of the chain would say it twice.
     #[error("cannot read config file {path}: {cause}")]
     Read { path: String, cause: std::io::Error },
+    /// A document that does not parse (TOML or JSON syntax).
     #[error("invalid config in {origin}: {message}")]
     Invalid { origin: String, message: String },
+    /// A key whose value the config cannot take; `origin` is the layer that set it.
+    #[error("invalid config in {origin}: {invalid}")]
+    Value { origin: String, invalid: Invalid },
+}
+
+/// A value the config cannot take: the key, the value given (as TOML text; empty for a whole
+/// section) and what it expected, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub struct Invalid {
+    pub key: String,
+    pub value: String,
+    pub expected: String,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "{}: expected {}", self.key, self.expected)
+        } else {
+            write!(
+                f,
+                "{} = {}: expected {}",
+                self.key, self.value, self.expected
+            )
+        }
+    }
+}
+
+impl Invalid {
+    pub fn new(key: impl Into<String>, value: impl ToString, expected: impl Into<String>) -> Self {
+        Invalid {
+            key: key.into(),
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+
+    /// The same, its key under `prefix` (`faults.user-service-2.` + `error_rate`).
+    #[must_use]
+    pub fn under(mut self, prefix: &str) -> Self {
+        self.key = format!("{prefix}{}", self.key);
+        self
+    }
+
+    /// A deserializer's refusal of the merged `table`: the key it names ("…\nin `traffic.rps`"),
+    /// that key's value in the table, and what it expected, in words.
+    fn of_toml(e: &toml::de::Error, table: &toml::Table) -> Option<Invalid> {
+        let text = e.to_string();
+        let (message, key) = text.trim_end().rsplit_once("\nin `")?;
+        let mut key = key.strip_suffix('`')?.to_string();
+        let message = in_words(message.trim());
+        let mut expected = match message.split_once(", expected ") {
+            Some((_, expected)) => expected.to_string(),
+            None => message
+                .strip_prefix("expected ")
+                .unwrap_or(&message)
+                .to_string(),
+        };
+        // A typo: the key is the unknown one, under the table that was read.
+        if let Some((field, _)) = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            key = if key.is_empty() {
+                field.to_string()
+            } else {
+                format!("{key}.{field}")
+            };
+            expected = format!("a known key: {expected}");
+        }
+        let value = layers::get_path(table, &layers::split_key(&key))
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        Some(Invalid::new(key, value, expected))
+    }
 }
 
 /// A deserializer's message with its type names said in words: "expected u32" means nothing
@@ -194,14 +270,14 @@ impl Config {
             origin: "layers".into(),
             message,
         };
-        let mut layers = vec![Layer::parse("defaults", DEFAULTS_TOML).map_err(invalid)?];
+        let mut layers = vec![Layer::defaults().map_err(invalid)?];
         layers.push(Layer::environment(env).map_err(invalid)?);
         if let Some(path) = path {
             let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                 path: path.display().to_string(),
                 cause,
             })?;
-            layers.push(Layer::parse(&path.display().to_string(), &text).map_err(invalid)?);
+            layers.push(Layer::file(path, &text).map_err(invalid)?);
         }
         let known = layers[0].table.clone();
         layers.extend(Layer::from_env(vars, &known));
@@ -224,15 +300,22 @@ impl Config {
 
     fn from_table(mut merged: toml::Table, origin: &str) -> Result<Config, ConfigError> {
         inherit_breaker_defaults(&mut merged);
-        let cfg: Config = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                origin: origin.to_string(),
-                message: in_words(&e.to_string()),
-            })?;
-        cfg.validate().map_err(|message| ConfigError::Invalid {
+        let cfg: Config =
+            toml::Value::Table(merged.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| match Invalid::of_toml(&e, &merged) {
+                    Some(invalid) => ConfigError::Value {
+                        origin: origin.to_string(),
+                        invalid,
+                    },
+                    None => ConfigError::Invalid {
+                        origin: origin.to_string(),
+                        message: in_words(&e.to_string()),
+                    },
+                })?;
+        cfg.validate().map_err(|invalid| ConfigError::Value {
             origin: origin.to_string(),
-            message,
+            invalid,
         })?;
         Ok(cfg)
     }
@@ -245,44 +328,56 @@ impl Config {
         };
         Layer {
             origin: origin.into(),
+            kind: layers::LayerKind::Code,
             table,
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         for (name, s) in &self.services {
             if !matches!(name.as_str(), "user-service" | "order-service") {
-                return Err(format!(
-                    "services.{name}: unknown sample service (expected user-service or order-service)"
+                return Err(Invalid::new(
+                    format!("services.{name}"),
+                    "",
+                    "a sample service: user-service or order-service",
                 ));
             }
-            if s.user_protocol.is_some() && name != "order-service" {
-                return Err(format!(
-                    "services.{name}.user_protocol: only order-service calls user-service (set services.order-service.user_protocol)"
+            if let Some(p) = s.user_protocol
+                && name != "order-service"
+            {
+                return Err(Invalid::new(
+                    format!("services.{name}.user_protocol"),
+                    format!("\"{}\"", format!("{p:?}").to_lowercase()),
+                    "none here: only order-service calls user-service \
+                     (set services.order-service.user_protocol)",
                 ));
             }
             if s.instances > 16 {
-                return Err(format!(
-                    "services.{name}.instances = {}: expected 0 to 16",
-                    s.instances
+                return Err(Invalid::new(
+                    format!("services.{name}.instances"),
+                    s.instances,
+                    "0 to 16",
                 ));
             }
         }
         if self.health.interval_ms < 50 {
-            return Err(format!(
-                "health.interval_ms = {}: expected at least 50",
-                self.health.interval_ms
+            return Err(Invalid::new(
+                "health.interval_ms",
+                self.health.interval_ms,
+                "at least 50",
             ));
         }
         if self.health.timeout_ms == 0 {
-            return Err("health.timeout_ms = 0: expected at least 1".into());
+            return Err(Invalid::new("health.timeout_ms", 0, "at least 1"));
         }
         for (service, b) in &self.balancer {
             if let Some(k) = &b.hash_key
                 && !(k.starts_with("header:") || k.starts_with("path:"))
             {
-                return Err(format!(
-                    "balancer.{service}.hash_key = \"{k}\": expected \"header:NAME\" or \"path:NAME\""
+                return Err(Invalid::new(
+                    format!("balancer.{service}.hash_key"),
+                    format!("\"{k}\""),
+                    "\"header:NAME\" or \"path:NAME\"",
                 ));
             }
         }
@@ -290,24 +385,27 @@ impl Config {
             b.validate(name)?;
         }
         if self.timeouts.call_ms == 0 {
-            return Err("timeouts.call_ms = 0: expected at least 1".into());
+            return Err(Invalid::new("timeouts.call_ms", 0, "at least 1"));
         }
         if !(1..=10).contains(&self.retries.attempts) {
-            return Err(format!(
-                "retries.attempts = {}: expected 1 to 10",
-                self.retries.attempts
+            return Err(Invalid::new(
+                "retries.attempts",
+                self.retries.attempts,
+                "1 to 10",
             ));
         }
         if self.retries.budget_percent > 100 {
-            return Err(format!(
-                "retries.budget_percent = {}: expected 0 to 100",
-                self.retries.budget_percent
+            return Err(Invalid::new(
+                "retries.budget_percent",
+                self.retries.budget_percent,
+                "0 to 100",
             ));
         }
         if self.outlier.max_ejected_percent > 100 {
-            return Err(format!(
-                "outlier.max_ejected_percent = {}: expected 0 to 100",
-                self.outlier.max_ejected_percent
+            return Err(Invalid::new(
+                "outlier.max_ejected_percent",
+                self.outlier.max_ejected_percent,
+                "0 to 100",
             ));
         }
         for (key, v) in [
@@ -315,20 +413,19 @@ impl Config {
             ("telemetry.max_logs", self.telemetry.max_logs),
         ] {
             if !(100..=10_000_000).contains(&v) {
-                return Err(format!("{key} = {v}: expected 100 to 10000000"));
+                return Err(Invalid::new(key, v, "100 to 10000000"));
             }
         }
         if self.traffic.rps > 10_000 {
-            return Err(format!(
-                "traffic.rps = {}: expected 0 to 10000",
-                self.traffic.rps
-            ));
+            return Err(Invalid::new("traffic.rps", self.traffic.rps, "0 to 10000"));
         }
         for (id, f) in &self.faults {
-            f.validate().map_err(|e| format!("faults.{id}.{e}"))?;
+            f.validate()
+                .map_err(|e| e.under(&format!("faults.{id}.")))?;
         }
         for (i, r) in self.routes.iter().enumerate() {
-            crate::gateway::routes::Route::compile(r).map_err(|e| format!("routes[{i}]: {e}"))?;
+            crate::gateway::routes::Route::compile(r)
+                .map_err(|e| e.under(&format!("routes[{i}].")))?;
         }
         Ok(())
     }
@@ -434,15 +531,21 @@ impl Effective {
             origin = &l.origin;
         }
         let config = Config::from_table(table.clone(), origin).map_err(|e| match e {
-            // Named after the layer that set the key the message names (a file's hand edit,
-            // not the KV layer merged on top of it), when it names one.
-            ConfigError::Invalid { origin, message } => ConfigError::Invalid {
+            // Named after the layer that set the refused key (a file's hand edit, not the KV
+            // layer merged on top of it); for a section, the layer of a key under it.
+            ConfigError::Value { origin, invalid } => ConfigError::Value {
                 origin: origins
-                    .iter()
-                    .filter(|(key, _)| message.contains(key.as_str()))
-                    .max_by_key(|(key, _)| key.len())
-                    .map_or(origin, |(_, o)| o.clone()),
-                message,
+                    .get(&invalid.key)
+                    .or_else(|| {
+                        let section = format!("{}.", invalid.key);
+                        origins
+                            .iter()
+                            .find(|(key, _)| key.starts_with(&section))
+                            .map(|(_, o)| o)
+                    })
+                    .cloned()
+                    .unwrap_or(origin),
+                invalid,
             },
             other => other,
         })?;

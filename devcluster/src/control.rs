@@ -48,6 +48,9 @@ pub enum ControlError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A value refused: the key, the value and what was expected.
+    #[error("refused: {0}")]
+    Refused(crate::config::Invalid),
     #[error("{0}")]
     NotFound(String),
     #[error("this view is read-only (a fixed snapshot): commands need a live cluster")]
@@ -60,11 +63,20 @@ pub enum ControlError {
     Remote { status: u16, message: String },
 }
 
+impl From<crate::config::center::ChangeError> for ControlError {
+    fn from(e: crate::config::center::ChangeError) -> Self {
+        match e {
+            crate::config::center::ChangeError::Refused(invalid) => ControlError::Refused(invalid),
+            other => ControlError::Invalid(other.to_string()),
+        }
+    }
+}
+
 impl ControlError {
     pub fn status(&self) -> u16 {
         match self {
             ControlError::UnknownInstance(_) | ControlError::NotFound(_) => 404,
-            ControlError::Invalid(_) => 400,
+            ControlError::Invalid(_) | ControlError::Refused(_) => 400,
             ControlError::NotManaged(_) => 409,
             ControlError::Restart { .. } => 500,
             ControlError::ReadOnly => 405,

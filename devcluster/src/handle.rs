@@ -379,7 +379,7 @@ impl ClusterHandle {
                 let done = core.telemetry.scope(change).await;
                 // The dashboard sees the new value at once, not at the next publish tick.
                 core.publish();
-                done.map(|c| describe(&c)).map_err(ControlError::Invalid)
+                done.map(|c| describe(&c)).map_err(ControlError::from)
             }
             Kind::Remote(c) => c
                 .config_set(key, value, DASHBOARD)
@@ -392,7 +392,7 @@ impl ClusterHandle {
     /// What switching to environment `name` would change.
     pub async fn env_diff(&self, name: &str) -> Result<Vec<Change>, ControlError> {
         match &self.kind {
-            Kind::Local(core) => core.config.env_diff(name).map_err(ControlError::Invalid),
+            Kind::Local(core) => core.config.env_diff(name).map_err(ControlError::from),
             Kind::Remote(c) => c.config_env(name, false).await.map(|a| a.changes),
             Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),
         }
@@ -406,7 +406,7 @@ impl ClusterHandle {
                 let done = core.telemetry.scope(change).await;
                 core.publish();
                 done.map(|c| format!("environment {name}: {}", describe(&c)))
-                    .map_err(ControlError::Invalid)
+                    .map_err(ControlError::from)
             }
             Kind::Remote(c) => c
                 .config_env(name, true)
@@ -424,7 +424,7 @@ impl ClusterHandle {
                     .scope(core.config.change(|c| c.undo("undo")))
                     .await;
                 core.publish();
-                done.map(|c| describe(&c)).map_err(ControlError::Invalid)
+                done.map(|c| describe(&c)).map_err(ControlError::from)
             }
             Kind::Remote(c) => c.config_undo().await.map(|a| describe(&a.changes)),
             Kind::Fixed { .. } | Kind::Offline { .. } => Err(ControlError::ReadOnly),

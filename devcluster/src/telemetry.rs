@@ -40,6 +40,8 @@ pub const DEFAULT_SPAN_CAPACITY: usize = 100_000;
 pub struct Telemetry {
     pub spans: Arc<SpanStore>,
     pub logs: Arc<LogStore>,
+    /// The cluster's live config version, stamped on its server spans (`config.version`).
+    pub config_version: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -65,6 +67,7 @@ impl Telemetry {
         let t = Arc::new(Telemetry {
             spans: Arc::new(SpanStore::new(DEFAULT_SPAN_CAPACITY)),
             logs: Arc::new(LogStore::new(logs::DEFAULT_LOG_CAPACITY)),
+            config_version: std::sync::atomic::AtomicU64::new(1),
         });
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|w| w.strong_count() > 0);
@@ -87,6 +90,11 @@ pub fn current() -> Option<Arc<Telemetry>> {
         .ok()
         .flatten()
         .or_else(first_live)
+}
+
+/// The telemetry of the cluster the running task belongs to; none outside a cluster's tasks.
+pub fn owner() -> Option<Arc<Telemetry>> {
+    OWNER.try_with(Option::clone).ok().flatten()
 }
 
 fn first_live() -> Option<Arc<Telemetry>> {

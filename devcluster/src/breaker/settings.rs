@@ -104,34 +104,35 @@ impl BreakerSettings {
         Duration::from_millis(self.slow_call_ms)
     }
 
-    /// Checks ranges; the message names the key, the value and what is expected.
-    pub fn validate(&self, name: &str) -> Result<(), String> {
+    /// Checks ranges: the refusal names the key, the value and what is expected.
+    pub fn validate(&self, name: &str) -> Result<(), crate::config::Invalid> {
+        use crate::config::Invalid;
         let key = |k: &str| format!("breaker.\"{name}\".{k}");
         let pct = |k: &str, v: u32| {
             if (1..=100).contains(&v) {
                 Ok(())
             } else {
-                Err(format!(
-                    "{} = {v}: expected a percentage from 1 to 100",
-                    key(k)
-                ))
+                Err(Invalid::new(key(k), v, "a percentage from 1 to 100"))
             }
         };
         pct("failure_rate_threshold", self.failure_rate_threshold)?;
         pct("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
         match self.window {
             WindowSize::Calls(n) if n == 0 || n > super::window::MAX_CALLS => {
-                return Err(format!(
-                    "{} = {n}: expected 1 to {} calls, or a duration from 1s to 10m",
+                return Err(Invalid::new(
                     key("window"),
-                    super::window::MAX_CALLS
+                    n,
+                    format!(
+                        "1 to {} calls, or a duration from 1s to 10m",
+                        super::window::MAX_CALLS
+                    ),
                 ));
             }
             WindowSize::Time(d) if d < Duration::from_secs(1) || d > Duration::from_secs(600) => {
-                return Err(format!(
-                    "{} = \"{}\": expected a duration from 1s to 10m, or a number of calls",
+                return Err(Invalid::new(
                     key("window"),
-                    self.window
+                    format!("\"{}\"", self.window),
+                    "a duration from 1s to 10m, or a number of calls",
                 ));
             }
             _ => {}
@@ -141,21 +142,20 @@ impl BreakerSettings {
             WindowSize::Time(_) => 1_000_000,
         };
         if self.minimum_calls == 0 || self.minimum_calls > most {
-            return Err(format!(
-                "{} = {}: expected 1 to {}",
+            return Err(Invalid::new(
                 key("minimum_calls"),
                 self.minimum_calls,
                 match self.window {
-                    WindowSize::Calls(n) => format!("window ({n})"),
-                    WindowSize::Time(_) => "1000000".into(),
-                }
+                    WindowSize::Calls(n) => format!("1 to window ({n})"),
+                    WindowSize::Time(_) => "1 to 1000000".into(),
+                },
             ));
         }
         if self.half_open_probes == 0 || self.half_open_probes > 1000 {
-            return Err(format!(
-                "{} = {}: expected 1 to 1000",
+            return Err(Invalid::new(
                 key("half_open_probes"),
-                self.half_open_probes
+                self.half_open_probes,
+                "1 to 1000",
             ));
         }
         Ok(())

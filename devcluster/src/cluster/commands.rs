@@ -127,7 +127,7 @@ impl Core {
                 self.config
                     .change(move |c| c.set(&key, &value, &by))
                     .await
-                    .map_err(ControlError::Invalid)?;
+                    .map_err(ControlError::from)?;
                 format!("{service} is now balanced by {strategy}")
             }
             Command::Weight { id, weight } => {
@@ -144,7 +144,7 @@ impl Core {
             Command::Fault { id, fault, for_s } => {
                 // Kept under the process's id: its gRPC side shares its faults.
                 let id = self.managed(&id)?.id.clone();
-                fault.validate().map_err(ControlError::Invalid)?;
+                fault.validate().map_err(ControlError::Refused)?;
                 self.faults
                     .set(&id, fault.clone(), for_s.map(Duration::from_secs));
                 let mut parts = Vec::new();
@@ -185,7 +185,7 @@ impl Core {
                 self.config
                     .change(move |c| c.set("traffic.rps", &rps.to_string(), &by))
                     .await
-                    .map_err(ControlError::Invalid)?;
+                    .map_err(ControlError::from)?;
                 // Also when the config already says so: `--no-traffic` starts at 0 whatever it says.
                 self.traffic.set_rps(rps);
                 if rps == 0 {

@@ -5,9 +5,9 @@
 //! changes. A valid change makes a new version, is applied to the running cluster at once, and
 //! is kept in the history (who, when, old → new) for undo.
 
-use super::Effective;
 use super::kv::KvStore;
-use super::layers::{self, KV_PREFIX, Layer};
+use super::layers::{self, KV_PREFIX, Layer, LayerKind};
+use super::{ConfigError, Effective, Invalid};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,12 +15,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The live config's version, for spans (`config.version`): one config center per process
-/// serves its cluster, as one span store does.
-static LIVE_VERSION: AtomicU64 = AtomicU64::new(1);
-
-pub fn live_version() -> u64 {
-    LIVE_VERSION.load(Ordering::Relaxed)
+/// Why a config change was not made. Nothing changed in any case: the previous config stays live.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChangeError {
+    /// The value would leave the config invalid.
+    #[error("refused: {0}")]
+    Refused(Invalid),
+    #[error("key \"{key}\": expected a dotted path such as traffic.rps")]
+    BadKey { key: String },
+    #[error("this cluster was started without environment layers: there is nothing to switch")]
+    NoEnvironments,
+    #[error("environment {env}: {reason}")]
+    Environment { env: String, reason: String },
+    #[error("nothing to undo: no change since the start")]
+    NothingToUndo,
+    /// The config file could not be read, written back or watched.
+    #[error("{0}")]
+    File(String),
+    #[error("{0}")]
+    Kv(String),
+    #[error("the config change did not complete: {0}")]
+    Interrupted(String),
 }
 
 /// Changes kept in the history.
@@ -125,6 +140,8 @@ pub struct ConfigCenter {
     /// The KV index the live config was built at: the KV watcher skips what is already live
     /// (the center's own writes, applied as they were made).
     synced_kv: AtomicU64,
+    /// Where the live version is published for spans: the cluster it was built in.
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
     apply: Apply,
 }
 
@@ -145,11 +162,11 @@ impl ConfigCenter {
         file: Option<PathBuf>,
         kv: KvStore,
         apply: Apply,
-    ) -> Result<Arc<Self>, String> {
-        let effective = effective(&base, &kv, None).map_err(|e| e.to_string())?;
+    ) -> Result<Arc<Self>, ConfigError> {
+        let effective = effective(&base, &kv, None)?;
         let file = file.and_then(|path| {
-            let origin = path.display().to_string();
-            let index = base.iter().position(|l| l.origin == origin)?;
+            let kind = LayerKind::File(path.clone());
+            let index = base.iter().position(|l| l.kind == kind)?;
             Some(ConfigFile { index, path })
         });
         let center = Arc::new(ConfigCenter {
@@ -166,12 +183,16 @@ impl ConfigCenter {
             }),
             writing: Mutex::new(()),
             synced_kv: AtomicU64::new(0),
+            // The cluster being built: its spans carry this center's version.
+            telemetry: crate::telemetry::owner(),
             apply,
         });
         let weak = Arc::downgrade(&center);
         center.kv.set_guard(Arc::new(move |key, value| {
             match (weak.upgrade(), layers::key_of_kv(key)) {
-                (Some(c), Some(key)) => c.check(&key, &String::from_utf8_lossy(value)),
+                (Some(c), Some(key)) => c
+                    .check(&key, &String::from_utf8_lossy(value))
+                    .map_err(|e| e.to_string()),
                 _ => Ok(()),
             }
         }));
@@ -186,13 +207,13 @@ impl ConfigCenter {
 
     /// The environment layer: its place and its name (`assets/config/staging.toml` → staging).
     fn env_layer(&self) -> Option<(usize, String)> {
-        self.base().iter().enumerate().find_map(|(i, l)| {
-            let name = l.origin.strip_prefix("assets/config/")?;
-            Some((
-                i,
-                name.rsplit_once('.').map_or(name, |(n, _)| n).to_string(),
-            ))
-        })
+        self.base()
+            .iter()
+            .enumerate()
+            .find_map(|(i, l)| match &l.kind {
+                LayerKind::Environment(name) => Some((i, name.clone())),
+                _ => None,
+            })
     }
 
     pub fn env(&self) -> Option<String> {
@@ -200,20 +221,20 @@ impl ConfigCenter {
     }
 
     /// The base layers with environment `env`'s file in place of the current one.
-    fn with_env(&self, env: &str) -> Result<Vec<Layer>, String> {
-        let (index, _) = self.env_layer().ok_or(
-            "this cluster was started without environment layers: there is nothing to switch",
-        )?;
+    fn with_env(&self, env: &str) -> Result<Vec<Layer>, ChangeError> {
+        let (index, _) = self.env_layer().ok_or(ChangeError::NoEnvironments)?;
         let mut base = self.base().clone();
-        base[index] = Layer::environment(env)?;
+        base[index] = Layer::environment(env).map_err(|reason| ChangeError::Environment {
+            env: env.into(),
+            reason,
+        })?;
         Ok(base)
     }
 
     /// What switching to environment `env` would change, key by key (nothing is applied).
-    pub fn env_diff(&self, env: &str) -> Result<Vec<Change>, String> {
+    pub fn env_diff(&self, env: &str) -> Result<Vec<Change>, ChangeError> {
         let base = self.with_env(env)?;
-        let next =
-            effective(&base, &self.kv, None).map_err(|e| format!("environment {env}: {e}"))?;
+        let next = effective(&base, &self.kv, None).map_err(|e| invalid_env(env, &e))?;
         let live = self.live();
         Ok(diff(
             &layers::leaves(&live.effective.table),
@@ -225,10 +246,10 @@ impl ConfigCenter {
 
     /// Switches to environment `env`: its file replaces the current environment's layer.
     /// Not undoable key by key; switch back instead.
-    pub fn switch_env(&self, env: &str, who: &str) -> Result<Vec<Change>, String> {
+    pub fn switch_env(&self, env: &str, who: &str) -> Result<Vec<Change>, ChangeError> {
         let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let base = self.with_env(env)?;
-        effective(&base, &self.kv, None).map_err(|e| format!("environment {env}: {e}"))?;
+        effective(&base, &self.kv, None).map_err(|e| invalid_env(env, &e))?;
         *self.base.lock().unwrap_or_else(|e| e.into_inner()) = base;
         Ok(self.sync_locked(who, false))
     }
@@ -251,7 +272,7 @@ impl ConfigCenter {
         let origin = f.path.display().to_string();
         let layer = std::fs::read_to_string(&f.path)
             .map_err(|e| format!("cannot read {origin}: {e}"))
-            .and_then(|text| Layer::parse(&origin, &text));
+            .and_then(|text| Layer::file(&f.path, &text));
         let checked = layer.and_then(|layer| {
             let mut base = self.base().clone();
             base[f.index] = layer;
@@ -275,7 +296,7 @@ impl ConfigCenter {
     }
 
     /// Follows hand edits of the config file, if there is one.
-    pub fn watch_file(self: &Arc<Self>) -> Result<(), String> {
+    pub fn watch_file(self: &Arc<Self>) -> Result<(), ChangeError> {
         let Some(f) = &self.file else {
             return Ok(());
         };
@@ -285,17 +306,17 @@ impl ConfigCenter {
                 c.reload_file();
             }
         })
-        .map_err(|e| format!("cannot watch {}: {e}", f.path.display()))?;
+        .map_err(|e| ChangeError::File(format!("cannot watch {}: {e}", f.path.display())))?;
         *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(watcher);
         Ok(())
     }
 
     /// After writing the file: its new content becomes its layer.
-    fn reread_file_layer(&self, f: &ConfigFile) -> Result<(), String> {
+    fn reread_file_layer(&self, f: &ConfigFile) -> Result<(), ChangeError> {
         let origin = f.path.display().to_string();
-        let text =
-            std::fs::read_to_string(&f.path).map_err(|e| format!("cannot read {origin}: {e}"))?;
-        let layer = Layer::parse(&origin, &text)?;
+        let text = std::fs::read_to_string(&f.path)
+            .map_err(|e| ChangeError::File(format!("cannot read {origin}: {e}")))?;
+        let layer = Layer::file(&f.path, &text).map_err(ChangeError::File)?;
         self.base.lock().unwrap_or_else(|e| e.into_inner())[f.index] = layer;
         Ok(())
     }
@@ -370,28 +391,28 @@ impl ConfigCenter {
     }
 
     /// Checks that setting `key` to `text` leaves a valid config, without writing anything.
-    pub fn check(&self, key: &str, text: &str) -> Result<(), String> {
+    pub fn check(&self, key: &str, text: &str) -> Result<(), ChangeError> {
         check_key(key)?;
         let value = layers::parse_value(text);
         effective(&self.base(), &self.kv, Some((key, Some(value))))
             .map(|_| ())
-            .map_err(|e| refusal(key, text, &e))
+            .map_err(|e| refusal(key, text, e))
     }
 
     /// Runs a change (`set`, `unset`, `undo`, `switch_env`) on a blocking thread: writing the
     /// config file back and its fsyncs stay off the async workers that serve requests.
-    pub async fn change<F>(self: &Arc<Self>, f: F) -> Result<Vec<Change>, String>
+    pub async fn change<F>(self: &Arc<Self>, f: F) -> Result<Vec<Change>, ChangeError>
     where
-        F: FnOnce(&ConfigCenter) -> Result<Vec<Change>, String> + Send + 'static,
+        F: FnOnce(&ConfigCenter) -> Result<Vec<Change>, ChangeError> + Send + 'static,
     {
         let center = self.clone();
         crate::telemetry::spawn_blocking(move || f(&center))
             .await
-            .unwrap_or_else(|e| Err(format!("the config change did not complete: {e}")))
+            .unwrap_or_else(|e| Err(ChangeError::Interrupted(e.to_string())))
     }
 
     /// Sets `key` to `text` (a TOML literal or a bare word) in the KV layer and applies it.
-    pub fn set(&self, key: &str, text: &str, who: &str) -> Result<Vec<Change>, String> {
+    pub fn set(&self, key: &str, text: &str, who: &str) -> Result<Vec<Change>, ChangeError> {
         self.set_as(key, text, who, true)
     }
 
@@ -401,48 +422,47 @@ impl ConfigCenter {
         text: &str,
         who: &str,
         undoable: bool,
-    ) -> Result<Vec<Change>, String> {
+    ) -> Result<Vec<Change>, ChangeError> {
         let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         self.check(key, text)?;
         let canonical = layers::parse_value(text).to_string();
         if let Some(f) = self.writable_file() {
-            super::file::write_key(&f.path, key, Some(&canonical))?;
+            super::file::write_key(&f.path, key, Some(&canonical)).map_err(ChangeError::File)?;
             self.reread_file_layer(f)?;
             return Ok(self.sync_locked(who, undoable));
         }
         self.kv
             .put_checked(&layers::kv_key(key), canonical.into_bytes(), None, None)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ChangeError::Kv(e.to_string()))?;
         Ok(self.sync_locked(who, undoable))
     }
 
     /// Removes `key` from the KV layer: the value below (file, defaults) takes over again.
-    pub fn unset(&self, key: &str, who: &str) -> Result<Vec<Change>, String> {
+    pub fn unset(&self, key: &str, who: &str) -> Result<Vec<Change>, ChangeError> {
         self.unset_as(key, who, true)
     }
 
-    fn unset_as(&self, key: &str, who: &str, undoable: bool) -> Result<Vec<Change>, String> {
+    fn unset_as(&self, key: &str, who: &str, undoable: bool) -> Result<Vec<Change>, ChangeError> {
         let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        effective(&self.base(), &self.kv, Some((key, None)))
-            .map_err(|e| refusal(key, UNSET, &e))?;
+        effective(&self.base(), &self.kv, Some((key, None))).map_err(|e| refusal(key, UNSET, e))?;
         // The key, or a whole section (`faults.user-service-2`): every key under it.
         self.kv.delete(&layers::kv_key(key), false, None);
         self.kv
             .delete(&format!("{}/", layers::kv_key(key)), true, None);
         if let Some(f) = self.writable_file() {
-            super::file::write_key(&f.path, key, None)?;
+            super::file::write_key(&f.path, key, None).map_err(ChangeError::File)?;
             self.reread_file_layer(f)?;
         }
         Ok(self.sync_locked(who, undoable))
     }
 
     /// Undoes the newest change: its key goes back to its old value (or is unset).
-    pub fn undo(&self, who: &str) -> Result<Vec<Change>, String> {
+    pub fn undo(&self, who: &str) -> Result<Vec<Change>, ChangeError> {
         let last = self
             .live()
             .undoable
             .pop()
-            .ok_or("nothing to undo: no change since the start")?;
+            .ok_or(ChangeError::NothingToUndo)?;
         let done = match &last.old {
             // With a file, the old value is written back to it as it was.
             Some(old) if self.writable_file().is_some() => self.set_as(&last.key, old, who, false),
@@ -493,7 +513,9 @@ impl ConfigCenter {
         let mut changes = diff(&before, &after, version, who);
         let old = std::mem::replace(&mut live.effective, next);
         (self.apply)(&old.config, &live.effective.config);
-        LIVE_VERSION.store(version, Ordering::Relaxed);
+        if let Some(t) = &self.telemetry {
+            t.config_version.store(version, Ordering::Relaxed);
+        }
         let applied_in_us = started.elapsed().as_micros() as u64;
         for c in &mut changes {
             c.applied_in_us = applied_in_us;
@@ -558,27 +580,31 @@ fn diff(
     changes
 }
 
-fn check_key(key: &str) -> Result<(), String> {
+fn check_key(key: &str) -> Result<(), ChangeError> {
     if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err(format!(
-            "key \"{key}\": expected a dotted path such as traffic.rps"
-        ));
+        return Err(ChangeError::BadKey { key: key.into() });
     }
     Ok(())
 }
 
-fn refusal(key: &str, text: &str, e: &super::ConfigError) -> String {
-    let reason = match e {
-        super::ConfigError::Invalid { message, .. } => message.clone(),
-        other => other.to_string(),
-    };
-    // One line: the TOML reader adds "\nin `key`" after its message.
-    let reason = reason.replace('\n', " ");
-    // The checks' own messages already start with the key (names quoted) and the value.
-    if reason.replace('"', "").starts_with(key) {
-        format!("refused: {reason}")
-    } else {
-        format!("refused: {key} = {text}: {}", reason.trim())
+/// Setting `key` to `text` (or unsetting it) made `e`: the refusal names what the config
+/// checks named (the key itself, or one the change broke); a document that did not parse is
+/// said against the key and the text as typed.
+fn refusal(key: &str, text: &str, e: ConfigError) -> ChangeError {
+    match e {
+        ConfigError::Value { invalid, .. } => ChangeError::Refused(invalid),
+        ConfigError::Invalid { message, .. } => {
+            ChangeError::Refused(Invalid::new(key, text, message.replace('\n', " ").trim()))
+        }
+        other => ChangeError::Refused(Invalid::new(key, text, other.to_string())),
+    }
+}
+
+/// Environment `env`'s file does not add up to a valid config with the other layers.
+fn invalid_env(env: &str, e: &ConfigError) -> ChangeError {
+    ChangeError::Environment {
+        env: env.into(),
+        reason: e.to_string(),
     }
 }
 
@@ -612,6 +638,7 @@ fn effective(
     }
     let kv_layer = Layer {
         origin: "kv".into(),
+        kind: LayerKind::Kv,
         table: kv_table,
     };
     Effective::of(base.iter().chain([&kv_layer]))

@@ -3,6 +3,7 @@
 //! each leaf remembers the layer it came from.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// The environment files shipped in `assets/config/`, embedded like the defaults.
 const ENV_FILES: &[(&str, &str, &str)] = &[
@@ -31,12 +32,49 @@ pub const ENV_PREFIX: &str = "LGO__";
 /// One source of keys.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layer {
-    /// Where it came from: `defaults`, `assets/config/staging.toml`, `mine.toml`, `env LGO__…`.
+    /// Where it came from, as shown: `defaults`, `assets/config/staging.toml`, `mine.toml`,
+    /// `env LGO__…`.
     pub origin: String,
+    /// What it is, for the code that must find a layer (the environment's, the user's file).
+    pub kind: LayerKind,
     pub table: toml::Table,
 }
 
+/// What a layer is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LayerKind {
+    /// The embedded defaults.
+    Defaults,
+    /// A shipped environment's file, by the environment's name.
+    Environment(String),
+    /// The user's `--config` file.
+    File(PathBuf),
+    /// An `LGO__…` variable.
+    Var,
+    /// The KV store's `lgo/` keys.
+    Kv,
+    /// Built in code (a `Config` handed to the cluster, a test).
+    #[default]
+    Code,
+}
+
 impl Layer {
+    /// The embedded defaults.
+    pub fn defaults() -> Result<Layer, String> {
+        Ok(Layer {
+            kind: LayerKind::Defaults,
+            ..Layer::parse("defaults", super::DEFAULTS_TOML)?
+        })
+    }
+
+    /// The user's file at `path` (TOML, or JSON by its extension), from its `text`.
+    pub fn file(path: &Path, text: &str) -> Result<Layer, String> {
+        Ok(Layer {
+            kind: LayerKind::File(path.to_path_buf()),
+            ..Layer::parse(&path.display().to_string(), text)?
+        })
+    }
+
     /// A TOML or (by its name) JSON document.
     pub fn parse(origin: &str, text: &str) -> Result<Layer, String> {
         let table = if origin.ends_with(".json") {
@@ -52,6 +90,7 @@ impl Layer {
         };
         Ok(Layer {
             origin: origin.into(),
+            kind: LayerKind::Code,
             table,
         })
     }
@@ -73,7 +112,10 @@ impl Layer {
                     known.join(", ")
                 )
             })?;
-        Layer::parse(path, text)
+        Ok(Layer {
+            kind: LayerKind::Environment(env.into()),
+            ..Layer::parse(path, text)?
+        })
     }
 
     /// `LGO__SECTION__KEY=value` variables, each its own origin. Parts are matched to the keys
@@ -103,6 +145,7 @@ impl Layer {
             set_path(&mut table, &parts, parse_value(&value));
             out.push(Layer {
                 origin: format!("env {name}"),
+                kind: LayerKind::Var,
                 table,
             });
         }

@@ -55,7 +55,20 @@ impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        error(status, self.to_string())
+        match &self {
+            // A refusal also says its parts, for scripts: which key, what value, what would do.
+            ControlError::Refused(i) => (
+                status,
+                axum::Json(json!({
+                    "error": self.to_string(),
+                    "key": i.key,
+                    "value": i.value,
+                    "expected": i.expected,
+                })),
+            )
+                .into_response(),
+            _ => error(status, self.to_string()),
+        }
     }
 }
 
@@ -189,7 +202,7 @@ async fn config_set(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     match done {
         Ok(changes) => axum::Json(json!({"version": core.config.version(), "changes": changes}))
             .into_response(),
-        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+        Err(e) => ControlError::from(e).into_response(),
     }
 }
 
@@ -198,7 +211,7 @@ async fn env_diff(State(core): State<Arc<Core>>, Path(name): Path<String>) -> Re
     match core.config.env_diff(&name) {
         Ok(changes) => axum::Json(json!({"version": core.config.version(), "changes": changes}))
             .into_response(),
-        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+        Err(e) => ControlError::from(e).into_response(),
     }
 }
 
@@ -208,7 +221,7 @@ async fn env_switch(State(core): State<Arc<Core>>, Path(name): Path<String>) -> 
     match core.config.change(move |c| c.switch_env(&env, "env")).await {
         Ok(changes) => axum::Json(json!({"version": core.config.version(), "changes": changes}))
             .into_response(),
-        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+        Err(e) => ControlError::from(e).into_response(),
     }
 }
 
@@ -220,7 +233,7 @@ async fn config_undo(State(core): State<Arc<Core>>) -> Response {
     match core.config.change(|c| c.undo("undo")).await {
         Ok(changes) => axum::Json(json!({"version": core.config.version(), "changes": changes}))
             .into_response(),
-        Err(msg) => error(StatusCode::CONFLICT, msg),
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
     }
 }
 

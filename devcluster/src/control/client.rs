@@ -63,8 +63,15 @@ impl AdminClient {
             message: e.to_string(),
         })?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
+            let answer = serde_json::from_slice::<serde_json::Value>(&body).ok();
+            // A refused value comes back as the same typed refusal it was on the server.
+            if let Some(invalid) = answer
+                .clone()
+                .and_then(|v| serde_json::from_value::<crate::config::Invalid>(v).ok())
+            {
+                return Err(ControlError::Refused(invalid));
+            }
+            let message = answer
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
             return Err(ControlError::Remote {

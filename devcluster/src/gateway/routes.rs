@@ -2,7 +2,7 @@
 //! captured parameters substituted into the rewrite (`/users/{id}`). The framework's gateway
 //! ignored this mapping; here the rewritten path is what the upstream receives.
 
-use crate::config::RouteConfig;
+use crate::config::{Invalid, RouteConfig};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,21 +46,29 @@ fn param_name(seg: &str) -> Option<&str> {
 }
 
 impl Route {
-    pub fn compile(cfg: &RouteConfig) -> Result<Route, String> {
+    /// A route as configured, checked; a refusal's key is the route's own (`path`).
+    pub fn compile(cfg: &RouteConfig) -> Result<Route, Invalid> {
+        let quoted = |s: &str| format!("\"{s}\"");
         if !cfg.path.starts_with('/') {
-            return Err(format!(
-                "path = \"{}\": expected a path starting with /",
-                cfg.path
+            return Err(Invalid::new(
+                "path",
+                quoted(&cfg.path),
+                "a path starting with /",
             ));
         }
         if !cfg.rewrite.starts_with('/') {
-            return Err(format!(
-                "rewrite = \"{}\": expected a path starting with /",
-                cfg.rewrite
+            return Err(Invalid::new(
+                "rewrite",
+                quoted(&cfg.rewrite),
+                "a path starting with /",
             ));
         }
         if cfg.service.trim().is_empty() {
-            return Err("service: expected a service name".into());
+            return Err(Invalid::new(
+                "service",
+                quoted(&cfg.service),
+                "a service name",
+            ));
         }
         let segments: Vec<Segment> = split(&cfg.path)
             .map(|s| match param_name(s) {
@@ -72,9 +80,13 @@ impl Route {
             if let Some(name) = param_name(seg)
                 && !segments.contains(&Segment::Param(Arc::from(name)))
             {
-                return Err(format!(
-                    "rewrite = \"{}\": {{{name}}} is not a parameter of path \"{}\"",
-                    cfg.rewrite, cfg.path
+                return Err(Invalid::new(
+                    "rewrite",
+                    quoted(&cfg.rewrite),
+                    format!(
+                        "only parameters of path \"{}\" ({{{name}}} is not one)",
+                        cfg.path
+                    ),
                 ));
             }
         }
@@ -170,11 +182,11 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn new(cfg: &[RouteConfig]) -> Result<RouteTable, String> {
+    pub fn new(cfg: &[RouteConfig]) -> Result<RouteTable, Invalid> {
         let routes = cfg
             .iter()
             .enumerate()
-            .map(|(i, r)| Route::compile(r).map_err(|e| format!("routes[{i}]: {e}")))
+            .map(|(i, r)| Route::compile(r).map_err(|e| e.under(&format!("routes[{i}]."))))
             .collect::<Result<_, _>>()?;
         Ok(RouteTable { routes })
     }
@@ -271,7 +283,9 @@ mod tests {
         assert!(t.find("GET", "/api/x").is_ok());
         assert!(matches!(t.find("DELETE", "/api/x"), Err(Some(_))));
         let err = Route::compile(&cfg("/api/{id}", "s", "/x/{user}")).unwrap_err();
-        assert!(err.contains("{user} is not a parameter"), "{err}");
+        assert_eq!(err.key, "rewrite");
+        assert_eq!(err.value, "\"/x/{user}\"");
+        assert!(err.expected.contains("{user} is not one"), "{err}");
         assert!(Route::compile(&cfg("api", "s", "/x")).is_err());
     }
 }

@@ -27,18 +27,19 @@ pub struct Fault {
 }
 
 impl Fault {
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks ranges; keys are the fault's own (`error_rate`), to be put under its place.
+    pub fn validate(&self) -> Result<(), crate::config::Invalid> {
+        use crate::config::Invalid;
         if !(0.0..=1.0).contains(&self.error_rate) {
-            return Err(format!(
-                "error_rate = {}: expected 0.0 to 1.0",
-                self.error_rate
-            ));
+            return Err(Invalid::new("error_rate", self.error_rate, "0.0 to 1.0"));
         }
-        if self.latency_ms > 60_000 || self.jitter_ms > 60_000 {
-            return Err(format!(
-                "latency_ms = {}, jitter_ms = {}: expected at most 60000 each",
-                self.latency_ms, self.jitter_ms
-            ));
+        for (key, ms) in [
+            ("latency_ms", self.latency_ms),
+            ("jitter_ms", self.jitter_ms),
+        ] {
+            if ms > 60_000 {
+                return Err(Invalid::new(key, ms, "at most 60000"));
+            }
         }
         Ok(())
     }

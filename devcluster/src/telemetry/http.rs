@@ -100,7 +100,9 @@ impl<'a> Served<'a> {
         let (method, uri, headers) = head;
         let start = path::stamp();
         let (ctx, parent) = server_context(headers);
-        let config_version = crate::config::center::live_version();
+        let config_version = super::current().map_or(1, |t| {
+            t.config_version.load(std::sync::atomic::Ordering::Relaxed)
+        });
         metrics.ran_under(config_version);
         Served {
             metrics,
