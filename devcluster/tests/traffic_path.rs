@@ -243,16 +243,41 @@ async fn failures_are_answered_with_the_right_status_and_a_reason() {
     cluster.shutdown().await;
 }
 
+/// Waits until `done` reaches `n`.
+async fn answered(done: &std::sync::atomic::AtomicUsize, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while done.load(Ordering::SeqCst) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {done:?} of {n} answered"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Sends `n` GETs through the gateway, `conc` at a time; returns the failures.
 async fn hammer(gw: String, n: usize, conc: usize) -> Vec<String> {
+    hammer_counted(gw, n, conc, Arc::default()).await
+}
+
+/// The same, counting answered requests in `done` as they come (so a test can act while the
+/// load is running, not after a guessed pause).
+async fn hammer_counted(
+    gw: String,
+    n: usize,
+    conc: usize,
+    done: Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<String> {
     let client = http();
     let sem = Arc::new(tokio::sync::Semaphore::new(conc));
     let mut tasks = Vec::new();
     for i in 0..n {
         let permit = sem.clone().acquire_owned().await.unwrap();
         let (client, url) = (client.clone(), format!("{gw}/api/users/{}", i % 5 + 1));
+        let done = done.clone();
         tasks.push(tokio::spawn(async move {
             let r = client.get(&url).send().await;
+            done.fetch_add(1, Ordering::SeqCst);
             drop(permit);
             match r {
                 Ok(r) if r.status() == StatusCode::OK => None,
@@ -276,10 +301,16 @@ async fn killing_one_of_three_under_traffic_fails_no_idempotent_request() {
     let cluster = start().await;
     let handle = cluster.handle();
     handle.send(Command::Traffic { rps: 50 }).await.unwrap();
-    let load = tokio::spawn(hammer(cluster.gateway_url(), 400, 8));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let load = tokio::spawn(hammer_counted(cluster.gateway_url(), 400, 8, done.clone()));
+    answered(&done, 100).await;
     handle.kill("user-service-2").await.unwrap();
+    let at_kill = done.load(Ordering::SeqCst);
     let failures = load.await.unwrap();
+    assert!(
+        at_kill < 350,
+        "the kill landed while requests were flowing ({at_kill} of 400 answered)"
+    );
     assert!(
         failures.is_empty(),
         "{} failed: {:?}",
@@ -347,7 +378,8 @@ async fn p2c_avoids_a_slow_instance_and_strategy_switches_drop_nothing() {
 
     // Every strategy in turn while requests flow: none fails.
     let gw = cluster.gateway_url();
-    let load = tokio::spawn(hammer(gw, 300, 8));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let load = tokio::spawn(hammer_counted(gw, 300, 8, done.clone()));
     for s in [
         "round_robin",
         "random",
@@ -363,8 +395,14 @@ async fn p2c_avoids_a_slow_instance_and_strategy_switches_drop_nothing() {
             })
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Requests answered under each strategy before the next switch.
+        let now = done.load(Ordering::SeqCst);
+        answered(&done, now + 20).await;
     }
+    assert!(
+        done.load(Ordering::SeqCst) < 300,
+        "the last switch landed while requests were flowing"
+    );
     let failures = load.await.unwrap();
     assert!(failures.is_empty(), "{failures:?}");
     cluster.shutdown().await;
