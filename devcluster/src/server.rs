@@ -4,6 +4,7 @@
 //! shutdown path. It serves an axum router, or (the gateway) a handler of its own, both on [`h1`].
 
 pub mod h1;
+pub mod refusals;
 
 use axum::Router;
 use std::future::Future;

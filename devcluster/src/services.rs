@@ -51,6 +51,9 @@ pub(crate) fn finish(
             }),
         )
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::map_response(
+            crate::server::refusals::json_refusals,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             FaultLayerState {
                 faults,

@@ -45,6 +45,9 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/config/key/{key}", get(config_get))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .with_state(core)
+        .layer(axum::middleware::map_response(
+            crate::server::refusals::json_refusals,
+        ))
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {

@@ -50,6 +50,9 @@ const MAX_AHEAD: usize = 64 * 1024;
 const INLINE_BODY: usize = 16 * 1024;
 /// How much a read asks for at least.
 const READ_CHUNK: usize = 8 * 1024;
+/// How long, and how much of an unread body, a connection drains after answering early.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 32 << 20;
 
 /// What serves the requests of a connection.
 pub trait Handler: Send + Sync + 'static {
@@ -123,16 +126,17 @@ where
             }
         };
         // A streamed body not read to its end leaves the connection unusable.
-        let finished = match back {
+        let (finished, unread) = match back {
             Some(slot) => match slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                Some((rd, rest)) => {
+                Some(Returned::Finished(rd, rest)) => {
                     conn.rd = Some(rd);
                     conn.buf = rest;
-                    true
+                    (true, None)
                 }
-                None => false,
+                Some(Returned::Unfinished(rd)) => (false, Some(rd)),
+                None => (false, None),
             },
-            None => true,
+            None => (true, None),
         };
         let keep = keep_alive && finished && !*stop.borrow();
         let forwarded = H::forwarded(answer.body_mut());
@@ -141,7 +145,13 @@ where
             .await
         {
             Ok(true) => {}
-            Ok(false) | Err(_) => return,
+            Ok(false) => {
+                if let Some(rd) = unread {
+                    conn.linger(rd).await;
+                }
+                return;
+            }
+            Err(_) => return,
         }
     }
 }
@@ -490,6 +500,26 @@ impl Conn {
         Ok(keep && !matches!(framing, Out::Length(n) if n != sent))
     }
 
+    /// After answering before the request's body was read: says no more will be written, then
+    /// reads and drops what the client still sends, for a while. Closed at once, the socket
+    /// would reset, and a client still writing its body would lose the answer (a proxy in
+    /// front would turn a 413 into a 502).
+    async fn linger(&mut self, mut rd: OwnedReadHalf) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = self.wr.shutdown().await;
+        let mut sink = vec![0u8; 64 * 1024];
+        let mut left = LINGER_BYTES;
+        let _ = tokio::time::timeout(LINGER, async {
+            while left > 0 {
+                match rd.read(&mut sink).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        })
+        .await;
+    }
+
     /// Answers a request the connection cannot read, and closes.
     async fn refuse(&mut self, r: Refusal) -> std::io::Result<()> {
         let body = serde_json::json!({ "error": r.why }).to_string();
@@ -673,9 +703,14 @@ impl Inbound {
     }
 }
 
-/// Where a streamed body hands the connection's reading side and unread bytes back, once read
-/// to its end.
-type Back = Arc<Mutex<Option<(OwnedReadHalf, BytesMut)>>>;
+/// Where a streamed body hands the connection's reading side back: with the bytes read past
+/// its end once read to it, or unfinished when dropped before (then only to drain the rest).
+type Back = Arc<Mutex<Option<Returned>>>;
+
+enum Returned {
+    Finished(OwnedReadHalf, BytesMut),
+    Unfinished(OwnedReadHalf),
+}
 
 /// A body being read from the connection.
 struct Reading {
@@ -698,7 +733,7 @@ impl Reading {
         self.done = true;
         if let Some(rd) = self.rd.take() {
             *self.back.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((rd, std::mem::take(&mut self.buf)));
+                Some(Returned::Finished(rd, std::mem::take(&mut self.buf)));
         }
     }
 
@@ -727,6 +762,16 @@ impl Reading {
                 self.done = true;
                 Poll::Ready(Some(Err(e)))
             }
+        }
+    }
+}
+
+impl Drop for Reading {
+    /// Left unread (an answer before the whole body came, a 413 say): the connection drains
+    /// the rest after answering, so the client reads the answer instead of a reset.
+    fn drop(&mut self) {
+        if let Some(rd) = self.rd.take() {
+            *self.back.lock().unwrap_or_else(|e| e.into_inner()) = Some(Returned::Unfinished(rd));
         }
     }
 }

@@ -145,6 +145,9 @@ pub fn instance_router(
         ))
 }
 
+/// Largest header list (metadata) a gRPC request may carry: 64 KiB, as an HTTP/1.1 head.
+pub const MAX_HEADER_LIST: u32 = 64 * 1024;
+
 /// A router of gRPC services as a connection handler: HTTP/2 on each accepted connection (what
 /// tonic's own server does), stopped gracefully with the rest of the cluster.
 pub struct GrpcConnections(pub Router);
@@ -162,6 +165,9 @@ impl Connections for GrpcConnections {
         });
         Box::pin(async move {
             let conn = hyper::server::conn::http2::Builder::new(crate::telemetry::Executor)
+                // The same bound on a request's head as the HTTP/1.1 servers (h2's own
+                // default is 16 MiB of headers).
+                .max_header_list_size(MAX_HEADER_LIST)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {

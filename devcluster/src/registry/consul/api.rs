@@ -43,29 +43,13 @@ pub fn router(reg: Registry, kv: KvStore) -> Router {
         .with_state(reg)
         .merge(super::kv::routes(kv))
         .fallback(not_found)
-        .layer(axum::middleware::map_response(json_refusals))
-}
-
-/// The extractors' own refusals (a path that is not UTF-8, a query that does not parse) come as
-/// plain text: said in JSON here like every other refusal of this API.
-async fn json_refusals(resp: Response) -> Response {
-    let plain = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/plain"));
-    if !resp.status().is_client_error() || !plain {
-        return resp;
-    }
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024)
-        .await
-        .unwrap_or_default();
-    error(status, String::from_utf8_lossy(&bytes).trim().to_string())
+        .layer(axum::middleware::map_response(
+            crate::server::refusals::json_refusals,
+        ))
 }
 
 pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"error": msg.into()}))).into_response()
+    crate::server::refusals::json_error(status, msg)
 }
 
 fn registry_error(e: RegistryError) -> Response {
