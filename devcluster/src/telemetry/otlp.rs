@@ -224,6 +224,17 @@ impl Receiver {
         Ok(n)
     }
 
+    /// An OTLP/HTTP trace export body (protobuf, or JSON when `json`), decoded and stored as
+    /// the HTTP receiver does: the spans taken, or why none were.
+    pub fn take_traces_body(&self, json: bool, body: &[u8]) -> Result<usize, String> {
+        decode(json, body).and_then(|req| self.take_traces(req))
+    }
+
+    /// An OTLP/HTTP log export body, as [`Receiver::take_traces_body`].
+    pub fn take_logs_body(&self, json: bool, body: &[u8]) -> Result<usize, String> {
+        decode(json, body).and_then(|req| self.take_logs(req))
+    }
+
     pub fn take_logs(&self, req: ExportLogsServiceRequest) -> Result<usize, String> {
         let mut n = 0;
         for rl in &req.resource_logs {
@@ -310,8 +321,10 @@ pub async fn serve_grpc(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(receiver.clone()))
-        .add_service(LogsServiceServer::new(receiver))
+        .http2_max_header_list_size(crate::services::user_grpc::MAX_HEADER_LIST)
+        // A batch as large as OTLP/HTTP takes (tonic's default stops at 4 MiB).
+        .add_service(TraceServiceServer::new(receiver.clone()).max_decoding_message_size(32 << 20))
+        .add_service(LogsServiceServer::new(receiver).max_decoding_message_size(32 << 20))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown,
