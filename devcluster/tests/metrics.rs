@@ -151,6 +151,9 @@ async fn the_admin_metrics_count_the_gateway_and_the_client_side() {
     };
     assert_eq!(gw("/api/users/{id}", "200"), 5.0);
     assert_eq!(gw("unmatched", "404"), 1.0, "junk paths share one label");
+    // The cluster's own tasks (servers, sampler, publisher, health checks) are alive.
+    let tasks = sum(&m, "process_tokio_tasks", &[]);
+    assert!(tasks >= 1.0, "process_tokio_tasks {tasks}");
     let calls = sum(
         &m,
         "http_client_requests",

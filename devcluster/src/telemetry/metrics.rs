@@ -314,6 +314,7 @@ pub struct MetricsHub {
     process_rss: Gauge,
     host_cpu: Gauge<f64, AtomicU64>,
     spans_stored: Gauge,
+    tokio_tasks: Gauge,
 }
 
 impl Default for MetricsHub {
@@ -334,6 +335,7 @@ impl MetricsHub {
         let process_rss = Gauge::default();
         let host_cpu = Gauge::<f64, AtomicU64>::default();
         let spans_stored = Gauge::default();
+        let tokio_tasks = Gauge::default();
         registry.register(
             "http_client_requests",
             "Calls made through the service client, by caller, target, instance and outcome",
@@ -364,6 +366,11 @@ impl MetricsHub {
             "Spans in the trace store",
             spans_stored.clone(),
         );
+        registry.register(
+            "process_tokio_tasks",
+            "Tasks alive in the tokio runtime that serves this scrape (a leak shows as growth)",
+            tokio_tasks.clone(),
+        );
         MetricsHub {
             servers: Mutex::new(BTreeMap::new()),
             paths: RwLock::default(),
@@ -375,6 +382,7 @@ impl MetricsHub {
             process_rss,
             host_cpu,
             spans_stored,
+            tokio_tasks,
         }
     }
 
@@ -460,6 +468,11 @@ impl MetricsHub {
     pub fn encode_admin(&self) -> String {
         if let Some(t) = super::current() {
             self.spans_stored.set(t.spans.len() as i64);
+        }
+        // Read at scrape time, not by the 1 s sampler: a soak compares it before and after.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.tokio_tasks
+                .set(i64::try_from(rt.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
         }
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
