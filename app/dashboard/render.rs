@@ -163,6 +163,19 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .endpoints
         .iter()
         .any(|e| e.name == "store" && e.problem.is_some());
+    // Services registered from outside, by the API they came through: "2 consul, 1 nacos".
+    let mut outside: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for i in snap.instances.iter() {
+        if !i.view.via.is_empty() {
+            *outside.entry(i.view.via.as_str()).or_default() += 1;
+        }
+    }
+    let outside_count: usize = outside.values().sum();
+    let outside_text = outside
+        .iter()
+        .map(|(via, n)| format!("{n} {via}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let paused = app
         .paused
         .then(|| ("  ⏸ PAUSED (p resumes)".to_string(), theme.warning));
@@ -200,6 +213,16 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             },
             health,
         ));
+        if outside_count > 0 {
+            parts.push((
+                if terse {
+                    format!(" · {outside_count} ext")
+                } else {
+                    format!(" · external: {outside_text}")
+                },
+                theme.dim,
+            ));
+        }
         if let (false, Some(s)) = (with_mode, store) {
             let kind = s.split("://").next().unwrap_or(s);
             if store_away {

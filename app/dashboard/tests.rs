@@ -36,6 +36,7 @@ fn instance(
             protocol: "http".into(),
             health_path: "/health".into(),
             health,
+            via: String::new(),
             checks: vec![CheckView {
                 id: format!("service:{id}"),
                 name: "http".into(),
@@ -2825,5 +2826,65 @@ fn enter_on_a_pick_opens_its_trace() {
     assert!(
         !all.contains("Enter opens its trace"),
         "back on the instances:\n{all}"
+    );
+}
+
+/// Services registered from outside say which API they came through: in the header, on their
+/// row, and in their details.
+#[test]
+fn outside_instances_show_the_api_they_came_through() {
+    let mut snap = (*snapshot()).clone();
+    let mut instances: Vec<InstanceSnapshot> = snap.instances.to_vec();
+    let mut nacos = instance(
+        "10.0.0.7#9001#DEFAULT#DEFAULT_GROUP@@payments",
+        "payments",
+        9001,
+        Health::Passing,
+        ProcessState::External,
+    );
+    nacos.view.via = "nacos".into();
+    let mut consul = instance(
+        "billing-1",
+        "billing",
+        7001,
+        Health::Passing,
+        ProcessState::External,
+    );
+    consul.view.via = "consul".into();
+    instances.extend([nacos, consul]);
+    snap.instances = instances.into();
+    let mut app = app();
+    app.on_snapshot(Arc::new(snap));
+    let rows = screen(&app, 160, 48);
+    assert!(
+        rows[0].contains("external: 1 consul, 1 nacos"),
+        "header: {}",
+        rows[0]
+    );
+    // The first service (billing) is shown: its row and its details say where it came from.
+    let billing = rows
+        .iter()
+        .find(|r| r.contains("billing-1 "))
+        .expect("the Consul instance's row");
+    assert!(billing.contains("consul"), "{billing}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("external, registered through consul")),
+        "the details pane"
+    );
+    // Two services down: payments, registered through Nacos.
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('j'));
+    let rows = screen(&app, 160, 48);
+    let payments = rows
+        .iter()
+        .find(|r| r.contains("10.0.0.7#9001"))
+        .unwrap_or_else(|| panic!("the Nacos instance's row:\n{}", rows.join("\n")));
+    assert!(payments.contains("nacos"), "{payments}");
+    // At 80 columns the header keeps a short count.
+    assert!(
+        screen(&app, 80, 24)[0].contains("ext"),
+        "{}",
+        screen(&app, 80, 24)[0]
     );
 }

@@ -343,6 +343,7 @@ impl Cluster {
         let admin_l = bind(&opts, "admin", "admin", cfg.ports.admin).await?;
         let otlp_grpc_l = bind(&opts, "otlp-grpc", "otlp_grpc", cfg.ports.otlp_grpc).await?;
         let otlp_http_l = bind(&opts, "otlp-http", "otlp_http", cfg.ports.otlp_http).await?;
+        let nacos_l = bind(&opts, "nacos", "nacos", cfg.ports.nacos).await?;
         // Shared with other processes, the sample instances' ids carry this process's tag, so
         // that two developers' `user-service-1` stay two instances.
         let tag = match opts.store {
@@ -545,6 +546,17 @@ impl Cluster {
             Box::new(move |old, new| parts.apply(old, new)),
         )
         .map_err(ClusterError::Config)?;
+        // Nacos clients read and publish the live config, so its API starts with the center.
+        let nacos_server = started(
+            "nacos",
+            nacos_l,
+            guarded(
+                crate::registry::nacos::router(registry.clone(), kv.clone(), config.clone()),
+                &opts.admin_token,
+                false,
+            ),
+        )?;
+        endpoints.push(Endpoint::new("nacos", nacos_server.url()));
         // Started once the config center guards the KV store: a config key from etcd is
         // checked like any other edit.
         let mirror = opts
@@ -611,6 +623,7 @@ impl Cluster {
                 gateway_server,
                 admin_server,
                 otlp_http_server,
+                nacos_server,
                 registry_server,
             ],
             tasks: vec![
@@ -759,6 +772,7 @@ fn sample_registration(cfg: &Config, service: &str, id: &str, addr: SocketAddr) 
             notes: String::new(),
             deregister_critical_after: None,
         }],
+        via: String::new(),
     }
 }
 
@@ -797,6 +811,7 @@ fn grpc_registration(cfg: &Config, id: &str, addr: SocketAddr) -> Registration {
             notes: String::new(),
             deregister_critical_after: None,
         }],
+        via: String::new(),
     }
 }
 

@@ -103,6 +103,13 @@ pub struct Ports {
     #[serde(default = "default_user_service_grpc")]
     pub user_service_grpc: u16,
     pub order_service: u16,
+    /// Nacos's Open API; a config written before it existed still loads.
+    #[serde(default = "default_nacos")]
+    pub nacos: u16,
+}
+
+fn default_nacos() -> u16 {
+    8848
 }
 
 fn default_user_service_grpc() -> u16 {

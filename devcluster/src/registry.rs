@@ -8,6 +8,7 @@ pub mod consul_store;
 pub mod etcd;
 pub mod mirror;
 mod model;
+pub mod nacos;
 pub mod shared;
 mod store;
 

@@ -268,7 +268,11 @@ pub fn row(i: &InstanceSnapshot, metrics: &MetricsView) -> InstanceRow {
     InstanceRow {
         id: v.id.clone(),
         health: health_mark(v.health),
-        process: process_label(i.process).into(),
+        // An outside service says which API it came through.
+        process: match (i.process, v.via.as_str()) {
+            (ProcessState::External, via) if !via.is_empty() => via.into(),
+            (p, _) => process_label(p).into(),
+        },
         address: format!("{}:{}", v.address, v.port),
         version: v.version.clone(),
         weight: v.weight,
@@ -589,7 +593,10 @@ fn details<'a>(inst: &'a InstanceSnapshot, theme: &Theme) -> Paragraph<'a> {
             Span::raw(format!(
                 "  {}  {}  ",
                 v.base_url(),
-                process_label(inst.process)
+                match v.via.as_str() {
+                    "" => process_label(inst.process).to_string(),
+                    via => format!("external, registered through {via}"),
+                }
             )),
             Span::styled(
                 v.health.as_str(),

@@ -125,6 +125,7 @@ pub(crate) mod tests {
             checks: vec![],
             create_index: 1,
             modify_index: 1,
+            via: String::new(),
         }
     }
 

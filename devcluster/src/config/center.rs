@@ -142,6 +142,8 @@ pub struct ConfigCenter {
     synced_kv: AtomicU64,
     /// Where the live version is published for spans: the cluster it was built in.
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    /// The live version, for those who wait on changes.
+    versions: tokio::sync::watch::Sender<u64>,
     apply: Apply,
 }
 
@@ -185,6 +187,7 @@ impl ConfigCenter {
             synced_kv: AtomicU64::new(0),
             // The cluster being built: its spans carry this center's version.
             telemetry: crate::telemetry::owner(),
+            versions: tokio::sync::watch::channel(1).0,
             apply,
         });
         let weak = Arc::downgrade(&center);
@@ -437,6 +440,54 @@ impl ConfigCenter {
         Ok(self.sync_locked(who, undoable))
     }
 
+    /// Sets several keys at once (a document published through Nacos): checked together, so a
+    /// pair of keys that only make sense together goes in, and one refusal refuses them all.
+    pub fn set_many(
+        &self,
+        pairs: &[(String, String)],
+        who: &str,
+    ) -> Result<Vec<Change>, ChangeError> {
+        let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, _) in pairs {
+            check_key(key)?;
+        }
+        let values: Vec<(&str, Option<toml::Value>)> = pairs
+            .iter()
+            .map(|(k, t)| (k.as_str(), Some(layers::parse_value(t))))
+            .collect();
+        if let Err(e) = effective_with(&self.base(), &self.kv, &values) {
+            let (key, text) = pairs
+                .first()
+                .map_or(("", ""), |(k, t)| (k.as_str(), t.as_str()));
+            return Err(refusal(key, text, e));
+        }
+        for (key, value) in &values {
+            let canonical = value.as_ref().map(ToString::to_string).unwrap_or_default();
+            if let Some(f) = self.writable_file() {
+                super::file::write_key(&f.path, key, Some(&canonical))
+                    .map_err(ChangeError::File)?;
+            } else {
+                self.kv
+                    .put_checked(&layers::kv_key(key), canonical.into_bytes(), None, None)
+                    .map_err(|e| ChangeError::Kv(e.to_string()))?;
+            }
+        }
+        if let Some(f) = self.writable_file() {
+            self.reread_file_layer(f)?;
+        }
+        Ok(self.sync_locked(who, true))
+    }
+
+    /// The live config's keys as one table (what a Nacos client reads as the document).
+    pub fn table(&self) -> toml::Table {
+        self.live().effective.table.clone()
+    }
+
+    /// Wakes on every new version of the live config, however it changed.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.versions.subscribe()
+    }
+
     /// Removes `key` from the KV layer: the value below (file, defaults) takes over again.
     pub fn unset(&self, key: &str, who: &str) -> Result<Vec<Change>, ChangeError> {
         self.unset_as(key, who, true)
@@ -516,6 +567,7 @@ impl ConfigCenter {
         if let Some(t) = &self.telemetry {
             t.config_version.store(version, Ordering::Relaxed);
         }
+        self.versions.send_replace(version);
         let applied_in_us = started.elapsed().as_micros() as u64;
         for c in &mut changes {
             c.applied_in_us = applied_in_us;
@@ -615,14 +667,23 @@ fn effective(
     kv: &KvStore,
     extra: Option<(&str, Option<toml::Value>)>,
 ) -> Result<Effective, super::ConfigError> {
+    effective_with(base, kv, extra.as_slice())
+}
+
+/// [`effective`] with several keys set or left out at once.
+fn effective_with(
+    base: &[Layer],
+    kv: &KvStore,
+    extras: &[(&str, Option<toml::Value>)],
+) -> Result<Effective, super::ConfigError> {
     let mut kv_table = toml::Table::new();
     for e in kv.list(KV_PREFIX) {
         let Some(key) = layers::key_of_kv(&e.key) else {
             continue;
         };
-        if extra
-            .as_ref()
-            .is_some_and(|(k, _)| *k == key || key.starts_with(&format!("{k}.")))
+        if extras
+            .iter()
+            .any(|(k, _)| *k == key || key.starts_with(&format!("{k}.")))
         {
             continue;
         }
@@ -633,8 +694,10 @@ fn effective(
             layers::parse_value(&text),
         );
     }
-    if let Some((key, Some(value))) = extra {
-        layers::set_path(&mut kv_table, &layers::split_key(key), value);
+    for (key, value) in extras {
+        if let Some(value) = value {
+            layers::set_path(&mut kv_table, &layers::split_key(key), value.clone());
+        }
     }
     let kv_layer = Layer {
         origin: "kv".into(),

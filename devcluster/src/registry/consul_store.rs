@@ -308,6 +308,7 @@ fn shared_of(entry: &Value) -> Option<SharedInstance> {
             checks,
             create_index: 0,
             modify_index: 0,
+            via: String::new(),
         },
     })
 }

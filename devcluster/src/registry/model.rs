@@ -115,6 +115,9 @@ pub struct Registration {
     pub weight_passing: u32,
     pub weight_warning: u32,
     pub checks: Vec<CheckSpec>,
+    /// The API it came through: `consul` or `nacos` for a service outside the cluster; empty
+    /// for the cluster's own instances.
+    pub via: String,
 }
 
 /// A check as the registry reports it.
@@ -152,6 +155,9 @@ pub struct InstanceView {
     pub checks: Vec<CheckView>,
     pub create_index: u64,
     pub modify_index: u64,
+    /// The API it was registered through (see [`Registration::via`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub via: String,
 }
 
 impl InstanceView {

@@ -188,6 +188,7 @@ fn registration_of(s: &SharedInstance) -> Registration {
                 deregister_critical_after: None,
             })
             .collect(),
+        via: v.via.clone(),
     }
 }
 

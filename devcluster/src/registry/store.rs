@@ -640,6 +640,7 @@ impl Entry {
             checks: self.checks.iter().map(CheckState::view).collect(),
             create_index: self.create_index,
             modify_index: self.modify_index,
+            via: r.via.clone(),
         }
     }
 }

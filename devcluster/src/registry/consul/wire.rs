@@ -195,6 +195,7 @@ pub fn parse_registration(body: &[u8]) -> Result<Registration, String> {
         weight_passing,
         weight_warning,
         checks,
+        via: "consul".into(),
     })
 }
 
