@@ -17,29 +17,42 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
     }
     let bytes = s.as_bytes();
     let mut i = 0;
-    let mut total_ns: f64 = 0.0;
+    // Whole nanoseconds, in integers as Go counts them: a float would lose the last digits of
+    // long durations and turn 1.000001ms into 1ms.
+    let mut total_ns: u128 = 0;
+    let too_large = || format!("invalid duration \"{s}\": too large");
     while i < bytes.len() {
         let start = i;
-        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
             i += 1;
         }
-        let number: f64 = s[start..i].parse().map_err(|_| {
-            format!(
+        let whole = &s[start..i];
+        let mut fraction = "";
+        if i < bytes.len() && bytes[i] == b'.' {
+            i += 1;
+            let from = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            fraction = &s[from..i];
+        }
+        if whole.is_empty() && fraction.is_empty() {
+            return Err(format!(
                 "invalid duration \"{s}\": expected a number at \"{}\"",
                 &s[start..]
-            )
-        })?;
+            ));
+        }
         let unit_start = i;
         while i < bytes.len() && !(bytes[i].is_ascii_digit() || bytes[i] == b'.') {
             i += 1;
         }
-        let factor = match &s[unit_start..i] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
+        let factor: u128 = match &s[unit_start..i] {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             "" => {
                 return Err(format!(
                     "invalid duration \"{s}\": missing unit (e.g. \"10s\")"
@@ -51,39 +64,62 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
                 ));
             }
         };
-        total_ns += number * factor;
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| too_large())?
+        };
+        // The fraction's digits beyond a nanosecond are dropped, as Go drops them.
+        let mut part: u128 = 0;
+        let mut scale: u128 = 1;
+        for d in fraction.bytes().take(30) {
+            part = part * 10 + u128::from(d - b'0');
+            scale *= 10;
+        }
+        let ns = whole
+            .checked_mul(factor)
+            .and_then(|w| w.checked_add(part * factor / scale))
+            .ok_or_else(too_large)?;
+        total_ns = total_ns.checked_add(ns).ok_or_else(too_large)?;
     }
-    Ok(Duration::from_nanos(total_ns.round() as u64))
+    let ns = u64::try_from(total_ns).map_err(|_| too_large())?;
+    Ok(Duration::from_nanos(ns))
 }
 
-/// Formats a duration the way Go prints it in JSON responses ("10s", "1m0s", "500ms").
+/// Formats a duration the way Go prints one ("10s", "1m0s", "1.5ms", "250µs", "4ns"), to the
+/// nanosecond: what is written reads back the same.
 pub fn format_go_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let secs = d.as_secs_f64();
-    if secs < 60.0 {
-        return format!("{}s", trim_float(secs));
-    }
-    let whole = d.as_secs();
-    let (h, m) = (whole / 3600, (whole % 3600) / 60);
-    // The seconds keep their milliseconds, as Go's "1m0.5s" does: a value written out reads
-    // back the same (a property test found "1m0s" for 60.001 s).
-    let s = trim_float((whole % 60) as f64 + f64::from(d.subsec_millis()) / 1000.0);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else {
-        format!("{m}m{s}s")
+    let ns = d.as_nanos();
+    match ns {
+        0 => "0s".into(),
+        1..1_000 => format!("{ns}ns"),
+        1_000..1_000_000 => format!("{}µs", decimal(ns, 1_000)),
+        1_000_000..1_000_000_000 => format!("{}ms", decimal(ns, 1_000_000)),
+        _ => {
+            let whole = d.as_secs();
+            let (h, m) = (whole / 3600, (whole % 3600) / 60);
+            let secs = decimal(
+                u128::from(whole % 60) * 1_000_000_000 + u128::from(d.subsec_nanos()),
+                1_000_000_000,
+            );
+            match (h, m) {
+                (0, 0) => format!("{secs}s"),
+                (0, _) => format!("{m}m{secs}s"),
+                _ => format!("{h}h{m}m{secs}s"),
+            }
+        }
     }
 }
 
-fn trim_float(v: f64) -> String {
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
+/// `value / unit` in decimal, without trailing zeros: (1_500_000, 1_000_000) → "1.5".
+fn decimal(value: u128, unit: u128) -> String {
+    let (int, rest) = (value / unit, value % unit);
+    if rest == 0 {
+        return int.to_string();
+    }
+    let width = unit.ilog10() as usize;
+    let digits = format!("{rest:0width$}");
+    format!("{int}.{}", digits.trim_end_matches('0'))
 }
 
 #[cfg(test)]
@@ -122,5 +158,18 @@ mod tests {
         assert_eq!(format_go_duration(Duration::from_secs(10)), "10s");
         assert_eq!(format_go_duration(Duration::from_millis(500)), "500ms");
         assert_eq!(format_go_duration(Duration::from_secs(90)), "1m30s");
+        // Below a millisecond too (the fuzzer found 4ns written as 0s).
+        assert_eq!(format_go_duration(Duration::from_nanos(4)), "4ns");
+        assert_eq!(format_go_duration(Duration::from_nanos(1_500)), "1.5µs");
+        assert_eq!(
+            format_go_duration(Duration::from_nanos(1_000_001)),
+            "1.000001ms"
+        );
+        assert_eq!(format_go_duration(Duration::from_secs(3600)), "1h0m0s");
+        for d in [4, 1_500, 1_000_001, 60_001_000_000, 90_000_000_123] {
+            let d = Duration::from_nanos(d);
+            assert_eq!(parse_go_duration(&format_go_duration(d)), Ok(d));
+        }
+        assert!(parse_go_duration("99999999999999999999h").is_err());
     }
 }

@@ -119,7 +119,22 @@ impl Params {
         })
     }
 
-    /// A parameter read as `T` (a number, a boolean), `default` when absent.
+    /// A boolean parameter, in any case (`True`, as Python clients send it), `default` when
+    /// absent.
+    pub(crate) fn flag(&self, name: &str, default: bool) -> Result<bool, Failure> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                20002,
+                format!("Param '{name}' is invalid: {v:?} (expected true or false)"),
+            )),
+        }
+    }
+
+    /// A parameter read as `T` (a number), `default` when absent.
     pub(crate) fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, Failure> {
         match self.get(name) {
             None => Ok(default),

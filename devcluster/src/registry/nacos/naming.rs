@@ -167,9 +167,13 @@ fn registration(p: &Params, beat: Option<&Value>) -> Result<Registration, Failur
             format!("Param 'weight' is invalid: {weight} (expected 0 to 10000)"),
         ));
     }
-    let enabled: bool = p.parse("enabled", true)?;
-    let healthy: bool = p.parse("healthy", true)?;
-    let ephemeral: bool = p.parse("ephemeral", true)?;
+    // `enable` is what the Python SDK sends.
+    let enabled = match p.get("enabled") {
+        Some(_) => p.flag("enabled", true)?,
+        None => p.flag("enable", true)?,
+    };
+    let healthy = p.flag("healthy", true)?;
+    let ephemeral = p.flag("ephemeral", true)?;
     let mut meta: BTreeMap<String, String> = BTreeMap::new();
     let metadata = match (p.get("metadata"), beat.and_then(|b| b.get("metadata"))) {
         (Some(text), _) => serde_json::from_str::<Value>(text).map_err(|e| {
@@ -370,7 +374,7 @@ fn host(v: &InstanceView, s: &Service) -> Value {
 
 fn list(n: &Nacos, p: &Params) -> Result<Answer, Failure> {
     let s = Service::of(p)?;
-    let healthy_only: bool = p.parse("healthyOnly", false)?;
+    let healthy_only = p.flag("healthyOnly", false)?;
     let clusters: Vec<&str> = p
         .get("clusters")
         .map(|c| {
