@@ -213,15 +213,10 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             },
             health,
         ));
-        if outside_count > 0 {
-            parts.push((
-                if terse {
-                    format!(" · {outside_count} ext")
-                } else {
-                    format!(" · external: {outside_text}")
-                },
-                theme.dim,
-            ));
+        // Outside services by API where there is room; narrow, the rows say it (the admin
+        // URL matters more).
+        if outside_count > 0 && !terse {
+            parts.push((format!(" · external: {outside_text}"), theme.dim));
         }
         if let (false, Some(s)) = (with_mode, store) {
             let kind = s.split("://").next().unwrap_or(s);

@@ -2881,10 +2881,11 @@ fn outside_instances_show_the_api_they_came_through() {
         .find(|r| r.contains("10.0.0.7#9001"))
         .unwrap_or_else(|| panic!("the Nacos instance's row:\n{}", rows.join("\n")));
     assert!(payments.contains("nacos"), "{payments}");
-    // At 80 columns the header keeps a short count.
+    // At 80 columns the header leaves it to the rows (its endpoints matter more there).
+    let narrow = screen(&app, 80, 24);
+    assert!(!narrow[0].contains("external"), "{}", narrow[0]);
     assert!(
-        screen(&app, 80, 24)[0].contains("ext"),
-        "{}",
-        screen(&app, 80, 24)[0]
+        narrow.iter().any(|r| r.contains("10.0.0.7#9001")),
+        "the row, still"
     );
 }
