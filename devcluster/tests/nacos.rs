@@ -484,6 +484,23 @@ async fn v2_answers_in_its_envelope() {
         .await
         .unwrap();
     assert_eq!(r, json!({"code": 0, "message": "success", "data": "ok"}));
+    // The probes clients use to tell whether the server is up.
+    let m: Value = c
+        .get(format!("{}/nacos/v1/ns/operator/metrics", nacos.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["status"], "UP");
+    assert!(m["instanceCount"].as_u64().unwrap() >= 1);
+    let live = c
+        .get(format!("{}/nacos/v1/console/health/liveness", nacos.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
     let r: Value = c
         .get(format!(
             "{}/nacos/v2/ns/instance/list?serviceName=billing",

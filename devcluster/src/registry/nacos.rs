@@ -62,6 +62,10 @@ pub fn router(registry: Registry, kv: KvStore, config: Arc<ConfigCenter>) -> Rou
             axum::routing::put(naming::v1_beat),
         )
         .route("/nacos/v1/ns/service/list", get(naming::v1_services))
+        // What clients ask to tell whether the server is up.
+        .route("/nacos/v1/ns/operator/metrics", get(naming::v1_metrics))
+        .route("/nacos/v1/console/health/liveness", get(|| async { "OK" }))
+        .route("/nacos/v1/console/health/readiness", get(|| async { "OK" }))
         .route(
             "/nacos/v1/cs/configs",
             get(config::v1_get)

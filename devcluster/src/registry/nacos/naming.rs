@@ -526,6 +526,15 @@ pub(super) async fn v1_beat(State(n): State<Nacos>, query: RawQuery, body: Bytes
     super::v1(beat(&n, &params(query, &body)).map(Answer::Json))
 }
 
+/// `GET /nacos/v1/ns/operator/metrics`: the Java client's health probe (`serverHealthy`).
+pub(super) async fn v1_metrics(State(n): State<Nacos>) -> Response {
+    super::v1(Ok(Answer::Json(json!({
+        "status": "UP",
+        "serviceCount": n.registry.services().len(),
+        "instanceCount": n.registry.instances().len(),
+    }))))
+}
+
 pub(super) async fn v1_services(State(n): State<Nacos>, query: RawQuery, body: Bytes) -> Response {
     super::v1(services(&n, &params(query, &body)))
 }
