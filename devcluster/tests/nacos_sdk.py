@@ -2,9 +2,10 @@
 
 A manual check, not part of `cargo test` (the SDK's watcher processes outlive it and its teardown
 took the test runner's processes with it here):
-    python3 -m venv /tmp/nv && /tmp/nv/bin/pip install nacos-sdk-python==0.1.14
+    python3 -m venv ~/nacos-venv && ~/nacos-venv/bin/pip install nacos-sdk-python==0.1.14
     lgo-dash serve --ports auto &        # note its `nacos URL`
-    (cd /tmp && /tmp/nv/bin/python -u PATH/TO/nacos_sdk.py URL; kill 0)
+    ~/nacos-venv/bin/python -u devcluster/tests/nacos_sdk.py URL
+(run it from a scratch directory if you mind the `nacos-data/` snapshot folder the SDK writes).
 Prints one line per step and `NACOS SDK OK` at the end, or exits 1 naming the step that failed.
 """
 import sys
