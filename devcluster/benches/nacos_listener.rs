@@ -8,23 +8,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/latency.rs"]
+mod latency;
+use latency::summary;
+
 use std::time::{Duration, Instant};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn summary(name: &str, mut v: Vec<Duration>) {
-    v.sort();
-    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-    println!(
-        "{name:<46} n={:<4} p50 {:>8.0?}  p90 {:>8.0?}  p99 {:>8.0?}  max {:>8.0?}",
-        v.len(),
-        at(0.5),
-        at(0.9),
-        at(0.99),
-        v[v.len() - 1]
-    );
-}
 
 fn md5(text: &str) -> String {
     use md5::Digest;

@@ -13,6 +13,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/latency.rs"]
+mod latency;
+use latency::summary;
+
 #[path = "../tests/common/etcd.rs"]
 mod etcd_server;
 
@@ -33,18 +37,6 @@ fn instance(id: &str, service: &str) -> Registration {
         weight_warning: 1,
         ..Default::default()
     }
-}
-
-fn summary(name: &str, mut v: Vec<Duration>) {
-    v.sort();
-    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-    println!(
-        "{name:<44} p50 {:>9.1?}  p90 {:>9.1?}  p99 {:>9.1?}  (n={})",
-        at(0.5),
-        at(0.9),
-        at(0.99),
-        v.len()
-    );
 }
 
 fn main() {

@@ -85,11 +85,7 @@ impl Telemetry {
 /// The telemetry the running task records into: its cluster's, else (a task of no cluster:
 /// a library's thread, a test) the first cluster still running in the process.
 pub fn current() -> Option<Arc<Telemetry>> {
-    OWNER
-        .try_with(Option::clone)
-        .ok()
-        .flatten()
-        .or_else(first_live)
+    owner().or_else(first_live)
 }
 
 /// The telemetry of the cluster the running task belongs to; none outside a cluster's tasks.
@@ -107,7 +103,7 @@ fn first_live() -> Option<Arc<Telemetry>> {
 /// `f`, carrying the running task's cluster along (a spawned task does not inherit
 /// task-locals by itself).
 pub fn bound<F: Future>(f: F) -> impl Future<Output = F::Output> {
-    OWNER.scope(OWNER.try_with(Option::clone).ok().flatten(), f)
+    OWNER.scope(owner(), f)
 }
 
 /// `tokio::spawn` for the cluster's tasks: the new task records into the same cluster.
@@ -138,7 +134,7 @@ where
 pub fn spawn_blocking<R: Send + 'static>(
     f: impl FnOnce() -> R + Send + 'static,
 ) -> tokio::task::JoinHandle<R> {
-    let owner = OWNER.try_with(Option::clone).ok().flatten();
+    let owner = owner();
     tokio::task::spawn_blocking(move || OWNER.sync_scope(owner, f))
 }
 

@@ -426,18 +426,7 @@ impl ConfigCenter {
         who: &str,
         undoable: bool,
     ) -> Result<Vec<Change>, ChangeError> {
-        let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        self.check(key, text)?;
-        let canonical = layers::parse_value(text).to_string();
-        if let Some(f) = self.writable_file() {
-            super::file::write_key(&f.path, key, Some(&canonical)).map_err(ChangeError::File)?;
-            self.reread_file_layer(f)?;
-            return Ok(self.sync_locked(who, undoable));
-        }
-        self.kv
-            .put_checked(&layers::kv_key(key), canonical.into_bytes(), None, None)
-            .map_err(|e| ChangeError::Kv(e.to_string()))?;
-        Ok(self.sync_locked(who, undoable))
+        self.set_all(&[(key.to_string(), text.to_string())], who, undoable)
     }
 
     /// Sets several keys at once (a document published through Nacos): checked together, so a
@@ -447,35 +436,50 @@ impl ConfigCenter {
         pairs: &[(String, String)],
         who: &str,
     ) -> Result<Vec<Change>, ChangeError> {
+        self.set_all(pairs, who, true)
+    }
+
+    /// The one write path of `set` and `set_many`: every key checked with the others, then
+    /// written back to the file (or the KV layer) and applied.
+    fn set_all(
+        &self,
+        pairs: &[(String, String)],
+        who: &str,
+        undoable: bool,
+    ) -> Result<Vec<Change>, ChangeError> {
         let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         for (key, _) in pairs {
             check_key(key)?;
         }
-        let values: Vec<(&str, Option<toml::Value>)> = pairs
+        let values: Vec<(&str, toml::Value)> = pairs
             .iter()
-            .map(|(k, t)| (k.as_str(), Some(layers::parse_value(t))))
+            .map(|(k, t)| (k.as_str(), layers::parse_value(t)))
             .collect();
-        if let Err(e) = effective_with(&self.base(), &self.kv, &values) {
+        let extras: Vec<(&str, Option<toml::Value>)> =
+            values.iter().map(|(k, v)| (*k, Some(v.clone()))).collect();
+        if let Err(e) = effective_with(&self.base(), &self.kv, &extras) {
             let (key, text) = pairs
                 .first()
                 .map_or(("", ""), |(k, t)| (k.as_str(), t.as_str()));
             return Err(refusal(key, text, e));
         }
+        let file = self.writable_file();
         for (key, value) in &values {
-            let canonical = value.as_ref().map(ToString::to_string).unwrap_or_default();
-            if let Some(f) = self.writable_file() {
-                super::file::write_key(&f.path, key, Some(&canonical))
-                    .map_err(ChangeError::File)?;
-            } else {
-                self.kv
-                    .put_checked(&layers::kv_key(key), canonical.into_bytes(), None, None)
-                    .map_err(|e| ChangeError::Kv(e.to_string()))?;
+            let canonical = value.to_string();
+            match file {
+                Some(f) => super::file::write_key(&f.path, key, Some(&canonical))
+                    .map_err(ChangeError::File)?,
+                None => {
+                    self.kv
+                        .put_checked(&layers::kv_key(key), canonical.into_bytes(), None, None)
+                        .map_err(|e| ChangeError::Kv(e.to_string()))?;
+                }
             }
         }
-        if let Some(f) = self.writable_file() {
+        if let Some(f) = file {
             self.reread_file_layer(f)?;
         }
-        Ok(self.sync_locked(who, true))
+        Ok(self.sync_locked(who, undoable))
     }
 
     /// The live config's keys as one table (what a Nacos client reads as the document).

@@ -51,7 +51,7 @@ pub fn router(core: Arc<Core>) -> Router {
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"error": msg.into()}))).into_response()
+    crate::server::refusals::json_error(status, msg)
 }
 
 impl IntoResponse for ControlError {

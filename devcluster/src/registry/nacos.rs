@@ -10,6 +10,30 @@
 //! config of the cluster (a TOML or properties document); any other config is kept in the KV
 //! store under `nacos/namespace/group/dataId`.
 
+/// A v1 and a v2 handler for each answering function (`fn(&Nacos, &Params) -> Result<Answer,
+/// Failure>`): the two versions differ only in how the answer is put.
+macro_rules! handlers {
+    ($($v1:ident, $v2:ident => $f:ident;)*) => {
+        $(
+            pub(super) async fn $v1(
+                axum::extract::State(n): axum::extract::State<super::Nacos>,
+                query: axum::extract::RawQuery,
+                body: axum::body::Bytes,
+            ) -> axum::response::Response {
+                super::v1($f(&n, &super::Params::of(&query, &body)))
+            }
+
+            pub(super) async fn $v2(
+                axum::extract::State(n): axum::extract::State<super::Nacos>,
+                query: axum::extract::RawQuery,
+                body: axum::body::Bytes,
+            ) -> axum::response::Response {
+                super::v2($f(&n, &super::Params::of(&query, &body)))
+            }
+        )*
+    };
+}
+
 mod config;
 mod naming;
 
@@ -17,7 +41,6 @@ use crate::config::center::ConfigCenter;
 use crate::config::kv::KvStore;
 use crate::registry::Registry;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::RawQuery;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -257,9 +280,4 @@ pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The parameters of a request, from its parts (the handlers' common first step).
-pub(crate) fn params(query: RawQuery, body: &Bytes) -> Params {
-    Params::of(&query, body)
 }

@@ -7,7 +7,7 @@
 //! is kept as plain content in the KV store, under `nacos/<namespace>/<group>/<dataId>`, with
 //! its type in the entry's flags.
 
-use super::{Answer, Failure, LGO_GROUP, Nacos, PUBLIC, Params, params};
+use super::{Answer, Failure, LGO_GROUP, Nacos, PUBLIC, Params};
 use crate::config::layers;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -271,7 +271,7 @@ pub(super) async fn v1_listen(
     query: RawQuery,
     body: Bytes,
 ) -> Response {
-    let p = params(query, &body);
+    let p = Params::of(&query, &body);
     let entries = match p.require("Listening-Configs").and_then(listened) {
         Ok(e) => e,
         Err(f) => return f.v1(),
@@ -298,28 +298,6 @@ pub(super) async fn v1_listen(
         }
     }
     super::v1(Ok(Answer::Text(String::new(), Vec::new())))
-}
-
-macro_rules! handlers {
-    ($($v1:ident, $v2:ident => $f:ident;)*) => {
-        $(
-            pub(super) async fn $v1(
-                State(n): State<Nacos>,
-                query: RawQuery,
-                body: Bytes,
-            ) -> Response {
-                super::v1($f(&n, &params(query, &body)))
-            }
-
-            pub(super) async fn $v2(
-                State(n): State<Nacos>,
-                query: RawQuery,
-                body: Bytes,
-            ) -> Response {
-                super::v2($f(&n, &params(query, &body)))
-            }
-        )*
-    };
 }
 
 handlers! {

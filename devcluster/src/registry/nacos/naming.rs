@@ -7,7 +7,7 @@
 //! the instance leaves every balancer and Consul's `?passing`. A persistent instance
 //! (`ephemeral=false`) has no beat: it is healthy as registered.
 
-use super::{Answer, DEFAULT_GROUP, Failure, Nacos, PUBLIC, Params, now_ms, params};
+use super::{Answer, DEFAULT_GROUP, Failure, Nacos, PUBLIC, Params, now_ms};
 use crate::registry::{CheckKind, CheckSpec, Health, InstanceView, Registration};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -492,28 +492,6 @@ fn services(n: &Nacos, p: &Params) -> Result<Answer, Failure> {
     Ok(Answer::Json(json!({"count": names.len(), "doms": doms})))
 }
 
-macro_rules! handlers {
-    ($($v1:ident, $v2:ident => $f:ident;)*) => {
-        $(
-            pub(super) async fn $v1(
-                State(n): State<Nacos>,
-                query: RawQuery,
-                body: Bytes,
-            ) -> Response {
-                super::v1($f(&n, &params(query, &body)))
-            }
-
-            pub(super) async fn $v2(
-                State(n): State<Nacos>,
-                query: RawQuery,
-                body: Bytes,
-            ) -> Response {
-                super::v2($f(&n, &params(query, &body)))
-            }
-        )*
-    };
-}
-
 handlers! {
     v1_register, v2_register => register;
     v1_update, v2_update => register;
@@ -523,7 +501,7 @@ handlers! {
 }
 
 pub(super) async fn v1_beat(State(n): State<Nacos>, query: RawQuery, body: Bytes) -> Response {
-    super::v1(beat(&n, &params(query, &body)).map(Answer::Json))
+    super::v1(beat(&n, &Params::of(&query, &body)).map(Answer::Json))
 }
 
 /// `GET /nacos/v1/ns/operator/metrics`: the Java client's health probe (`serverHealthy`).
@@ -536,7 +514,7 @@ pub(super) async fn v1_metrics(State(n): State<Nacos>) -> Response {
 }
 
 pub(super) async fn v1_services(State(n): State<Nacos>, query: RawQuery, body: Bytes) -> Response {
-    super::v1(services(&n, &params(query, &body)))
+    super::v1(services(&n, &Params::of(&query, &body)))
 }
 
 #[cfg(test)]
