@@ -43,7 +43,9 @@ pub struct ClusterArgs {
         default_value = DEFAULT_ENV
     )]
     pub env: String,
-    /// `auto`: take free ports instead of the defaults (8500, 9900, 8080, 8081-8083, 8091-8092).
+    /// `auto`: take free ports instead of the defaults (registry 8500, admin 9900, gateway 8080,
+    /// user-service 8081 on, its gRPC 50051 on, order-service 8091 on, OTLP 4317 and 4318, Nacos
+    /// 8848; `ports.*` in the config file moves one).
     #[arg(long, value_name = "MODE")]
     pub ports: Option<PortsMode>,
     /// Start without the traffic generator.

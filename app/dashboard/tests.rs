@@ -962,6 +962,20 @@ mod metrics_tab {
             "{all}"
         );
 
+        // Short, one chart with its bars rather than two empty boxes; shorter, none.
+        let short = screen(&app, 80, 20).join("\n");
+        assert!(
+            short.contains("requests per second")
+                && short.contains('█')
+                && !short.contains("p99 latency per second"),
+            "{short}"
+        );
+        let shorter = screen(&app, 80, 17).join("\n");
+        assert!(
+            !shorter.contains("requests per second") && shorter.contains("Process and host"),
+            "{shorter}"
+        );
+
         // `/gate` keeps the gateway's row (selected: its routes show) and no client path.
         press(&mut app, KeyCode::Char('/'));
         for c in "gate".chars() {
@@ -2494,6 +2508,46 @@ fn every_tab_as_it_looks_at_80x24_and_160x48() {
         app.help = true;
         insta::assert_snapshot!(format!("help_{w}x{h}"), text(&app, w, h));
         app.help = false;
+    }
+}
+
+/// The trace list and the log lines keep their identifying text whole at every common size:
+/// a trace's root operation and the first services of its path, the instance a line came from
+/// (the grpc instances are the longest names); the trace id and the time go first instead.
+#[test]
+fn trace_and_log_rows_keep_their_names_whole_at_every_size() {
+    use devcluster::telemetry::Level;
+    let mut app = busy_app();
+    let mut sum = traces_tab::summary();
+    sum.services = vec![
+        "gateway".into(),
+        "order-service".into(),
+        "user-service-grpc".into(),
+    ];
+    app.on_reply(Reply::Traces(Ok(vec![sum])));
+    let mut line = logs_tab::line(
+        1,
+        Level::Info,
+        "user-service-grpc",
+        "passing: back in rotation (was critical)",
+        Some(0xabc),
+    );
+    line.instance = "user-service-1-grpc".into();
+    app.on_reply(Reply::Logs(Ok(vec![line])));
+    for (w, h) in [(80, 24), (100, 30), (160, 48), (220, 60)] {
+        app.tab = Tab::Traces;
+        let all = screen(&app, w, h).join("\n");
+        for whole in ["GET /api/orders/{id}", "gateway → order-service", "40.0ms"] {
+            assert!(
+                all.contains(whole),
+                "traces at {w}×{h}: {whole} cut:\n{all}"
+            );
+        }
+        app.tab = Tab::Logs;
+        let all = screen(&app, w, h).join("\n");
+        for whole in ["user-service-1-grpc", "passing: back in rotation"] {
+            assert!(all.contains(whole), "logs at {w}×{h}: {whole} cut:\n{all}");
+        }
     }
 }
 

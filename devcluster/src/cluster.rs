@@ -613,7 +613,7 @@ impl Cluster {
             registry = %registry_server.url(),
             gateway = %gateway_server.url(),
             admin = %admin_server.url(),
-            instances = core.instances.len(),
+            sample_processes = core.instances.len(),
             "cluster started"
         );
         Ok(Cluster {

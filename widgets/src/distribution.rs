@@ -89,8 +89,14 @@ impl Widget for &DistributionBars<'_> {
         let t = &self.theme;
         let total: u64 = self.rows.iter().map(|r| r.count).sum();
         let label_w = crate::columns::widest(self.rows.iter().map(|r| r.label.as_str()), 4).min(28);
-        // label, bar, " 100.0% 1234567 ", note
-        let bar_w = inner.width.saturating_sub(label_w + 1 + 18).clamp(4, 50);
+        // label, bar, " 100.0% 1234567 ", note: the bar gives room to the notes first (down to
+        // 4 cells); a note that still does not fit keeps its first whole words (never "ewma 0.2m").
+        let note_w = crate::columns::widest(self.rows.iter().map(|r| r.note.as_str()), 0);
+        let bar_w = inner
+            .width
+            .saturating_sub(label_w + 1 + 18 + note_w)
+            .clamp(4, 50);
+        let note_room = usize::from(inner.width.saturating_sub(label_w + 1 + 18 + bar_w));
         for (i, r) in self.rows.iter().enumerate().take(inner.height as usize) {
             let share = if total == 0 {
                 0.0
@@ -112,7 +118,7 @@ impl Widget for &DistributionBars<'_> {
                     bar_style,
                 ),
                 Span::raw(format!(" {:>5.1}% {:>8} ", share * 100.0, r.count)),
-                Span::styled(r.note.as_str(), note_style(r.kind, t)),
+                Span::styled(whole_words(&r.note, note_room), note_style(r.kind, t)),
             ]);
             let y = inner.y + i as u16;
             let row = Rect::new(inner.x, y, inner.width, 1);
@@ -124,6 +130,22 @@ impl Widget for &DistributionBars<'_> {
             line.render(row, buf);
         }
     }
+}
+
+/// The first words of `text` that fit in `width` columns, each whole.
+fn whole_words(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    for word in text.split(' ') {
+        let sep = usize::from(!out.is_empty());
+        if out.chars().count() + sep + word.chars().count() > width {
+            break;
+        }
+        if sep == 1 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 fn note_style(kind: ShareKind, t: &Theme) -> Style {
@@ -194,6 +216,35 @@ mod tests {
                 (cells(l) - f64::from(bar_width) / 3.0).abs() <= 1.0,
                 "{even:#?}"
             );
+        }
+    }
+
+    /// Narrow, the bar shrinks for the notes, and a note that still does not fit keeps whole
+    /// words: a latency is shown whole or not at all.
+    #[test]
+    fn notes_fit_before_the_bar_grows_and_keep_whole_words() {
+        let noted = |label: &str, note: &str| ShareRow {
+            note: note.into(),
+            ..row(label, 5)
+        };
+        let rows = [
+            noted("order-service-1", "w=1 in-flight 0 ewma 0.2ms"),
+            noted("order-service-2", "w=1 in-flight 0 ewma 1.1ms"),
+        ];
+        let wide = screen(&rows, 80);
+        assert!(wide[0].contains("w=1 in-flight 0 ewma 0.2ms"), "{wide:#?}");
+        assert!(wide[0].contains('█'), "{wide:#?}");
+        let narrow = screen(&rows, 60);
+        assert!(narrow[0].contains("50.0%"), "{narrow:#?}");
+        for line in &narrow {
+            assert!(line.contains("w=1"), "{narrow:#?}");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for w in words
+                .iter()
+                .filter(|w| w.ends_with('m') || w.ends_with("ms"))
+            {
+                assert!(w.ends_with("ms"), "a latency cut: {narrow:#?}");
+            }
         }
     }
 

@@ -358,13 +358,19 @@ pub fn render(
     let [bars_area, picks_area] =
         Layout::vertical([Constraint::Length(bars_height), Constraint::Fill(1)]).areas(right);
     let total: u64 = rows.iter().map(|r| r.count).sum();
+    // Narrow, the count without its explanation rather than a sentence cut mid-word.
+    let head = format!(" {} · {} · ", b.target, b.strategy.as_str());
+    let long = format!("{total} picks since the strategy was set ");
+    let picks = if head.chars().count() + long.chars().count() + 2 <= usize::from(bars_area.width) {
+        long
+    } else {
+        format!("{total} picks ")
+    };
     let title = Line::from(vec![
         Span::styled(format!(" {} · ", b.target), theme.title),
         Span::styled(b.strategy.as_str(), theme.key),
-        Span::styled(
-            format!(" · {total} picks since the strategy was set "),
-            theme.dim,
-        ),
+        Span::styled(" · ", theme.title),
+        Span::styled(picks, theme.dim),
     ]);
     let selected = (view.focus == Focus::Instances).then_some(view.instance);
     let bars = DistributionBars::new(&rows)

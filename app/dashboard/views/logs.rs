@@ -15,6 +15,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use std::time::Instant;
 use widgets::Theme;
+use widgets::columns::{Column, constraints, fit, shown, widest};
 use widgets::highlight::highlight_owned;
 
 /// How many lines the tab asks for.
@@ -241,20 +242,35 @@ pub fn render(frame: &mut Frame, area: Rect, view: &LogsView, theme: &Theme) {
         .unwrap_or(view.records.len().saturating_sub(1));
     // Only the rows that show are built (a thousand lines are kept): the window that ends at the
     // selected line, as a fresh table state would scroll to it.
-    let shown = usize::from(list.height.saturating_sub(3)).max(1);
-    let first = (selected + 1).saturating_sub(shown);
-    let rows = view.records[first..]
-        .iter()
-        .take(shown)
-        .map(|r| -> Row<'static> {
-            let fields: Vec<String> = r.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let fields_text = fields.join(" ");
-            let who = if r.instance.is_empty() || r.instance == r.service {
-                r.service.clone()
-            } else {
-                r.instance.clone()
-            };
-            Row::new([
+    let on_screen = usize::from(list.height.saturating_sub(3)).max(1);
+    let first = (selected + 1).saturating_sub(on_screen);
+    let window = &view.records[first..(first + on_screen).min(view.records.len())];
+    let who = |r: &LogRecord| -> String {
+        if r.instance.is_empty() || r.instance == r.service {
+            r.service.clone()
+        } else {
+            r.instance.clone()
+        }
+    };
+    // The service or instance is whole (sized to the rows on screen); narrow, the trace column
+    // goes first (Enter still opens the line's trace), then the time; the message takes the rest.
+    let names: Vec<String> = window.iter().map(who).collect();
+    let widths = fit(
+        &[
+            Column::drop(12, 1),
+            Column::keep(5),
+            Column::keep(widest(names.iter().map(String::as_str), 7)),
+            Column::fill(36, 0),
+            Column::drop(8, 2),
+        ],
+        list.width.saturating_sub(2),
+        1,
+    );
+    let rows = window.iter().zip(names).map(|(r, who)| -> Row<'static> {
+        let fields: Vec<String> = r.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let fields_text = fields.join(" ");
+        Row::new(shown(
+            [
                 Cell::from(Span::styled(clock(r.at_unix_ns / 1_000_000), theme.dim)),
                 Cell::from(Span::styled(r.level.as_str(), level_style(r.level, theme))),
                 Cell::from(who),
@@ -273,31 +289,30 @@ pub fn render(frame: &mut Frame, area: Rect, view: &LogsView, theme: &Theme) {
                         .unwrap_or_default(),
                     theme.dim,
                 )),
-            ])
-        });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(12),
-            Constraint::Length(5),
-            Constraint::Length(16),
-            Constraint::Fill(1),
-            Constraint::Length(8),
-        ],
-    )
-    .header(Row::new(["TIME", "LEVEL", "SERVICE", "MESSAGE", "TRACE"]).style(theme.title))
-    .row_highlight_style(theme.selected)
-    .block(
-        Block::bordered()
-            .title(Line::styled(
-                format!(
-                    " Logs ({}) · Enter opens the line's trace ",
-                    view.records.len()
-                ),
-                theme.title,
+            ],
+            &widths,
+        ))
+    });
+    let table = Table::new(rows, constraints(&widths))
+        .header(
+            Row::new(shown(
+                ["TIME", "LEVEL", "SERVICE", "MESSAGE", "TRACE"],
+                &widths,
             ))
-            .border_style(theme.border_focused),
-    );
+            .style(theme.title),
+        )
+        .row_highlight_style(theme.selected)
+        .block(
+            Block::bordered()
+                .title(Line::styled(
+                    format!(
+                        " Logs ({}) · Enter opens the line's trace ",
+                        view.records.len()
+                    ),
+                    theme.title,
+                ))
+                .border_style(theme.border_focused),
+        );
     let mut state = TableState::default().with_selected(Some(selected - first));
     frame.render_stateful_widget(table, list, &mut state);
     view.drawn.set(list, 1, first + state.offset());

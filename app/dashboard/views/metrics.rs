@@ -321,9 +321,16 @@ fn render_charts(
     side_by_side: bool,
     theme: &Theme,
 ) {
+    // A chart needs a row inside its borders: on a short terminal only the rate chart shows,
+    // and none below three rows (an empty box says nothing).
+    if area.height < 3 {
+        return;
+    }
     let halves = [Constraint::Fill(1), Constraint::Fill(1)];
     let [rate, latency] = if side_by_side {
         Layout::horizontal(halves).areas(area)
+    } else if area.height < 6 {
+        [area, Rect::default()]
     } else {
         Layout::vertical(halves).areas(area)
     };

@@ -17,6 +17,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
+use widgets::columns::{Column, constraints, fit, shown, widest};
 use widgets::highlight::{highlight, highlight_owned};
 use widgets::waterfall::duration_label;
 use widgets::{Notice, Theme, Waterfall, WaterfallRow};
@@ -515,70 +516,83 @@ fn render_list(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) 
         frame.render_widget(&Notice::new(lines).title("Traces").theme(*theme), area);
         return;
     }
-    let rows = view.list.iter().map(|t| {
-        Row::new([
-            Cell::from(Span::styled(clock(t.start_unix_ns / 1_000_000), theme.dim)),
-            Cell::from(Span::styled(
-                t.trace_id.to_string()[..12].to_string(),
-                theme.dim,
-            )),
-            Cell::from(Span::styled(
-                if t.error { "✖" } else { " " },
-                theme.critical,
-            )),
-            // What the filter looked for, marked.
-            Cell::from(highlight(
-                &t.root,
-                view.filter.operation.as_deref(),
-                theme.text,
-                theme.matched,
-            )),
-            Cell::from(highlight_owned(
-                &t.services.join(" → "),
-                view.filter.service.as_deref(),
-                theme.text,
-                theme.matched,
-            )),
-            Cell::from(Line::from(t.span_count.to_string()).right_aligned()),
-            Cell::from(Line::from(duration_label((t.duration_ms * 1e6) as u64)).right_aligned()),
-        ])
-    });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(12),
-            Constraint::Length(12),
-            Constraint::Length(1),
-            Constraint::Length(28),
-            Constraint::Fill(1),
-            Constraint::Length(6),
-            Constraint::Length(9),
+    // The root (the operation) whole, sized to the list; narrow, the trace id goes first (the
+    // waterfall shows it), then the span count; the services' path takes the rest.
+    let widths = fit(
+        &[
+            Column::keep(12),
+            Column::drop(12, 2),
+            Column::keep(1),
+            Column::keep(widest(view.list.iter().map(|t| t.root.as_str()), 4).min(48)),
+            Column::fill(16, 0),
+            Column::drop(5, 1),
+            Column::keep(9),
         ],
-    )
-    .header(
-        Row::new(["TIME", "TRACE", "", "ROOT", "SERVICES", "SPANS", "DURATION"]).style(theme.title),
-    )
-    .row_highlight_style(theme.selected)
-    .block(
-        Block::bordered()
-            .title(Line::styled(
-                match &view.filter_text {
-                    Some(f) => format!(
-                        " Traces matching \"{f}\" ({}) · Enter opens · / changes ",
-                        view.list.len()
-                    ),
-                    None => format!(
-                        " Recent traces ({}) · Enter opens · / filters ",
-                        view.list.len()
-                    ),
-                } + &match view.new_count() {
-                    0 => String::new(),
-                    n => format!("· {n} new above (k / Home at the top shows them) "),
-                },
-                theme.title,
-            ))
-            .border_style(theme.border_focused),
+        area.width.saturating_sub(2),
+        1,
     );
+    let rows = view.list.iter().map(|t| {
+        Row::new(shown(
+            [
+                Cell::from(Span::styled(clock(t.start_unix_ns / 1_000_000), theme.dim)),
+                Cell::from(Span::styled(
+                    t.trace_id.to_string()[..12].to_string(),
+                    theme.dim,
+                )),
+                Cell::from(Span::styled(
+                    if t.error { "✖" } else { " " },
+                    theme.critical,
+                )),
+                // What the filter looked for, marked.
+                Cell::from(highlight(
+                    &t.root,
+                    view.filter.operation.as_deref(),
+                    theme.text,
+                    theme.matched,
+                )),
+                Cell::from(highlight_owned(
+                    &t.services.join(" → "),
+                    view.filter.service.as_deref(),
+                    theme.text,
+                    theme.matched,
+                )),
+                Cell::from(Line::from(t.span_count.to_string()).right_aligned()),
+                Cell::from(
+                    Line::from(duration_label((t.duration_ms * 1e6) as u64)).right_aligned(),
+                ),
+            ],
+            &widths,
+        ))
+    });
+    let table = Table::new(rows, constraints(&widths))
+        .header(
+            Row::new(shown(
+                ["TIME", "TRACE", "", "ROOT", "SERVICES", "SPANS", "DURATION"],
+                &widths,
+            ))
+            .style(theme.title),
+        )
+        .row_highlight_style(theme.selected)
+        .block(
+            Block::bordered()
+                .title(Line::styled(
+                    match &view.filter_text {
+                        Some(f) => format!(
+                            " Traces matching \"{f}\" ({}) · Enter opens · / changes ",
+                            view.list.len()
+                        ),
+                        None => format!(
+                            " Recent traces ({}) · Enter opens · / filters ",
+                            view.list.len()
+                        ),
+                    } + &match view.new_count() {
+                        0 => String::new(),
+                        n => format!("· {n} new above (k / Home at the top shows them) "),
+                    },
+                    theme.title,
+                ))
+                .border_style(theme.border_focused),
+        );
     let mut state = TableState::default().with_selected(Some(view.selected));
     frame.render_stateful_widget(table, area, &mut state);
     view.drawn.set(area, 1, state.offset());
