@@ -347,18 +347,18 @@ pub fn defs() -> Vec<Def> {
             Some("logs"),
         ),
         def(
-            on(Tab::Config),
-            "filter",
-            Action::Search,
-            "filter keys by name; Esc clears",
-            Some("filter"),
-        ),
-        def(
             on(Tab::Traces),
             "span_logs",
             Action::SpanLogs,
             "the selected span's own log lines (in the Logs tab)",
             None,
+        ),
+        def(
+            on(Tab::Config),
+            "filter",
+            Action::Search,
+            "filter keys by name; Esc clears",
+            Some("filter"),
         ),
         def(
             on(Tab::Config),

@@ -151,6 +151,13 @@ pub struct App {
     /// Palette lines run so far, oldest first (↑ recalls them).
     pub palette_history: Vec<String>,
     pub self_cost: SelfCost,
+    /// The tab a pivot left (a trace opened from Logs or a pick, the traces of a breaker, a
+    /// trace's lines): Esc back on the tab it showed returns there, as a browser's back does.
+    /// Choosing a tab forgets it.
+    pub came_from: Option<Tab>,
+    /// The palette line whose command is on its way: refused by the cluster, the palette opens
+    /// again with it, to be fixed (as a line the palette itself cannot read).
+    palette_sent: Option<String>,
     /// The newest request sent of each kind that a newer one replaces (lists, a trace, logs).
     newest: std::collections::HashMap<std::mem::Discriminant<Request>, u64>,
     sent: u64,
@@ -184,6 +191,8 @@ impl App {
             keymap: Arc::new(Keymap::default()),
             palette_history: Vec::new(),
             self_cost: SelfCost::default(),
+            came_from: None,
+            palette_sent: None,
             newest: std::collections::HashMap::new(),
             sent: 0,
         }
@@ -366,8 +375,18 @@ impl App {
 
     pub fn on_reply(&mut self, reply: Reply) {
         match reply {
-            Reply::Done(text) => self.toast(text, false),
-            Reply::Failed(text) => self.toast(text, true),
+            Reply::Done(text) => {
+                self.palette_sent = None;
+                self.toast(text, false);
+            }
+            Reply::Failed(text) => {
+                if let Some(line) = self.palette_sent.take()
+                    && self.prompt.is_none()
+                {
+                    self.prompt = Some(Prompt::new(PromptFor::Palette, line));
+                }
+                self.toast(text, true);
+            }
             Reply::Traces(Ok(list)) => {
                 self.traces.error = None;
                 self.traces.set_list(list);
@@ -434,14 +453,31 @@ impl App {
         if self.help {
             return self.on_help_action(action);
         }
+        let back = action == Action::Back;
         let outcome = {
             let (view, cx) = self.split();
             view.on_action(&action, &cx)
         };
-        match outcome {
+        let taken = !matches!(outcome, Outcome::Ignored);
+        let req = match outcome {
             Outcome::Ignored => self.on_global_action(action),
             outcome => self.apply(outcome),
+        };
+        // Esc that closed what a pivot showed: back to where the pivot started (the waterfall
+        // closed, or the logs' trace filter cleared).
+        let closed = match self.tab {
+            Tab::Traces => self.traces.open.is_none() && self.traces.loading.is_none(),
+            Tab::Logs => true,
+            _ => false,
+        };
+        if back
+            && taken
+            && closed
+            && let Some(tab) = self.came_from.take()
+        {
+            return self.go_to(tab).or(req);
         }
+        req
     }
 
     /// While help shows, keys scroll it; Esc or ? closes it.
@@ -492,6 +528,15 @@ impl App {
 
     /// Goes to the tab that shows `pivot`.
     fn show(&mut self, pivot: Pivot) -> Option<Request> {
+        let from = self.tab;
+        let req = self.show_pivot(pivot);
+        if self.tab != from {
+            self.came_from = Some(from);
+        }
+        req
+    }
+
+    fn show_pivot(&mut self, pivot: Pivot) -> Option<Request> {
         match pivot {
             Pivot::Trace(id) => self.open_trace(id),
             Pivot::Traces { filter, text, why } => {
@@ -512,6 +557,7 @@ impl App {
                 logs.search = search;
                 logs.service = None;
                 // A healthy request's lines are debug (access lines): all of them show.
+                logs.level_before.get_or_insert(logs.level);
                 logs.level = devcluster::telemetry::Level::Debug;
                 logs.follow();
                 self.tab = Tab::Logs;
@@ -553,9 +599,18 @@ impl App {
                 self.help_offset = 0;
                 None
             }
-            Action::NextTab => self.go_to(Tab::from_index(self.tab.index() + 1)),
-            Action::PrevTab => self.go_to(Tab::from_index(self.tab.index() + Tab::ALL.len() - 1)),
-            Action::GoToTab(i) => self.go_to(Tab::from_index(i)),
+            Action::NextTab => {
+                self.came_from = None;
+                self.go_to(Tab::from_index(self.tab.index() + 1))
+            }
+            Action::PrevTab => {
+                self.came_from = None;
+                self.go_to(Tab::from_index(self.tab.index() + Tab::ALL.len() - 1))
+            }
+            Action::GoToTab(i) => {
+                self.came_from = None;
+                self.go_to(Tab::from_index(i))
+            }
             Action::TogglePause => {
                 self.paused = !self.paused;
                 let text = if self.paused {
@@ -648,9 +703,22 @@ impl App {
             PromptFor::Palette => match palette::parse(&text) {
                 Ok(run) => {
                     if self.palette_history.last() != Some(&text) {
-                        self.palette_history.push(text);
+                        self.palette_history.push(text.clone());
                     }
-                    self.run_palette(run)
+                    // Refused before it is sent (an unknown strategy, say): kept open, as a
+                    // line it cannot read.
+                    if let palette::Run::Ctl(cmd) = &run
+                        && let Err(e) = crate::ctl::command_of(cmd)
+                    {
+                        self.prompt = Some(Prompt::new(PromptFor::Palette, text));
+                        self.toast(e.to_string(), true);
+                        return None;
+                    }
+                    let req = self.run_palette(run);
+                    if matches!(req, Some(Request::Command(_))) {
+                        self.palette_sent = Some(text);
+                    }
+                    req
                 }
                 Err(e) => {
                     // Kept open with what was typed, to be fixed.

@@ -66,7 +66,24 @@ pub fn draw(frame: &mut Frame, app: &App) {
         );
     }
     draw_tabs(frame, tabs, app, &theme);
-    app.view().render(frame, body, &app.cx(), &theme);
+    if never_connected(&app.link) {
+        // Nothing has answered yet: not an empty cluster, no cluster.
+        let notice = Notice::new([
+            "No cluster to show yet.".to_string(),
+            String::new(),
+            "The dashboard is attached to an admin URL where nothing answers (see above);"
+                .to_string(),
+            "it keeps trying and shows the cluster as soon as it answers.".to_string(),
+            String::new(),
+            "Start one with `lgo-dash serve` (it prints its `admin URL`), then".to_string(),
+            "`lgo-dash --attach URL`; or run `lgo-dash` alone for an embedded cluster.".to_string(),
+        ])
+        .title("Not connected")
+        .theme(theme);
+        frame.render_widget(&notice, body);
+    } else {
+        app.view().render(frame, body, &app.cx(), &theme);
+    }
     if matches!(app.link, Link::Lost { .. }) {
         // What the cluster last sent, greyed: it is not live.
         frame.buffer_mut().set_style(body, theme.dim);
@@ -81,6 +98,11 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if app.help {
         draw_help(frame, body, app, &theme);
     }
+}
+
+/// Attached and nothing has answered yet (connecting, or lost before the first answer).
+fn never_connected(link: &Link) -> bool {
+    matches!(link, Link::Connecting | Link::Lost { ever_up: false, .. })
 }
 
 /// What the banner under the header says about the link to an attached cluster, if anything.
@@ -105,7 +127,9 @@ pub fn link_banner(link: &Link, now: Instant) -> Option<String> {
                 )
             } else {
                 format!(" ⚠ no cluster yet · {retry} · {error}")
-            })
+            }
+            // The dashboard's flag, not ctl's.
+            .replace("(--admin URL or LGO_ADMIN)", "(--attach URL)"))
         }
     }
 }
@@ -134,7 +158,11 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .iter()
         .filter(|i| i.view.health == Health::Passing)
         .count();
-    let health = if passing == total {
+    // Not live: the counts are what was last known, and not green.
+    let stale = matches!(app.link, Link::Lost { ever_up: true, .. });
+    let health = if stale {
+        theme.dim
+    } else if passing == total {
         theme.passing
     } else {
         theme.warning
@@ -204,15 +232,19 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         }
         parts.push((format!("· env {} · ", app.env()), theme.dim));
         let store = url("store");
-        parts.push((
-            match (terse, store) {
-                // Shared: room for which store, even at 80 columns.
-                (true, Some(_)) => format!("{passing}/{total} up"),
-                (true, None) => format!("{passing}/{total} passing"),
-                _ => format!("{passing}/{total} instances passing"),
-            },
-            health,
-        ));
+        parts.push(if never_connected(&app.link) {
+            ("not connected".to_string(), theme.warning)
+        } else {
+            (
+                match (terse, store) {
+                    // Shared: room for which store, even at 80 columns.
+                    (true, Some(_)) => format!("{passing}/{total} up"),
+                    (true, None) => format!("{passing}/{total} passing"),
+                    _ => format!("{passing}/{total} instances passing"),
+                } + if stale { " (stale)" } else { "" },
+                health,
+            )
+        });
         // Outside services by API where there is room; narrow, the rows say it (the admin
         // URL matters more).
         if outside_count > 0 && !terse {
@@ -275,13 +307,34 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if let Some(t) = &app.toast {
         let style = if t.error { theme.error } else { theme.passing };
+        // A message longer than the line wraps upwards over the body (up to four lines): a
+        // refusal's reason is read whole, not cut at the edge.
+        let text = format!(" {}", t.text);
+        let lines = wrapped_lines(&text, usize::from(area.width)).clamp(1, 4) as u16;
+        let up = lines - 1;
+        let area = Rect::new(
+            area.x,
+            area.y.saturating_sub(up),
+            area.width,
+            (lines).min(area.y + area.height),
+        );
+        frame.render_widget(Clear, area);
         frame.render_widget(
-            Line::from(Span::styled(format!(" {}", t.text), style)),
+            Paragraph::new(Span::styled(text, style)).wrap(Wrap { trim: false }),
             area,
         );
         return;
     }
     let mut shown = footer_hints(&app.keymap, app.tab);
+    // The waterfall's keys only where they act: with a trace open.
+    if app.tab == Tab::Traces && app.traces.open.is_none() {
+        shown.retain(|h| {
+            !matches!(
+                h.action,
+                Action::NextMatch | Action::Toggle | Action::TraceLogs | Action::SpanLogs
+            )
+        });
+    }
     // What fits, the least needed dropped first (from the end): global keys before this tab's;
     // help and quit stay.
     let width = |h: &[Hint]| {
@@ -307,10 +360,28 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     frame.render_widget(Line::from(spans), area);
 }
 
+/// How many lines `text` takes wrapped at word boundaries to `width` columns (as `Wrap` does).
+fn wrapped_lines(text: &str, width: usize) -> usize {
+    let width = width.max(1);
+    let (mut lines, mut used) = (1, 0);
+    for word in text.split(' ') {
+        let w = word.chars().count();
+        let need = if used == 0 { w } else { used + 1 + w };
+        if need <= width {
+            used = need;
+        } else {
+            lines += 1 + w.saturating_sub(1) / width;
+            used = w % width;
+        }
+    }
+    lines
+}
+
 /// A footer hint and how much it is needed: 0 global keys, 1 this tab's, 2 help and quit.
 pub struct Hint {
     pub keys: String,
     pub label: &'static str,
+    pub action: Action,
     rank: u8,
 }
 
@@ -346,6 +417,7 @@ pub fn footer_hints(keymap: &Keymap, tab: Tab) -> Vec<Hint> {
             Some(Hint {
                 keys,
                 label: b.def.footer?,
+                action: b.def.action.clone(),
                 rank,
             })
         })

@@ -33,6 +33,7 @@ fn instance(
             meta: [("version".to_string(), "1.0.0".to_string())].into(),
             weight: 1,
             weight_warning: 1,
+            enable_tag_override: false,
             protocol: "http".into(),
             health_path: "/health".into(),
             health,
@@ -45,6 +46,7 @@ fn instance(
                 output,
                 notes: String::new(),
                 definition: format!("GET http://127.0.0.1:{port}/health every 1s"),
+                spec: Vec::new(),
                 create_index: 1,
                 modify_index: 1,
             }],
@@ -1767,7 +1769,10 @@ fn a_lost_cluster_is_a_banner_over_greyed_data_until_it_answers_again() {
         let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(words(&banner).contains("cluster lost 12 s ago"), "{all}");
         assert!(words(&banner).contains("trying again in 2 s"), "{all}");
-        assert!(words(&banner).contains(&words(error)), "{w}x{h}:\n{all}");
+        // The dashboard's own flag in the advice, not ctl's.
+        let said = error.replace("(--admin URL or LGO_ADMIN)", "(--attach URL)");
+        assert!(words(&banner).contains(&words(&said)), "{w}x{h}:\n{all}");
+        assert!(all.contains("(stale)"), "last known counts marked: {all}");
         // The tabs and the services are still there, below it.
         assert!(
             all.contains("1 Services") && all.contains("order-service"),
@@ -1811,6 +1816,97 @@ fn attaching_where_nothing_answers_says_so() {
     let all = screen(&app, 80, 24).join("\n");
     assert!(all.contains("no cluster yet"), "{all}");
     assert!(all.contains("http://127.0.0.1:1"), "{all}");
+    // Not an empty cluster: no count of nothing, no invitation to register into nothing.
+    assert!(all.contains("not connected"), "{all}");
+    assert!(all.contains("No cluster to show yet"), "{all}");
+    assert!(
+        !all.contains("0/0") && !all.contains("No service is registered"),
+        "{all}"
+    );
+}
+
+/// Esc goes back the way a pivot came, as a browser's back: a trace opened from a log line
+/// closes back to the Logs tab; a trace's lines (`L`, shown at every level) close back to the
+/// waterfall with the level the user had; Esc on a filtered trace list clears the filter.
+#[test]
+fn esc_goes_back_where_a_pivot_came_from() {
+    use devcluster::telemetry::Level;
+    let mut app = busy_app();
+    let sum = traces_tab::summary();
+    let id = sum.trace_id;
+    press(&mut app, KeyCode::Char('7'));
+    app.logs.level = Level::Warn;
+    app.on_reply(Reply::Logs(Ok(vec![logs_tab::line(
+        1,
+        Level::Warn,
+        "gateway",
+        "slow",
+        Some(id.0),
+    )])));
+    // A log line's trace, then Esc: back on Logs, as it was.
+    assert_eq!(
+        app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        Some(Request::Trace(id))
+    );
+    assert_eq!(app.tab, Tab::Traces);
+    app.on_reply(Reply::Trace(id, Ok(traces_tab::spans())));
+    assert!(app.traces.open.is_some());
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.tab, Tab::Logs, "back where the trace was opened from");
+    assert_eq!(app.logs.level, Level::Warn);
+
+    // From the waterfall, L shows its lines at every level; Esc puts the level back and
+    // returns to the waterfall.
+    press(&mut app, KeyCode::Char('5'));
+    app.traces.loading = Some(id);
+    app.on_reply(Reply::Trace(id, Ok(traces_tab::spans())));
+    press(&mut app, KeyCode::Char('L'));
+    assert_eq!(app.tab, Tab::Logs);
+    assert_eq!(app.logs.level, Level::Debug);
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.logs.level, Level::Warn, "the user's level again");
+    assert_eq!(app.tab, Tab::Traces);
+    assert!(app.traces.open.is_some(), "the waterfall it came from");
+
+    // A filtered list: Esc clears the filter.
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('/'));
+    for c in "DELETE".chars() {
+        app.on_prompt_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    }
+    app.on_prompt_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(app.traces.filter_text.is_some());
+    press(&mut app, KeyCode::Esc);
+    assert!(app.traces.filter_text.is_none(), "Esc clears the filter");
+    assert!(!screen(&app, 80, 24).join("\n").contains("matching"));
+}
+
+/// A palette command the cluster refuses opens the palette again with the line, to be fixed;
+/// the reason wraps above the footer rather than being cut at the edge.
+#[test]
+fn a_refused_palette_command_comes_back_to_be_fixed() {
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char(':'));
+    let line = "strategy user-service fastest";
+    for c in line.chars() {
+        app.on_prompt_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    }
+    let sent = app.on_prompt_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    // The palette reads it; whether the cluster takes it is the cluster's call.
+    let reason = "unknown strategy \"fastest\": expected one of round_robin, random, weighted, \
+                  least_request, p2c, consistent_hash";
+    if matches!(sent, Some(Request::Command(_))) {
+        assert!(app.prompt.is_none());
+        app.on_reply(Reply::Failed(reason.into()));
+    }
+    let prompt = app.prompt.as_ref().expect("the palette again");
+    assert_eq!(prompt.text(), line);
+    let all = screen(&app, 80, 24).join(" ");
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words(&all).contains("least_request, p2c, consistent_hash"),
+        "the whole reason: {all}"
+    );
 }
 
 /// At 80×24 the help overlay scrolls, and every binding's text can be read whole in it.
@@ -1874,10 +1970,23 @@ fn footer_hints_say_what_the_keys_do_on_each_tab() {
     assert!(breakers.contains("o force open"), "{breakers}");
     assert!(breakers.contains("space cycle"), "{breakers}");
     assert!(!breakers.contains("Enter"), "{breakers}");
+    // The list: its filter; the waterfall's keys only once a trace is open.
     let traces = words(&footer('5'));
     assert!(
-        traces.contains("/ filter") && traces.contains("n next"),
+        traces.contains("/ filter") && !traces.contains("n next") && !traces.contains("L logs"),
         "{traces}"
+    );
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char('5'));
+    let sum = traces_tab::summary();
+    app.on_reply(Reply::Traces(Ok(vec![sum.clone()])));
+    app.traces.loading = Some(sum.trace_id);
+    app.on_reply(Reply::Trace(sum.trace_id, Ok(traces_tab::spans())));
+    app.toast = None;
+    let waterfall = words(&screen(&app, 120, 24)[23]);
+    assert!(
+        waterfall.contains("n next") && waterfall.contains("L logs"),
+        "{waterfall}"
     );
     let mut app = busy_app();
     press(&mut app, KeyCode::Char('p'));

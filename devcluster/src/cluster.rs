@@ -758,10 +758,12 @@ fn sample_registration(cfg: &Config, service: &str, id: &str, addr: SocketAddr) 
         meta,
         weight_passing: 1,
         weight_warning: 1,
+        enable_tag_override: false,
         checks: vec![CheckSpec {
             id: String::new(),
             name: format!("{service} HTTP /health"),
             kind: CheckKind::Http {
+                body: String::new(),
                 url: format!("http://{addr}/health"),
                 method: "GET".into(),
                 interval: cfg.check_interval(),
@@ -798,6 +800,7 @@ fn grpc_registration(cfg: &Config, id: &str, addr: SocketAddr) -> Registration {
         meta,
         weight_passing: 1,
         weight_warning: 1,
+        enable_tag_override: false,
         checks: vec![CheckSpec {
             id: String::new(),
             name: format!("{} gRPC health", user_grpc::SERVICE),

@@ -358,8 +358,12 @@ async fn malformed_requests_get_400_with_a_reason_and_change_nothing() {
             "Interval",
         ),
         (
-            r#"{"Name": "x", "Check": {"TCP": "127.0.0.1:1", "Interval": "1s"}}"#,
+            r#"{"Name": "x", "Check": {"TCP": "127.0.0.1", "Interval": "1s"}}"#,
             "TCP",
+        ),
+        (
+            r#"{"Name": "x", "Check": {"H2PING": "127.0.0.1:1", "Interval": "1s"}}"#,
+            "H2PING",
         ),
     ];
     for (body, want) in cases {
@@ -609,5 +613,418 @@ async fn kv_bad_requests_are_refused_with_a_reason() {
         api.get("/v1/kv/a").await.0,
         StatusCode::NOT_FOUND,
         "nothing was written"
+    );
+}
+
+/// A service registered with two TTL checks, both passed.
+async fn two_passing_checks(api: &Api) {
+    let (s, _) = api
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name":"rc","ID":"rc-1","Port":7,"Checks":[{"CheckID":"c1","TTL":"60s"},{"CheckID":"c2","TTL":"60s"}]}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for c in ["c1", "c2"] {
+        assert_eq!(
+            api.put(&format!("/v1/agent/check/pass/{c}"), "").await.0,
+            StatusCode::OK
+        );
+    }
+}
+
+async fn check_status(api: &Api, id: &str) -> Option<String> {
+    let (_, _, checks) = api.get("/v1/agent/checks").await;
+    checks[id]["Status"].as_str().map(str::to_string)
+}
+
+/// A client that re-registers on restart (Spring does) keeps its checks' status, as with a
+/// Consul agent: the instance stays in `?passing`. Checks it no longer names stay unless it
+/// asks `?replace-existing-checks`.
+#[tokio::test]
+async fn a_re_registration_keeps_the_status_of_its_checks() {
+    let api = start().await;
+    two_passing_checks(&api).await;
+    let again = r#"{"Name":"rc","ID":"rc-1","Port":7,"Checks":[{"CheckID":"c1","TTL":"60s"}]}"#;
+    api.put("/v1/agent/service/register", again).await;
+    assert_eq!(check_status(&api, "c1").await.as_deref(), Some("passing"));
+    assert_eq!(check_status(&api, "c2").await.as_deref(), Some("passing"));
+    let (_, _, passing) = api.get("/v1/health/service/rc?passing").await;
+    assert_eq!(passing.as_array().map(Vec::len), Some(1), "{passing}");
+
+    api.put("/v1/agent/service/register?replace-existing-checks", again)
+        .await;
+    assert_eq!(check_status(&api, "c1").await.as_deref(), Some("passing"));
+    assert_eq!(check_status(&api, "c2").await, None, "replaced");
+}
+
+#[tokio::test]
+async fn enable_tag_override_is_kept_and_a_zero_weight_refused() {
+    let api = start().await;
+    for (id, body) in [
+        ("e-1", r#"{"Name":"e","ID":"e-1","EnableTagOverride":true}"#),
+        (
+            "e-2",
+            r#"{"name":"e","id":"e-2","enable_tag_override":true}"#,
+        ),
+    ] {
+        assert_eq!(
+            api.put("/v1/agent/service/register", body).await.0,
+            StatusCode::OK
+        );
+        let (_, _, services) = api.get("/v1/agent/services").await;
+        assert_eq!(services[id]["EnableTagOverride"], true, "{services}");
+    }
+    let (_, _, catalog) = api.get("/v1/catalog/service/e").await;
+    assert_eq!(catalog[0]["ServiceEnableTagOverride"], true, "{catalog}");
+
+    let (s, body) = api
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name":"w","Weights":{"Passing":0,"Warning":1}}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("Passing"), "{body}");
+    assert!(api.get("/v1/agent/service/w").await.0 == StatusCode::NOT_FOUND);
+}
+
+async fn ids(api: &Api, path: &str) -> (StatusCode, Vec<String>) {
+    let (s, _, v) = api.get(path).await;
+    let ids = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    e["Service"]["ID"]
+                        .as_str()
+                        .or(e["ServiceID"].as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (s, ids)
+}
+
+/// `?tag=` (each required, any case), `?node-meta=` and `?filter=` narrow a read as they do on
+/// a Consul agent; a filter that cannot be read is a 400, never ignored.
+#[tokio::test]
+async fn tags_node_meta_and_filters_narrow_what_a_read_returns() {
+    let api = start().await;
+    for body in [
+        r#"{"Name":"f","ID":"f-1","Port":9001,"Tags":["grpc","v1"],"Meta":{"zone":"a"}}"#,
+        r#"{"Name":"f","ID":"f-2","Port":9002,"Tags":["http"],"Check":{"TTL":"60s"}}"#,
+    ] {
+        api.put("/v1/agent/service/register", body).await;
+    }
+    let cases: [(&str, &[&str]); 12] = [
+        ("/v1/health/service/f", &["f-1", "f-2"]),
+        ("/v1/health/service/f?tag=GRPC", &["f-1"]),
+        ("/v1/catalog/service/f?tag=grpc&tag=V1", &["f-1"]),
+        ("/v1/health/service/f?tag=grpc&tag=http", &[]),
+        ("/v1/health/service/f?node-meta=rack:r1", &[]),
+        (
+            "/v1/health/service/f?filter=Service.Port%20%3D%3D%209002",
+            &["f-2"],
+        ),
+        (
+            "/v1/catalog/service/f?filter=ServicePort%20%3D%3D%209001",
+            &["f-1"],
+        ),
+        (
+            "/v1/health/service/f?filter=%22v1%22%20in%20Service.Tags",
+            &["f-1"],
+        ),
+        (
+            "/v1/health/service/f?filter=Checks.Status%20%3D%3D%20critical",
+            &["f-2"],
+        ),
+        (
+            "/v1/health/service/f?filter=Service.Meta.zone%20%3D%3D%20a%20or%20Service.Port%20%3D%3D%209002",
+            &["f-1", "f-2"],
+        ),
+        (
+            "/v1/health/service/f?filter=Service.Meta.zone%20is%20empty",
+            &["f-2"],
+        ),
+        (
+            "/v1/health/checks/f?filter=Status%20%3D%3D%20critical",
+            &["f-2"],
+        ),
+    ];
+    for (path, want) in cases {
+        let (s, got) = ids(&api, path).await;
+        assert_eq!(s, StatusCode::OK, "{path}");
+        assert_eq!(got, want, "{path}");
+    }
+    let (_, _, agent) = api
+        .get("/v1/agent/services?filter=Service%20%3D%3D%20f%20and%20Port%20%3D%3D%209001")
+        .await;
+    let keys: Vec<&String> = agent.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["f-1"], "{agent}");
+
+    for bad in [
+        "/v1/health/service/f?filter=Service.Port%20%3D%3D",
+        "/v1/health/service/f?filter=Service.Nope%20%3D%3D%201",
+        "/v1/agent/services?filter=(Port%20%3D%3D%201",
+    ] {
+        let (s, _, body) = api.get(bad).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
+}
+
+/// Namespaces and partitions are Consul Enterprise: refused as Consul CE refuses them. Another
+/// datacenter has no path: a write meant for it must not land here.
+#[tokio::test]
+async fn enterprise_parameters_and_other_datacenters_are_refused() {
+    let api = start().await;
+    let (s, _, body) = api.get("/v1/catalog/services?ns=team").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("Enterprise"),
+        "{body}"
+    );
+    assert_eq!(
+        api.get("/v1/health/service/x?partition=p").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (s, body) = api.put("/v1/kv/elsewhere?dc=dc2", "v").await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("No path to datacenter"), "{body}");
+    assert_eq!(api.get("/v1/kv/elsewhere").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(api.put("/v1/kv/here?dc=dc1", "v").await.0, StatusCode::OK);
+    assert_eq!(api.get("/v1/kv/here?dc=DC1").await.0, StatusCode::OK);
+}
+
+/// A blocking query on one service waits for a change to that service, not to any service
+/// (a flapping neighbour does not wake every watcher).
+#[tokio::test]
+async fn a_blocking_query_on_one_service_waits_for_that_service() {
+    let api = start().await;
+    api.put(
+        "/v1/agent/service/register",
+        r#"{"Name":"mine","ID":"mine-1","Check":{"CheckID":"mine","TTL":"60s"}}"#,
+    )
+    .await;
+    api.put(
+        "/v1/agent/service/register",
+        r#"{"Name":"other","ID":"other-1","Check":{"CheckID":"other","TTL":"60s"}}"#,
+    )
+    .await;
+    let (_, index, _) = api.get("/v1/health/service/mine").await;
+    let index = index.unwrap();
+    let base = api.base.clone();
+    let waiter = tokio::spawn(async move {
+        let r = reqwest::Client::new()
+            .get(format!(
+                "{base}/v1/health/service/mine?index={index}&wait=30s"
+            ))
+            .send()
+            .await
+            .unwrap();
+        let idx: u64 = r.headers()["X-Consul-Index"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (idx, r.json::<Value>().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for status in ["pass", "fail", "pass"] {
+        api.put(&format!("/v1/agent/check/{status}/other"), "")
+            .await;
+    }
+    api.put(
+        "/v1/agent/service/register",
+        r#"{"Name":"third","ID":"third-1"}"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "woken by changes to other services");
+    api.put("/v1/agent/check/pass/mine", "").await;
+    let (new_index, body) = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("woken by its own service")
+        .unwrap();
+    assert!(new_index > index);
+    assert_eq!(body[0]["Checks"][0]["Status"], "passing", "{body}");
+    // The catalog of names moved with the registration of `third`, not with check flips.
+    let (_, catalog, _) = api.get("/v1/catalog/services").await;
+    let (_, mine, _) = api.get("/v1/health/service/mine").await;
+    assert!(mine > catalog, "{mine:?} {catalog:?}");
+}
+
+/// The reads and writes clients offer besides services: members, nodes, datacenters, checks
+/// by service, state and node, one agent service, the local health endpoints (their HTTP
+/// status says the health), and checks added to and removed from an instance.
+#[tokio::test]
+async fn the_other_endpoints_clients_call() {
+    let api = start().await;
+    api.put(
+        "/v1/agent/service/register",
+        r#"{"Name":"o","ID":"o-1","Port":5,"Check":{"CheckID":"o-ttl","TTL":"60s"}}"#,
+    )
+    .await;
+    let (s, _, members) = api.get("/v1/agent/members").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(members[0]["Name"], "lgo-dash");
+    assert_eq!(api.get("/v1/catalog/datacenters").await.2, json!(["dc1"]));
+    let (_, index, nodes) = api.get("/v1/catalog/nodes").await;
+    assert!(index.is_some());
+    assert_eq!(nodes[0]["Node"], "lgo-dash");
+    let (_, _, node) = api.get("/v1/catalog/node/lgo-dash").await;
+    assert_eq!(node["Services"]["o-1"]["Port"], 5, "{node}");
+    assert_eq!(api.get("/v1/catalog/node/elsewhere").await.2, Value::Null);
+    let (_, _, checks) = api.get("/v1/health/checks/o").await;
+    assert_eq!(checks[0]["CheckID"], "o-ttl");
+    assert_eq!(checks[0]["Definition"]["TTL"], "1m0s", "{checks}");
+    let (_, _, critical) = api.get("/v1/health/state/critical").await;
+    assert_eq!(critical.as_array().unwrap().len(), 1, "{critical}");
+    assert_eq!(
+        api.get("/v1/health/state/bogus").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (_, _, on_node) = api.get("/v1/health/node/lgo-dash").await;
+    assert_eq!(on_node.as_array().unwrap().len(), 1);
+    let (_, _, one) = api.get("/v1/agent/service/o-1").await;
+    assert_eq!(one["Service"], "o");
+    assert_eq!(
+        api.get("/v1/agent/service/nope").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (s, _, h) = api.get("/v1/agent/health/service/id/o-1").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h["AggregatedStatus"], "critical");
+    api.put("/v1/agent/check/pass/o-ttl", "").await;
+    let (s, _, h) = api.get("/v1/agent/health/service/name/o").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h[0]["AggregatedStatus"], "passing");
+    assert_eq!(
+        api.get("/v1/agent/health/service/name/nope").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // A check added to the instance counts in its health, and goes again.
+    let (s, body) = api
+        .put(
+            "/v1/agent/check/register",
+            r#"{"Name":"extra","ID":"o-extra","ServiceID":"o-1","TTL":"60s"}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        check_status(&api, "o-ttl").await.as_deref(),
+        Some("passing")
+    );
+    assert_eq!(
+        check_status(&api, "o-extra").await.as_deref(),
+        Some("critical")
+    );
+    assert_eq!(
+        api.get("/v1/agent/health/service/id/o-1").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        api.put("/v1/agent/check/deregister/o-extra", "").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(check_status(&api, "o-extra").await, None);
+    assert_eq!(
+        api.get("/v1/agent/health/service/id/o-1").await.0,
+        StatusCode::OK
+    );
+    let (s, body) = api
+        .put(
+            "/v1/agent/check/register",
+            r#"{"Name":"node-level","TTL":"60s"}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("ServiceID"), "{body}");
+    assert_eq!(
+        api.put("/v1/agent/check/deregister/nope", "").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// An HTTP check sends its Method, Header and Body, and reports what the service answered as
+/// a Consul agent does (`HTTP POST url: 200 OK Output: …`).
+#[tokio::test]
+async fn an_http_check_sends_its_body_and_reports_the_answer() {
+    use axum::routing::post;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let s2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/ping",
+        post(move |body: String| {
+            let s2 = s2.clone();
+            async move {
+                *s2.lock().unwrap() = body;
+                "pong"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let api = start().await;
+    let body = json!({
+        "Name": "b", "ID": "b-1",
+        "Check": {"CheckID": "b-http", "HTTP": format!("http://{addr}/ping"), "Method": "POST",
+                  "Body": "{\"ping\":1}", "Interval": "100ms"},
+    });
+    api.put("/v1/agent/service/register", body.to_string())
+        .await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            check_status(&api, "b-http").await.as_deref() == Some("passing")
+        })
+        .await
+    );
+    assert_eq!(*seen.lock().unwrap(), "{\"ping\":1}");
+    let (_, _, checks) = api.get("/v1/agent/checks").await;
+    let output = checks["b-http"]["Output"].as_str().unwrap();
+    assert_eq!(
+        output,
+        format!("HTTP POST http://{addr}/ping: 200 OK Output: pong")
+    );
+    assert_eq!(checks["b-http"]["Definition"]["Method"], "POST");
+    assert_eq!(checks["b-http"]["Definition"]["Interval"], "100ms");
+}
+
+/// A TCP check is passing while something accepts on its address, critical once nothing does.
+#[tokio::test]
+async fn a_tcp_check_follows_its_listener() {
+    let api = start().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = json!({
+        "Name": "t", "ID": "t-1",
+        "Check": {"CheckID": "t-tcp", "TCP": addr.to_string(), "Interval": "100ms", "Timeout": "1s"},
+    });
+    let (s, text) = api
+        .put("/v1/agent/service/register", body.to_string())
+        .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            check_status(&api, "t-tcp").await.as_deref() == Some("passing")
+        })
+        .await
+    );
+    let (_, _, checks) = api.get("/v1/agent/checks").await;
+    assert_eq!(checks["t-tcp"]["Type"], "tcp");
+    assert_eq!(checks["t-tcp"]["Definition"]["TCP"], addr.to_string());
+    drop(listener);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            check_status(&api, "t-tcp").await.as_deref() == Some("critical")
+        })
+        .await,
+        "critical once nothing listens"
     );
 }

@@ -1,8 +1,9 @@
 //! user-service over gRPC, over real sockets: every instance answers `UserService` (called here
 //! by a client written from the .proto alone, not the crate's generated code), maps errors to
 //! the right status codes, reports SERVING on `grpc.health.v1`, lists itself through server
-//! reflection; the registry's gRPC checks notice a killed instance, and a service registered
-//! through the Consul API with a `GRPC` check is checked the same way.
+//! reflection (v1 and v1alpha, the health service included) and takes gzipped requests; the
+//! registry's gRPC checks notice a killed instance, and a service registered through the
+//! Consul API with a `GRPC` check is checked the same way.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -681,6 +682,120 @@ async fn the_grpc_path_rides_out_a_kill_and_uses_the_instance_again_after_restar
     assert!(
         back,
         "calls reach the restarted instance on a new connection"
+    );
+    cluster.shutdown().await;
+}
+
+/// A gzipped request (grpcio's `compression=Gzip`, grpcurl's) is answered like any other, by
+/// UserService and the health service alike.
+#[tokio::test]
+async fn gzipped_requests_are_answered() {
+    use tonic::codec::CompressionEncoding;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let cluster = start().await;
+    let grpc = grpc_instances(&cluster.registry().instances());
+    let ch = channel_to(&grpc[0]).await;
+    let mut client =
+        tonic::client::Grpc::new(ch.clone()).send_compressed(CompressionEncoding::Gzip);
+    client.ready().await.unwrap();
+    let user: wire::User = client
+        .unary(
+            tonic::Request::new(wire::GetUserRequest { id: 1 }),
+            PathAndQuery::from_static("/lgo.user.v1.UserService/GetUser"),
+            tonic_prost::ProstCodec::<wire::GetUserRequest, wire::User>::default(),
+        )
+        .await
+        .expect("a gzipped GetUser answered")
+        .into_inner();
+    assert_eq!((user.id, user.name.as_str()), (1, "Ada Lovelace"));
+    let status = HealthClient::new(ch)
+        .send_compressed(CompressionEncoding::Gzip)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("a gzipped health check answered")
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::Serving);
+    cluster.shutdown().await;
+}
+
+/// Reflection in both of its versions (grpcio-reflection's Python client and several GUI tools
+/// speak only v1alpha), listing the health service too, whose file resolves.
+#[tokio::test]
+async fn reflection_answers_v1alpha_too_and_knows_the_health_service() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let cluster = start().await;
+    let grpc = grpc_instances(&cluster.registry().instances());
+    let ch = channel_to(&grpc[0]).await;
+
+    let ask_alpha = |req| {
+        let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(ch.clone());
+        async move {
+            let req = v1alpha::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(req),
+            };
+            let mut answers = client
+                .server_reflection_info(tokio_stream::once(req))
+                .await
+                .expect("v1alpha served")
+                .into_inner();
+            answers
+                .message()
+                .await
+                .unwrap()
+                .expect("one answer")
+                .message_response
+        }
+    };
+    use v1alpha::server_reflection_request::MessageRequest as AlphaReq;
+    use v1alpha::server_reflection_response::MessageResponse as AlphaResp;
+    let Some(AlphaResp::ListServicesResponse(list)) =
+        ask_alpha(AlphaReq::ListServices(String::new())).await
+    else {
+        panic!("expected a list of services");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in ["lgo.user.v1.UserService", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+    for symbol in ["lgo.user.v1.UserService", "grpc.health.v1.Health"] {
+        let answer = ask_alpha(AlphaReq::FileContainingSymbol(symbol.into())).await;
+        let Some(AlphaResp::FileDescriptorResponse(files)) = answer else {
+            panic!("{symbol}: expected its file, got {answer:?}");
+        };
+        assert!(!files.file_descriptor_proto.is_empty(), "{symbol}");
+    }
+
+    // v1 as well, for grpcurl.
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(ch);
+    let req = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "grpc.health.v1.Health".into(),
+            ),
+        ),
+    };
+    let answer = client
+        .server_reflection_info(tokio_stream::once(req))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .expect("one answer")
+        .message_response;
+    assert!(
+        matches!(
+            answer,
+            Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
+        ),
+        "{answer:?}"
     );
     cluster.shutdown().await;
 }

@@ -218,6 +218,12 @@ async fn an_instance_registers_lists_beats_expires_and_deregisters() {
         cluster.registry().service("payments", true).is_empty(),
         "not passing for Consul"
     );
+    // The update changed only what it said: the weight and metadata are as registered.
+    let h = &nacos.list("payments", false).await["hosts"][0];
+    assert_eq!(
+        (&h["weight"], &h["metadata"]),
+        (&json!(2.5), &json!({"zone": "eu-1"}))
+    );
 
     // An ephemeral instance that stops beating: unhealthy after its heart-beat timeout, gone
     // after its delete timeout (Nacos's own metadata keys, shortened for the test).
@@ -524,5 +530,89 @@ async fn v2_answers_in_its_envelope() {
         (v["code"].as_i64(), v["data"].is_null()),
         (Some(20004), true)
     );
+    cluster.shutdown().await;
+}
+
+/// An update changes an instance that is registered and never makes one: an unknown instance
+/// is an error, as with Nacos. nacos-sdk-python 0.1.17 registers with `clusterName=None` (the
+/// text) and modifies without a cluster: that is the same instance, not a second one.
+#[tokio::test]
+async fn an_update_changes_a_registered_instance_and_refuses_an_unknown_one() {
+    let cluster = start().await;
+    let nacos = NacosClient::of(&cluster);
+    let update = |form: Vec<(&'static str, &'static str)>| {
+        let nacos = &nacos;
+        async move { nacos.send(reqwest::Method::PUT, "ns/instance", &form).await }
+    };
+
+    let (status, body) = update(vec![
+        ("serviceName", "ledger"),
+        ("ip", "127.0.0.1"),
+        ("port", "7100"),
+        ("weight", "3"),
+    ])
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("instance not exist"), "{body}");
+    assert!(
+        nacos.list("ledger", false).await["hosts"] == json!([]),
+        "nothing made"
+    );
+    // v2 says the same in its envelope.
+    let r = http()
+        .put(format!("{}/nacos/v2/ns/instance", nacos.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("serviceName=ledger&ip=127.0.0.1&port=7100&weight=3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("instance not exist"),
+        "{v}"
+    );
+    assert!(nacos.list("ledger", false).await["hosts"] == json!([]));
+
+    // As the Python SDK does it: add with clusterName=None, modify without one.
+    let (status, body) = nacos
+        .register(&[
+            ("serviceName", "ledger"),
+            ("ip", "127.0.0.1"),
+            ("port", "7100"),
+            ("clusterName", "None"),
+            ("metadata", r#"{"zone":"eu-2"}"#),
+        ])
+        .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, body) = update(vec![
+        ("serviceName", "ledger"),
+        ("ip", "127.0.0.1"),
+        ("port", "7100"),
+        ("weight", "3"),
+    ])
+    .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let hosts = nacos.list("ledger", false).await["hosts"].clone();
+    let hosts = hosts.as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "one instance, not two: {hosts:?}");
+    assert_eq!(hosts[0]["weight"], 3.0);
+    assert_eq!(hosts[0]["clusterName"], "None");
+    assert_eq!(hosts[0]["metadata"], json!({"zone": "eu-2"}), "kept");
+    assert_eq!(cluster.registry().service("ledger", false).len(), 1);
+
+    // Another cluster named outright is another instance, which does not exist.
+    let (status, body) = update(vec![
+        ("serviceName", "ledger"),
+        ("ip", "127.0.0.1"),
+        ("port", "7100"),
+        ("clusterName", "east"),
+    ])
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("instance not exist"), "{body}");
     cluster.shutdown().await;
 }

@@ -1,7 +1,8 @@
 //! Distributed tracing over real sockets: one request through the gateway to an order
 //! (gateway → order-service → user-service) is one trace whose spans nest across the three
 //! services with the chosen instances recorded — whether the caller sent `traceparent`, only
-//! the framework's `X-Trace-ID`, or nothing; a breaker's refusal is a span that says so.
+//! the framework's `X-Trace-ID`, or nothing (a later `traceparent` version is read by its
+//! first four fields); a breaker's refusal is a span that says so.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -142,6 +143,8 @@ async fn the_frameworks_x_trace_id_alone_is_enough() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // The id comes back as the 16 digits the caller sent.
+    assert_eq!(resp.headers()["x-trace-id"], "1234567890abcdef");
     let served_by = resp.headers()["x-served-by"].to_str().unwrap().to_string();
     let trace = TraceId::parse("00000000000000001234567890abcdef").unwrap();
     let spans = spans(&cluster, trace, 7).await;
@@ -383,6 +386,32 @@ async fn every_response_carries_the_trace_id_it_ran_under() {
     assert_eq!(
         (stored[0].service.as_str(), stored[0].name.as_str()),
         ("user-service", "GET /users/{id}")
+    );
+    cluster.shutdown().await;
+}
+
+/// A `traceparent` of a later version than 00, with fields after the four it knows, is read
+/// as W3C Trace Context says: its first four fields, so the trace continues.
+#[tokio::test]
+async fn a_later_traceparent_version_continues_the_trace() {
+    let cluster = start().await;
+    let given = TraceId::random();
+    let caller = SpanId::random();
+    let resp = http()
+        .get(format!("{}/api/orders/1", cluster.gateway_url()))
+        .header("traceparent", format!("01-{given}-{caller}-01-extra"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-trace-id"], given.to_string().as_str());
+    let served_by = resp.headers()["x-served-by"].to_str().unwrap().to_string();
+    let stored = spans(&cluster, given, 7).await;
+    let gw = assert_order_trace(&stored, &served_by);
+    assert_eq!(
+        gw.parent_id,
+        Some(caller),
+        "the caller's span is the parent"
     );
     cluster.shutdown().await;
 }

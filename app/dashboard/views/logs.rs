@@ -37,6 +37,8 @@ pub struct LogsView {
     pub drawn: super::rows::Drawn,
     /// When the lines were last asked for.
     pub fetched: Option<Instant>,
+    /// The level chosen before a pivot showed a trace's lines at every level: Esc puts it back.
+    pub level_before: Option<Level>,
 }
 
 impl Default for LogsView {
@@ -52,6 +54,7 @@ impl Default for LogsView {
             error: None,
             drawn: Default::default(),
             fetched: None,
+            level_before: None,
         }
     }
 }
@@ -139,6 +142,9 @@ impl TabView for LogsView {
                 self.span = None;
                 self.search = None;
                 self.service = None;
+                if let Some(level) = self.level_before.take() {
+                    self.level = level;
+                }
                 return self.refetch();
             }
             Action::Open => {

@@ -284,11 +284,16 @@ pub fn row(i: &InstanceSnapshot, metrics: &MetricsView) -> InstanceRow {
             .checks
             .iter()
             .max_by_key(|c| c.status)
-            // "HTTP GET http://…/health: 200 OK" → "200 OK": the URL is in the details pane.
+            // "HTTP GET http://…/health: 200 OK Output: {…}" → "200 OK": the URL and the
+            // answer are in the details pane.
             .map(|c| {
-                c.output
+                let status = c
+                    .output
                     .split_once(": ")
-                    .map_or(c.output.as_str(), |(_, r)| r)
+                    .map_or(c.output.as_str(), |(_, r)| r);
+                status
+                    .split_once(" Output: ")
+                    .map_or(status, |(s, _)| s)
                     .to_string()
             })
             .unwrap_or_else(|| "no checks".into()),

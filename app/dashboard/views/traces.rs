@@ -406,6 +406,12 @@ impl TabView for TracesView {
                     search: None,
                 })
             }
+            // Esc on the list clears its filter (in a waterfall it closes the waterfall).
+            Action::Back if self.open.is_none() && self.filter_text.is_some() => {
+                self.set_filter(TraceFilter::default(), None);
+                self.on_tick(Instant::now())
+                    .map_or(Outcome::Done, Outcome::Ask)
+            }
             Action::Search => Outcome::Prompt(match &self.open {
                 Some(t) => Prompt::new(PromptFor::SpanSearch, t.search.clone().unwrap_or_default()),
                 None => Prompt::new(

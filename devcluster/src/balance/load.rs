@@ -109,6 +109,20 @@ impl InstanceLoad {
         f64::from_bits(self.ewma_bits.load(Ordering::Relaxed))
     }
 
+    /// The average as of `now`, decayed for the time since its last sample (as Finagle's and
+    /// tower's peak-EWMA read it): an instance nobody picks since it was slow looks cheaper by
+    /// the second, is tried again, and its next answer sets the average. Read undecayed, a
+    /// latency fault that was cleared would keep it out of P2C's picks for good.
+    pub fn ewma_ns_at(&self, now: Instant) -> f64 {
+        let v = self.ewma_ns();
+        let at = self.ewma_at.load(Ordering::Relaxed);
+        if at == 0 {
+            return v;
+        }
+        let idle = self.ns(now).saturating_sub(at) as f64 / 1e9;
+        v * (-idle / EWMA_DECAY.as_secs_f64()).exp()
+    }
+
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures.load(Ordering::Relaxed)
     }
@@ -226,5 +240,22 @@ mod tests {
         assert!((l.ewma_ns() - 200e6).abs() < 1.0);
         l.observe_latency(Duration::from_millis(1), t0 + Duration::from_secs(30));
         assert!(l.ewma_ns() < 20e6, "{}", l.ewma_ns());
+    }
+
+    /// Read at a later time, an average nobody fed decays: a slow instance left alone becomes
+    /// worth another try.
+    #[test]
+    fn an_unfed_average_decays_as_it_is_read() {
+        let l = InstanceLoad::default();
+        let t0 = Instant::now();
+        l.observe_latency(Duration::from_millis(200), t0);
+        assert!((l.ewma_ns_at(t0) - 200e6).abs() < 1.0);
+        let later = l.ewma_ns_at(t0 + Duration::from_secs(60));
+        assert!(later < 1e6, "{later}");
+        assert!(
+            later > 0.0,
+            "still an observed instance, not an unknown one"
+        );
+        assert_eq!(l.ewma_ns(), 200e6, "reading does not change it");
     }
 }

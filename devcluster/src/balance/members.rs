@@ -119,6 +119,7 @@ pub(crate) mod tests {
             meta: BTreeMap::new(),
             weight: 1,
             weight_warning: 1,
+            enable_tag_override: false,
             protocol: "http".into(),
             health_path: String::new(),
             health,

@@ -45,7 +45,9 @@ impl Candidates for Eligible<'_> {
         self.members[self.index[i] as usize].load.in_flight()
     }
     fn ewma_ns(&self, i: usize) -> f64 {
-        self.members[self.index[i] as usize].load.ewma_ns()
+        self.members[self.index[i] as usize]
+            .load
+            .ewma_ns_at(path::now())
     }
 }
 
@@ -411,7 +413,7 @@ impl ServiceBalancer {
             .map(|(id, l)| LoadView {
                 id: id.clone(),
                 in_flight: l.in_flight(),
-                ewma_ms: l.ewma_ns() / 1e6,
+                ewma_ms: l.ewma_ns_at(now) / 1e6,
                 requests: l.requests.load(Ordering::Relaxed),
                 failures: l.failures.load(Ordering::Relaxed),
                 consecutive_failures: l.consecutive_failures(),
@@ -669,6 +671,30 @@ mod tests {
         assert!(
             ids.contains(&"a".to_string()),
             "a is back after its ejection: {ids:?}"
+        );
+    }
+
+    /// P2C stops picking an instance that turned slow; once it is left alone long enough its
+    /// cost decays below the others' and it is tried again (a cleared latency fault must not
+    /// keep it out for good).
+    #[tokio::test(start_paused = true)]
+    async fn p2c_tries_a_once_slow_instance_again_after_a_while() {
+        let b = ServiceBalancer::new("svc", Strategy::P2c, OutlierSettings::default(), 7);
+        let m = b.members_of(&[inst("a", Health::Passing), inst("b", Health::Passing)]);
+        let (la, lb) = (b.load("a"), b.load("b"));
+        b.report("a", &la, Duration::from_millis(200), false);
+        b.report("b", &lb, Duration::from_micros(300), false);
+        assert!((0..20).all(|_| pick(&b, &m) == "b"), "the slow one loses");
+        // b keeps answering fast; nobody sends to a.
+        // 200 ms decays below b's 0.3 ms in 10 s × ln(667) ≈ 65 s.
+        for _ in 0..90 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            b.report("b", &lb, Duration::from_micros(300), false);
+        }
+        assert_eq!(
+            pick(&b, &m),
+            "a",
+            "90 s later the idle instance is worth another try"
         );
     }
 

@@ -6,6 +6,9 @@ use super::store::{Inner, record_check};
 use std::sync::Weak;
 use std::time::Duration;
 
+/// How much of an HTTP check's answer its output keeps (Consul's default).
+const OUTPUT_MAX: usize = 4096;
+
 /// Runs `spec` (an HTTP check) until the instance is deregistered or the registry dropped.
 /// The first probe runs at once so a fresh instance turns passing without waiting an interval.
 pub(crate) async fn run_http_check(inner: Weak<Inner>, instance_id: String, spec: CheckSpec) {
@@ -15,6 +18,7 @@ pub(crate) async fn run_http_check(inner: Weak<Inner>, instance_id: String, spec
         interval,
         timeout,
         headers,
+        body,
     } = spec.kind.clone()
     else {
         return;
@@ -27,7 +31,7 @@ pub(crate) async fn run_http_check(inner: Weak<Inner>, instance_id: String, spec
         let Some(client) = inner.upgrade().map(|i| i.http.clone()) else {
             return;
         };
-        let (status, output) = probe(&client, &method, &url, timeout, &headers).await;
+        let (status, output) = probe(&client, &method, &url, timeout, &headers, &body).await;
         let Some(inner) = inner.upgrade() else { return };
         if !record_check(&inner, &instance_id, &spec.id, status, output) {
             return;
@@ -41,13 +45,17 @@ async fn probe(
     url: &str,
     timeout: Duration,
     headers: &[(String, String)],
+    body: &str,
 ) -> (Health, String) {
     let mut req = client.request(method.clone(), url).timeout(timeout);
     for (k, v) in headers {
         req = req.header(k.as_str(), v.as_str());
     }
+    if !body.is_empty() {
+        req = req.body(body.to_string());
+    }
     match req.send().await {
-        Ok(resp) => {
+        Ok(mut resp) => {
             let code = resp.status();
             let health = if code.is_success() {
                 Health::Passing
@@ -56,7 +64,20 @@ async fn probe(
             } else {
                 Health::Critical
             };
-            (health, format!("HTTP {method} {url}: {code}"))
+            // As a Consul agent reports it: the status, then what the service answered (its
+            // first 4 KiB, Consul's default output size).
+            let mut answer = Vec::new();
+            while answer.len() < OUTPUT_MAX
+                && let Ok(Some(chunk)) = resp.chunk().await
+            {
+                answer.extend_from_slice(&chunk);
+            }
+            answer.truncate(OUTPUT_MAX);
+            let answer = String::from_utf8_lossy(&answer);
+            (
+                health,
+                format!("HTTP {method} {url}: {code} Output: {answer}"),
+            )
         }
         Err(e) if e.is_timeout() => (
             Health::Critical,
@@ -70,6 +91,37 @@ async fn probe(
             Health::Critical,
             format!("HTTP {method} {url}: {}", root_cause(&e)),
         ),
+    }
+}
+
+/// Runs `spec` (a TCP check) like [`run_http_check`]: a connection opened within the timeout
+/// is passing (and closed at once), as a Consul agent's TCP check.
+pub(crate) async fn run_tcp_check(inner: Weak<Inner>, instance_id: String, spec: CheckSpec) {
+    let CheckKind::Tcp {
+        addr,
+        interval,
+        timeout,
+    } = spec.kind.clone()
+    else {
+        return;
+    };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (status, output) =
+            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
+                Ok(Ok(_)) => (Health::Passing, format!("TCP connect {addr}: Success")),
+                Ok(Err(e)) => (Health::Critical, format!("dial tcp {addr}: {e}")),
+                Err(_) => (
+                    Health::Critical,
+                    format!("dial tcp {addr}: i/o timeout after {timeout:?}"),
+                ),
+            };
+        let Some(inner) = inner.upgrade() else { return };
+        if !record_check(&inner, &instance_id, &spec.id, status, output) {
+            return;
+        }
     }
 }
 

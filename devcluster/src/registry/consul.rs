@@ -4,6 +4,7 @@
 
 mod api;
 mod blocking;
+mod filter;
 mod kv;
 mod wire;
 

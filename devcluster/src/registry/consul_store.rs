@@ -160,6 +160,7 @@ impl Client {
             "ID": view.id, "Name": view.service, "Address": view.address, "Port": view.port,
             "Tags": view.tags, "Meta": meta,
             "Weights": {"Passing": view.weight, "Warning": view.weight_warning},
+            "EnableTagOverride": view.enable_tag_override,
             "Check": {
                 "CheckID": check_id(&view.id),
                 "Name": check.map_or("health", |c| c.name.as_str()),
@@ -260,6 +261,7 @@ fn shared_of(entry: &Value) -> Option<SharedInstance> {
             output: c["Output"].as_str().unwrap_or_default().to_string(),
             notes: c["Notes"].as_str().unwrap_or_default().to_string(),
             definition: c["Notes"].as_str().unwrap_or_default().to_string(),
+            spec: Vec::new(),
             create_index: 0,
             modify_index: 0,
         })
@@ -303,6 +305,7 @@ fn shared_of(entry: &Value) -> Option<SharedInstance> {
                 .and_then(|w| w.parse().ok())
                 .unwrap_or_else(|| weight("Passing", 1)),
             weight_warning: weight("Warning", 1),
+            enable_tag_override: s["EnableTagOverride"].as_bool().unwrap_or(false),
             meta,
             health,
             checks,

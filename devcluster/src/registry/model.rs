@@ -41,13 +41,21 @@ impl std::fmt::Display for Health {
 /// How a check decides its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckKind {
-    /// GET `url` every `interval`: 2xx passing, 429 warning, anything else critical.
+    /// `method` `url` every `interval`: 2xx passing, 429 warning, anything else critical.
     Http {
         url: String,
         method: String,
         interval: Duration,
         timeout: Duration,
         headers: Vec<(String, String)>,
+        /// Sent with each probe (Consul's `Body`).
+        body: String,
+    },
+    /// Connects to `addr` (`host:port`) every `interval`: connected passing, else critical.
+    Tcp {
+        addr: String,
+        interval: Duration,
+        timeout: Duration,
     },
     /// Critical unless refreshed (pass/warn/fail) within `ttl`.
     Ttl { ttl: Duration },
@@ -75,6 +83,7 @@ impl CheckKind {
         match self {
             CheckKind::Http { .. } => "http",
             CheckKind::Ttl { .. } => "ttl",
+            CheckKind::Tcp { .. } => "tcp",
             CheckKind::Grpc { .. } => "grpc",
             CheckKind::Shared { .. } => "shared",
         }
@@ -114,6 +123,9 @@ pub struct Registration {
     /// Consul's `Weights.Passing`; the balancer weight also reads `meta.weight`.
     pub weight_passing: u32,
     pub weight_warning: u32,
+    /// Consul's `EnableTagOverride`: kept and reported (anti-entropy, what it steers, has no
+    /// counterpart in one process).
+    pub enable_tag_override: bool,
     pub checks: Vec<CheckSpec>,
     /// The API it came through: `consul` or `nacos` for a service outside the cluster; empty
     /// for the cluster's own instances.
@@ -132,6 +144,9 @@ pub struct CheckView {
     pub notes: String,
     /// HTTP URL or TTL, for display.
     pub definition: String,
+    /// Consul's `Definition` fields (`HTTP`, `Interval`, `TTL`, …) with their values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spec: Vec<(String, String)>,
     pub create_index: u64,
     pub modify_index: u64,
 }
@@ -149,6 +164,8 @@ pub struct InstanceView {
     /// Balancer weight: `meta.weight` when it parses, else Consul's `Weights.Passing`.
     pub weight: u32,
     pub weight_warning: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_tag_override: bool,
     pub protocol: String,
     pub health_path: String,
     pub health: Health,

@@ -172,6 +172,7 @@ fn registration_of(s: &SharedInstance) -> Registration {
         meta,
         weight_passing: v.weight,
         weight_warning: v.weight_warning,
+        enable_tag_override: v.enable_tag_override,
         checks: v
             .checks
             .iter()

@@ -59,6 +59,12 @@ struct State {
     /// a deadline was set since the last look, look at the next tick. With a thousand idle TTL
     /// instances the reaper then scans them when one is due, not ten times a second.
     reap_due: Option<Instant>,
+    /// Per service, the index of its last change (an instance or a check of it): what a
+    /// blocking query on that service waits for, so one flapping service does not wake the
+    /// watchers of every other (as Consul keeps an index per service).
+    service_index: HashMap<String, u64>,
+    /// The index of the last change to the set of services or their tags.
+    catalog_index: u64,
 }
 
 struct Entry {
@@ -119,6 +125,8 @@ impl Registry {
                 entries: BTreeMap::new(),
                 by_service: HashMap::new(),
                 reap_due: None,
+                service_index: HashMap::new(),
+                catalog_index: 1,
             }),
             index_tx,
             index: std::sync::atomic::AtomicU64::new(1),
@@ -143,6 +151,47 @@ impl Registry {
         self.inner.index.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// The index of the last change to `service` (its instances or their checks); for a
+    /// service never registered, the catalog's.
+    pub fn service_index(&self, service: &str) -> u64 {
+        let st = self.lock();
+        st.service_index
+            .get(service)
+            .copied()
+            .unwrap_or(st.catalog_index)
+    }
+
+    /// The index of the last change to the set of services (registrations, deregistrations).
+    pub fn catalog_index(&self) -> u64 {
+        self.lock().catalog_index
+    }
+
+    /// Waits until `index_of` (one of the indexes above, or [`Registry::index`]) passes
+    /// `after` or `wait` elapses; returns it then.
+    pub async fn wait_for_index(
+        &self,
+        index_of: impl Fn(&Registry) -> u64,
+        after: u64,
+        wait: Duration,
+    ) -> u64 {
+        let deadline = Instant::now() + wait;
+        let mut rx = self.subscribe();
+        loop {
+            // Marked seen before the look: a change after it wakes the wait below.
+            rx.borrow_and_update();
+            let now = index_of(self);
+            if now > after {
+                return now;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return index_of(self);
+            }
+        }
+    }
+
     /// A receiver that sees the index move on every change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.index_tx.subscribe()
@@ -156,7 +205,29 @@ impl Registry {
     }
 
     /// Registers (or replaces, same ID) an instance and starts its checks.
-    pub fn register(&self, mut reg: Registration) -> Result<InstanceView, RegistryError> {
+    pub fn register(&self, reg: Registration) -> Result<InstanceView, RegistryError> {
+        self.register_with(reg, None)
+    }
+
+    /// Registers as a Consul agent does (`PUT /v1/agent/service/register`): on a re-registration
+    /// a check of the same ID keeps its status and output (a client re-registering on restart
+    /// does not drop out of `?passing`), and the instance's other checks stay unless
+    /// `replace_existing_checks` (Consul's `?replace-existing-checks`).
+    pub fn register_as_consul(
+        &self,
+        reg: Registration,
+        replace_existing_checks: bool,
+    ) -> Result<InstanceView, RegistryError> {
+        self.register_with(reg, Some(replace_existing_checks))
+    }
+
+    /// `keep`: `None` replaces everything; `Some(replace_existing_checks)` as
+    /// [`Registry::register_as_consul`].
+    fn register_with(
+        &self,
+        mut reg: Registration,
+        keep: Option<bool>,
+    ) -> Result<InstanceView, RegistryError> {
         if reg.name.trim().is_empty() {
             return Err(RegistryError::Invalid("Missing service name".into()));
         }
@@ -178,7 +249,9 @@ impl Registry {
             if c.name.is_empty() {
                 c.name = format!("Service '{}' check", reg.name);
             }
-            if let CheckKind::Http { interval, .. } | CheckKind::Grpc { interval, .. } = &mut c.kind
+            if let CheckKind::Http { interval, .. }
+            | CheckKind::Grpc { interval, .. }
+            | CheckKind::Tcp { interval, .. } = &mut c.kind
             {
                 *interval = (*interval).max(MIN_CHECK_INTERVAL);
             }
@@ -186,22 +259,58 @@ impl Registry {
         let now = Instant::now();
         let mut st = self.lock();
         let index = bump(&mut st, &self.inner);
-        let create_index = st
-            .entries
-            .get(&reg.id)
-            .map(|e| e.create_index)
-            .unwrap_or(index);
+        if let Some(before) = st.entries.get(&reg.id).map(|e| e.reg.name.clone()) {
+            st.service_index.insert(before, index);
+        }
+        st.service_index.insert(reg.name.clone(), index);
+        st.catalog_index = index;
+        let old = st.entries.get(&reg.id);
+        let create_index = old.map(|e| e.create_index).unwrap_or(index);
+        // What a Consul re-registration carries over: the state of checks of the same ID, and
+        // (without replace-existing-checks) the checks it does not name.
+        let mut kept: HashMap<String, (Health, String, u64, u64, Option<Instant>)> = HashMap::new();
+        if let (Some(replace), Some(old)) = (keep, old) {
+            for c in &old.checks {
+                if !replace && !reg.checks.iter().any(|n| n.id == c.spec.id) {
+                    reg.checks.push(c.spec.clone());
+                }
+                kept.insert(
+                    c.spec.id.clone(),
+                    (
+                        c.status,
+                        c.output.clone(),
+                        c.create_index,
+                        c.modify_index,
+                        c.critical_since,
+                    ),
+                );
+            }
+        }
         let checks = reg
             .checks
             .iter()
             .map(|spec| {
-                let status = spec.initial.unwrap_or(Health::Critical);
                 let ttl_deadline = match spec.kind {
                     CheckKind::Ttl { ttl } => Some(now + ttl),
-                    CheckKind::Http { .. } | CheckKind::Grpc { .. } | CheckKind::Shared { .. } => {
-                        None
-                    }
+                    CheckKind::Http { .. }
+                    | CheckKind::Grpc { .. }
+                    | CheckKind::Tcp { .. }
+                    | CheckKind::Shared { .. } => None,
                 };
+                if let Some((status, output, created, modified, critical_since)) =
+                    kept.remove(&spec.id)
+                {
+                    return CheckState {
+                        spec: spec.clone(),
+                        status,
+                        output,
+                        create_index: created,
+                        modify_index: modified,
+                        ttl_deadline,
+                        critical_since,
+                    };
+                }
+                let status = spec.initial.unwrap_or(Health::Critical);
                 CheckState {
                     spec: spec.clone(),
                     status,
@@ -227,6 +336,11 @@ impl Registry {
                     reg.id.clone(),
                     spec.clone(),
                 ))),
+                CheckKind::Tcp { .. } => Some(crate::telemetry::spawn(checks::run_tcp_check(
+                    Arc::downgrade(&self.inner),
+                    reg.id.clone(),
+                    spec.clone(),
+                ))),
                 CheckKind::Ttl { .. } | CheckKind::Shared { .. } => None,
             })
             .collect();
@@ -247,10 +361,12 @@ impl Registry {
     /// Removes an instance and its checks.
     pub fn deregister(&self, id: &str) -> Result<(), RegistryError> {
         let mut st = self.lock();
-        if st.entries.remove(id).is_none() {
+        let Some(gone) = st.entries.remove(id) else {
             return Err(RegistryError::UnknownService(id.to_string()));
-        }
-        bump(&mut st, &self.inner);
+        };
+        let index = bump(&mut st, &self.inner);
+        st.service_index.insert(gone.reg.name.clone(), index);
+        st.catalog_index = index;
         Ok(())
     }
 
@@ -333,6 +449,45 @@ impl Registry {
         Ok(())
     }
 
+    /// Adds a check to a registered instance (Consul's `/v1/agent/check/register`); a check of
+    /// the same ID is replaced, keeping its status and output.
+    pub fn add_check(&self, instance_id: &str, spec: CheckSpec) -> Result<(), RegistryError> {
+        let reg = {
+            let st = self.lock();
+            let e = st
+                .entries
+                .get(instance_id)
+                .ok_or_else(|| RegistryError::UnknownService(instance_id.to_string()))?;
+            let mut reg = e.reg.clone();
+            reg.checks = e.checks.iter().map(|c| c.spec.clone()).collect();
+            reg.checks.retain(|c| c.id != spec.id);
+            reg.checks.push(spec);
+            reg
+        };
+        self.register_with(reg, Some(false)).map(|_| ())
+    }
+
+    /// Removes one check (Consul's `/v1/agent/check/deregister`); the instance stays.
+    pub fn remove_check(&self, check_id: &str) -> Result<(), RegistryError> {
+        let reg = {
+            let st = self.lock();
+            let e = st
+                .entries
+                .values()
+                .find(|e| e.checks.iter().any(|c| c.spec.id == check_id))
+                .ok_or_else(|| RegistryError::UnknownCheck(check_id.to_string()))?;
+            let mut reg = e.reg.clone();
+            reg.checks = e
+                .checks
+                .iter()
+                .map(|c| c.spec.clone())
+                .filter(|c| c.id != check_id)
+                .collect();
+            reg
+        };
+        self.register_with(reg, Some(true)).map(|_| ())
+    }
+
     /// Sets an instance's balancer weight (`meta.weight` and Consul's `Weights.Passing`).
     pub fn set_weight(&self, id: &str, weight: u32) -> Result<(), RegistryError> {
         let mut st = self.lock();
@@ -344,6 +499,8 @@ impl Registry {
         let index = bump(&mut st, &self.inner);
         if let Some(e) = st.entries.get_mut(id) {
             e.modify_index = index;
+            let name = e.reg.name.clone();
+            st.service_index.insert(name, index);
         }
         Ok(())
     }
@@ -481,6 +638,7 @@ fn set_status_locked(
     let next_index = st.index + 1;
     let mut changed = false;
     let mut output_changed = false;
+    let mut services: Vec<String> = Vec::new();
     for (id, e) in st.entries.iter_mut() {
         if instance_id.is_some_and(|want| want != id) {
             continue;
@@ -497,6 +655,7 @@ fn set_status_locked(
                 c.critical_since = (status == Health::Critical).then_some(now);
                 changed = true;
                 st.reap_due = None;
+                services.push(e.reg.name.clone());
             }
         }
         if changed && e.health() != before {
@@ -516,7 +675,10 @@ fn set_status_locked(
         }
     }
     if changed {
-        bump(st, inner);
+        let index = bump(st, inner);
+        for name in services {
+            st.service_index.insert(name, index);
+        }
     } else if output_changed {
         touched(inner);
     }
@@ -578,11 +740,14 @@ fn reap_once(inner: &Inner) {
         .map(|(id, _)| id.clone())
         .collect();
     if !doomed.is_empty() {
+        let index = bump(&mut st, inner);
         for id in &doomed {
             tracing::info!(instance = %id, "deregistered: critical for longer than DeregisterCriticalServiceAfter");
-            st.entries.remove(id);
+            if let Some(gone) = st.entries.remove(id) {
+                st.service_index.insert(gone.reg.name.clone(), index);
+            }
         }
-        bump(&mut st, inner);
+        st.catalog_index = index;
     }
     // The next deadline; a look every second whatever (what sets a deadline also clears this).
     let next = st
@@ -630,6 +795,7 @@ impl Entry {
             meta: r.meta.clone(),
             weight,
             weight_warning: r.weight_warning,
+            enable_tag_override: r.enable_tag_override,
             protocol: r
                 .meta
                 .get("protocol")
@@ -646,12 +812,69 @@ impl Entry {
 }
 
 impl CheckState {
+    /// Consul's `Definition` of the check: the fields it was registered with.
+    fn definition_fields(&self) -> Vec<(String, String)> {
+        let go = |d: &Duration| format_go_duration(*d);
+        let mut f: Vec<(&str, String)> = match &self.spec.kind {
+            CheckKind::Http {
+                url,
+                method,
+                interval,
+                timeout,
+                body,
+                ..
+            } => vec![
+                ("HTTP", url.clone()),
+                ("Method", method.clone()),
+                ("Body", body.clone()),
+                ("Interval", go(interval)),
+                ("Timeout", go(timeout)),
+            ],
+            CheckKind::Ttl { ttl } => vec![("TTL", go(ttl))],
+            CheckKind::Tcp {
+                addr,
+                interval,
+                timeout,
+            } => vec![
+                ("TCP", addr.clone()),
+                ("Interval", go(interval)),
+                ("Timeout", go(timeout)),
+            ],
+            CheckKind::Grpc {
+                addr,
+                service,
+                interval,
+                timeout,
+            } => vec![
+                ("GRPC", CheckKind::grpc_target(addr, service)),
+                ("Interval", go(interval)),
+                ("Timeout", go(timeout)),
+            ],
+            CheckKind::Shared { .. } => Vec::new(),
+        };
+        if let Some(after) = &self.spec.deregister_critical_after {
+            f.push(("DeregisterCriticalServiceAfter", go(after)));
+        }
+        f.into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+
     fn view(&self) -> CheckView {
         let definition = match &self.spec.kind {
-            CheckKind::Http { url, interval, .. } => {
-                format!("GET {url} every {}", format_go_duration(*interval))
+            CheckKind::Http {
+                url,
+                method,
+                interval,
+                ..
+            } => {
+                format!("{method} {url} every {}", format_go_duration(*interval))
             }
             CheckKind::Ttl { ttl } => format!("TTL {}", format_go_duration(*ttl)),
+            CheckKind::Tcp { addr, interval, .. } => {
+                format!("TCP {addr} every {}", format_go_duration(*interval))
+            }
             CheckKind::Grpc {
                 addr,
                 service,
@@ -677,6 +900,7 @@ impl CheckState {
             output: self.output.clone(),
             notes: self.spec.notes.clone(),
             definition,
+            spec: self.definition_fields(),
             create_index: self.create_index,
             modify_index: self.modify_index,
         }

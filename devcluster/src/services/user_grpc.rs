@@ -22,6 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 use tower::ServiceExt;
 
@@ -86,20 +87,32 @@ impl UserService for Users {
     }
 }
 
-/// The gRPC services of one instance: UserService, health (SERVING) and reflection.
+/// The gRPC services of one instance: UserService, health (SERVING) and reflection. Requests
+/// may come gzipped (grpcio and grpcurl clients can compress theirs).
 pub async fn routes(store: Arc<UserStore>) -> tonic::service::Routes {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<UserServiceServer<Users>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::user::DESCRIPTOR)
-        .build_v1()
-        .ok();
-    let mut routes =
-        tonic::service::Routes::new(UserServiceServer::new(Users { store })).add_service(health);
-    if let Some(r) = reflection {
-        routes = routes.add_service(r);
+    let users =
+        UserServiceServer::new(Users { store }).accept_compressed(CompressionEncoding::Gzip);
+    let health = health.accept_compressed(CompressionEncoding::Gzip);
+    let mut routes = tonic::service::Routes::new(users).add_service(health);
+    // Both versions of reflection: grpcurl speaks v1; grpcio-reflection's Python client and
+    // several GUI clients speak only v1alpha.
+    if let Ok(r) = reflection().build_v1() {
+        routes = routes.add_service(r.accept_compressed(CompressionEncoding::Gzip));
+    }
+    if let Ok(r) = reflection().build_v1alpha() {
+        routes = routes.add_service(r.accept_compressed(CompressionEncoding::Gzip));
     }
     routes
+}
+
+/// Server reflection over every service an instance serves: UserService and the standard
+/// health service (`grpc.health.v1.Health`), with their files.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::user::DESCRIPTOR)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// The methods of `UserService` that read only: a caller may send them again (the proto marks

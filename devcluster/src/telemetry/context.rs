@@ -1,6 +1,7 @@
-//! Trace context on the wire. Incoming: W3C `traceparent` (version 00) wins; else
-//! `X-Trace-ID` (32 hex digits, or 16 padded with zeros on the left) with `X-Span-ID` as the
-//! caller's span. Anything invalid starts a new trace, never an error. Outgoing: both forms.
+//! Trace context on the wire. Incoming: W3C `traceparent` wins (version 00, or a later one's
+//! first four fields); else `X-Trace-ID` (32 hex digits, or 16 padded with zeros on the left)
+//! with `X-Span-ID` as the caller's span. Anything invalid starts a new trace, never an error.
+//! Outgoing: both forms.
 
 use crate::balance::SeededRng;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -121,7 +122,13 @@ pub struct SpanContext {
 pub struct Remote {
     pub trace_id: TraceId,
     pub parent: Option<SpanId>,
+    /// The caller's W3C trace flags (bit 0: sampled), to pass on as they came; the
+    /// framework's headers carry none and count as sampled.
+    pub flags: u8,
 }
+
+/// The trace flags of a context that says nothing of them: sampled.
+pub const SAMPLED: u8 = 0x01;
 
 fn get<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     // A few headers (most requests): comparing names costs less than hashing this one.
@@ -133,24 +140,34 @@ fn get<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     value.and_then(|v| v.to_str().ok())
 }
 
-/// `(trace, parent)` from a valid version-00 `traceparent`.
+fn lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `(trace, parent, flags)` from a valid `traceparent`, as W3C Trace Context reads it:
+/// version 00 is exactly its four fields; a later version (not `ff`) may carry more after
+/// them, and its first four are read the same way.
 pub fn parse_traceparent(v: &str) -> Option<Remote> {
-    let mut parts = v.trim().split('-');
+    let v = v.trim();
+    let (head, rest) = (v.get(..55)?, &v[55..]);
+    let mut parts = head.split('-');
     let (version, trace, span, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let more_allowed = version != "00";
     if parts.next().is_some()
-        || version != "00"
-        || trace.len() != 32
-        || flags.len() != 2
-        || !hex_digits(flags, 2)
-        || trace.bytes().any(|b| b.is_ascii_uppercase())
-        || span.bytes().any(|b| b.is_ascii_uppercase())
+        || !lower_hex(version, 2)
+        || version == "ff"
+        || !lower_hex(trace, 32)
+        || !lower_hex(span, 16)
+        || !lower_hex(flags, 2)
+        || !(rest.is_empty() || (more_allowed && rest.starts_with('-')))
     {
         return None;
     }
     Some(Remote {
         trace_id: TraceId::parse(trace)?,
         parent: Some(SpanId::parse(span)?),
+        flags: u8::from_str_radix(flags, 16).ok()?,
     })
 }
 
@@ -163,6 +180,7 @@ pub fn extract(h: &HeaderMap) -> Option<Remote> {
     Some(Remote {
         trace_id,
         parent: get(h, &names::X_SPAN_ID).and_then(SpanId::parse),
+        flags: SAMPLED,
     })
 }
 
@@ -190,16 +208,39 @@ fn hex128(v: u128, out: &mut [u8]) {
     hex64(v as u64, &mut out[16..32]);
 }
 
-/// A trace id as a header value (32 hex digits), written without formatting machinery.
+/// A trace id as a header value, as [`trace_hex`] writes it, without formatting machinery.
 pub fn trace_value(t: TraceId) -> HeaderValue {
     HeaderValue::from_bytes(&trace_hex(t)).unwrap_or(HeaderValue::from_static("0"))
 }
 
-/// A trace id as its 32 hex digits.
-pub fn trace_hex(t: TraceId) -> [u8; 32] {
+/// A trace id's hex digits as a response's `X-Trace-ID` gives them back: 32, or 16 for an id
+/// that fits in 64 bits (the framework's short ids: a caller that sent 16 digits reads the
+/// same 16 back). A trace this cluster starts has 128 random bits.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceHex {
+    buf: [u8; 32],
+    short: bool,
+}
+
+impl std::ops::Deref for TraceHex {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        if self.short {
+            &self.buf[16..]
+        } else {
+            &self.buf
+        }
+    }
+}
+
+/// A trace id as its hex digits: see [`TraceHex`].
+pub fn trace_hex(t: TraceId) -> TraceHex {
     let mut buf = [0u8; 32];
     hex128(t.0, &mut buf);
-    buf
+    TraceHex {
+        buf,
+        short: t.0 >> 64 == 0,
+    }
 }
 
 fn span_value(s: SpanId) -> HeaderValue {
@@ -298,7 +339,10 @@ mod tests {
     #[test]
     fn invalid_context_is_ignored_never_an_error() {
         for bad in [
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0X",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
@@ -310,6 +354,38 @@ mod tests {
         }
         assert_eq!(extract(&headers(&[(X_TRACE_ID, "xyz")])), None);
         assert_eq!(extract(&headers(&[(X_TRACE_ID, "0000000000000000")])), None);
+    }
+
+    #[test]
+    fn flags_are_read_and_later_versions_give_their_first_four_fields() {
+        let tp = |v: &str| parse_traceparent(v).map(|r| (r.trace_id.0, r.parent, r.flags));
+        let (trace, span) = (
+            0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+            SpanId(0x00f0_67aa_0ba9_02b7),
+        );
+        assert_eq!(
+            tp("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+            Some((trace, Some(span), 0)),
+            "not sampled, as sent"
+        );
+        for later in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever",
+        ] {
+            assert_eq!(tp(later), Some((trace, Some(span), 1)), "{later}");
+        }
+        let framework = extract(&headers(&[(X_TRACE_ID, "1234567890abcdef")])).unwrap();
+        assert_eq!(framework.flags, SAMPLED);
+    }
+
+    #[test]
+    fn a_short_trace_id_comes_back_as_the_16_digits_sent() {
+        let short = TraceId::parse("1234567890abcdef").unwrap();
+        assert_eq!(&*trace_hex(short), b"1234567890abcdef");
+        assert_eq!(trace_value(short), "1234567890abcdef");
+        let long = TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        assert_eq!(&*trace_hex(long), b"4bf92f3577b34da6a3ce929d0e0e4736");
     }
 
     #[test]

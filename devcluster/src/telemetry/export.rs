@@ -2,7 +2,7 @@
 //! store holds as an `ExportTraceServiceRequest` (the file any OTLP tool reads), and
 //! `lgo-dash --open FILE` reads one back to browse offline.
 
-use super::otlp::Receiver;
+use super::otlp::{Receiver, SPAN_KIND, kind_number};
 use super::span::SpanRecord;
 use super::store::SpanStore;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -37,9 +37,16 @@ pub fn to_otlp(spans: &[SpanRecord]) -> ExportTraceServiceRequest {
                     .map(|p| p.0.to_be_bytes().to_vec())
                     .unwrap_or_default(),
                 name: s.name.clone(),
+                kind: s.attribute(SPAN_KIND).and_then(kind_number).unwrap_or(0),
                 start_time_unix_nano: s.start_unix_ns,
                 end_time_unix_nano: s.end_unix_ns(),
-                attributes: s.attributes.iter().map(|(k, v)| kv(k, v)).collect(),
+                // The kind travels in its own field.
+                attributes: s
+                    .attributes
+                    .iter()
+                    .filter(|(k, _)| k != SPAN_KIND)
+                    .map(|(k, v)| kv(k, v))
+                    .collect(),
                 events: s
                     .events
                     .iter()
@@ -91,7 +98,14 @@ pub fn read_otlp_json(text: &str) -> Result<Arc<SpanStore>, String> {
         serde_json::from_str(text).map_err(|e| format!("not an OTLP/JSON trace file: {e}"))?;
     let store = Arc::new(SpanStore::new(usize::MAX / 2));
     let receiver = Receiver::new(store.clone(), Arc::new(super::logs::LogStore::new(1)));
-    receiver.take_traces(req)?;
+    // A file with some spans unreadable (a bad id) opens with the others.
+    let taken = receiver.take_traces(req);
+    if taken.accepted == 0 && taken.rejected > 0 {
+        return Err(format!(
+            "no span of the file could be read: {}",
+            taken.first_error
+        ));
+    }
     Ok(store)
 }
 
@@ -114,7 +128,10 @@ mod tests {
                 start_unix_ns: 1_000,
                 duration_ns: 5_000,
                 error: true,
-                attributes: vec![("http.status_code".into(), "503".into())],
+                attributes: vec![
+                    ("http.status_code".into(), "503".into()),
+                    ("span.kind".into(), "server".into()),
+                ],
                 events: vec![SpanEvent {
                     at_unix_ns: 2_000,
                     message: "rejected".into(),
@@ -140,6 +157,9 @@ mod tests {
             json.contains("\"resourceSpans\"") && json.contains("service.name"),
             "{json}"
         );
+        // The kind in its field (SERVER), not among the attributes.
+        assert!(json.contains("\"kind\": 2"), "{json}");
+        assert!(!json.contains("span.kind"), "{json}");
         let store = read_otlp_json(&json).unwrap();
         let back = store.trace(TraceId(0xabc));
         assert_eq!(back, spans);

@@ -1,8 +1,10 @@
 //! The OTLP receiver: traces and logs from any OpenTelemetry SDK, over OTLP/gRPC (port 4317)
 //! and OTLP/HTTP (port 4318, protobuf or JSON), merged into the same stores as the cluster's
 //! own spans and logs. Service names come from the `service.name` resource attribute.
-//! A malformed payload gets the protocol's error answer (gRPC `INVALID_ARGUMENT`, HTTP 400 with
-//! a `Status` body) and is counted; it never takes the receiver down.
+//! Bodies and messages may come gzipped. An export whose body cannot be read at all gets the
+//! protocol's error answer (HTTP 400 with a `Status` body; gRPC's own for an undecodable
+//! message) and is counted; an export with some invalid items (a bad id) keeps the valid ones
+//! and says what it refused in OTLP's `partial_success`. Nothing takes the receiver down.
 
 use super::context::{SpanId, TraceId};
 use super::logs::{Level, LogRecord, LogStore};
@@ -18,13 +20,13 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -32,6 +34,7 @@ use prometheus_client::metrics::counter::Counter;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use tonic::codec::CompressionEncoding;
 
 /// What the receiver has taken in and refused (served on the admin port's `/metrics`).
 #[derive(Debug, Default, Clone)]
@@ -144,7 +147,8 @@ fn span_id(b: &[u8]) -> Option<SpanId> {
     (v != 0).then_some(SpanId(v))
 }
 
-/// OTLP severity numbers: 1–4 trace, 5–8 debug, 9–12 info, 13–16 warn, 17–24 error/fatal.
+/// OTLP severity numbers: 1–4 trace, 5–8 debug, 9–12 info, 13–16 warn, 17–24 error/fatal
+/// (the levels have no fatal: the dashboard's views match on them, so FATAL reads as error).
 fn level(severity: i32, text: &str) -> Level {
     match severity {
         1..=4 => Level::Trace,
@@ -156,6 +160,114 @@ fn level(severity: i32, text: &str) -> Level {
     }
 }
 
+/// What one export left: the items stored, the items refused, and why the first was.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// Items that were valid (a span already stored counts, though it is not stored again).
+    pub accepted: usize,
+    /// Items refused as invalid; the others of the export were kept.
+    pub rejected: usize,
+    /// Why the first refused item was refused (empty when none was).
+    pub first_error: String,
+}
+
+impl Taken {
+    fn reject(&mut self, why: String) {
+        if self.rejected == 0 {
+            self.first_error = why;
+        }
+        self.rejected += 1;
+    }
+
+    /// OTLP's `partial_success.error_message`: how many of what were refused, and the first
+    /// reason.
+    fn message(&self, what: &str) -> String {
+        let more = match self.rejected {
+            0 | 1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        let whole = self.rejected + self.accepted;
+        if self.accepted == 0 {
+            format!("all {whole} {what} refused: {}{more}", self.first_error)
+        } else {
+            format!(
+                "{} of {whole} {what} refused, the others kept: {}{more}",
+                self.rejected, self.first_error
+            )
+        }
+    }
+}
+
+/// OTLP's span kinds, as the store keeps them: a `span.kind` attribute (Jaeger's convention,
+/// so the Traces tab shows it beside the others), turned back into the field on export.
+pub const SPAN_KIND: &str = "span.kind";
+
+/// The `span.kind` attribute value of an OTLP `SpanKind` (none for UNSPECIFIED).
+pub fn kind_name(kind: i32) -> Option<&'static str> {
+    match kind {
+        1 => Some("internal"),
+        2 => Some("server"),
+        3 => Some("client"),
+        4 => Some("producer"),
+        5 => Some("consumer"),
+        _ => None,
+    }
+}
+
+/// The OTLP `SpanKind` of a `span.kind` attribute value.
+pub fn kind_number(name: &str) -> Option<i32> {
+    (1..=5).find(|&k| kind_name(k).is_some_and(|n| n.eq_ignore_ascii_case(name)))
+}
+
+/// One OTLP span as the store takes it, or why it is refused.
+fn span_record(
+    s: opentelemetry_proto::tonic::trace::v1::Span,
+    service: &str,
+    instance: &str,
+) -> Result<SpanRecord, String> {
+    let tid = trace_id(&s.trace_id)
+        .ok_or_else(|| format!("span {:?}: trace_id must be 16 bytes, not all zero", s.name))?;
+    let sid = span_id(&s.span_id)
+        .ok_or_else(|| format!("span {:?}: span_id must be 8 bytes, not all zero", s.name))?;
+    // An all-zero parent is what some exporters send for a root: no parent.
+    let parent = match s.parent_span_id.as_slice() {
+        [] | [0, 0, 0, 0, 0, 0, 0, 0] => None,
+        p => Some(
+            span_id(p)
+                .ok_or_else(|| format!("span {:?}: parent_span_id must be 8 bytes", s.name))?,
+        ),
+    };
+    let error = s.status.as_ref().is_some_and(|st| st.code == 2);
+    let mut attributes = into_pairs(s.attributes);
+    if let Some(kind) = kind_name(s.kind) {
+        attributes.push((SPAN_KIND.into(), kind.into()));
+    }
+    if let Some(st) = s.status.filter(|st| !st.message.is_empty()) {
+        attributes.push(("status.message".into(), st.message));
+    }
+    Ok(SpanRecord {
+        trace_id: tid,
+        span_id: sid,
+        parent_id: parent,
+        service: service.to_string(),
+        instance: instance.to_string(),
+        name: s.name,
+        start_unix_ns: s.start_time_unix_nano,
+        duration_ns: s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano),
+        error,
+        attributes,
+        events: s
+            .events
+            .into_iter()
+            .map(|e| SpanEvent {
+                at_unix_ns: e.time_unix_nano,
+                message: e.name,
+                attributes: into_pairs(e.attributes),
+            })
+            .collect(),
+    })
+}
+
 impl Receiver {
     pub fn new(spans: Arc<SpanStore>, logs: Arc<LogStore>) -> Self {
         Receiver {
@@ -165,9 +277,11 @@ impl Receiver {
         }
     }
 
-    /// Converts and stores a trace export; an invalid id refuses the whole request (as a
-    /// collector does) so nothing half-read is kept.
-    pub fn take_traces(&self, req: ExportTraceServiceRequest) -> Result<usize, String> {
+    /// Converts and stores a trace export. As OTLP's partial success has it, an invalid span
+    /// (a bad id) is refused alone and counted; the valid ones are kept. A span already
+    /// stored (an exporter's retry) is accepted and not stored again.
+    pub fn take_traces(&self, req: ExportTraceServiceRequest) -> Taken {
+        let mut taken = Taken::default();
         let mut out = Vec::new();
         for rs in req.resource_spans {
             let res = rs.resource.as_ref();
@@ -176,67 +290,37 @@ impl Receiver {
             let instance = resource_attr(res, "service.instance.id").unwrap_or_default();
             for ss in rs.scope_spans {
                 for s in ss.spans {
-                    let tid = trace_id(&s.trace_id).ok_or_else(|| {
-                        format!("span {:?}: trace_id must be 16 bytes, not all zero", s.name)
-                    })?;
-                    let sid = span_id(&s.span_id).ok_or_else(|| {
-                        format!("span {:?}: span_id must be 8 bytes, not all zero", s.name)
-                    })?;
-                    let parent = if s.parent_span_id.is_empty() {
-                        None
-                    } else {
-                        Some(span_id(&s.parent_span_id).ok_or_else(|| {
-                            format!("span {:?}: parent_span_id must be 8 bytes", s.name)
-                        })?)
-                    };
-                    let error = s.status.as_ref().is_some_and(|st| st.code == 2);
-                    let mut attributes = into_pairs(s.attributes);
-                    if let Some(st) = s.status.filter(|st| !st.message.is_empty()) {
-                        attributes.push(("status.message".into(), st.message));
+                    match span_record(s, &service, &instance) {
+                        Ok(r) => out.push(r),
+                        Err(why) => taken.reject(why),
                     }
-                    out.push(SpanRecord {
-                        trace_id: tid,
-                        span_id: sid,
-                        parent_id: parent,
-                        service: service.clone(),
-                        instance: instance.clone(),
-                        name: s.name,
-                        start_unix_ns: s.start_time_unix_nano,
-                        duration_ns: s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano),
-                        error,
-                        attributes,
-                        events: s
-                            .events
-                            .into_iter()
-                            .map(|e| SpanEvent {
-                                at_unix_ns: e.time_unix_nano,
-                                message: e.name,
-                                attributes: into_pairs(e.attributes),
-                            })
-                            .collect(),
-                    });
                 }
             }
         }
-        let n = out.len();
+        taken.accepted = out.len();
         self.spans.extend(out);
-        self.counters.spans.inc_by(n as u64);
-        Ok(n)
+        self.counters.spans.inc_by(taken.accepted as u64);
+        self.partly(&taken, "spans");
+        taken
     }
 
     /// An OTLP/HTTP trace export body (protobuf, or JSON when `json`), decoded and stored as
-    /// the HTTP receiver does: the spans taken, or why none were.
+    /// the HTTP receiver does: the spans accepted, or why the body could not be read.
     pub fn take_traces_body(&self, json: bool, body: &[u8]) -> Result<usize, String> {
-        decode(json, body).and_then(|req| self.take_traces(req))
+        decode(json, body).map(|req| self.take_traces(req).accepted)
     }
 
     /// An OTLP/HTTP log export body, as [`Receiver::take_traces_body`].
     pub fn take_logs_body(&self, json: bool, body: &[u8]) -> Result<usize, String> {
-        decode(json, body).and_then(|req| self.take_logs(req))
+        decode(json, body).map(|req| self.take_logs(req).accepted)
     }
 
-    pub fn take_logs(&self, req: ExportLogsServiceRequest) -> Result<usize, String> {
-        let mut n = 0;
+    /// Converts and stores a log export; a record with a bad trace or span id is refused alone
+    /// (partial success), the others are kept. A record without a time takes the time it
+    /// arrived.
+    pub fn take_logs(&self, req: ExportLogsServiceRequest) -> Taken {
+        let mut taken = Taken::default();
+        let received = super::clock::unix_ns();
         for rl in &req.resource_logs {
             let res = rl.resource.as_ref();
             let service =
@@ -249,15 +333,32 @@ impl Receiver {
                     .map(|s| s.name.clone())
                     .unwrap_or_default();
                 for r in &sl.log_records {
-                    let trace = if r.trace_id.is_empty() {
-                        None
-                    } else {
-                        Some(trace_id(&r.trace_id).ok_or("log trace_id must be 16 bytes")?)
+                    let ids = (|| {
+                        let trace = match r.trace_id.as_slice() {
+                            [] => None,
+                            t => Some(trace_id(t).ok_or(
+                                "log record: trace_id must be 16 bytes, not all zero (or empty)",
+                            )?),
+                        };
+                        let span = match r.span_id.as_slice() {
+                            [] => None,
+                            s => Some(span_id(s).ok_or(
+                                "log record: span_id must be 8 bytes, not all zero (or empty)",
+                            )?),
+                        };
+                        Ok::<_, &str>((trace, span))
+                    })();
+                    let (trace, span) = match ids {
+                        Ok(ids) => ids,
+                        Err(why) => {
+                            taken.reject(why.into());
+                            continue;
+                        }
                     };
-                    let at = if r.time_unix_nano != 0 {
-                        r.time_unix_nano
-                    } else {
-                        r.observed_time_unix_nano
+                    let at = match (r.time_unix_nano, r.observed_time_unix_nano) {
+                        (0, 0) => received,
+                        (0, observed) => observed,
+                        (t, _) => t,
                     };
                     self.logs.push(LogRecord {
                         seq: 0,
@@ -269,20 +370,48 @@ impl Receiver {
                         message: r.body.as_ref().map(text).unwrap_or_default(),
                         fields: pairs(&r.attributes),
                         trace_id: trace,
-                        span_id: span_id(&r.span_id),
+                        span_id: span,
                     });
-                    n += 1;
+                    taken.accepted += 1;
                 }
             }
         }
-        self.counters.logs.inc_by(n as u64);
-        Ok(n)
+        self.counters.logs.inc_by(taken.accepted as u64);
+        self.partly(&taken, "log records");
+        taken
     }
 
     fn refused(&self, why: String) -> String {
         self.counters.rejected.inc();
         tracing::warn!(target: "devcluster::otlp", "refused an OTLP export: {why}");
         why
+    }
+
+    /// Says in the log when part of an export was refused.
+    fn partly(&self, taken: &Taken, what: &str) {
+        if taken.rejected > 0 {
+            tracing::warn!(target: "devcluster::otlp", "took part of an OTLP export: {}", taken.message(what));
+        }
+    }
+}
+
+/// OTLP's `partial_success` of a trace export (none when everything was taken).
+fn trace_response(t: &Taken) -> ExportTraceServiceResponse {
+    ExportTraceServiceResponse {
+        partial_success: (t.rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: t.rejected as i64,
+            error_message: t.message("spans"),
+        }),
+    }
+}
+
+/// OTLP's `partial_success` of a log export.
+fn logs_response(t: &Taken) -> ExportLogsServiceResponse {
+    ExportLogsServiceResponse {
+        partial_success: (t.rejected > 0).then(|| ExportLogsPartialSuccess {
+            rejected_log_records: t.rejected as i64,
+            error_message: t.message("log records"),
+        }),
     }
 }
 
@@ -292,11 +421,8 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.take_traces(request.into_inner())
-            .map_err(|e| tonic::Status::invalid_argument(self.refused(e)))?;
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
+        let taken = self.take_traces(request.into_inner());
+        Ok(tonic::Response::new(trace_response(&taken)))
     }
 }
 
@@ -306,15 +432,17 @@ impl LogsService for Receiver {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        self.take_logs(request.into_inner())
-            .map_err(|e| tonic::Status::invalid_argument(self.refused(e)))?;
-        Ok(tonic::Response::new(ExportLogsServiceResponse {
-            partial_success: None,
-        }))
+        let taken = self.take_logs(request.into_inner());
+        Ok(tonic::Response::new(logs_response(&taken)))
     }
 }
 
-/// Serves OTLP/gRPC on `listener` until `shutdown` resolves.
+/// The largest export taken, on either transport, once decompressed: exporters batch, and a
+/// batch of a few thousand spans is several megabytes (tonic's default stops at 4 MiB).
+pub const MAX_EXPORT: usize = 32 << 20;
+
+/// Serves OTLP/gRPC on `listener` until `shutdown` resolves. Messages may come gzipped (the
+/// OpenTelemetry Collector's default).
 pub async fn serve_grpc(
     receiver: Receiver,
     listener: tokio::net::TcpListener,
@@ -322,9 +450,16 @@ pub async fn serve_grpc(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .http2_max_header_list_size(crate::services::user_grpc::MAX_HEADER_LIST)
-        // A batch as large as OTLP/HTTP takes (tonic's default stops at 4 MiB).
-        .add_service(TraceServiceServer::new(receiver.clone()).max_decoding_message_size(32 << 20))
-        .add_service(LogsServiceServer::new(receiver).max_decoding_message_size(32 << 20))
+        .add_service(
+            TraceServiceServer::new(receiver.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(MAX_EXPORT),
+        )
+        .add_service(
+            LogsServiceServer::new(receiver)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(MAX_EXPORT),
+        )
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown,
@@ -348,31 +483,54 @@ fn is_json(h: &HeaderMap) -> Option<bool> {
     }
 }
 
-/// The OTLP/HTTP answer: a (possibly empty) response or a `google.rpc.Status`, in the
-/// request's encoding.
-fn answer(json: bool, status: StatusCode, message: Option<String>) -> Response {
-    match (json, message) {
-        (true, None) => (status, [(header::CONTENT_TYPE, JSON)], "{}").into_response(),
-        (true, Some(m)) => (
+/// An OTLP/HTTP refusal: a `google.rpc.Status` in the request's encoding.
+fn answer(json: bool, status: StatusCode, message: String) -> Response {
+    // RESOURCE_EXHAUSTED for a body too large, INVALID_ARGUMENT for the rest.
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        8
+    } else {
+        3
+    };
+    if json {
+        (
             status,
             [(header::CONTENT_TYPE, JSON)],
-            serde_json::json!({"code": 3, "message": m}).to_string(),
+            serde_json::json!({"code": code, "message": message}).to_string(),
         )
-            .into_response(),
-        (false, None) => (status, [(header::CONTENT_TYPE, PROTOBUF)], Vec::new()).into_response(),
-        (false, Some(m)) => {
-            let st = RpcStatus {
-                code: 3,
-                message: m,
-                details: Vec::new(),
-            };
-            (
-                status,
-                [(header::CONTENT_TYPE, PROTOBUF)],
-                st.encode_to_vec(),
-            )
-                .into_response()
-        }
+            .into_response()
+    } else {
+        let st = RpcStatus {
+            code,
+            message,
+            details: Vec::new(),
+        };
+        (
+            status,
+            [(header::CONTENT_TYPE, PROTOBUF)],
+            st.encode_to_vec(),
+        )
+            .into_response()
+    }
+}
+
+/// The OTLP/HTTP answer to an export taken: the export's response message (empty, or its
+/// `partial_success`), in the request's encoding.
+fn accepted<R: Message + Serialize>(json: bool, response: &R, partial: bool) -> Response {
+    if json {
+        // `{}` for a full success: what exporters expect, rather than `"partialSuccess": null`.
+        let body = if partial {
+            serde_json::to_string(response).unwrap_or_else(|_| "{}".into())
+        } else {
+            "{}".into()
+        };
+        (StatusCode::OK, [(header::CONTENT_TYPE, JSON)], body).into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, PROTOBUF)],
+            response.encode_to_vec(),
+        )
+            .into_response()
     }
 }
 
@@ -391,37 +549,150 @@ fn decode<T: Message + Default + serde::de::DeserializeOwned>(
     json: bool,
     body: &[u8],
 ) -> Result<T, String> {
-    if json {
-        serde_json::from_slice(body).map_err(|e| format!("invalid OTLP/JSON: {e}"))
-    } else {
-        T::decode(body).map_err(|e| format!("invalid OTLP protobuf: {e}"))
+    if !json {
+        return T::decode(body).map_err(|e| format!("invalid OTLP protobuf: {e}"));
+    }
+    serde_json::from_slice(body).or_else(|first| {
+        // Protobuf's JSON mapping allows an enum by its name (`"kind": "SPAN_KIND_SERVER"`):
+        // read as numbers, the way the generated types take them. Only when the body did not
+        // read as it is, so the usual body is parsed once.
+        let invalid = |e: serde_json::Error| format!("invalid OTLP/JSON: {e}");
+        let mut v: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+        if !enum_numbers(&mut v) {
+            return Err(invalid(first));
+        }
+        serde_json::from_value(v).map_err(invalid)
+    })
+}
+
+/// Replaces the enum names of OTLP's JSON (span kind, status code, severity number) by
+/// their numbers, in place; whether any was.
+fn enum_numbers(v: &mut serde_json::Value) -> bool {
+    use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
+    use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode as Code};
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut changed = false;
+            for (key, value) in map.iter_mut() {
+                if let serde_json::Value::String(name) = value {
+                    let number = match key.as_str() {
+                        "kind" => SpanKind::from_str_name(name).map(|k| k as i32),
+                        "code" => Code::from_str_name(name).map(|c| c as i32),
+                        "severityNumber" => SeverityNumber::from_str_name(name).map(|s| s as i32),
+                        _ => None,
+                    };
+                    if let Some(n) = number {
+                        *value = n.into();
+                        changed = true;
+                    }
+                } else {
+                    changed |= enum_numbers(value);
+                }
+            }
+            changed
+        }
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, item| enum_numbers(item) | changed),
+        _ => false,
     }
 }
 
-/// One export over OTLP/HTTP: decode by content type, hand to `take`, answer in kind.
-fn http_export<T: Message + Default + serde::de::DeserializeOwned>(
-    r: &Receiver,
-    headers: &HeaderMap,
-    body: &[u8],
-    take: impl FnOnce(&Receiver, T) -> Result<usize, String>,
-) -> Response {
+/// The body of an OTLP/HTTP request as its `Content-Encoding` says: as it is, or gunzipped
+/// (at most [`MAX_EXPORT`] bytes of it: more is a 413, not memory spent on a zip bomb).
+fn content(headers: &HeaderMap, body: Bytes) -> Result<Bytes, (StatusCode, String)> {
+    let Some(encoding) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(body);
+    };
+    let encoding = String::from_utf8_lossy(encoding.as_bytes())
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "" | "identity" => Ok(body),
+        "gzip" | "x-gzip" => gunzip(&body, MAX_EXPORT).map(Bytes::from),
+        other => Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "content encoding {other:?} is not supported: send the body as it is or with \
+                 Content-Encoding: gzip"
+            ),
+        )),
+    }
+}
+
+/// `body` gunzipped, if it is gzip and comes to at most `limit` bytes.
+fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, (StatusCode, String)> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    flate2::read::MultiGzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("invalid gzip body (Content-Encoding: gzip): {e}"),
+            )
+        })?;
+    if out.len() > limit {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body may be at most {limit} bytes once decompressed: export smaller batches"
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// One kind of OTLP export over HTTP: traces or logs.
+trait Export: Message + Default + serde::de::DeserializeOwned {
+    type Response: Message + Serialize;
+    fn take(self, r: &Receiver) -> (Self::Response, bool);
+}
+
+impl Export for ExportTraceServiceRequest {
+    type Response = ExportTraceServiceResponse;
+    fn take(self, r: &Receiver) -> (Self::Response, bool) {
+        let t = r.take_traces(self);
+        (trace_response(&t), t.rejected > 0)
+    }
+}
+
+impl Export for ExportLogsServiceRequest {
+    type Response = ExportLogsServiceResponse;
+    fn take(self, r: &Receiver) -> (Self::Response, bool) {
+        let t = r.take_logs(self);
+        (logs_response(&t), t.rejected > 0)
+    }
+}
+
+/// One export over OTLP/HTTP: the body decompressed and decoded by its headers, taken, and
+/// answered in kind.
+fn http_export<T: Export>(r: &Receiver, headers: &HeaderMap, body: Bytes) -> Response {
     let Some(json) = is_json(headers) else {
         let why =
             r.refused("content type must be application/x-protobuf or application/json".into());
-        return answer(false, StatusCode::UNSUPPORTED_MEDIA_TYPE, Some(why));
+        return answer(false, StatusCode::UNSUPPORTED_MEDIA_TYPE, why);
     };
-    match decode::<T>(json, body).and_then(|req| take(r, req)) {
-        Ok(_) => answer(json, StatusCode::OK, None),
-        Err(e) => answer(json, StatusCode::BAD_REQUEST, Some(r.refused(e))),
+    let body = match content(headers, body) {
+        Ok(body) => body,
+        Err((status, why)) => return answer(json, status, r.refused(why)),
+    };
+    match decode::<T>(json, &body) {
+        Ok(req) => {
+            let (response, partial) = req.take(r);
+            accepted(json, &response, partial)
+        }
+        Err(e) => answer(json, StatusCode::BAD_REQUEST, r.refused(e)),
     }
 }
 
 async fn http_traces(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
-    http_export(&r, &headers, &body, Receiver::take_traces)
+    http_export::<ExportTraceServiceRequest>(&r, &headers, body)
 }
 
 async fn http_logs(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
-    http_export(&r, &headers, &body, Receiver::take_logs)
+    http_export::<ExportLogsServiceRequest>(&r, &headers, body)
 }
 
 /// OTLP/HTTP: `POST /v1/traces` and `POST /v1/logs`.
@@ -429,7 +700,6 @@ pub fn http_router(receiver: Receiver) -> Router {
     Router::new()
         .route("/v1/traces", post(http_traces))
         .route("/v1/logs", post(http_logs))
-        // Exporters batch; a batch of a few thousand spans is several megabytes.
-        .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_EXPORT))
         .with_state(receiver)
 }

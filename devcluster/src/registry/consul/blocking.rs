@@ -41,11 +41,19 @@ impl Blocking {
         self.wait
     }
 
-    /// Returns at once when `index` is 0 or already behind the registry; otherwise waits.
-    pub(super) async fn wait_for(&self, reg: &Registry) {
-        if self.index > 0 && reg.index() <= self.index {
-            reg.wait_for_change(self.index, self.wait).await;
+    /// Returns at once when `index` is 0 or already behind what `index_of` reads (the
+    /// registry's index, a service's, the catalog's); otherwise waits for it to pass. Returns
+    /// that index, for `X-Consul-Index`.
+    pub(super) async fn wait_for(
+        &self,
+        reg: &Registry,
+        index_of: impl Fn(&Registry) -> u64,
+    ) -> u64 {
+        let now = index_of(reg);
+        if self.index == 0 || now > self.index {
+            return now;
         }
+        reg.wait_for_index(index_of, self.index, self.wait).await
     }
 }
 

@@ -153,10 +153,12 @@ pub fn parse_registration(body: &[u8]) -> Result<Registration, String> {
                     )),
                 }
             };
-            (
-                num("passing", "Weights.Passing")?,
-                num("warning", "Weights.Warning")?,
-            )
+            let passing = num("passing", "Weights.Passing")?;
+            if passing == 0 {
+                // As Consul: a zero weight would take the instance out of DNS answers unseen.
+                return Err("Weights.Passing: must be greater than 0".into());
+            }
+            (passing, num("warning", "Weights.Warning")?)
         }
     };
     let mut check_values: Vec<(String, &Value)> = Vec::new();
@@ -185,6 +187,16 @@ pub fn parse_registration(body: &[u8]) -> Result<Registration, String> {
             checks.push(spec);
         }
     }
+    let enable_tag_override = match f.get("enabletagoverride") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(format!(
+                "EnableTagOverride: expected a boolean, got {}",
+                kind(other)
+            ));
+        }
+    };
     Ok(Registration {
         id: f.string("id", "ID")?,
         name,
@@ -194,9 +206,39 @@ pub fn parse_registration(body: &[u8]) -> Result<Registration, String> {
         meta,
         weight_passing,
         weight_warning,
+        enable_tag_override,
         checks,
         via: "consul".into(),
     })
+}
+
+/// A `PUT /v1/agent/check/register` body: a check and the instance (`ServiceID`) it belongs to.
+pub fn parse_check_registration(body: &[u8]) -> Result<(String, CheckSpec), String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("Request decode failed: {e}"))?;
+    let f = Folded::new(&v, "check definition")?;
+    let name = f.string("name", "Name")?;
+    if name.trim().is_empty() {
+        return Err("Missing check name".into());
+    }
+    let service_id = f.string("serviceid", "ServiceID")?;
+    if service_id.is_empty() {
+        return Err(
+            "ServiceID: the embedded registry keeps checks on instances; node-level checks are not supported"
+                .into(),
+        );
+    }
+    let mut spec = parse_check(&v, "check definition")?
+        .ok_or("a check needs HTTP, TCP or GRPC (with Interval) or TTL")?;
+    // Here the check's own ID is `ID` (in a service definition it is `CheckID`).
+    let id = f.string("id", "ID")?;
+    if !id.is_empty() {
+        spec.id = id;
+    }
+    if spec.id.is_empty() {
+        spec.id = name.clone();
+    }
+    Ok((service_id, spec))
 }
 
 /// One CheckType. An object with neither HTTP nor TTL (nor anything we could run) is refused:
@@ -211,6 +253,7 @@ fn parse_check(v: &Value, field: &str) -> Result<Option<CheckSpec>, String> {
     let interval = f.duration("interval", &format!("{field}.Interval"))?;
     let timeout = f.duration("timeout", &format!("{field}.Timeout"))?;
     let grpc = f.string("grpc", &format!("{field}.GRPC"))?;
+    let tcp = f.string("tcp", &format!("{field}.TCP"))?;
     let every = |what: &str| -> Result<Duration, String> {
         let interval = interval
             .ok_or_else(|| format!("{field}: {what} check needs an Interval such as \"10s\""))?;
@@ -244,6 +287,7 @@ fn parse_check(v: &Value, field: &str) -> Result<Option<CheckSpec>, String> {
             };
             let method = f.string("method", &format!("{field}.Method"))?;
             CheckKind::Http {
+                body: f.string("body", &format!("{field}.Body"))?,
                 url: http,
                 method: if method.is_empty() {
                     "GET".into()
@@ -280,25 +324,33 @@ fn parse_check(v: &Value, field: &str) -> Result<Option<CheckSpec>, String> {
                 timeout: timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT),
             }
         }
+        (true, true, None) if !tcp.is_empty() => {
+            let interval = every("a TCP")?;
+            if tcp
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(format!("{field}.TCP: expected host:port, got {tcp:?}"));
+            }
+            CheckKind::Tcp {
+                addr: tcp,
+                interval,
+                timeout: timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT),
+            }
+        }
         (true, true, Some(ttl)) if !ttl.is_zero() => CheckKind::Ttl { ttl },
         (true, true, Some(_)) => return Err(format!("{field}.TTL: must be greater than zero")),
         (true, true, None) => {
-            let other: Vec<&str> = [
-                "tcp",
-                "args",
-                "scriptargs",
-                "dockercontainerid",
-                "h2ping",
-                "udp",
-            ]
-            .into_iter()
-            .filter(|k| f.get(k).is_some())
-            .collect();
+            let other: Vec<&str> = ["args", "scriptargs", "dockercontainerid", "h2ping", "udp"]
+                .into_iter()
+                .filter(|k| f.get(k).is_some())
+                .collect();
             return Err(if other.is_empty() {
-                format!("{field}: a check needs HTTP or GRPC (with Interval) or TTL")
+                format!("{field}: a check needs HTTP, TCP or GRPC (with Interval) or TTL")
             } else {
                 format!(
-                    "{field}: only HTTP, gRPC and TTL checks are supported by the embedded registry (got {})",
+                    "{field}: only HTTP, TCP, gRPC and TTL checks are supported by the embedded registry (got {})",
                     other.join(", ").to_uppercase()
                 )
             });
@@ -331,7 +383,7 @@ fn weights(i: &InstanceView) -> Value {
     json!({"Passing": i.weight, "Warning": i.weight_warning})
 }
 
-fn node_json() -> Value {
+pub(crate) fn node_json() -> Value {
     json!({
         "ID": NODE_ID, "Node": NODE, "Address": "127.0.0.1", "Datacenter": DATACENTER,
         "TaggedAddresses": {"lan": "127.0.0.1", "wan": "127.0.0.1"}, "Meta": {},
@@ -343,8 +395,8 @@ fn node_json() -> Value {
 pub(crate) fn agent_service_json(i: &InstanceView) -> Value {
     json!({
         "ID": i.id, "Service": i.service, "Tags": i.tags, "Meta": i.meta, "Port": i.port,
-        "Address": i.address, "Weights": weights(i), "EnableTagOverride": false,
-        "Datacenter": DATACENTER,
+        "Address": i.address, "Weights": weights(i),
+        "EnableTagOverride": i.enable_tag_override, "Datacenter": DATACENTER,
     })
 }
 
@@ -355,7 +407,7 @@ pub(crate) fn catalog_service_json(i: &InstanceView) -> Value {
         "TaggedAddresses": {"lan": "127.0.0.1", "wan": "127.0.0.1"}, "NodeMeta": {},
         "ServiceKind": "", "ServiceID": i.id, "ServiceName": i.service, "ServiceTags": i.tags,
         "ServiceAddress": i.address, "ServicePort": i.port, "ServiceMeta": i.meta,
-        "ServiceWeights": weights(i), "ServiceEnableTagOverride": false,
+        "ServiceWeights": weights(i), "ServiceEnableTagOverride": i.enable_tag_override,
         "CreateIndex": i.create_index, "ModifyIndex": i.modify_index,
     })
 }
@@ -364,9 +416,18 @@ pub(crate) fn check_json(i: &InstanceView, c: &crate::registry::CheckView) -> Va
     json!({
         "Node": NODE, "CheckID": c.id, "Name": c.name, "Status": c.status.as_str(),
         "Notes": c.notes, "Output": c.output, "ServiceID": i.id, "ServiceName": i.service,
-        "ServiceTags": i.tags, "Type": c.kind, "Definition": {},
+        "ServiceTags": i.tags, "Type": c.kind, "Definition": definition_json(c),
         "CreateIndex": c.create_index, "ModifyIndex": c.modify_index,
     })
+}
+
+/// A check's `Definition` as Consul fills it: its kind's target, interval and timeout.
+fn definition_json(c: &crate::registry::CheckView) -> Value {
+    let mut d = Map::new();
+    for (k, v) in &c.spec {
+        d.insert(k.clone(), json!(v));
+    }
+    Value::Object(d)
 }
 
 /// `/v1/health/service/:name` element (a ServiceEntry).
@@ -375,7 +436,7 @@ pub fn service_entry_json(i: &InstanceView) -> Value {
         "Node": node_json(),
         "Service": {
             "ID": i.id, "Service": i.service, "Tags": i.tags, "Address": i.address, "Meta": i.meta,
-            "Port": i.port, "Weights": weights(i), "EnableTagOverride": false,
+            "Port": i.port, "Weights": weights(i), "EnableTagOverride": i.enable_tag_override,
             "CreateIndex": i.create_index, "ModifyIndex": i.modify_index,
         },
         "Checks": i.checks.iter().map(|c| check_json(i, c)).collect::<Vec<_>>(),
@@ -428,8 +489,8 @@ mod tests {
                 "Check.Interval",
             ),
             (
-                br#"{"Name":"x","Checks":[{"TCP":"h:1","Interval":"1s"}]}"#,
-                "only HTTP, gRPC and TTL",
+                br#"{"Name":"x","Checks":[{"H2PING":"h:1","Interval":"1s"}]}"#,
+                "only HTTP, TCP, gRPC and TTL",
             ),
             (
                 br#"{"Name":"x","Check":{"GRPC":"h:1","Interval":"1s","GRPCUseTLS":true}}"#,

@@ -252,6 +252,7 @@ fn registration(p: &Params, beat: Option<&Value>) -> Result<Registration, Failur
         meta,
         weight_passing: weight.round() as u32,
         weight_warning: weight.round() as u32,
+        enable_tag_override: false,
         checks,
         via: "nacos".into(),
     })
@@ -275,6 +276,81 @@ fn static_check(id: &str, why: &str) -> CheckSpec {
 
 fn register(n: &Nacos, p: &Params) -> Result<Answer, Failure> {
     let reg = registration(p, None)?;
+    n.registry
+        .register(reg)
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, 20002, e.to_string()))?;
+    Ok(Answer::Text("ok".into(), Vec::new()))
+}
+
+/// An update (`PUT`): as with Nacos, only an instance that is registered, which is registered
+/// again with what the request says; what it does not say (weight, metadata, enabled,
+/// ephemeral) stays as it was. An instance not registered is an error ("instance not exist"),
+/// never a new one. Without `clusterName`, the instance at `ip:port` in the `DEFAULT` cluster
+/// is meant, or in the cluster literally named `None`: what nacos-sdk-python registers when
+/// given no cluster (it sends `clusterName=None` on add and nothing on modify).
+fn update(n: &Nacos, p: &Params) -> Result<Answer, Failure> {
+    let s = Service::of(p)?;
+    let (ip, port, cluster) = address(p, None)?;
+    let clusters = if p.get("clusterName").or_else(|| p.get("cluster")).is_some() {
+        vec![cluster.as_str()]
+    } else {
+        vec![DEFAULT_CLUSTER, "None"]
+    };
+    let existing = clusters
+        .iter()
+        .find_map(|c| n.registry.instance(&instance_id(&s, &ip, port, c)))
+        .or_else(|| {
+            // One registered another way (Consul, the cluster's own), found by address.
+            n.registry
+                .service(&s.registry_name(), false)
+                .into_iter()
+                .find(|v| {
+                    v.address == ip && v.port == port && clusters.contains(&cluster_of(v).as_str())
+                })
+        });
+    let Some(v) = existing else {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            20004,
+            format!(
+                "instance not exist: {ip}:{port} in cluster {} of service {}: register it first (POST)",
+                clusters.join(" or "),
+                s.grouped()
+            ),
+        ));
+    };
+    if v.via != "nacos" {
+        let why = if v.via.is_empty() {
+            format!(
+                "{} is one of lgo-dash's own instances: it cannot be changed through Nacos",
+                v.id
+            )
+        } else {
+            format!("{} was registered through {}: change it there", v.id, v.via)
+        };
+        return Err(Failure::new(StatusCode::BAD_REQUEST, 20002, why));
+    }
+    // The request, with what it leaves out taken from the instance as it is.
+    let mut given = p.0.clone();
+    let mut keep = |name: &str, value: String| {
+        given
+            .entry(name.to_string())
+            .and_modify(|v| {
+                if v.trim().is_empty() {
+                    v.clone_from(&value);
+                }
+            })
+            .or_insert(value);
+    };
+    keep("clusterName", cluster_of(&v));
+    let h = host(&v, &s);
+    keep("weight", h["weight"].to_string());
+    keep("ephemeral", h["ephemeral"].to_string());
+    keep("metadata", h["metadata"].to_string());
+    if p.get("enabled").is_none() && p.get("enable").is_none() {
+        keep("enabled", h["enabled"].to_string());
+    }
+    let reg = registration(&Params(given), None)?;
     n.registry
         .register(reg)
         .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, 20002, e.to_string()))?;
@@ -494,7 +570,7 @@ fn services(n: &Nacos, p: &Params) -> Result<Answer, Failure> {
 
 handlers! {
     v1_register, v2_register => register;
-    v1_update, v2_update => register;
+    v1_update, v2_update => update;
     v1_deregister, v2_deregister => deregister;
     v1_instance, v2_instance => instance;
     v1_list, v2_list => list;
