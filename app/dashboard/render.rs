@@ -44,7 +44,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
         return;
     }
     let banner = link_banner(&app.link, Instant::now());
-    let banner_rows = banner.as_ref().map_or(0, |b| wrapped_rows(b, area.width));
+    let banner_rows = banner.as_ref().map_or(0, |b| {
+        wrapped_lines(b, usize::from(area.width)).min(3) as u16
+    });
     let [header, banner_area, tabs, body, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(banner_rows),
@@ -132,22 +134,6 @@ pub fn link_banner(link: &Link, now: Instant) -> Option<String> {
             .replace("(--admin URL or LGO_ADMIN)", "(--attach URL)"))
         }
     }
-}
-
-/// Rows `text` takes wrapped word by word at `width`, at most 3.
-fn wrapped_rows(text: &str, width: u16) -> u16 {
-    let width = usize::from(width.max(1));
-    let (mut rows, mut col) = (1, 0);
-    for word in text.split(' ') {
-        let n = word.chars().count();
-        if col > 0 && col + 1 + n > width {
-            rows += 1 + (n - 1) / width;
-            col = n % width;
-        } else {
-            col += usize::from(col > 0) + n;
-        }
-    }
-    rows.min(3) as u16
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
@@ -361,18 +347,26 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 }
 
 /// How many lines `text` takes wrapped at word boundaries to `width` columns (as `Wrap` does).
-fn wrapped_lines(text: &str, width: usize) -> usize {
+pub fn wrapped_lines(text: &str, width: usize) -> usize {
     let width = width.max(1);
     let (mut lines, mut used) = (1, 0);
     for word in text.split(' ') {
         let w = word.chars().count();
-        let need = if used == 0 { w } else { used + 1 + w };
-        if need <= width {
-            used = need;
-        } else {
-            lines += 1 + w.saturating_sub(1) / width;
-            used = w % width;
+        if used > 0 && used + 1 + w <= width {
+            used += 1 + w;
+            continue;
         }
+        if used == 0 && w <= width {
+            used = w;
+            continue;
+        }
+        // On a new line (unless this one is empty); a word longer than a line breaks.
+        if used > 0 {
+            lines += 1;
+        }
+        let extra = w.saturating_sub(1) / width;
+        lines += extra;
+        used = w - extra * width;
     }
     lines
 }
@@ -467,4 +461,19 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     );
     frame.render_widget(Clear, popup);
     frame.render_widget(table, popup);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrapped_lines;
+
+    #[test]
+    fn lines_counted_as_words_wrap() {
+        assert_eq!(wrapped_lines("", 10), 1);
+        assert_eq!(wrapped_lines("one two", 7), 1);
+        assert_eq!(wrapped_lines("one two", 6), 2);
+        assert_eq!(wrapped_lines("abcdefghij", 4), 3, "a long word breaks");
+        assert_eq!(wrapped_lines("ab abcdefghij", 4), 4);
+        assert_eq!(wrapped_lines("a b c d", 3), 2);
+    }
 }

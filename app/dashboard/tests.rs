@@ -1028,13 +1028,30 @@ mod metrics_tab {
         };
         snap.config = ConfigView {
             version: 1,
-            entries: vec![Entry {
-                key: "breaker.gateway->user-service.failure_rate_threshold".into(),
-                value: "50".into(),
-                origin: "assets/config/development.toml".into(),
-            }],
+            entries: vec![
+                Entry {
+                    key: "breaker.gateway->user-service.failure_rate_threshold".into(),
+                    value: "50".into(),
+                    origin: "assets/config/development.toml".into(),
+                },
+                // The longest key a user meets, beside a port bound elsewhere (--ports auto).
+                Entry {
+                    key: "breaker.order-service->user-service-grpc.slow_call_rate_threshold".into(),
+                    value: "40".into(),
+                    origin: "kv".into(),
+                },
+                Entry {
+                    key: "ports.admin".into(),
+                    value: "9900".into(),
+                    origin: "defaults".into(),
+                },
+            ],
             ..ConfigView::default()
         };
+        snap.endpoints = vec![devcluster::control::Endpoint::new(
+            "admin",
+            "http://127.0.0.1:33812",
+        )];
         let snap = Arc::new(snap);
         let tabs: [(char, &[&str]); 5] = [
             ('1', &["order-service-1", "order-service"]),
@@ -1055,7 +1072,14 @@ mod metrics_tab {
                     "order-service → user-service",
                 ],
             ),
-            ('6', &["gateway->user-service.failure_rate_threshold"]),
+            (
+                '6',
+                &[
+                    "gateway->user-service.failure_rate_threshold",
+                    "order-service->user-service-grpc.slow_call_rate_threshold",
+                    "9900 → bound 33812",
+                ],
+            ),
         ];
         for (w, h) in [(80, 24), (100, 30), (160, 48), (220, 60)] {
             for (tab, names) in tabs {
@@ -1145,8 +1169,8 @@ mod metrics_tab {
                     .unwrap_or_else(|| panic!("{name}: {all}"))
                     .to_string()
             };
-            // busy_snapshot's gateway->user-service breaker is forced open.
-            assert!(row("gateway → user-service").contains("○ open"), "{all}");
+            // busy_snapshot's gateway->user-service breaker is forced open: the same badge as on Breakers.
+            assert!(row("gateway → user-service").contains("✖ open ⚿"), "{all}");
             assert!(row("gateway → order-service").contains("● closed"), "{all}");
             assert!(row("order-service → user-service").contains("8.0"), "{all}");
         }
@@ -2652,6 +2676,11 @@ fn trace_and_log_rows_keep_their_names_whole_at_every_size() {
                 "traces at {w}×{h}: {whole} cut:\n{all}"
             );
         }
+        // The path's last service whole, or said to go on: never a name cut in two.
+        assert!(
+            all.contains("→ user-service-grpc") || all.contains("order-service → …"),
+            "traces at {w}×{h}:\n{all}"
+        );
         app.tab = Tab::Logs;
         let all = screen(&app, w, h).join("\n");
         for whole in ["user-service-1-grpc", "passing: back in rotation"] {
@@ -2790,6 +2819,19 @@ fn an_instance_in_detail_with_its_timeline_picks_and_pivots() {
     assert!(
         !all.contains("INSTANCE "),
         "the detail takes the instance table's place"
+    );
+    // At 80 columns the breaker's sentence wraps rather than being cut.
+    let narrow = screen(&app, 80, 24).join(" ");
+    let words = |s: &str| {
+        s.split(|c: char| c.is_whitespace() || c == '│')
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        words(&narrow).contains("failed of 10 calls in its window"),
+        "{}",
+        screen(&app, 80, 24).join("\n")
     );
     // ↑ in detail: the previous instance, in detail.
     match key(&mut app, KeyCode::Char('k')) {

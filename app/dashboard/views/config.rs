@@ -327,17 +327,45 @@ pub fn render(
     };
     let tree = tab.rows(view);
     // A key's name is never cut; the origin column goes first, then values are cut.
-    let key_w = widest(
+    let name_w = widest(
         tree.iter().map(|r| match r {
             TreeRow::Key(i) => section(&view.entries[*i].key).1,
             TreeRow::Section(name, ..) => name,
         }),
         3,
-    ) + 4;
+    );
+    // A value is a number or a name: as wide as the widest shown (up to 30), cut only when
+    // even the origin column's going leaves no room.
+    let value_w = tree
+        .iter()
+        .filter_map(|r| match r {
+            TreeRow::Key(i) => {
+                let e = &view.entries[*i];
+                Some(match bound.iter().find(|(k, _)| *k == e.key) {
+                    Some((_, port)) if e.value != port.to_string() => {
+                        clip(&e.value, 20).chars().count()
+                            + format!(" → bound {port}").chars().count()
+                    }
+                    _ => clip(&e.value, 40).chars().count(),
+                })
+            }
+            TreeRow::Section(..) => None,
+        })
+        .max()
+        .unwrap_or(0)
+        .clamp(12, 30) as u16;
+    // Keys sit under their section's name, indented by 4; where the longest key and its value
+    // would not fit side by side, by 2.
+    let indent = if name_w + 4 + 1 + value_w > keys.width.saturating_sub(2) {
+        2
+    } else {
+        4
+    };
+    let key_w = name_w + indent;
     let widths = fit(
         &[
             Column::keep(key_w),
-            Column::fill(12, 1),
+            Column::fill(value_w, 1),
             Column::drop(
                 widest(view.entries.iter().map(|e| e.origin.as_str()), 4).min(28),
                 2,
@@ -386,7 +414,8 @@ pub fn render(
                 [
                     Cell::from({
                         let mut line = tab.filter.mark(section(&e.key).1, theme.text, theme);
-                        line.spans.insert(0, Span::raw("    "));
+                        line.spans
+                            .insert(0, Span::raw(" ".repeat(usize::from(indent))));
                         line
                     }),
                     Cell::from(value),

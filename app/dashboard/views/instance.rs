@@ -5,13 +5,14 @@
 
 use super::balancer::clock;
 use super::breakers::badge;
+use crate::dashboard::render::wrapped_lines;
 use devcluster::balance::record::PickRecord;
 use devcluster::handle::{ClusterSnapshot, InstanceSnapshot};
 use devcluster::telemetry::{Level, LogFilter, LogRecord};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph};
+use ratatui::widgets::{Block, Paragraph, Wrap};
 use widgets::Theme;
 
 /// The instance shown, and its timeline as last fetched.
@@ -68,13 +69,6 @@ pub fn render(
         .iter()
         .filter(|b| b.name.ends_with(&format!("->{}", v.service)))
         .collect();
-    let [now, timeline, bottom] = Layout::vertical([
-        Constraint::Length(3 + breakers.len() as u16),
-        Constraint::Fill(2),
-        Constraint::Fill(1),
-    ])
-    .areas(area);
-
     // Now: address, health, process, weight, notes; the breakers in front of it.
     let mut lines = vec![Line::from(vec![
         Span::raw(format!("{}  ", v.base_url())),
@@ -95,8 +89,20 @@ pub fn render(
             )),
         ]));
     }
+    // Wrapped, not cut: on a narrow terminal a fault's figure or a breaker's count goes to the
+    // next line.
+    let rows: u16 = lines
+        .iter()
+        .map(|l| wrapped_lines(&l.to_string(), usize::from(area.width.saturating_sub(2))) as u16)
+        .sum();
+    let [now, timeline, bottom] = Layout::vertical([
+        Constraint::Length(rows + 2),
+        Constraint::Fill(2),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
     frame.render_widget(
-        Paragraph::new(lines).block(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
             Block::bordered()
                 .title(Line::styled(
                     format!(

@@ -216,7 +216,11 @@ pub fn render(
     );
     frame.render_widget(
         stats_table(
-            " Client side · calls per caller → target (errors: failed calls) ",
+            if right.width >= 66 {
+                " Client side · calls per caller → target (errors: failed calls) "
+            } else {
+                " Client side · caller → target "
+            },
             "CALLER → TARGET",
             calls,
             right.width,

@@ -558,12 +558,10 @@ fn render_topology(frame: &mut Frame, area: Rect, snap: &ClusterSnapshot, theme:
             .breakers
             .iter()
             .find(|b| b.name == format!("{}->{}", c.caller, c.target));
-        let (mark, style) = match breaker.map(|b| b.state) {
-            Some(devcluster::breaker::State::Closed) => ("● closed", theme.passing),
-            Some(devcluster::breaker::State::HalfOpen) => ("◐ half-open", theme.warning),
-            Some(devcluster::breaker::State::Open) => ("○ open", theme.critical),
-            None => ("-", theme.dim),
-        };
+        // The same badge as the Breakers tab (a forced one with its lock).
+        let mark = breaker.map_or(Span::styled("-", theme.dim), |b| {
+            crate::dashboard::views::breakers::badge(b).span(theme)
+        });
         let err_style = crate::dashboard::views::metrics::error_style(c.series.error_pct, theme);
         let right = |t: String, st| Cell::from(Line::from(Span::styled(t, st)).right_aligned());
         Row::new(widgets::columns::shown(
@@ -572,7 +570,7 @@ fn render_topology(frame: &mut Frame, area: Rect, snap: &ClusterSnapshot, theme:
                 right(rps, theme.text),
                 right(err, err_style),
                 right(p99, theme.text),
-                Cell::from(Span::styled(mark, style)),
+                Cell::from(mark),
             ],
             &widths,
         ))

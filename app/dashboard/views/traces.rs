@@ -507,6 +507,33 @@ pub fn render(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) {
     }
 }
 
+/// The services a trace went through, joined by arrows, whole names only: when they do not
+/// all fit in `width`, the last ones give way to `→ …` (never a name cut in two).
+fn path_within(services: &[String], width: usize) -> String {
+    const MORE: &str = " → …";
+    let whole = services.join(" → ");
+    if whole.chars().count() <= width {
+        return whole;
+    }
+    let mut shown = String::new();
+    for s in services {
+        let next = if shown.is_empty() {
+            s.clone()
+        } else {
+            format!("{shown} → {s}")
+        };
+        if next.chars().count() + MORE.chars().count() > width {
+            break;
+        }
+        shown = next;
+    }
+    if shown.is_empty() {
+        "…".into()
+    } else {
+        shown + MORE
+    }
+}
+
 fn render_list(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) {
     if view.list.is_empty() {
         let mut lines = vec![
@@ -530,7 +557,7 @@ fn render_list(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) 
             Column::drop(12, 2),
             Column::keep(1),
             Column::keep(widest(view.list.iter().map(|t| t.root.as_str()), 4).min(48)),
-            Column::fill(16, 0),
+            Column::fill(28, 0),
             Column::drop(5, 1),
             Column::keep(9),
         ],
@@ -557,7 +584,7 @@ fn render_list(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) 
                     theme.matched,
                 )),
                 Cell::from(highlight_owned(
-                    &t.services.join(" → "),
+                    &path_within(&t.services, usize::from(widths[4].unwrap_or(0))),
                     view.filter.service.as_deref(),
                     theme.text,
                     theme.matched,
@@ -593,7 +620,10 @@ fn render_list(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) 
                         ),
                     } + &match view.new_count() {
                         0 => String::new(),
-                        n => format!("· {n} new above (k / Home at the top shows them) "),
+                        n if area.width >= 110 => {
+                            format!("· {n} new above (k / Home at the top shows them) ")
+                        }
+                        n => format!("· {n} new (Home) "),
                     },
                     theme.title,
                 ))
