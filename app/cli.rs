@@ -169,7 +169,7 @@ pub enum CtlCommand {
     },
     /// Recent log lines, oldest first: level, service, message, fields, trace.
     Logs {
-        /// Minimum level: trace, debug, info, warn, error.
+        /// Minimum level: trace, debug, info, warn, error, fatal.
         #[arg(long, default_value = "info")]
         level: String,
         #[arg(long)]

@@ -2894,6 +2894,38 @@ fn enter_on_a_breaker_shows_the_failed_traces_through_it() {
         "{toast}"
     );
 
+    // A probe that failed re-opened it later: still the window before it tripped from closed.
+    let mut snap = (*busy_snapshot()).clone();
+    for b in &mut snap.breakers {
+        let tripped = b.transitions.clone();
+        for (at, from, to) in [
+            (3_728_045, State::Open, State::HalfOpen),
+            (3_728_050, State::HalfOpen, State::Open),
+        ] {
+            b.transitions.push(Transition {
+                at_unix_ms: at,
+                from,
+                to,
+                reason: "probe failed".into(),
+            });
+        }
+        assert!(!tripped.is_empty());
+    }
+    let mut app = self::app();
+    app.on_snapshot(Arc::new(snap));
+    press(&mut app, KeyCode::Char('3'));
+    press(&mut app, KeyCode::Char('j'));
+    match app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)) {
+        Some(Request::Traces(f)) => {
+            assert_eq!(
+                f.until_unix_ms,
+                Some(3_723_045),
+                "the trip, not the re-open"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
     // A breaker that never opened: every recent failed trace through its target.
     let mut snap = (*busy_snapshot()).clone();
     for b in &mut snap.breakers {

@@ -125,6 +125,7 @@ fn store(c: &mut Criterion) {
                     SpanContext {
                         trace_id: TraceId(trace.0 + u128::from(i / 3)),
                         span_id: SpanId::random(),
+                        flags: devcluster::telemetry::context::SAMPLED,
                     },
                     Some(parent),
                     1_700_000_000_000_000_000 + i,

@@ -348,15 +348,19 @@ impl ServiceClient {
 
     /// The call's parent and the instance making it: the given scope, the task's request,
     /// the current `tracing` span, or the trace headers already on the call.
-    fn parent_of(&self, call: &Call) -> (Option<(TraceId, SpanId)>, Name) {
+    /// The calling span (its trace, its id, its flags) and the instance it runs in.
+    fn parent_of(&self, call: &Call) -> (Option<SpanContext>, Name) {
         if let Some(s) = call.parent.or_else(path::current) {
-            return (Some((s.ctx.trace_id, s.ctx.span_id)), s.instance);
+            return (Some(s.ctx), s.instance);
         }
         if let Some(c) = crate::telemetry::current_context() {
-            return (Some((c.trace_id, c.span_id)), Name::EMPTY);
+            return (Some(c), Name::EMPTY);
         }
-        let remote = crate::telemetry::context::extract(&call.headers)
-            .map(|r| (r.trace_id, r.parent.unwrap_or(SpanId(0))));
+        let remote = crate::telemetry::context::extract(&call.headers).map(|r| SpanContext {
+            trace_id: r.trace_id,
+            span_id: r.parent.unwrap_or(SpanId(0)),
+            flags: r.flags,
+        });
         (remote, Name::EMPTY)
     }
 
@@ -448,10 +452,11 @@ impl ServiceClient {
     ) -> Result<Resp, CallError> {
         let (parent, caller_instance) = self.parent_of(&call);
         let ctx = SpanContext {
-            trace_id: parent.map_or_else(TraceId::random, |p| p.0),
+            trace_id: parent.map_or_else(TraceId::random, |p| p.trace_id),
             span_id: SpanId::random(),
+            flags: parent.map_or(crate::telemetry::context::SAMPLED, |p| p.flags),
         };
-        let parent_span = parent.map(|p| p.1).filter(|s| s.0 != 0);
+        let parent_span = parent.map(|p| p.span_id).filter(|s| s.0 != 0);
         let method = Name::method(&call.method);
         let start = path::stamp();
         let (start_unix_ns, started) = (start.unix_ns, start.at);
@@ -498,6 +503,7 @@ impl ServiceClient {
         let ctx = SpanContext {
             trace_id: TraceId::random(),
             span_id: SpanId::random(),
+            flags: crate::telemetry::context::SAMPLED,
         };
         let (req, _) = self.request(target, call, ctx, Name::EMPTY, true)?;
         let shared = req.call.clone();

@@ -525,7 +525,11 @@ async fn invalid_items_are_refused_alone_and_an_export_sent_again_is_stored_once
                 log_records: vec![
                     record("before", vec![7; 16], vec![7; 8]),
                     record("bad trace", vec![1, 2, 3], vec![]),
-                    record("after", vec![], vec![]),
+                    LogRecord {
+                        // FATAL (Python's `critical`): its own level, above error.
+                        severity_number: 21,
+                        ..record("after", vec![], vec![])
+                    },
                     record("short span", vec![7; 16], vec![1, 2, 3, 4]),
                 ],
                 ..Default::default()
@@ -557,6 +561,7 @@ async fn invalid_items_are_refused_alone_and_an_export_sent_again_is_stored_once
         .unwrap();
     let messages: Vec<&str> = stored.iter().map(|l| l.message.as_str()).collect();
     assert_eq!(messages, ["before", "after"]);
+    assert_eq!(stored[1].level, devcluster::telemetry::Level::Fatal);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

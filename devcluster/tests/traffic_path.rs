@@ -408,6 +408,35 @@ async fn p2c_avoids_a_slow_instance_and_strategy_switches_drop_nothing() {
     cluster.shutdown().await;
 }
 
+/// The caller's trace flags reach the instance as they were sent: a trace the caller chose not
+/// to sample (`-00`) stays unsampled for a downstream SDK that follows its parent; one that
+/// came with none starts sampled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_passes_the_callers_trace_flags_on() {
+    let cluster = start().await;
+    let (echo, _) = echo_server().await;
+    register(&cluster, "echo", "echo-1", echo.addr().port(), "passing").await;
+    let gw = cluster.gateway_url();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    for (sent, flags) in [
+        (Some(format!("00-{trace}-00f067aa0ba902b7-00")), "00"),
+        (Some(format!("00-{trace}-00f067aa0ba902b7-01")), "01"),
+        (None, "01"),
+    ] {
+        let mut req = http().get(format!("{gw}/echo/flags"));
+        if let Some(tp) = &sent {
+            req = req.header("traceparent", tp);
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        let tp = v["headers"]["traceparent"].as_str().unwrap();
+        assert!(tp.ends_with(&format!("-{flags}")), "{sent:?} → {tp}");
+        if sent.is_some() {
+            assert!(tp.starts_with(&format!("00-{trace}-")), "{tp}");
+        }
+    }
+    cluster.shutdown().await;
+}
+
 /// An instance that answers every request on a kept-alive connection with the same raw
 /// response, hop-by-hop headers and its own X-Trace-ID included (as no axum server would).
 async fn raw_instance(answer: &'static str) -> u16 {

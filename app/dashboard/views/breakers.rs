@@ -117,7 +117,7 @@ impl TabView for BreakersView {
 }
 
 /// A pivot from a breaker to the failed traces through its target: those of its window before
-/// it last opened, or (it never opened) every recent one.
+/// it last tripped open from closed, or (it never opened) every recent one.
 fn tripped_by(b: &BreakerSnapshot) -> Pivot {
     let (caller, target) = b.name.split_once("->").unwrap_or(("", &b.name));
     let mut filter = TraceFilter {
@@ -125,7 +125,14 @@ fn tripped_by(b: &BreakerSnapshot) -> Pivot {
         errors_only: true,
         ..Default::default()
     };
-    let trip = b.transitions.iter().rev().find(|t| t.to == State::Open);
+    // The trip from closed, not a half-open probe's re-opening: the calls that tripped it are
+    // in the window before that one.
+    let trip = b
+        .transitions
+        .iter()
+        .rev()
+        .find(|t| t.to == State::Open && t.from == State::Closed)
+        .or_else(|| b.transitions.iter().rev().find(|t| t.to == State::Open));
     let why = match trip {
         Some(t) => {
             let window_ms = match b.settings.window {

@@ -128,7 +128,7 @@ pub fn render(
             .iter()
             .map(|r| {
                 let style = match r.level {
-                    Level::Error => theme.critical,
+                    Level::Error | Level::Fatal => theme.critical,
                     Level::Warn => theme.warning,
                     _ => theme.text,
                 };

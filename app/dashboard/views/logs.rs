@@ -198,7 +198,7 @@ impl TabView for LogsView {
 
 pub fn level_style(l: Level, theme: &Theme) -> Style {
     match l {
-        Level::Error => theme.critical,
+        Level::Error | Level::Fatal => theme.critical,
         Level::Warn => theme.warning,
         Level::Info => theme.passing,
         Level::Debug | Level::Trace => theme.dim,

@@ -45,6 +45,7 @@ impl<S: Stack> Service<Req> for Attempt<S> {
         let ctx = SpanContext {
             trace_id: parent.trace_id,
             span_id: SpanId::random(),
+            flags: parent.flags,
         };
         req.ctx = ctx;
         req.trace = Some((ctx.span_id, parent.span_id));

@@ -63,6 +63,7 @@ pub fn propagate(
             let ctx = SpanContext {
                 trace_id: remote.map_or_else(TraceId::random, |r| r.trace_id),
                 span_id: SpanId::random(),
+                flags: remote.map_or(context::SAMPLED, |r| r.flags),
             };
             (ctx, remote.and_then(|r| r.parent))
         }
@@ -106,10 +107,12 @@ mod tests {
         let span = SpanContext {
             trace_id: TraceId(0xabc),
             span_id: SpanId(0x22),
+            flags: context::SAMPLED,
         };
         let parent = SpanContext {
             trace_id: TraceId(0xabc),
             span_id: SpanId(0x11),
+            flags: context::SAMPLED,
         };
         let mut h = HeaderMap::new();
         set(

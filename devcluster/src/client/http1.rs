@@ -926,6 +926,7 @@ mod tests {
         let ctx = SpanContext {
             trace_id: crate::telemetry::TraceId(0xabc),
             span_id: SpanId(0x22),
+            flags: crate::telemetry::context::SAMPLED,
         };
         let mut out = Vec::new();
         write_head(

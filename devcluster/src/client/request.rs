@@ -202,6 +202,7 @@ impl Req {
             let ctx = SpanContext {
                 trace_id: self.ctx.trace_id,
                 span_id,
+                flags: self.ctx.flags,
             };
             (ctx, parent)
         })

@@ -76,6 +76,7 @@ fn req(f: &Fixture, dry: bool, method: http::Method) -> Req {
         ctx: SpanContext {
             trace_id: TraceId::random(),
             span_id: SpanId::random(),
+            flags: crate::telemetry::context::SAMPLED,
         },
         attempt: 1,
         tried: vec![],

@@ -115,6 +115,9 @@ fn rng() -> &'static SeededRng {
 pub struct SpanContext {
     pub trace_id: TraceId,
     pub span_id: SpanId,
+    /// W3C trace flags, passed on as the trace's first caller set them (bit 0: sampled), so a
+    /// downstream SDK that samples by its parent keeps the caller's decision.
+    pub flags: u8,
 }
 
 /// The caller's context read from request headers: its trace and (when given) its span.
@@ -249,6 +252,12 @@ fn span_value(s: SpanId) -> HeaderValue {
     HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
 }
 
+/// Two lowercase hex digits.
+fn hex8(v: u8) -> [u8; 2] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    [HEX[usize::from(v >> 4)], HEX[usize::from(v & 0xf)]]
+}
+
 /// Writes `ctx` (and its parent) as HTTP/1.1 header lines straight into a request head, in both
 /// forms: no header map, no allocation.
 pub fn write_headers(out: &mut Vec<u8>, ctx: SpanContext, parent: SpanId) {
@@ -260,7 +269,9 @@ pub fn write_headers(out: &mut Vec<u8>, ctx: SpanContext, parent: SpanId) {
     let mut span = [0u8; 16];
     hex64(ctx.span_id.0, &mut span);
     out.extend_from_slice(&span);
-    out.extend_from_slice(b"-01\r\nx-trace-id: ");
+    out.push(b'-');
+    out.extend_from_slice(&hex8(ctx.flags));
+    out.extend_from_slice(b"\r\nx-trace-id: ");
     out.extend_from_slice(&hex);
     out.extend_from_slice(b"\r\nx-span-id: ");
     out.extend_from_slice(&span);
@@ -279,7 +290,8 @@ pub fn inject_traceparent(h: &mut HeaderMap, ctx: SpanContext) {
     hex128(ctx.trace_id.0, &mut tp[3..35]);
     tp[35] = b'-';
     hex64(ctx.span_id.0, &mut tp[36..52]);
-    tp[52..].copy_from_slice(b"-01");
+    tp[52] = b'-';
+    tp[53..].copy_from_slice(&hex8(ctx.flags));
     if let Ok(v) = HeaderValue::from_bytes(&tp) {
         h.insert(names::TRACEPARENT, v);
     }
@@ -288,7 +300,7 @@ pub fn inject_traceparent(h: &mut HeaderMap, ctx: SpanContext) {
 /// Writes `ctx` as the calling span into outgoing headers, in both forms; `parent` is the
 /// span above it (the framework's `X-Parent-ID`). `tracestate` passes through untouched.
 pub fn inject(h: &mut HeaderMap, ctx: SpanContext, parent: Option<SpanId>) {
-    // "00-" trace "-" span "-01"
+    // "00-" trace "-" span "-" flags
     inject_traceparent(h, ctx);
     h.insert(names::X_TRACE_ID, trace_value(ctx.trace_id));
     h.insert(names::X_SPAN_ID, span_value(ctx.span_id));
@@ -393,6 +405,7 @@ mod tests {
         let ctx = SpanContext {
             trace_id: TraceId::random(),
             span_id: SpanId::random(),
+            flags: SAMPLED,
         };
         let mut h = headers(&[(X_PARENT_ID, "1111111111111111")]);
         inject(&mut h, ctx, None);

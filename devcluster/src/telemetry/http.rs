@@ -40,6 +40,7 @@ pub fn server_context(headers: &http::HeaderMap) -> (SpanContext, Option<SpanId>
     let ctx = SpanContext {
         trace_id: remote.map_or_else(TraceId::random, |r| r.trace_id),
         span_id: SpanId::random(),
+        flags: remote.map_or(context::SAMPLED, |r| r.flags),
     };
     (ctx, remote.and_then(|r| r.parent))
 }

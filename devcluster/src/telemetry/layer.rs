@@ -185,10 +185,10 @@ where
                 })
             });
         // An explicit remote context (from request headers) wins over the in-process parent.
-        let (trace_id, parent) = match (fields.remote_trace, &inherited) {
-            (Some(t), _) => (t, fields.remote_parent),
-            (None, Some((p, _, _))) => (p.trace_id, Some(p.span_id)),
-            (None, None) => (TraceId::random(), None),
+        let (trace_id, parent, flags) = match (fields.remote_trace, &inherited) {
+            (Some(t), _) => (t, fields.remote_parent, super::context::SAMPLED),
+            (None, Some((p, _, _))) => (p.trace_id, Some(p.span_id), p.flags),
+            (None, None) => (TraceId::random(), None, super::context::SAMPLED),
         };
         if let Some((_, service, instance)) = inherited {
             if fields.service.is_none() {
@@ -205,6 +205,7 @@ where
             ctx: SpanContext {
                 trace_id,
                 span_id: SpanId::random(),
+                flags,
             },
             parent,
             fields,

@@ -20,6 +20,9 @@ pub enum Level {
     Info,
     Warn,
     Error,
+    /// OTLP's FATAL (severities 21–24: Python's `critical`, Java's `fatal`); the cluster's own
+    /// lines never are.
+    Fatal,
 }
 
 impl Level {
@@ -30,6 +33,7 @@ impl Level {
             Level::Info => "info",
             Level::Warn => "warn",
             Level::Error => "error",
+            Level::Fatal => "fatal",
         }
     }
 
@@ -46,10 +50,11 @@ impl Level {
     /// The next more severe level, wrapping to debug (the dashboard's level key).
     pub fn next(self) -> Level {
         match self {
-            Level::Trace | Level::Error => Level::Debug,
+            Level::Trace | Level::Fatal => Level::Debug,
             Level::Debug => Level::Info,
             Level::Info => Level::Warn,
             Level::Warn => Level::Error,
+            Level::Error => Level::Fatal,
         }
     }
 }
@@ -63,8 +68,9 @@ impl std::str::FromStr for Level {
             "info" => Ok(Level::Info),
             "warn" | "warning" => Ok(Level::Warn),
             "error" => Ok(Level::Error),
+            "fatal" | "critical" => Ok(Level::Fatal),
             other => Err(format!(
-                "level {other:?}: expected trace, debug, info, warn or error"
+                "level {other:?}: expected trace, debug, info, warn, error or fatal"
             )),
         }
     }
@@ -428,6 +434,12 @@ mod tests {
     fn levels_parse_and_cycle() {
         assert_eq!("WARNING".parse::<Level>(), Ok(Level::Warn));
         assert!("loud".parse::<Level>().unwrap_err().contains("expected"));
-        assert_eq!(Level::Error.next(), Level::Debug);
+        assert_eq!(Level::Error.next(), Level::Fatal);
+        assert_eq!(Level::Fatal.next(), Level::Debug);
+        assert_eq!("critical".parse::<Level>(), Ok(Level::Fatal));
+        assert!(
+            Level::Fatal > Level::Error,
+            "a filter at error shows fatal lines"
+        );
     }
 }

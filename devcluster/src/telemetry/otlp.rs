@@ -147,15 +147,16 @@ fn span_id(b: &[u8]) -> Option<SpanId> {
     (v != 0).then_some(SpanId(v))
 }
 
-/// OTLP severity numbers: 1–4 trace, 5–8 debug, 9–12 info, 13–16 warn, 17–24 error/fatal
-/// (the levels have no fatal: the dashboard's views match on them, so FATAL reads as error).
+/// OTLP severity numbers: 1–4 trace, 5–8 debug, 9–12 info, 13–16 warn, 17–20 error, 21–24
+/// fatal.
 fn level(severity: i32, text: &str) -> Level {
     match severity {
         1..=4 => Level::Trace,
         5..=8 => Level::Debug,
         9..=12 => Level::Info,
         13..=16 => Level::Warn,
-        17.. => Level::Error,
+        17..=20 => Level::Error,
+        21.. => Level::Fatal,
         _ => text.parse().unwrap_or(Level::Info),
     }
 }

@@ -85,6 +85,8 @@ pub struct Timing {
     pub start_unix_ns: u64,
     pub duration_ns: u64,
     pub error: bool,
+    /// The trace's W3C flags (in the padding after `error`: no bigger a record).
+    flags: u8,
 }
 
 impl Timing {
@@ -102,6 +104,7 @@ impl Timing {
             start_unix_ns,
             duration_ns,
             error,
+            flags: ctx.flags,
         }
     }
 
@@ -109,6 +112,7 @@ impl Timing {
         SpanContext {
             trace_id: TraceId((u128::from(self.trace[0]) << 64) | u128::from(self.trace[1])),
             span_id: SpanId(self.span),
+            flags: self.flags,
         }
     }
 
