@@ -132,8 +132,8 @@ fn dashboard_shows_live_services_switches_tabs_and_restores_the_terminal() {
         s.contains("Process and host")
             && s.lines().any(|l| l.contains("gateway") && l.contains("ms"))
     });
-    // info → warn → error → debug
-    tmux.run(&["send-keys", "-t", "dash", "7", "v", "v", "v"]);
+    // info → warn → error → fatal → debug
+    tmux.run(&["send-keys", "-t", "dash", "7", "v", "v", "v", "v"]);
     tmux.wait_for("the logs at debug, following", |s| {
         s.contains("level ≥ debug") && s.contains("● following") && s.contains("GET /api/")
     });

@@ -413,7 +413,7 @@ pub fn defs() -> Vec<Def> {
             on(Tab::Logs),
             "level",
             Action::CycleLevel,
-            "minimum level: debug → info → warn → error",
+            "minimum level: debug → info → warn → error → fatal",
             Some("level"),
         ),
     ];
