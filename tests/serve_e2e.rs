@@ -304,7 +304,7 @@ async fn ctl_traces_and_trace_show_a_request_through_the_gateway() {
     );
     let (ok, _, err) = ctl(&admin, &["logs", "--level", "loud"]).await;
     assert!(
-        !ok && err.contains("expected trace, debug, info, warn or error"),
+        !ok && err.contains("expected trace, debug, info, warn, error or fatal"),
         "{err}"
     );
 
