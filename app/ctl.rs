@@ -15,6 +15,35 @@ use devcluster::telemetry::{
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+/// `println!` for ctl's answers, except that a reader gone away (`ctl logs | head`) ends the
+/// command quietly instead of a panic (Rust ignores SIGPIPE; the write fails instead).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($t)*) {
+            stdout_failed(e);
+        }
+    }};
+}
+
+/// `print!`, the same way.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout().lock(), $($t)*) {
+            stdout_failed(e);
+        }
+    }};
+}
+
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("lgo-dash: cannot write the answer: {e}");
+    std::process::exit(1);
+}
+
 pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -110,7 +139,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                             path.display()
                         );
                     }
-                    None => println!("{json}"),
+                    None => outln!("{json}"),
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -156,7 +185,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                 None => anyhow::bail!("nothing to send for {other:?}"),
             },
         };
-        println!("{}", client.send(&command).await?);
+        outln!("{}", client.send(&command).await?);
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -214,9 +243,9 @@ fn print_or_json<T: serde::Serialize + ?Sized>(
     text: impl Fn(&T) -> String,
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(v)?);
+        outln!("{}", serde_json::to_string_pretty(v)?);
     } else {
-        print!("{}", text(v));
+        out!("{}", text(v));
     }
     Ok(())
 }
@@ -225,10 +254,10 @@ fn print_or_json<T: serde::Serialize + ?Sized>(
 async fn config(client: &AdminClient, command: &ConfigCommand) -> anyhow::Result<ExitCode> {
     let applied = |a: devcluster::control::ConfigApplied| {
         if a.changes.is_empty() {
-            println!("no change (version {})", a.version);
+            outln!("no change (version {})", a.version);
         }
         for c in &a.changes {
-            println!("{}", change_line(c));
+            outln!("{}", change_line(c));
         }
     };
     match command {
@@ -272,14 +301,14 @@ async fn config(client: &AdminClient, command: &ConfigCommand) -> anyhow::Result
         ConfigCommand::Undo => applied(client.config_undo().await?),
         ConfigCommand::Env { name, yes: false } => {
             let a = client.config_env(name, false).await?;
-            println!("switching to {name} would change:");
+            outln!("switching to {name} would change:");
             for c in &a.changes {
-                println!("  {}: {} → {}", c.key, c.old_text(), c.new_text());
+                outln!("  {}: {} → {}", c.key, c.old_text(), c.new_text());
             }
             if a.changes.is_empty() {
-                println!("  nothing");
+                outln!("  nothing");
             }
-            println!("run again with --yes to switch");
+            outln!("run again with --yes to switch");
         }
         ConfigCommand::Env { name, yes: true } => applied(client.config_env(name, true).await?),
     }

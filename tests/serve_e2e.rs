@@ -154,6 +154,26 @@ async fn ctl_without_a_cluster_says_where_it_looked() {
     );
 }
 
+/// `ctl logs | head`: a reader that goes away ends ctl quietly (exit 0, no panic, no
+/// backtrace), as a Unix tool does.
+#[tokio::test]
+async fn ctl_piped_into_a_reader_that_goes_away_ends_quietly() {
+    let served = serve(&[]).await;
+    let admin = served.url("admin");
+    let mut child = std::process::Command::new(BIN)
+        .args(["ctl", "--admin", &admin, "logs", "--level", "debug"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reading end closed before ctl writes its first line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+}
+
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("lgo-dash-test-{}-{name}", std::process::id()));
     std::fs::write(&path, text).unwrap();

@@ -379,14 +379,7 @@ impl App {
                 self.palette_sent = None;
                 self.toast(text, false);
             }
-            Reply::Failed(text) => {
-                if let Some(line) = self.palette_sent.take()
-                    && self.prompt.is_none()
-                {
-                    self.prompt = Some(Prompt::new(PromptFor::Palette, line));
-                }
-                self.toast(text, true);
-            }
+            Reply::Failed(text) => self.refused(text),
             Reply::Traces(Ok(list)) => {
                 self.traces.error = None;
                 self.traces.set_list(list);
@@ -417,14 +410,18 @@ impl App {
                             self.toast(text, false);
                         }
                     }
-                    (false, Ok(text)) => self.toast(text, false),
-                    (false, Err(e)) => self.toast(e, true),
+                    (false, Ok(text)) => {
+                        self.palette_sent = None;
+                        self.toast(text, false);
+                    }
+                    (false, Err(e)) => self.refused(e),
                 }
             }
             Reply::EnvDiff(name, Ok(changes)) => {
+                self.palette_sent = None;
                 self.config.env_preview = Some(EnvPreview { name, changes });
             }
-            Reply::EnvDiff(_, Err(e)) => self.toast(e, true),
+            Reply::EnvDiff(_, Err(e)) => self.refused(e),
             Reply::InstanceEvents(id, result) => {
                 if let Some(d) = self.services.detail.as_mut().filter(|d| d.id == id) {
                     match result {
@@ -445,6 +442,17 @@ impl App {
                 }
             }
         }
+    }
+
+    /// A refusal: said, and when a palette line asked for it, the palette opens again with the
+    /// line to be fixed.
+    fn refused(&mut self, text: String) {
+        if let Some(line) = self.palette_sent.take()
+            && self.prompt.is_none()
+        {
+            self.prompt = Some(Prompt::new(PromptFor::Palette, line));
+        }
+        self.toast(text, true);
     }
 
     /// Applies an action: the shown tab's first, the global ones when the tab does not take
@@ -715,7 +723,11 @@ impl App {
                         return None;
                     }
                     let req = self.run_palette(run);
-                    if matches!(req, Some(Request::Command(_))) {
+                    // What the cluster may refuse: a command, a config edit, an environment.
+                    if matches!(
+                        req,
+                        Some(Request::Command(_) | Request::ConfigSet { .. } | Request::EnvDiff(_))
+                    ) {
                         self.palette_sent = Some(text);
                     }
                     req

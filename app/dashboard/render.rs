@@ -47,12 +47,17 @@ pub fn draw(frame: &mut Frame, app: &App) {
     let banner_rows = banner.as_ref().map_or(0, |b| {
         wrapped_lines(b, usize::from(area.width)).min(3) as u16
     });
+    // A toast longer than a line takes up to four (the body and an open prompt sit above it):
+    // a refusal's reason is read whole.
+    let footer_rows = app.toast.as_ref().map_or(1, |t| {
+        wrapped_lines(&format!(" {}", t.text), usize::from(area.width)).clamp(1, 4) as u16
+    });
     let [header, banner_area, tabs, body, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(banner_rows),
         Constraint::Length(1),
         Constraint::Fill(1),
-        Constraint::Length(1),
+        Constraint::Length(footer_rows),
     ])
     .areas(area);
     app.tabs_row.set(tabs.y);
@@ -293,20 +298,9 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if let Some(t) = &app.toast {
         let style = if t.error { theme.error } else { theme.passing };
-        // A message longer than the line wraps upwards over the body (up to four lines): a
-        // refusal's reason is read whole, not cut at the edge.
-        let text = format!(" {}", t.text);
-        let lines = wrapped_lines(&text, usize::from(area.width)).clamp(1, 4) as u16;
-        let up = lines - 1;
-        let area = Rect::new(
-            area.x,
-            area.y.saturating_sub(up),
-            area.width,
-            (lines).min(area.y + area.height),
-        );
-        frame.render_widget(Clear, area);
+        // As many rows as the layout gave it (see `draw`): wrapped, not cut at the edge.
         frame.render_widget(
-            Paragraph::new(Span::styled(text, style)).wrap(Wrap { trim: false }),
+            Paragraph::new(Span::styled(format!(" {}", t.text), style)).wrap(Wrap { trim: false }),
             area,
         );
         return;

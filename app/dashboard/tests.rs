@@ -1045,6 +1045,12 @@ mod metrics_tab {
                     value: "9900".into(),
                     origin: "defaults".into(),
                 },
+                // A long value elsewhere must not take the values' column away.
+                Entry {
+                    key: "balancer.user-service.hash_key".into(),
+                    value: "\"header:x-tenant-id-of-the-caller\"".into(),
+                    origin: "assets/config/production.json".into(),
+                },
             ],
             ..ConfigView::default()
         };
@@ -1900,6 +1906,9 @@ fn esc_goes_back_where_a_pivot_came_from() {
     }
     app.on_prompt_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
     assert!(app.traces.filter_text.is_some());
+    app.on_reply(Reply::Traces(Ok(vec![])));
+    let empty = screen(&app, 80, 24).join("\n");
+    assert!(empty.contains("No trace matches \"DELETE\""), "{empty}");
     press(&mut app, KeyCode::Esc);
     assert!(app.traces.filter_text.is_none(), "Esc clears the filter");
     assert!(!screen(&app, 80, 24).join("\n").contains("matching"));
@@ -1928,9 +1937,61 @@ fn a_refused_palette_command_comes_back_to_be_fixed() {
     let all = screen(&app, 80, 24).join(" ");
     let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        words(&all).contains("least_request, p2c, consistent_hash"),
-        "the whole reason: {all}"
+        words(&all).contains("least_request, p2c, consistent_hash")
+            && words(&all).contains("unknown strategy"),
+        "the whole reason, beside the line: {}",
+        screen(&app, 80, 24).join("\n")
     );
+    assert!(all.contains(line), "{all}");
+
+    // A config edit the cluster refuses comes back the same way.
+    app.prompt = None;
+    press(&mut app, KeyCode::Char(':'));
+    let line = "config set traffic.rps abc";
+    for c in line.chars() {
+        app.on_prompt_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    }
+    let sent = app.on_prompt_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(matches!(sent, Some(Request::ConfigSet { .. })), "{sent:?}");
+    app.on_reply(Reply::ConfigSet(
+        "traffic.rps".into(),
+        Err("refused: traffic.rps = \"abc\": expected a whole number from 0 to 4294967295".into()),
+    ));
+    assert_eq!(
+        app.prompt.as_ref().map(|p| p.text().to_string()).as_deref(),
+        Some(line)
+    );
+}
+
+/// The selection is a service and an instance, not a row: a service registered above the
+/// selected one (or gone) moves the rows, the selection stays where the user put it.
+#[test]
+fn the_selection_follows_its_service_when_rows_move() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('j')); // user-service
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('j')); // its second instance
+    let chosen = app
+        .services
+        .selected_instance(&app.snapshot)
+        .unwrap()
+        .view
+        .id
+        .clone();
+    let mut snap = (*app.snapshot).clone();
+    let mut instances = snap.instances.to_vec();
+    instances.push(instance(
+        "payments-1",
+        "payments",
+        7001,
+        Health::Passing,
+        ProcessState::External,
+    ));
+    snap.instances = instances.into();
+    app.on_snapshot(Arc::new(snap));
+    let now = app.services.selected_instance(&app.snapshot).unwrap();
+    assert_eq!(now.view.id, chosen, "still the same instance");
+    assert!(screen(&app, 160, 48).join("\n").contains("user-service · "));
 }
 
 /// At 80×24 the help overlay scrolls, and every binding's text can be read whole in it.
@@ -2954,7 +3015,7 @@ fn wide_terminals_put_detail_panes_beside_the_lists() {
         .position(|l| l.contains(" Instance "))
         .unwrap_or_else(|| panic!("{}", rows.join("\n")));
     assert!(
-        rows[top].contains("instances ·"),
+        rows[top].contains("1 instance ·"),
         "side by side:\n{}",
         rows.join("\n")
     );

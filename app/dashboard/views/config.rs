@@ -362,12 +362,15 @@ pub fn render(
         4
     };
     let key_w = name_w + indent;
+    // The value is never dropped: where even the room left by the key is short of the widest
+    // value, long values are cut (a port or a number still fits in what is left).
+    let room = keys.width.saturating_sub(2).saturating_sub(key_w + 1);
     let widths = fit(
         &[
             Column::keep(key_w),
-            Column::fill(value_w, 1),
+            Column::fill(value_w.min(room).max(8), 0),
             Column::drop(
-                widest(view.entries.iter().map(|e| e.origin.as_str()), 4).min(28),
+                widest(view.entries.iter().map(|e| e.origin.as_str()), 4).min(36),
                 2,
             ),
         ],

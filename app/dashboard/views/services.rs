@@ -46,6 +46,9 @@ pub struct ServicesView {
     pub drawn_instances: Drawn,
     /// When the instance in detail's timeline was last asked for.
     pub detail_fetched: Option<Instant>,
+    /// The selected service and instance by name: a service registered (or gone) above it
+    /// moves the rows, not the selection.
+    held: Option<(String, Option<String>)>,
 }
 
 impl ServicesView {
@@ -70,9 +73,31 @@ impl ServicesView {
 
     pub fn clamp(&mut self, snap: &ClusterSnapshot) {
         let groups = self.groups(snap);
+        if let Some((name, id)) = &self.held
+            && let Some(at) = groups.iter().position(|g| g.name == name)
+        {
+            self.service = at;
+            if let Some(j) = id
+                .as_ref()
+                .and_then(|id| groups[at].instances.iter().position(|i| &i.view.id == id))
+            {
+                self.instance = j;
+            }
+        }
         self.service = self.service.min(groups.len().saturating_sub(1));
         let n = groups.get(self.service).map_or(0, |g| g.instances.len());
         self.instance = self.instance.min(n.saturating_sub(1));
+        self.hold(&groups);
+    }
+
+    /// Remembers the selection by name (after a move, or the list changed).
+    fn hold(&mut self, groups: &[ServiceGroup<'_>]) {
+        self.held = groups.get(self.service).map(|g| {
+            (
+                g.name.to_string(),
+                g.instances.get(self.instance).map(|i| i.view.id.clone()),
+            )
+        });
     }
 
     /// j/k, Enter and Esc within the lists.
@@ -99,6 +124,7 @@ impl ServicesView {
             (Action::Back, _) => self.focus = Focus::Services,
             _ => {}
         }
+        self.hold(&self.groups(snap));
     }
 
     pub fn selected_instance<'a>(&self, snap: &'a ClusterSnapshot) -> Option<&'a InstanceSnapshot> {
@@ -227,6 +253,7 @@ impl TabView for ServicesView {
         self.filter.set(text);
         self.service = 0;
         self.instance = 0;
+        // The held service stays selected when the filter keeps it.
         ServicesView::clamp(self, cx.snap);
         Outcome::Done
     }
@@ -421,9 +448,12 @@ pub fn render(
         .collect();
     let title = match view.filter.text() {
         None => format!(
-            " {} · {} instances · {} passing ",
+            " {} · {} · {} passing ",
             group.name,
-            rows.len(),
+            match rows.len() {
+                1 => "1 instance".to_string(),
+                n => format!("{n} instances"),
+            },
             group.passing()
         ),
         Some(text) => {

@@ -536,12 +536,20 @@ fn path_within(services: &[String], width: usize) -> String {
 
 fn render_list(frame: &mut Frame, area: Rect, view: &TracesView, theme: &Theme) {
     if view.list.is_empty() {
-        let mut lines = vec![
-            "No trace yet.".to_string(),
-            String::new(),
-            "Every request through the gateway or a sample service is traced;".to_string(),
-            "the traffic generator makes some every second (ctl traffic 20).".to_string(),
-        ];
+        let mut lines = match &view.filter_text {
+            // A filter that keeps nothing (a breaker's window with no failed trace, say).
+            Some(f) => vec![
+                format!("No trace matches \"{f}\"."),
+                String::new(),
+                "Esc clears the filter; / changes it.".to_string(),
+            ],
+            None => vec![
+                "No trace yet.".to_string(),
+                String::new(),
+                "Every request through the gateway or a sample service is traced;".to_string(),
+                "the traffic generator makes some every second (ctl traffic 20).".to_string(),
+            ],
+        };
         if let Some(e) = &view.error {
             lines.push(String::new());
             lines.push(format!("error: {e}"));
