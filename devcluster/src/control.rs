@@ -37,7 +37,7 @@ pub enum ControlError {
     #[error("no instance \"{0}\" (see `lgo-dash ctl instances`)")]
     UnknownInstance(String),
     #[error(
-        "instance \"{0}\" was registered from outside; lgo-dash can only kill or restart the instances it runs"
+        "instance \"{0}\" was registered from outside: lgo-dash can kill, restart or inject faults only into the instances it runs"
     )]
     NotManaged(String),
     #[error("cannot restart {id} on {addr}: {message}")]

@@ -90,15 +90,17 @@ impl Mirror {
 /// `HOST:PORT` after `SCHEME://`, as the `http://HOST:PORT` a client connects to.
 fn host_port(scheme: &str, rest: &str, port: u16) -> Result<String, String> {
     let addr = rest.trim_end_matches('/');
-    let ok = addr
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-    if !ok {
-        return Err(format!(
-            "{scheme}://{rest}: expected {scheme}://HOST:PORT, e.g. {scheme}://127.0.0.1:{port}"
-        ));
+    let example = format!("expected {scheme}://HOST:PORT, e.g. {scheme}://127.0.0.1:{port}");
+    match addr.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(format!("http://{addr}")),
+        // Digits, but no port: say which.
+        Some((h, p)) if !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(format!(
+                "{scheme}://{rest}: port {p} is out of range (1 to 65535); {example}"
+            ))
+        }
+        _ => Err(format!("{scheme}://{rest}: {example}")),
     }
-    Ok(format!("http://{addr}"))
 }
 
 impl std::str::FromStr for Store {
@@ -122,5 +124,27 @@ impl std::str::FromStr for Store {
         Err(format!(
             "{s:?}: expected embedded, etcd://HOST:PORT or consul://HOST:PORT"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Store;
+
+    #[test]
+    fn a_store_is_read_or_refused_with_what_is_wrong() {
+        assert_eq!(
+            "etcd://127.0.0.1:2379".parse::<Store>(),
+            Ok(Store::Etcd {
+                endpoint: "http://127.0.0.1:2379".into()
+            })
+        );
+        let out_of_range = "etcd://127.0.0.1:99999".parse::<Store>().unwrap_err();
+        assert!(
+            out_of_range.contains("port 99999 is out of range"),
+            "{out_of_range}"
+        );
+        let no_port = "consul://127.0.0.1".parse::<Store>().unwrap_err();
+        assert!(no_port.contains("expected consul://HOST:PORT"), "{no_port}");
     }
 }

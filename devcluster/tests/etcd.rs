@@ -89,6 +89,68 @@ async fn what_one_process_registers_another_discovers_with_its_health() {
     .await;
 }
 
+/// Two processes and one instance id. Registered by a first, the id is a's: b's API clients
+/// cannot register over it, deregister it, pass its checks or weigh it (a refusal naming the
+/// owner, not a silent local copy). Registered by both before either saw the other's, each
+/// keeps its own, and one deregistering never removes the other's, here or in etcd.
+#[tokio::test]
+async fn an_instance_id_belongs_to_the_process_that_registered_it() {
+    use devcluster::registry::RegistryError;
+    let etcd = Etcd::start();
+    let (a, b) = (Registry::new(), Registry::new());
+    let _ma = EtcdMirror::start(a.clone(), None, "process-a", options(&etcd));
+    let _mb = EtcdMirror::start(b.clone(), None, "process-b", options(&etcd));
+    a.register(instance("pay-1")).unwrap();
+    until("b takes in a's instance", Duration::from_secs(10), || {
+        b.instance("pay-1").is_some()
+    })
+    .await;
+    let owned = |r: Result<(), RegistryError>| match r {
+        Err(RegistryError::Owned { owner, .. }) => owner == "process-a",
+        _ => false,
+    };
+    assert!(owned(
+        b.register_as_consul(instance("pay-1"), false).map(|_| ())
+    ));
+    assert!(owned(b.deregister_own("pay-1")));
+    assert!(owned(b.update_ttl("service:pay-1", Health::Passing, "")));
+    assert!(owned(b.set_weight("pay-1", 5)));
+    let msg = b.deregister_own("pay-1").unwrap_err().to_string();
+    assert!(
+        msg.contains("another lgo-dash") && msg.contains("process-a"),
+        "{msg}"
+    );
+    assert!(b.instance("pay-1").is_some() && a.instance("pay-1").is_some());
+
+    // Both register the same id before either sees the other's: each keeps its own.
+    let mut mine_a = instance("dup-1");
+    mine_a.port = 7101;
+    let mut mine_b = instance("dup-1");
+    mine_b.port = 7102;
+    a.register(mine_a).unwrap();
+    b.register(mine_b).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(a.instance("dup-1").unwrap().port, 7101);
+    assert_eq!(
+        b.instance("dup-1").unwrap().port,
+        7102,
+        "never replaced by a's"
+    );
+    // b's deregistration removes b's alone: a's stays, in a and in etcd (c, a third process
+    // starting now, takes it in).
+    b.deregister("dup-1").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(a.instance("dup-1").map(|i| i.port), Some(7101));
+    let c = Registry::new();
+    let _mc = EtcdMirror::start(c.clone(), None, "process-c", options(&etcd));
+    until(
+        "c takes in a's dup-1 from etcd",
+        Duration::from_secs(10),
+        || c.instance("dup-1").is_some_and(|i| i.port == 7101),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_process_that_dies_without_deregistering_is_dropped_when_its_lease_expires() {
     let etcd = Etcd::start();

@@ -136,9 +136,12 @@ impl Core {
                         "weight = {weight}: expected 0 to 1000"
                     )));
                 }
-                self.registry
-                    .set_weight(&id, weight)
-                    .map_err(|_| ControlError::UnknownInstance(id.clone()))?;
+                self.registry.set_weight(&id, weight).map_err(|e| match e {
+                    crate::registry::RegistryError::Owned { .. } => {
+                        ControlError::Invalid(e.to_string())
+                    }
+                    _ => ControlError::UnknownInstance(id.clone()),
+                })?;
                 format!("{id} now has weight {weight}")
             }
             Command::Fault { id, fault, for_s } => {

@@ -14,8 +14,8 @@ use super::mirror::{self, Event, Events, Writer};
 use super::model::InstanceView;
 use super::shared::{LOCAL_CONFIG, Outgoing, SharedInstance};
 use etcd_client::{
-    Client, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
-    WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream,
+    LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -172,6 +172,59 @@ pub struct EtcdWriter {
     kept: LeaseKeepAliveStream,
 }
 
+impl EtcdWriter {
+    /// Puts an own instance: over a key on this session's lease, a missing one, or one this
+    /// process published under an earlier lease; never over another process's instance of the
+    /// same id (that would move it to this lease, and this process's deregistration would then
+    /// delete it): that one is left alone and said.
+    async fn put_own(&mut self, owner: &str, id: &str, value: String) -> Result<(), String> {
+        let key = format!("{PREFIX}{id}");
+        let put = TxnOp::put(
+            key.clone(),
+            value.clone(),
+            Some(PutOptions::new().with_lease(self.lease)),
+        );
+        let resp = self
+            .client
+            .txn(
+                Txn::new()
+                    .when([Compare::lease(key.clone(), CompareOp::Equal, self.lease)])
+                    .and_then([put])
+                    .or_else([TxnOp::get(key.clone(), None)]),
+            )
+            .await
+            .map_err(text)?;
+        if resp.succeeded() {
+            return Ok(());
+        }
+        let holder = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => Some(
+                g.kvs()
+                    .first()
+                    .and_then(|kv| serde_json::from_slice::<SharedInstance>(kv.value()).ok())
+                    .map(|s| s.owner),
+            ),
+            _ => None,
+        });
+        match holder.flatten() {
+            Some(other) if other != owner => {
+                tracing::warn!(
+                    instance = %id,
+                    %other,
+                    "shared registry: another lgo-dash already publishes this instance id; this one stays local (give it another id to share it)"
+                );
+                Ok(())
+            }
+            _ => self
+                .client
+                .put(key, value, Some(PutOptions::new().with_lease(self.lease)))
+                .await
+                .map(|_| ())
+                .map_err(text),
+        }
+    }
+}
+
 impl Writer for EtcdWriter {
     async fn publish(&mut self, owner: &str, out: Outgoing) -> Result<(), String> {
         for view in out.puts {
@@ -181,18 +234,18 @@ impl Writer for EtcdWriter {
                 instance: view,
             })
             .unwrap_or_default();
-            self.client
-                .put(
-                    format!("{PREFIX}{id}"),
-                    value,
-                    Some(PutOptions::new().with_lease(self.lease)),
-                )
-                .await
-                .map_err(text)?;
+            self.put_own(owner, &id, value).await?;
         }
+        // Only a key on this session's lease is this process's to delete: another process
+        // that registered the same id keeps its own.
         for id in out.deletes {
+            let key = format!("{PREFIX}{id}");
             self.client
-                .delete(format!("{PREFIX}{id}"), None)
+                .txn(
+                    Txn::new()
+                        .when([Compare::lease(key.clone(), CompareOp::Equal, self.lease)])
+                        .and_then([TxnOp::delete(key, None)]),
+                )
                 .await
                 .map_err(text)?;
         }

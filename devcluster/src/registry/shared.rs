@@ -108,6 +108,16 @@ impl MirrorState {
             return;
         }
         let id = shared.instance.id.clone();
+        // An instance of this process with the same id (registered here before the other's
+        // came in): never replaced by the other's, nor removed when the other goes.
+        if !self.imported.contains_key(&id) && registry.instance(&id).is_some() {
+            tracing::warn!(
+                instance = %id,
+                other = %shared.owner,
+                "shared registry: another lgo-dash publishes an instance with this process's id; this process keeps its own"
+            );
+            return;
+        }
         let same_shape = self.imported.get(&id).is_some_and(|old| {
             let (mut a, mut b) = (old.instance.clone(), shared.instance.clone());
             for c in a.checks.iter_mut().chain(b.checks.iter_mut()) {
@@ -233,11 +243,8 @@ impl ConfigSync {
                 if local.as_ref() != Some(&v)
                     && let Err(e) = kv.put(key, v.clone(), None, None)
                 {
-                    tracing::warn!(
-                        "{store}: config key {} = {:?} refused: {e}",
-                        key.trim_start_matches(LOCAL_CONFIG),
-                        String::from_utf8_lossy(&v)
-                    );
+                    // The error says "refused: key = value: expected …" itself.
+                    tracing::warn!("{store}: a config key from the store: {e}");
                 }
             }
             None => {

@@ -27,6 +27,12 @@ pub enum RegistryError {
     UnknownCheck(String),
     #[error("CheckID \"{0}\" does not have associated TTL")]
     NotTtl(String),
+    /// An instance another lgo-dash publishes through the shared store: it runs its checks
+    /// and alone may change it.
+    #[error(
+        "\"{id}\" belongs to another lgo-dash sharing this registry ({owner}): change it there, or register yours under another ID"
+    )]
+    Owned { id: String, owner: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -221,6 +227,29 @@ impl Registry {
         self.register_with(reg, Some(replace_existing_checks))
     }
 
+    /// Deregisters as an API client asks it: not an instance another process owns.
+    pub fn deregister_own(&self, id: &str) -> Result<(), RegistryError> {
+        self.refuse_owned(id)?;
+        self.deregister(id)
+    }
+
+    /// Refuses a change from an API client to an instance another lgo-dash owns (taken in from
+    /// the shared store, its owner in its meta).
+    pub fn refuse_owned(&self, id: &str) -> Result<(), RegistryError> {
+        match self
+            .lock()
+            .entries
+            .get(id)
+            .and_then(|e| e.reg.meta.get(super::shared::OWNER_META))
+        {
+            Some(owner) => Err(RegistryError::Owned {
+                id: id.to_string(),
+                owner: owner.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// `keep`: `None` replaces everything; `Some(replace_existing_checks)` as
     /// [`Registry::register_as_consul`].
     fn register_with(
@@ -228,6 +257,9 @@ impl Registry {
         mut reg: Registration,
         keep: Option<bool>,
     ) -> Result<InstanceView, RegistryError> {
+        if keep.is_some() && !reg.id.is_empty() {
+            self.refuse_owned(&reg.id)?;
+        }
         if reg.name.trim().is_empty() {
             return Err(RegistryError::Invalid("Missing service name".into()));
         }
@@ -388,6 +420,15 @@ impl Registry {
         let ttl = match found {
             None => return Err(RegistryError::UnknownCheck(check_id.to_string())),
             Some(CheckKind::Ttl { ttl }) => ttl,
+            // Another process's instance: its owner passes its checks.
+            Some(CheckKind::Shared { owner, .. }) => {
+                let id = st
+                    .entries
+                    .values()
+                    .find(|e| e.checks.iter().any(|c| c.spec.id == check_id))
+                    .map_or_else(|| check_id.to_string(), |e| e.reg.id.clone());
+                return Err(RegistryError::Owned { id, owner });
+            }
             Some(_) => return Err(RegistryError::NotTtl(check_id.to_string())),
         };
         let changed = {
@@ -490,6 +531,7 @@ impl Registry {
 
     /// Sets an instance's balancer weight (`meta.weight` and Consul's `Weights.Passing`).
     pub fn set_weight(&self, id: &str, weight: u32) -> Result<(), RegistryError> {
+        self.refuse_owned(id)?;
         let mut st = self.lock();
         let Some(e) = st.entries.get_mut(id) else {
             return Err(RegistryError::UnknownService(id.to_string()));

@@ -188,6 +188,7 @@ fn registry_error(e: RegistryError) -> Response {
         // Consul answers 500 here, and Spring Cloud Consul re-registers on exactly that.
         RegistryError::NotTtl(_) => StatusCode::INTERNAL_SERVER_ERROR,
         RegistryError::Invalid(_) => StatusCode::BAD_REQUEST,
+        RegistryError::Owned { .. } => StatusCode::CONFLICT,
     };
     error(status, e.to_string())
 }
@@ -230,7 +231,7 @@ async fn register(State(reg): State<Registry>, Query(q): Params, body: Bytes) ->
 }
 
 async fn deregister(State(reg): State<Registry>, Path(id): Path<String>) -> Response {
-    match reg.deregister(&id) {
+    match reg.deregister_own(&id) {
         Ok(()) => empty_ok(),
         Err(e) => registry_error(e),
     }
