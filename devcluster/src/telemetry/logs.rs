@@ -116,8 +116,12 @@ pub struct LogStore {
 }
 
 struct Inner {
+    /// Debug and trace lines (every request's access line among them).
     records: VecDeque<Stored>,
     capacity: usize,
+    /// Info and above, kept apart: a busy cluster's access lines would push an instance's
+    /// health timeline, its kills and warnings out within a minute.
+    notable: VecDeque<Stored>,
     /// The sequence number of the newest record.
     seq: u64,
     strings: Interner,
@@ -131,6 +135,13 @@ enum Stored {
 }
 
 impl Stored {
+    fn seq(&self) -> u64 {
+        match self {
+            Stored::Log(l) => l.seq,
+            Stored::Access { seq, .. } => *seq,
+        }
+    }
+
     fn matches(&self, f: &LogFilter, q: Option<&str>, strings: &Interner) -> bool {
         match self {
             Stored::Log(l) => l.matches(f, q, strings),
@@ -143,7 +154,9 @@ impl Stored {
                         .as_ref()
                         .is_none_or(|s| line.service.as_str() == s)
                     && q.is_none_or(|q| {
-                        line.message().to_lowercase().contains(q)
+                        // The instance too (an instance's lines are asked for by its id).
+                        line.instance.as_str().to_lowercase().contains(q)
+                            || line.message().to_lowercase().contains(q)
                             || line
                                 .fields()
                                 .iter()
@@ -250,6 +263,12 @@ impl StoredLog {
     }
 }
 
+/// How many info-and-above lines are kept beside `capacity` debug lines: a quarter as many
+/// (they are far fewer), at least a thousand.
+fn notable_capacity(capacity: usize) -> usize {
+    (capacity / 4).max(1000).min(capacity.max(1))
+}
+
 /// Records are reserved up to this many at once (untouched pages cost no memory).
 const RESERVE_MAX: usize = 100_000;
 
@@ -259,6 +278,7 @@ impl LogStore {
             inner: Mutex::new(Inner {
                 records: VecDeque::with_capacity(capacity.clamp(1, RESERVE_MAX)),
                 capacity: capacity.max(1),
+                notable: VecDeque::new(),
                 seq: 0,
                 strings: Interner::default(),
             }),
@@ -273,11 +293,19 @@ impl LogStore {
         let mut g = self.lock();
         g.seq += 1;
         r.seq = g.seq;
-        if g.records.len() >= g.capacity {
-            g.records.pop_front();
+        let notable = r.level >= Level::Info;
+        let stored = Stored::Log(StoredLog::new(r, &mut g.strings));
+        if notable {
+            if g.notable.len() >= notable_capacity(g.capacity) {
+                g.notable.pop_front();
+            }
+            g.notable.push_back(stored);
+        } else {
+            if g.records.len() >= g.capacity {
+                g.records.pop_front();
+            }
+            g.records.push_back(stored);
         }
-        let stored = StoredLog::new(r, &mut g.strings);
-        g.records.push_back(Stored::Log(stored));
     }
 
     /// Adds a request's access line as it is: nothing formatted or interned.
@@ -292,7 +320,8 @@ impl LogStore {
     }
 
     pub fn len(&self) -> usize {
-        self.lock().records.len()
+        let g = self.lock();
+        g.records.len() + g.notable.len()
     }
 
     pub fn set_capacity(&self, capacity: usize) {
@@ -300,6 +329,10 @@ impl LogStore {
         g.capacity = capacity.max(1);
         while g.records.len() > g.capacity {
             g.records.pop_front();
+        }
+        let keep = notable_capacity(g.capacity);
+        while g.notable.len() > keep {
+            g.notable.pop_front();
         }
     }
 
@@ -312,10 +345,22 @@ impl LogStore {
         let g = self.lock();
         let limit = f.limit.unwrap_or(500);
         let q = f.q.as_ref().map(|q| q.to_lowercase());
-        let mut out: Vec<LogRecord> = g
+        // Newest first from both kinds, merged by sequence; at info and above only the
+        // notable ones are looked at.
+        let mut debug = g
             .records
             .iter()
             .rev()
+            .filter(|_| f.level.is_none_or(|l| l < Level::Info))
+            .peekable();
+        let mut notable = g.notable.iter().rev().peekable();
+        let newest_first = std::iter::from_fn(|| match (debug.peek(), notable.peek()) {
+            (Some(d), Some(n)) if d.seq() > n.seq() => debug.next(),
+            (_, Some(_)) => notable.next(),
+            (Some(_), None) => debug.next(),
+            (None, None) => None,
+        });
+        let mut out: Vec<LogRecord> = newest_first
             .filter(|r| r.matches(f, q.as_deref(), &g.strings))
             .take(limit)
             .map(|r| r.record(&g.strings))
@@ -344,17 +389,47 @@ mod tests {
         }
     }
 
+    /// A busy cluster's debug lines (every request's access line) do not push out the info
+    /// and warning lines: an instance's health timeline and kills outlive a minute of traffic.
+    #[test]
+    fn debug_lines_never_push_out_the_notable_ones() {
+        let s = LogStore::new(100);
+        s.push(rec(
+            Level::Warn,
+            "registry",
+            "critical: out of rotation",
+            None,
+        ));
+        for i in 0..10_000 {
+            s.push(rec(Level::Debug, "gateway", &format!("GET /x {i}"), None));
+        }
+        let warn = s.query(&LogFilter {
+            level: Some(Level::Info),
+            ..Default::default()
+        });
+        assert_eq!(warn.len(), 1);
+        assert_eq!(warn[0].message, "critical: out of rotation");
+        let all = s.query(&LogFilter {
+            limit: Some(1000),
+            ..Default::default()
+        });
+        assert_eq!(all.len(), 101, "100 debug lines kept, and the warning");
+        assert_eq!(all[0].message, "critical: out of rotation", "oldest first");
+    }
+
     #[test]
     fn bounded_and_filtered() {
         let s = LogStore::new(3);
+        s.push(rec(Level::Info, "a", "zeroth", None));
         s.push(rec(Level::Info, "a", "first", None));
         s.push(rec(Level::Debug, "a", "Second", Some(7)));
         s.push(rec(Level::Warn, "b", "third", Some(7)));
         s.push(rec(Level::Error, "b", "fourth", None));
-        assert_eq!(s.len(), 3);
+        assert_eq!(s.len(), 4, "three notable lines, one debug");
         let all = s.query(&LogFilter::default());
-        assert_eq!(all.first().unwrap().message, "Second", "the oldest went");
-        assert_eq!(all.last().unwrap().seq, 4);
+        assert_eq!(all.first().unwrap().message, "first", "the oldest went");
+        assert_eq!(all[1].message, "Second", "merged in order");
+        assert_eq!(all.last().unwrap().seq, 5);
         let q = |f: LogFilter| {
             s.query(&f)
                 .iter()
@@ -392,7 +467,7 @@ mod tests {
         );
         assert_eq!(
             q(LogFilter {
-                after: Some(3),
+                after: Some(4),
                 ..Default::default()
             }),
             ["fourth"]
