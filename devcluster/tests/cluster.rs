@@ -502,3 +502,54 @@ async fn shutdown_stops_every_background_task_on_its_signal_and_closes_every_por
         );
     }
 }
+
+/// The route inspector says what a real request would get: an open breaker answers before
+/// any instance is looked for, also when every instance is down too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_inspector_answers_as_a_real_request_would() {
+    use devcluster::breaker::Mode;
+    let cluster = start().await;
+    let admin = AdminClient::new(cluster.admin_url());
+    let e = admin.explain("GET", "/api/users/3").await.unwrap();
+    assert_eq!(e.service.as_deref(), Some("user-service"));
+    assert!(e.chosen.is_some(), "{e:?}");
+    for id in ["user-service-1", "user-service-2", "user-service-3"] {
+        admin
+            .send(&Command::Kill {
+                id: id.into(),
+                for_s: None,
+            })
+            .await
+            .unwrap();
+    }
+    let reg = cluster.registry().clone();
+    wait_until(Duration::from_secs(10), || {
+        reg.discover("user-service").is_empty()
+    })
+    .await
+    .expect("every user-service instance out of rotation");
+    let e = admin.explain("GET", "/api/users/3").await.unwrap();
+    assert!(e.outcome.contains("no passing instance"), "{}", e.outcome);
+    admin
+        .send(&Command::BreakerMode {
+            name: "gateway->user-service".into(),
+            mode: Mode::ForcedOpen,
+        })
+        .await
+        .unwrap();
+    let e = admin.explain("GET", "/api/users/3").await.unwrap();
+    let real = reqwest::Client::new()
+        .get(format!("{}/api/users/3", cluster.gateway_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(real.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let said = real.text().await.unwrap();
+    assert!(said.contains("breaker"), "{said}");
+    assert!(
+        e.outcome.contains("breaker gateway->user-service"),
+        "the inspector says what the request got ({said}): {}",
+        e.outcome
+    );
+    cluster.shutdown().await;
+}

@@ -352,19 +352,18 @@ impl Core {
             e.breaker_state.unwrap_or(State::Closed),
             e.breaker_mode.unwrap_or(Mode::Auto),
         );
-        match (&e.picked, &e.no_instance) {
-            (Some(p), _) => {
-                let rec = p.record("gateway", &m.service);
-                out.strategy = Some(rec.strategy.to_string());
-                out.candidates = rec.candidates;
-                out.chosen = Some(rec.chosen);
-                out.reason = Some(rec.reason);
-            }
-            (None, Some(none)) => {
-                out.outcome = format!("503: {none}");
-                return out;
-            }
-            (None, None) => {}
+        if let Some(p) = &e.picked {
+            let rec = p.record("gateway", &m.service);
+            out.strategy = Some(rec.strategy.to_string());
+            out.candidates = rec.candidates;
+            out.chosen = Some(rec.chosen);
+            out.reason = Some(rec.reason);
+        }
+        // The breaker answers first, as it does for a real call: an open one refuses before
+        // any instance is looked for.
+        if let (None, Some(none)) = (&e.refused, &e.no_instance) {
+            out.outcome = format!("503: {none}");
+            return out;
         }
         if let Some(r) = &e.refused {
             out.outcome = match (mode, state) {
