@@ -3112,10 +3112,24 @@ fn enter_on_a_pick_opens_its_trace() {
     let mut newer = pick(3, "user-service-1", 1);
     newer.trace_id = Some(trace(3));
     snap.balancers[1].recent.push(newer);
-    app.on_snapshot(Arc::new(snap));
+    // A busy balancer: the picks looked at have even left its recent list.
+    let gone = std::mem::take(&mut snap.balancers[1].recent);
+    snap.balancers[1].recent = gone.into_iter().filter(|p| p.seq == 3).collect();
+    app.on_snapshot(Arc::new(snap.clone()));
+    let all = screen(&app, 160, 40).join("\n");
+    assert!(all.contains("1 new (k at the top)"), "{all}");
     assert_eq!(
         app.on_key(enter),
-        Some(Request::Trace(devcluster::telemetry::TraceId(1)))
+        Some(Request::Trace(devcluster::telemetry::TraceId(1))),
+        "still the pick the cursor was put on"
+    );
+    // Up at the top shows the newest.
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Char('k'));
+    press(&mut app, KeyCode::Char('k'));
+    assert_eq!(
+        app.on_key(enter),
+        Some(Request::Trace(devcluster::telemetry::TraceId(3)))
     );
 
     press(&mut app, KeyCode::Char('2'));

@@ -38,6 +38,10 @@ pub struct BalancerView {
     /// The pick selected in the recent picks (by its sequence number: new picks arrive above
     /// it without moving the selection to another pick).
     pub pick: Option<u64>,
+    /// The picks as they were when the cursor moved into them: they stand still while the user
+    /// reads them (a busy balancer replaces its recent picks within seconds); newer ones are
+    /// counted in the title and shown from the top (k there).
+    pub held: Option<Vec<PickRecord>>,
     /// Keeps the picks whose caller, chosen instance, reason or trace id holds its text.
     pub filter: ListFilter,
     pub drawn_targets: Drawn,
@@ -67,10 +71,14 @@ impl BalancerView {
         instances_of(snap, &b.target).get(self.instance).copied()
     }
 
-    /// The recent picks of `b` the filter keeps, newest first.
-    pub fn picks<'a>(&self, b: &'a BalancerSnapshot) -> Vec<&'a PickRecord> {
-        b.recent
-            .iter()
+    /// The recent picks of `b` (held while the cursor is in them) the filter keeps, newest
+    /// first.
+    pub fn picks<'a>(&'a self, b: &'a BalancerSnapshot) -> Vec<&'a PickRecord> {
+        let list = match (&self.held, self.focus) {
+            (Some(held), Focus::Picks) => held.as_slice(),
+            _ => b.recent.as_slice(),
+        };
+        list.iter()
             .rev()
             .filter(|p| {
                 self.filter.keeps([
@@ -90,8 +98,21 @@ impl BalancerView {
             .unwrap_or(picks.len().saturating_sub(1))
     }
 
+    /// Picks newer than those held (0 when none are held).
+    pub fn new_picks(&self, b: &BalancerSnapshot) -> usize {
+        let Some(newest) = self
+            .held
+            .as_ref()
+            .filter(|_| self.focus == Focus::Picks)
+            .and_then(|h| h.iter().map(|p| p.seq).max())
+        else {
+            return 0;
+        };
+        b.recent.iter().filter(|p| p.seq > newest).count()
+    }
+
     /// The selected pick, while the picks have the focus.
-    pub fn selected_pick<'a>(&self, snap: &'a ClusterSnapshot) -> Option<&'a PickRecord> {
+    pub fn selected_pick<'a>(&'a self, snap: &'a ClusterSnapshot) -> Option<&'a PickRecord> {
         if self.focus != Focus::Picks {
             return None;
         }
@@ -126,6 +147,7 @@ impl BalancerView {
             (Action::Open, Focus::Targets) => self.focus = Focus::Instances,
             (Action::Open, Focus::Instances) => {
                 self.focus = Focus::Picks;
+                self.held = self.selected_balancer(snap).map(|b| b.recent.clone());
                 self.pick = self
                     .selected_balancer(snap)
                     .and_then(|b| self.picks(b).first().map(|p| p.seq));
@@ -136,15 +158,24 @@ impl BalancerView {
                 };
                 let picks = self.picks(b);
                 let at = self.pick_index(&picks);
+                if *action == Action::Up && at == 0 {
+                    // Up at the top: the newest picks again.
+                    self.held = Some(b.recent.clone());
+                    self.pick = self.picks(b).first().map(|p| p.seq);
+                    return;
+                }
                 let to = if *action == Action::Down {
                     (at + 1).min(picks.len().saturating_sub(1))
                 } else {
-                    at.saturating_sub(1)
+                    at - 1
                 };
                 self.pick = picks.get(to).map(|p| p.seq);
             }
             (Action::Back, Focus::Targets) if self.filter.clear() => {}
-            (Action::Back, Focus::Picks) => self.focus = Focus::Instances,
+            (Action::Back, Focus::Picks) => {
+                self.focus = Focus::Instances;
+                self.held = None;
+            }
             (Action::Back, _) => self.focus = Focus::Targets,
             _ => {}
         }
@@ -406,7 +437,11 @@ pub fn render(
     } else {
         "Recent picks (newest first)"
     };
-    let title = view.filter.title(hint, kept.len(), b.recent.len());
+    let title = view.filter.title(hint, kept.len(), b.recent.len())
+        + &match view.new_picks(b) {
+            0 => String::new(),
+            n => format!("· {n} new (k at the top) "),
+        };
     let picks = kept.iter().map(|p| {
         let eligible = p.candidates.iter().filter(|c| c.eligible).count();
         // A record of a very large service keeps only some candidates: then show the total.

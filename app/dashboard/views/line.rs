@@ -14,6 +14,9 @@ use unicode_width::UnicodeWidthChar;
 #[derive(Debug, Clone, Default)]
 pub struct LineEdit {
     input: Input,
+    /// The text was put in to be replaced (a search's last words): the first character typed
+    /// takes its place; a move or a deletion keeps it to be edited.
+    selected: bool,
 }
 
 impl PartialEq for LineEdit {
@@ -29,7 +32,15 @@ impl LineEdit {
     pub fn new(text: impl Into<String>) -> LineEdit {
         LineEdit {
             input: Input::new(text.into()),
+            selected: false,
         }
+    }
+
+    /// `text` shown selected: typing replaces it, a cursor key starts editing it.
+    pub fn selected(text: impl Into<String>) -> LineEdit {
+        let input = Input::new(text.into());
+        let selected = !input.value().is_empty();
+        LineEdit { input, selected }
     }
 
     pub fn value(&self) -> &str {
@@ -40,12 +51,14 @@ impl LineEdit {
     pub fn with_cursor(text: impl Into<String>, cursor: usize) -> LineEdit {
         LineEdit {
             input: Input::new(text.into()).with_cursor(cursor),
+            selected: false,
         }
     }
 
     /// Replaces the text; the cursor goes after it.
     pub fn set(&mut self, text: impl Into<String>) {
         self.input = Input::new(text.into());
+        self.selected = false;
     }
 
     /// Characters before the cursor.
@@ -55,6 +68,14 @@ impl LineEdit {
 
     /// An editing key (a character, a deletion, a cursor move); returns whether it was one.
     pub fn on_key(&mut self, key: KeyEvent) -> bool {
+        use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+        let typed = matches!(key.code, KeyCode::Char(_))
+            && !key
+                .modifiers
+                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
+        if std::mem::take(&mut self.selected) && typed {
+            self.input = Input::default();
+        }
         match to_input_request(&Event::Key(key)) {
             Some(req) => {
                 self.input.handle(req);
@@ -92,6 +113,11 @@ impl LineEdit {
         if area.width == 0 || area.height == 0 {
             return;
         }
+        let style = if self.selected {
+            style.add_modifier(ratatui::style::Modifier::REVERSED)
+        } else {
+            style
+        };
         let (span, cursor) = self.visible(area.width, style);
         frame.render_widget(span, area);
         frame.set_cursor_position((area.x + cursor.min(area.width - 1), area.y));
@@ -127,6 +153,21 @@ mod tests {
             !e.on_key(key(KeyCode::Tab, KeyModifiers::NONE)),
             "Tab completes, elsewhere"
         );
+    }
+
+    /// A search's last text is offered selected: typing replaces it (it was appended to),
+    /// a cursor key keeps it to edit.
+    #[test]
+    fn a_selected_text_is_replaced_by_typing_or_kept_by_a_move() {
+        let mut e = LineEdit::selected("ejected");
+        e.on_key(key(KeyCode::Char('s'), KeyModifiers::NONE));
+        assert_eq!(e.value(), "s");
+        e.on_key(key(KeyCode::Char('t'), KeyModifiers::NONE));
+        assert_eq!(e.value(), "st", "once replaced, typing appends");
+        let mut e = LineEdit::selected("ejected");
+        e.on_key(key(KeyCode::Left, KeyModifiers::NONE));
+        e.on_key(key(KeyCode::Char('X'), KeyModifiers::NONE));
+        assert_eq!(e.value(), "ejecteXd");
     }
 
     #[test]

@@ -61,7 +61,13 @@ impl Prompt {
     pub fn new(purpose: PromptFor, text: impl Into<String>) -> Self {
         Prompt {
             purpose,
-            line: LineEdit::new(text),
+            // A search or filter offers its last text to replace; the palette's line (one to
+            // fix, after a refusal) is edited.
+            line: if purpose == PromptFor::Palette {
+                LineEdit::new(text)
+            } else {
+                LineEdit::selected(text)
+            },
             offered: Vec::new(),
             chosen: None,
             recalled: None,
