@@ -232,7 +232,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     (true, Some(_)) => format!("{passing}/{total} up"),
                     (true, None) => format!("{passing}/{total} passing"),
                     _ => format!("{passing}/{total} instances passing"),
-                } + if stale { " (stale)" } else { "" },
+                } + if stale && !terse { " (stale)" } else { "" },
                 health,
             )
         });

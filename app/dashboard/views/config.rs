@@ -299,8 +299,14 @@ pub fn render(
     }
     let area = match &view.file_error {
         Some(e) => {
+            // As many rows as the reason takes (the key, the value, what was expected): whole.
+            let rows = crate::dashboard::render::wrapped_lines(
+                e,
+                usize::from(area.width.saturating_sub(2)),
+            )
+            .clamp(1, 4) as u16;
             let [banner, rest] =
-                Layout::vertical([Constraint::Length(3), Constraint::Fill(1)]).areas(area);
+                Layout::vertical([Constraint::Length(rows + 2), Constraint::Fill(1)]).areas(area);
             frame.render_widget(
                 Paragraph::new(Line::styled(e.as_str(), theme.critical))
                     .wrap(Wrap { trim: true })

@@ -155,13 +155,16 @@ pub fn render(
         (calls.len().min(8) + 3) as u16,
     );
     let services_h = kept.len() as u16 + 3;
+    // The process and the host on one line where they fit, else one line each.
+    let split = area.width < 120;
+    let process_h = if split { 5 } else { 4 };
     // Wide, the per-route and caller → target tables stand beside the services, one over the
     // other, and the two charts side by side (each then shows its whole two minutes).
     let (top, middle, charts, process) = if wide {
         let [top, charts, process] = Layout::vertical([
             Constraint::Length(services_h.max(routes_h + calls_h)),
             Constraint::Fill(1),
-            Constraint::Length(4),
+            Constraint::Length(process_h),
         ])
         .areas(area);
         let [top, middle] =
@@ -172,7 +175,7 @@ pub fn render(
             Constraint::Length(services_h),
             Constraint::Length(routes_h.max(calls_h)),
             Constraint::Fill(1),
-            Constraint::Length(4),
+            Constraint::Length(process_h),
         ])
         .areas(area);
         (top, middle, charts, process)
@@ -233,7 +236,7 @@ pub fn render(
     if let Some((name, s)) = selected {
         render_charts(frame, charts, name, s, wide, theme);
     }
-    frame.render_widget(process_panel(&m.process, cost, theme), process);
+    frame.render_widget(process_panel(&m.process, cost, split, theme), process);
 }
 
 /// How an error percentage reads: 5 % and above critical, any at all a warning.
@@ -380,15 +383,22 @@ fn render_charts(
     );
 }
 
-fn process_panel<'a>(p: &ProcessView, cost: &SelfCost, theme: &Theme) -> Paragraph<'a> {
-    let line = Line::from(vec![
+fn process_panel<'a>(
+    p: &ProcessView,
+    cost: &SelfCost,
+    split: bool,
+    theme: &Theme,
+) -> Paragraph<'a> {
+    let process = vec![
         Span::styled("lgo-dash  ", theme.dim),
         Span::raw(format!(
             "cpu {:.1}%  rss {}",
             p.cpu_percent,
             bytes(p.rss_bytes)
         )),
-        Span::styled("     host  ", theme.dim),
+    ];
+    let host = vec![
+        Span::styled(if split { "host      " } else { "     host  " }, theme.dim),
         Span::raw(format!(
             "cpu {:.1}% of {} cores  memory {} / {}  load {:.2}",
             p.host_cpu_percent,
@@ -397,7 +407,12 @@ fn process_panel<'a>(p: &ProcessView, cost: &SelfCost, theme: &Theme) -> Paragra
             bytes(p.host_memory_total_bytes),
             p.load_average_1m
         )),
-    ]);
+    ];
+    let lines = if split {
+        vec![Line::from(process), Line::from(host)]
+    } else {
+        vec![Line::from([process, host].concat())]
+    };
     // What the dashboard itself costs: drawn only when something on screen changed.
     let mut own = vec![
         Span::styled("dashboard  ", theme.dim),
@@ -414,7 +429,7 @@ fn process_panel<'a>(p: &ProcessView, cost: &SelfCost, theme: &Theme) -> Paragra
             theme.dim,
         ));
     }
-    Paragraph::new(vec![line, Line::from(own)]).block(
+    Paragraph::new([lines, vec![Line::from(own)]].concat()).block(
         Block::bordered()
             .title(Line::styled(
                 " Process and host (sampled each second) ",
