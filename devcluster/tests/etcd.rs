@@ -122,33 +122,38 @@ async fn an_instance_id_belongs_to_the_process_that_registered_it() {
     );
     assert!(b.instance("pay-1").is_some() && a.instance("pay-1").is_some());
 
-    // Both register the same id before either sees the other's: each keeps its own.
-    let mut mine_a = instance("dup-1");
-    mine_a.port = 7101;
+    // Both register the same id before either sees the other's (d, starting with its own
+    // dup-1 while b's is in etcd already): each keeps its own; b's deregistration removes
+    // b's alone, and d's goes out then (a process starting now, c, takes it in).
     let mut mine_b = instance("dup-1");
     mine_b.port = 7102;
-    a.register(mine_a).unwrap();
     b.register(mine_b).unwrap();
+    until("b's dup-1 is in etcd", Duration::from_secs(10), || {
+        a.instance("dup-1").is_some_and(|i| i.port == 7102)
+    })
+    .await;
+    let d = Registry::new();
+    let mut mine_d = instance("dup-1");
+    mine_d.port = 7101;
+    d.register(mine_d).unwrap();
+    let _md = EtcdMirror::start(d.clone(), None, "process-d", options(&etcd));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(a.instance("dup-1").unwrap().port, 7101);
     assert_eq!(
-        b.instance("dup-1").unwrap().port,
-        7102,
-        "never replaced by a's"
+        d.instance("dup-1").unwrap().port,
+        7101,
+        "never replaced by b's"
     );
-    // b's deregistration removes b's alone: a's stays, in a and in etcd (c, a third process
-    // starting now, takes it in).
+    assert_eq!(b.instance("dup-1").unwrap().port, 7102, "nor b's by d's");
     b.deregister("dup-1").unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(a.instance("dup-1").map(|i| i.port), Some(7101));
     let c = Registry::new();
     let _mc = EtcdMirror::start(c.clone(), None, "process-c", options(&etcd));
     until(
-        "c takes in a's dup-1 from etcd",
+        "c takes in d's dup-1 from etcd",
         Duration::from_secs(10),
         || c.instance("dup-1").is_some_and(|i| i.port == 7101),
     )
     .await;
+    assert_eq!(d.instance("dup-1").map(|i| i.port), Some(7101));
 }
 
 #[tokio::test]

@@ -131,7 +131,21 @@ impl Widget for &Waterfall<'_> {
             return;
         }
         let t = &self.theme;
-        let label_w = (inner.width * 2 / 5).clamp(16, 60);
+        // Span names as wide as the longest shown needs, from two fifths of the width up to
+        // three (the bars keep the rest): a name is read whole where it can be.
+        let needed = self
+            .rows
+            .iter()
+            .skip(self.offset)
+            .take(usize::from(inner.height))
+            .map(|r| {
+                usize::from(r.depth) * 2 + 2 + if r.error { 2 } else { 0 } + r.name.chars().count()
+            })
+            .max()
+            .unwrap_or(0) as u16;
+        let label_w = needed
+            .clamp(inner.width * 2 / 5, inner.width * 3 / 5)
+            .clamp(16, 72);
         let dur_w: u16 = 9;
         let bar_w = inner.width.saturating_sub(label_w + dur_w + 2);
         let bar_x = inner.x + label_w + 1;

@@ -277,6 +277,10 @@ impl Session<'_> {
                         configured = true;
                         self.config_out(&mut writer).await?;
                     }
+                    // What an event put back among the unpublished goes out now.
+                    if self.state.take_repost() {
+                        self.publish(&mut writer).await?;
+                    }
                 }
             }
         }
@@ -287,7 +291,13 @@ impl Session<'_> {
         let (registry, owner) = (self.registry, self.owner);
         match event {
             Event::Put(s) => self.state.import_shared(registry, owner, *s),
-            Event::Gone(id) => self.state.forget(registry, &id),
+            Event::Gone(id) => {
+                // An own instance of that id (held back while another process's key stood
+                // there, or lost by the store): it goes out again.
+                if !self.state.forget(registry, &id) && registry.instance(&id).is_some() {
+                    self.state.unpublish(&id);
+                }
+            }
             Event::All(list) => {
                 let present: HashSet<String> = list.iter().map(|s| s.instance.id.clone()).collect();
                 for s in list {

@@ -28,6 +28,8 @@ pub struct MirrorState {
     published: HashMap<String, InstanceView>,
     /// Other processes' instances as taken in (id → as published).
     imported: HashMap<String, SharedInstance>,
+    /// An own instance was unpublished by an event: publish without waiting for a change.
+    repost: bool,
 }
 
 /// The changes to write to the store: own instances new or changed (as published: without
@@ -147,10 +149,24 @@ impl MirrorState {
     }
 
     /// Removes an instance its owner withdrew (or whose owner's lease expired).
-    pub fn forget(&mut self, registry: &Registry, id: &str) {
+    /// Returns whether it was one taken in.
+    pub fn forget(&mut self, registry: &Registry, id: &str) -> bool {
         if self.imported.remove(id).is_some() {
             let _ = registry.deregister(id);
+            return true;
         }
+        false
+    }
+
+    /// An own instance to be put again at the next publish.
+    pub fn unpublish(&mut self, id: &str) {
+        self.published.remove(id);
+        self.repost = true;
+    }
+
+    /// Whether an own instance was unpublished since the last call (to publish at once).
+    pub fn take_repost(&mut self) -> bool {
+        std::mem::take(&mut self.repost)
     }
 }
 
