@@ -177,11 +177,14 @@ impl std::fmt::Display for Invalid {
         if self.value.is_empty() {
             write!(f, "{}: expected {}", self.key, self.expected)
         } else {
-            write!(
-                f,
-                "{} = {}: expected {}",
-                self.key, self.value, self.expected
-            )
+            // A long value (a whole route table) is shortened: what was expected must show.
+            const SHOWN: usize = 60;
+            let value: String = if self.value.chars().count() > SHOWN {
+                self.value.chars().take(SHOWN - 1).chain(['…']).collect()
+            } else {
+                self.value.clone()
+            };
+            write!(f, "{} = {}: expected {}", self.key, value, self.expected)
         }
     }
 }
@@ -278,7 +281,10 @@ impl Config {
             message,
         };
         let mut layers = vec![Layer::defaults().map_err(invalid)?];
-        layers.push(Layer::environment(env).map_err(invalid)?);
+        layers.push(
+            Layer::environment(env)
+                .map_err(|reason| invalid(format!("environment {env}: {reason}")))?,
+        );
         if let Some(path) = path {
             let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                 path: path.display().to_string(),
@@ -578,6 +584,22 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A long value is shortened in the message; what was expected is always there whole.
+    #[test]
+    fn a_long_refused_value_leaves_room_for_what_was_expected() {
+        let long = format!("[{}]", "{ path = \"/api/x\", service = \"x\" }, ".repeat(8));
+        let text = Invalid::new("routes", &long, "a table with a path and a service").to_string();
+        assert!(
+            text.ends_with("expected a table with a path and a service"),
+            "{text}"
+        );
+        assert!(text.contains('…') && text.len() < 160, "{text}");
+        assert_eq!(
+            Invalid::new("traffic.rps", "\"x\"", "a whole number").to_string(),
+            "traffic.rps = \"x\": expected a whole number"
+        );
+    }
 
     #[test]
     fn defaults_parse_and_match_the_design_ports() {

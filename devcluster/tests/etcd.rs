@@ -154,6 +154,21 @@ async fn an_instance_id_belongs_to_the_process_that_registered_it() {
     )
     .await;
     assert_eq!(d.instance("dup-1").map(|i| i.port), Some(7101));
+    // A process that kept its own dup-1 beside d's, then deregistered it, shows d's then.
+    let e = Registry::new();
+    let mut mine_e = instance("dup-1");
+    mine_e.port = 7103;
+    e.register(mine_e).unwrap();
+    let _me = EtcdMirror::start(e.clone(), None, "process-e", options(&etcd));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(e.instance("dup-1").unwrap().port, 7103);
+    e.deregister("dup-1").unwrap();
+    until(
+        "e takes in d's dup-1 once its own went",
+        Duration::from_secs(10),
+        || e.instance("dup-1").is_some_and(|i| i.port == 7101),
+    )
+    .await;
 }
 
 #[tokio::test]

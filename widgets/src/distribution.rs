@@ -132,10 +132,21 @@ impl Widget for &DistributionBars<'_> {
     }
 }
 
-/// The first words of `text` that fit in `width` columns, each whole.
+/// The first words of `text` that fit in `width` columns, each whole; a figure stays with the
+/// word before it (`ewma 1.5ms`, `ejected 4s`: never the name without its value).
 fn whole_words(text: &str, width: usize) -> String {
-    let mut out = String::new();
+    let mut pairs: Vec<String> = Vec::new();
     for word in text.split(' ') {
+        match pairs.last_mut() {
+            Some(last) if word.starts_with(|c: char| c.is_ascii_digit()) => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => pairs.push(word.to_string()),
+        }
+    }
+    let mut out = String::new();
+    for word in &pairs {
         let sep = usize::from(!out.is_empty());
         if out.chars().count() + sep + word.chars().count() > width {
             break;
@@ -238,6 +249,10 @@ mod tests {
         assert!(narrow[0].contains("50.0%"), "{narrow:#?}");
         for line in &narrow {
             assert!(line.contains("w=1"), "{narrow:#?}");
+            assert!(
+                !line.trim_end().ends_with("ewma") && !line.trim_end().ends_with("in-flight"),
+                "a name without its figure: {narrow:#?}"
+            );
             let words: Vec<&str> = line.split_whitespace().collect();
             for w in words
                 .iter()

@@ -107,8 +107,9 @@ impl Layer {
             .find(|(name, _, _)| *name == env)
             .ok_or_else(|| {
                 let known: Vec<&str> = ENV_FILES.iter().map(|e| e.0).collect();
+                // Said under "environment NAME: " by the caller.
                 format!(
-                    "environment \"{env}\": no assets/config/{env}.toml or .json (known: {})",
+                    "no assets/config/{env}.toml or .json (known: {})",
                     known.join(", ")
                 )
             })?;

@@ -235,7 +235,9 @@ impl Session<'_> {
         let mut there = published.clone();
         there.extend(out.deletes.iter().cloned());
         *self.own.lock().unwrap_or_else(|e| e.into_inner()) = there;
+        let gone = out.deletes.clone();
         writer.publish(self.owner, out).await?;
+        self.state.unshadow(self.registry, self.owner, &gone);
         *self.own.lock().unwrap_or_else(|e| e.into_inner()) = published;
         Ok(())
     }

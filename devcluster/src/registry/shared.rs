@@ -30,6 +30,9 @@ pub struct MirrorState {
     imported: HashMap<String, SharedInstance>,
     /// An own instance was unpublished by an event: publish without waiting for a change.
     repost: bool,
+    /// Other processes' instances not taken in because an own one has their id: taken in once
+    /// the own one goes.
+    shadowed: HashMap<String, SharedInstance>,
 }
 
 /// The changes to write to the store: own instances new or changed (as published: without
@@ -106,18 +109,23 @@ impl MirrorState {
 
     /// Takes in an instance another process published, read already.
     pub fn import_shared(&mut self, registry: &Registry, owner: &str, shared: SharedInstance) {
-        if shared.owner == owner || self.published.contains_key(&shared.instance.id) {
+        if shared.owner == owner {
             return;
         }
         let id = shared.instance.id.clone();
         // An instance of this process with the same id (registered here before the other's
         // came in): never replaced by the other's, nor removed when the other goes.
-        if !self.imported.contains_key(&id) && registry.instance(&id).is_some() {
-            tracing::warn!(
-                instance = %id,
-                other = %shared.owner,
-                "shared registry: another lgo-dash publishes an instance with this process's id; this process keeps its own"
-            );
+        if self.published.contains_key(&id)
+            || (!self.imported.contains_key(&id) && registry.instance(&id).is_some())
+        {
+            if !self.shadowed.contains_key(&id) {
+                tracing::warn!(
+                    instance = %id,
+                    other = %shared.owner,
+                    "shared registry: another lgo-dash publishes an instance with this process's id; this process keeps its own"
+                );
+            }
+            self.shadowed.insert(id, shared);
             return;
         }
         let same_shape = self.imported.get(&id).is_some_and(|old| {
@@ -151,11 +159,22 @@ impl MirrorState {
     /// Removes an instance its owner withdrew (or whose owner's lease expired).
     /// Returns whether it was one taken in.
     pub fn forget(&mut self, registry: &Registry, id: &str) -> bool {
+        self.shadowed.remove(id);
         if self.imported.remove(id).is_some() {
             let _ = registry.deregister(id);
             return true;
         }
         false
+    }
+
+    /// Own instances withdrawn (`gone`): another process's of the same id, kept aside while
+    /// the own one stood, is taken in now.
+    pub fn unshadow(&mut self, registry: &Registry, owner: &str, gone: &[String]) {
+        for id in gone {
+            if let Some(s) = self.shadowed.remove(id) {
+                self.import_shared(registry, owner, s);
+            }
+        }
     }
 
     /// An own instance to be put again at the next publish.
