@@ -739,6 +739,26 @@ impl Cluster {
     }
 }
 
+/// The address an instance is registered under. Listening on every interface (`--bind
+/// 0.0.0.0`), `0.0.0.0` would send other machines (and shared-registry peers) to themselves:
+/// the address this host reaches others from is registered instead (loopback when it has none).
+fn advertised(ip: std::net::IpAddr) -> String {
+    if !ip.is_unspecified() {
+        return ip.to_string();
+    }
+    // Connecting a UDP socket sends nothing: it only picks the outgoing interface.
+    std::net::UdpSocket::bind(("0.0.0.0", 0))
+        .and_then(|s| {
+            s.connect(("192.0.2.1", 9))?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        .to_string()
+}
+
 fn sample_registration(cfg: &Config, service: &str, id: &str, addr: SocketAddr) -> Registration {
     let meta: BTreeMap<String, String> = [
         ("version", cfg.version(service)),
@@ -752,7 +772,7 @@ fn sample_registration(cfg: &Config, service: &str, id: &str, addr: SocketAddr) 
     Registration {
         id: id.to_string(),
         name: service.to_string(),
-        address: addr.ip().to_string(),
+        address: advertised(addr.ip()),
         port: addr.port(),
         tags: vec!["sample".into(), format!("v{}", cfg.version(service))],
         meta,
@@ -794,7 +814,7 @@ fn grpc_registration(cfg: &Config, id: &str, addr: SocketAddr) -> Registration {
     Registration {
         id: id.to_string(),
         name: user_grpc::SERVICE.to_string(),
-        address: addr.ip().to_string(),
+        address: advertised(addr.ip()),
         port: addr.port(),
         tags: vec!["sample".into(), "grpc".into(), format!("v{version}")],
         meta,
@@ -992,5 +1012,21 @@ impl Core {
                     ControlError::UnknownInstance(id.to_string())
                 }
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// Bound to every interface, an instance is registered under an address others can reach,
+    /// never 0.0.0.0; bound to one address, under that one.
+    #[test]
+    fn instances_are_registered_under_a_reachable_address() {
+        let any = advertised(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_ne!(any, "0.0.0.0");
+        assert!(any.parse::<IpAddr>().is_ok(), "{any}");
+        assert_eq!(advertised(IpAddr::V4(Ipv4Addr::LOCALHOST)), "127.0.0.1");
     }
 }

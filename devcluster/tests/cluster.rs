@@ -553,3 +553,28 @@ async fn the_route_inspector_answers_as_a_real_request_would() {
     );
     cluster.shutdown().await;
 }
+
+/// A `--for` too long for the clock is refused with its bound (it panicked the admin handler,
+/// which ctl then reported as a cluster that does not answer), and nothing is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_or_fault_for_longer_than_a_week_is_refused() {
+    let cluster = start().await;
+    let admin = AdminClient::new(cluster.admin_url());
+    let err = admin
+        .send(&Command::Kill {
+            id: "user-service-3".into(),
+            for_s: Some(u64::MAX),
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a week"), "{err}");
+    let list = admin.instances().await.unwrap();
+    let i = list.iter().find(|i| i.view.id == "user-service-3").unwrap();
+    assert_eq!(
+        i.process,
+        ProcessState::Running,
+        "refused before anything was done"
+    );
+    cluster.shutdown().await;
+}

@@ -116,6 +116,67 @@ async fn edits_through_the_admin_api_are_written_back_keeping_comments() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    // A key the KV store sets above the file: an edit of the file would change nothing live,
+    // so it is refused, naming the layer (it was said done before).
+    let r = http()
+        .put(format!("{}/v1/kv/lgo/traffic/rps", cluster.registry_url()))
+        .body("50")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let center = cluster.config().clone();
+    eventually("the KV value applied", || center.config().traffic.rps == 50).await;
+    let r = http()
+        .post(format!("{}/api/config", cluster.admin_url()))
+        .json(&serde_json::json!({"key": "traffic.rps", "value": "70"}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let said = r.text().await.unwrap();
+    assert!(!status.is_success(), "{status} {said}");
+    assert!(
+        said.contains("KV store") && said.contains("lgo/traffic/rps"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "the file untouched"
+    );
+
+    // Set then unset a key of a new section: no empty section is left to break the config.
+    let set = |key: &str, value: Option<&str>| {
+        let admin = cluster.admin_url();
+        let body = match value {
+            Some(v) => serde_json::json!({"key": key, "value": v}),
+            None => serde_json::json!({"key": key}),
+        };
+        async move {
+            http()
+                .post(format!("{admin}/api/config"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(set("balancer.foo.strategy", Some("\"p2c\"")).await, 200);
+    let _ = set("balancer.foo.strategy", None).await;
+    assert!(
+        !std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("[balancer.foo]"),
+        "no empty section left"
+    );
+    assert_eq!(
+        set("retries.attempts", Some("3")).await,
+        200,
+        "edits still go through"
+    );
     cluster.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
 }

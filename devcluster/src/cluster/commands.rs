@@ -30,6 +30,9 @@ pub struct RouteExplain {
     pub outcome: String,
 }
 
+/// The longest `--for` a kill or a fault takes.
+const MAX_FOR_S: u64 = 7 * 24 * 3600;
+
 impl RouteExplain {
     /// The explanation as aligned lines, for `ctl` and the dashboard's inspector.
     pub fn text(&self) -> String {
@@ -93,6 +96,15 @@ impl Core {
         cmd: Command,
         who: &str,
     ) -> Result<String, ControlError> {
+        // A time a command waits for, bounded: a week is more than a dev session, and a larger
+        // one would overflow the clock.
+        if let Command::Kill { for_s: Some(s), .. } | Command::Fault { for_s: Some(s), .. } = &cmd
+            && *s > MAX_FOR_S
+        {
+            return Err(ControlError::Invalid(format!(
+                "for = {s}s: expected 1 to {MAX_FOR_S} seconds (a week)"
+            )));
+        }
         let msg = match cmd {
             Command::Kill { id, for_s } => {
                 self.kill(&id).await?;

@@ -29,6 +29,16 @@ pub enum ChangeError {
     Environment { env: String, reason: String },
     #[error("nothing to undo: no change since the start")]
     NothingToUndo,
+    /// An edit that would not change the live value: a layer above the one edits go to sets
+    /// the key.
+    #[error(
+        "{key} is set by {by}, above {file}: the live value would not change (remove it there first)"
+    )]
+    Shadowed {
+        key: String,
+        by: String,
+        file: String,
+    },
     /// The config file could not be read, written back or watched.
     #[error("{0}")]
     File(String),
@@ -257,6 +267,25 @@ impl ConfigCenter {
         Ok(self.sync_locked(who, false))
     }
 
+    /// The layer above the user's file that sets `key` (an `LGO__` variable, the KV store).
+    fn set_above_file(&self, key: &str) -> Option<String> {
+        let parts = layers::split_key(key);
+        let base = self.base();
+        let file_at = base
+            .iter()
+            .position(|l| matches!(l.kind, LayerKind::File(_)))?;
+        if let Some(l) = base[file_at + 1..]
+            .iter()
+            .find(|l| layers::get_path(&l.table, &parts).is_some())
+        {
+            return Some(l.origin.clone());
+        }
+        let kv_key = layers::kv_key(key);
+        self.kv
+            .get(&kv_key)
+            .map(|_| format!("the KV store ({kv_key}; `ctl config unset {key}` removes it)"))
+    }
+
     /// The file edits go to, when it is TOML (a JSON file is read, not rewritten).
     fn writable_file(&self) -> Option<&ConfigFile> {
         self.file
@@ -464,6 +493,19 @@ impl ConfigCenter {
             return Err(refusal(key, text, e));
         }
         let file = self.writable_file();
+        // Written to the file under a layer that sets the key too, an edit would be said
+        // done and change nothing live: refused, naming that layer.
+        if let Some(f) = file {
+            for (key, _) in pairs {
+                if let Some(by) = self.set_above_file(key) {
+                    return Err(ChangeError::Shadowed {
+                        key: key.clone(),
+                        by,
+                        file: f.path.display().to_string(),
+                    });
+                }
+            }
+        }
         for (key, value) in &values {
             let canonical = value.to_string();
             match file {

@@ -28,6 +28,11 @@ pub fn write_key(path: &Path, key: &str, value: Option<&str>) -> Result<(), Stri
     let Some((last, parents)) = parts.split_last() else {
         return Err("empty key".into());
     };
+    if value.is_none() {
+        remove_key(&mut doc, &parts);
+        return save_atomic(path, &doc.to_string())
+            .map_err(|e| format!("cannot write {shown}: {e}"));
+    }
     let mut table: &mut dyn TableLike = doc.as_table_mut();
     for p in parents {
         let item = table.entry(p).or_insert_with(|| {
@@ -61,6 +66,32 @@ pub fn write_key(path: &Path, key: &str, value: Option<&str>) -> Result<(), Stri
         }
     }
     save_atomic(path, &doc.to_string()).map_err(|e| format!("cannot write {shown}: {e}"))
+}
+
+/// Removes the key at `parts`, and the tables it leaves empty: an empty `[balancer.foo]` would
+/// read as a section without its keys (a config that no longer adds up), and a key never set
+/// changes nothing.
+fn remove_key(doc: &mut DocumentMut, parts: &[String]) {
+    for depth in (1..=parts.len()).rev() {
+        let (name, above) = (&parts[depth - 1], &parts[..depth - 1]);
+        let mut table: &mut dyn TableLike = doc.as_table_mut();
+        for p in above {
+            match table.get_mut(p).and_then(Item::as_table_like_mut) {
+                Some(t) => table = t,
+                None => return,
+            }
+        }
+        let is_leaf = depth == parts.len();
+        let empty = table
+            .get(name)
+            .and_then(Item::as_table_like)
+            .is_some_and(|t| t.is_empty());
+        if is_leaf || empty {
+            table.remove(name);
+        } else {
+            return;
+        }
+    }
 }
 
 /// Replaces `path` with `text` so that a crash at any moment leaves the old file or the new one,
@@ -154,6 +185,17 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("attempts"), "{text}");
+        assert!(
+            !text.contains("[retries]"),
+            "the emptied section goes too: {text}"
+        );
+        // A key set then unset leaves no empty section behind (it would read as a section
+        // without its keys); a key never set changes nothing.
+        write_key(&path, "balancer.foo.strategy", Some("\"p2c\"")).unwrap();
+        write_key(&path, "balancer.foo.strategy", None).unwrap();
+        write_key(&path, "nosuch.key", None).unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(after, text, "as before the set");
         let leftovers: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .filter_map(|e| e.ok())
