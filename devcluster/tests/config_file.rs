@@ -177,6 +177,26 @@ async fn edits_through_the_admin_api_are_written_back_keeping_comments() {
         200,
         "edits still go through"
     );
+
+    // Undo of an edit to a key the file did not set removes the override from the file (it
+    // wrote the default's value into it).
+    assert_eq!(set("timeouts.call_ms", Some("3000")).await, 200);
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("call_ms = 3000")
+    );
+    let r = http()
+        .post(format!("{}/api/config/undo", cluster.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert!(!after.contains("call_ms"), "{after}");
+    let e = cluster.config().get("timeouts.call_ms").unwrap();
+    assert_eq!(e.value, "2000");
+    assert!(!e.origin.ends_with("mine.toml"), "{e:?}");
     cluster.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
 }

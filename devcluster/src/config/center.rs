@@ -561,8 +561,16 @@ impl ConfigCenter {
             .pop()
             .ok_or(ChangeError::NothingToUndo)?;
         let done = match &last.old {
-            // With a file, the old value is written back to it as it was.
-            Some(old) if self.writable_file().is_some() => self.set_as(&last.key, old, who, false),
+            // With a file, the old value is written back to it as it was, unless it came from
+            // below the file (the defaults, the environment's file): then the file's override
+            // goes, rather than a copy of that value written into it.
+            Some(old)
+                if self.writable_file().is_some()
+                    && self.layer_below_file(&last.key).as_deref() != Some(old.as_str()) =>
+            {
+                self.set_as(&last.key, old, who, false)
+            }
+            Some(_) if self.writable_file().is_some() => self.unset_as(&last.key, who, false),
             Some(old) if self.layer_below_kv(&last.key).as_deref() != Some(old.as_str()) => {
                 self.set_as(&last.key, old, who, false)
             }
@@ -576,12 +584,17 @@ impl ConfigCenter {
 
     /// The value `key` would have without the KV layer.
     fn layer_below_kv(&self, key: &str) -> Option<String> {
-        let mut table = toml::Table::new();
-        let mut origins = BTreeMap::new();
-        for l in self.base().iter() {
-            layers::merge(&mut table, &l.table, &l.origin, &mut origins, "");
-        }
-        layers::get_path(&table, &layers::split_key(key)).map(ToString::to_string)
+        value_in(self.base().iter(), key)
+    }
+
+    /// The value `key` has in the layers below the user's file.
+    fn layer_below_file(&self, key: &str) -> Option<String> {
+        value_in(
+            self.base()
+                .iter()
+                .take_while(|l| !matches!(l.kind, LayerKind::File(_))),
+            key,
+        )
     }
 
     /// Re-reads the layers and applies what changed. A KV state that does not add up to a valid
@@ -751,4 +764,13 @@ fn effective_with(
         table: kv_table,
     };
     Effective::of(base.iter().chain([&kv_layer]))
+}
+/// The value of `key` in `layers` merged in order.
+fn value_in<'a>(from: impl Iterator<Item = &'a Layer>, key: &str) -> Option<String> {
+    let mut table = toml::Table::new();
+    let mut origins = BTreeMap::new();
+    for l in from {
+        layers::merge(&mut table, &l.table, &l.origin, &mut origins, "");
+    }
+    layers::get_path(&table, &layers::split_key(key)).map(ToString::to_string)
 }
