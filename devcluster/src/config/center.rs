@@ -27,7 +27,9 @@ pub enum ChangeError {
     NoEnvironments,
     #[error("environment {env}: {reason}")]
     Environment { env: String, reason: String },
-    #[error("nothing to undo: no change since the start")]
+    #[error(
+        "nothing to undo (an environment switch is undone by switching back: ctl config env NAME)"
+    )]
     NothingToUndo,
     /// An edit that would not change the live value: a layer above the one edits go to sets
     /// the key.
