@@ -184,20 +184,32 @@ impl EtcdWriter {
             value.clone(),
             Some(PutOptions::new().with_lease(self.lease)),
         );
+        // One round trip: a new key is put; else one on this lease is put; else it is read.
         let resp = self
             .client
             .txn(
                 Txn::new()
-                    .when([Compare::lease(key.clone(), CompareOp::Equal, self.lease)])
-                    .and_then([put])
-                    .or_else([TxnOp::get(key.clone(), None)]),
+                    .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([put.clone()])
+                    .or_else([TxnOp::txn(
+                        Txn::new()
+                            .when([Compare::lease(key.clone(), CompareOp::Equal, self.lease)])
+                            .and_then([put])
+                            .or_else([TxnOp::get(key.clone(), None)]),
+                    )]),
             )
             .await
             .map_err(text)?;
         if resp.succeeded() {
             return Ok(());
         }
-        let holder = resp.op_responses().into_iter().find_map(|r| match r {
+        let Some(TxnOpResponse::Txn(inner)) = resp.op_responses().into_iter().next() else {
+            return Err("etcd answered a transaction without its inner answer".into());
+        };
+        if inner.succeeded() {
+            return Ok(());
+        }
+        let holder = inner.op_responses().into_iter().find_map(|r| match r {
             TxnOpResponse::Get(g) => Some(
                 g.kvs()
                     .first()
