@@ -234,14 +234,19 @@ impl Registry {
     }
 
     /// Refuses a change from an API client to an instance another lgo-dash owns (taken in from
-    /// the shared store, its owner in its meta).
+    /// the shared store).
     pub fn refuse_owned(&self, id: &str) -> Result<(), RegistryError> {
-        match self
-            .lock()
-            .entries
-            .get(id)
-            .and_then(|e| e.reg.meta.get(super::shared::OWNER_META))
-        {
+        // Taken in from the store: its checks are its owner's (`Shared`). The owner's meta alone
+        // does not say so: a Consul agent that is itself an lgo-dash holds the instances other
+        // processes register through its API with that meta, and they may change them.
+        let st = self.lock();
+        let owner = st.entries.get(id).and_then(|e| {
+            e.checks.iter().find_map(|c| match &c.spec.kind {
+                CheckKind::Shared { owner, .. } => Some(owner),
+                _ => None,
+            })
+        });
+        match owner {
             Some(owner) => Err(RegistryError::Owned {
                 id: id.to_string(),
                 owner: owner.clone(),
