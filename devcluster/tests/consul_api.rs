@@ -77,6 +77,23 @@ impl Api {
         (r.status(), r.text().await.unwrap())
     }
 
+    /// A read started now in the background (a blocking query): how long it took, the index
+    /// it answered and its body.
+    fn get_in_background(&self, path: String) -> tokio::task::JoinHandle<(Duration, u64, Value)> {
+        let (http, url) = (self.http.clone(), format!("{}{path}", self.base));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = http.get(url).send().await.unwrap();
+            let idx: u64 = r.headers()["X-Consul-Index"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let body: Value = r.json().await.unwrap();
+            (started.elapsed(), idx, body)
+        })
+    }
+
     async fn health_of(&self, service: &str, id: &str) -> Option<String> {
         let (_, _, v) = self.get(&format!("/v1/health/service/{service}")).await;
         v.as_array()?
@@ -301,24 +318,7 @@ async fn blocking_query_returns_early_on_change_and_holds_otherwise() {
     );
 
     // A change wakes it long before its 30 s wait.
-    let base = api.base.clone();
-    let waiter = tokio::spawn(async move {
-        let started = Instant::now();
-        let r = reqwest::Client::new()
-            .get(format!(
-                "{base}/v1/health/service/late?index={index}&wait=30s"
-            ))
-            .send()
-            .await
-            .unwrap();
-        let idx: u64 = r.headers()["X-Consul-Index"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let body: Value = r.json().await.unwrap();
-        (started.elapsed(), idx, body)
-    });
+    let waiter = api.get_in_background(format!("/v1/health/service/late?index={index}&wait=30s"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The query reached the server and blocks there: a waiter that had already returned would
     // make what follows prove nothing.
@@ -816,22 +816,7 @@ async fn a_blocking_query_on_one_service_waits_for_that_service() {
     .await;
     let (_, index, _) = api.get("/v1/health/service/mine").await;
     let index = index.unwrap();
-    let base = api.base.clone();
-    let waiter = tokio::spawn(async move {
-        let r = reqwest::Client::new()
-            .get(format!(
-                "{base}/v1/health/service/mine?index={index}&wait=30s"
-            ))
-            .send()
-            .await
-            .unwrap();
-        let idx: u64 = r.headers()["X-Consul-Index"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        (idx, r.json::<Value>().await.unwrap())
-    });
+    let waiter = api.get_in_background(format!("/v1/health/service/mine?index={index}&wait=30s"));
     tokio::time::sleep(Duration::from_millis(100)).await;
     for status in ["pass", "fail", "pass"] {
         api.put(&format!("/v1/agent/check/{status}/other"), "")
@@ -845,7 +830,7 @@ async fn a_blocking_query_on_one_service_waits_for_that_service() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiter.is_finished(), "woken by changes to other services");
     api.put("/v1/agent/check/pass/mine", "").await;
-    let (new_index, body) = tokio::time::timeout(Duration::from_secs(5), waiter)
+    let (_, new_index, body) = tokio::time::timeout(Duration::from_secs(5), waiter)
         .await
         .expect("woken by its own service")
         .unwrap();

@@ -16,7 +16,9 @@ use devcluster::telemetry::{LogFilter, SpanRecord, TraceFilter, TraceId};
 use opentelemetry::KeyValue;
 use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
-use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+use opentelemetry_otlp::{
+    Compression, Protocol, WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _,
+};
 use opentelemetry_sdk::Resource;
 use std::time::{Duration, Instant};
 
@@ -45,15 +47,16 @@ fn endpoint(cluster: &Cluster, name: &str) -> String {
 /// The SDK's simple processor blocks on the export; it runs on a blocking thread of the test's
 /// runtime so the client's connections are driven by the runtime's workers.
 async fn export_trace(
-    service: &'static str,
+    service: &str,
     exporter: impl FnOnce() -> opentelemetry_otlp::SpanExporter + Send + 'static,
 ) -> TraceId {
+    let service = service.to_string();
     tokio::task::spawn_blocking(move || {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_simple_exporter(exporter())
             .with_resource(
                 Resource::builder()
-                    .with_service_name(service)
+                    .with_service_name(service.clone())
                     .with_attribute(KeyValue::new("service.instance.id", format!("{service}-7")))
                     .build(),
             )
@@ -108,39 +111,54 @@ async fn assert_exported(admin: &AdminClient, service: &str, id: TraceId) {
     assert_eq!(t.services, [service]);
 }
 
+/// A trace exported each way an SDK can (gRPC, HTTP/protobuf, HTTP/JSON), as services
+/// `PREFIX-grpc`, `PREFIX-protobuf` and `PREFIX-json`, gzipped or not; each arrives whole.
+async fn export_every_way(cluster: &Cluster, admin: &AdminClient, prefix: &str, gzip: bool) {
+    let compression = gzip.then_some(Compression::Gzip);
+    let grpc = endpoint(cluster, "otlp-grpc");
+    let service = format!("{prefix}-grpc");
+    let id = export_trace(&service, move || {
+        let b = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(grpc);
+        match compression {
+            Some(c) => b.with_compression(c),
+            None => b,
+        }
+        .build()
+        .unwrap()
+    })
+    .await;
+    assert_exported(admin, &service, id).await;
+    let http = endpoint(cluster, "otlp-http");
+    for (way, protocol) in [
+        ("protobuf", Protocol::HttpBinary),
+        ("json", Protocol::HttpJson),
+    ] {
+        let url = format!("{http}/v1/traces");
+        let service = format!("{prefix}-{way}");
+        let id = export_trace(&service, move || {
+            let b = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(protocol)
+                .with_endpoint(url);
+            match compression {
+                Some(c) => b.with_compression(c),
+                None => b,
+            }
+            .build()
+            .unwrap()
+        })
+        .await;
+        assert_exported(admin, &service, id).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_from_the_otlp_exporter_over_grpc_and_http_arrive_with_their_services() {
     let cluster = start().await;
     let admin = AdminClient::new(cluster.admin_url());
-    let grpc = endpoint(&cluster, "otlp-grpc");
-    let http = endpoint(&cluster, "otlp-http");
-
-    let id = export_trace("payments-grpc", move || {
-        opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(grpc)
-            .build()
-            .unwrap()
-    })
-    .await;
-    assert_exported(&admin, "payments-grpc", id).await;
-
-    for (service, protocol) in [
-        ("payments-protobuf", Protocol::HttpBinary),
-        ("payments-json", Protocol::HttpJson),
-    ] {
-        let url = format!("{http}/v1/traces");
-        let id = export_trace(service, move || {
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(protocol)
-                .with_endpoint(url)
-                .build()
-                .unwrap()
-        })
-        .await;
-        assert_exported(&admin, service, id).await;
-    }
+    export_every_way(&cluster, &admin, "payments", false).await;
     cluster.shutdown().await;
 }
 
@@ -302,40 +320,12 @@ fn gzip(body: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzipped_exports_are_taken_on_both_transports_and_a_zip_bomb_is_a_413() {
-    use opentelemetry_otlp::{Compression, WithHttpConfig as _, WithTonicConfig as _};
     let cluster = start().await;
     let admin = AdminClient::new(cluster.admin_url());
-    let grpc = endpoint(&cluster, "otlp-grpc");
     let http = endpoint(&cluster, "otlp-http");
 
     // The SDK's exporters with gzip on: what the OpenTelemetry Collector does by default.
-    let id = export_trace("gzip-grpc", move || {
-        opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(grpc)
-            .with_compression(Compression::Gzip)
-            .build()
-            .unwrap()
-    })
-    .await;
-    assert_exported(&admin, "gzip-grpc", id).await;
-    for (service, protocol) in [
-        ("gzip-protobuf", Protocol::HttpBinary),
-        ("gzip-json", Protocol::HttpJson),
-    ] {
-        let url = format!("{http}/v1/traces");
-        let id = export_trace(service, move || {
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(protocol)
-                .with_endpoint(url)
-                .with_compression(Compression::Gzip)
-                .build()
-                .unwrap()
-        })
-        .await;
-        assert_exported(&admin, service, id).await;
-    }
+    export_every_way(&cluster, &admin, "gzip", true).await;
 
     let client = common::http();
     let post = |encoding: &'static str, ct: &'static str, body: Vec<u8>| {

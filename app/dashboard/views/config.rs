@@ -278,6 +278,20 @@ pub fn bound_ports(snap: &ClusterSnapshot) -> Vec<(String, u16)> {
     out
 }
 
+/// A key's value as the table shows it, and for a port taken elsewhere (`--ports auto`) what
+/// is really listening (` → bound 38512`).
+fn value_text(
+    e: &devcluster::config::center::Entry,
+    bound: &[(String, u16)],
+) -> (String, Option<String>) {
+    match bound.iter().find(|(k, _)| *k == e.key) {
+        Some((_, port)) if e.value != port.to_string() => {
+            (clip(&e.value, 20), Some(format!(" → bound {port}")))
+        }
+        _ => (clip(&e.value, 40), None),
+    }
+}
+
 pub fn render(
     frame: &mut Frame,
     area: Rect,
@@ -346,14 +360,8 @@ pub fn render(
         .iter()
         .filter_map(|r| match r {
             TreeRow::Key(i) => {
-                let e = &view.entries[*i];
-                Some(match bound.iter().find(|(k, _)| *k == e.key) {
-                    Some((_, port)) if e.value != port.to_string() => {
-                        clip(&e.value, 20).chars().count()
-                            + format!(" → bound {port}").chars().count()
-                    }
-                    _ => clip(&e.value, 40).chars().count(),
-                })
+                let (value, bound) = value_text(&view.entries[*i], bound);
+                Some(value.chars().count() + bound.map_or(0, |b| b.chars().count()))
             }
             TreeRow::Section(..) => None,
         })
@@ -411,13 +419,11 @@ pub fn render(
             } else {
                 theme.warning
             };
-            // A port taken elsewhere (`--ports auto`) shows what is really listening.
-            let value = match bound.iter().find(|(k, _)| *k == e.key) {
-                Some((_, port)) if e.value != port.to_string() => Line::from(vec![
-                    Span::raw(clip(&e.value, 20)),
-                    Span::styled(format!(" → bound {port}"), theme.warning),
-                ]),
-                _ => Line::from(clip(&e.value, 40)),
+            let value = match value_text(e, bound) {
+                (value, Some(b)) => {
+                    Line::from(vec![Span::raw(value), Span::styled(b, theme.warning)])
+                }
+                (value, None) => Line::from(value),
             };
             Row::new(shown(
                 [

@@ -203,13 +203,6 @@ impl Registry {
         self.inner.index_tx.subscribe()
     }
 
-    /// Waits until the index passes `after` or `wait` elapses; returns the index then.
-    pub async fn wait_for_change(&self, after: u64, wait: Duration) -> u64 {
-        let mut rx = self.subscribe();
-        let _ = tokio::time::timeout(wait, rx.wait_for(|i| *i > after)).await;
-        *rx.borrow()
-    }
-
     /// Registers (or replaces, same ID) an instance and starts its checks.
     pub fn register(&self, reg: Registration) -> Result<InstanceView, RegistryError> {
         self.register_with(reg, None)

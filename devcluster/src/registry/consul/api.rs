@@ -161,21 +161,35 @@ impl ReadQuery {
                 .all(|t| i.tags.iter().any(|have| have.eq_ignore_ascii_case(t)))
     }
 
-    /// The answer's elements that match `?filter=`; a selector the answer lacks is a 400.
-    fn filtered(&self, items: Vec<Value>) -> Result<Vec<Value>, String> {
-        let Some(f) = &self.filter else {
-            return Ok(items);
-        };
-        let mut kept = Vec::with_capacity(items.len());
-        for v in items {
-            match f.eval(&v) {
-                Ok(true) => kept.push(v),
-                Ok(false) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(kept)
+    /// Whether one element of the answer matches `?filter=` (any, without one); a selector
+    /// the answer lacks is an error, for a 400.
+    fn matches(&self, v: &Value) -> Result<bool, String> {
+        self.filter.as_ref().map_or(Ok(true), |f| f.eval(v))
     }
+}
+
+/// A read that answers a list: `?` read, the wait for `index_of` to pass `?index=`, the list
+/// `items` makes, kept by `?filter=`, answered at that index.
+async fn list_read(
+    reg: &Registry,
+    q: Option<&str>,
+    index_of: impl Fn(&Registry) -> u64,
+    items: impl FnOnce(&ReadQuery) -> Vec<Value>,
+) -> Response {
+    let r = match ReadQuery::parse(q) {
+        Ok(r) => r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let index = r.blocking.wait_for(reg, index_of).await;
+    let mut kept = Vec::new();
+    for v in items(&r) {
+        match r.matches(&v) {
+            Ok(true) => kept.push(v),
+            Ok(false) => {}
+            Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+        }
+    }
+    indexed(index, Value::Array(kept))
 }
 
 pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -314,12 +328,12 @@ fn agent_map(
     };
     let mut m = Map::new();
     for (k, v) in reg.instances().iter().flat_map(of) {
-        match r.filter.as_ref().map(|f| f.eval(&v)) {
-            None | Some(Ok(true)) => {
+        match r.matches(&v) {
+            Ok(true) => {
                 m.insert(k, v);
             }
-            Some(Ok(false)) => {}
-            Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+            Ok(false) => {}
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
         }
     }
     axum::Json(Value::Object(m)).into_response()
@@ -340,10 +354,7 @@ async fn catalog_services(State(reg): State<Registry>, RawQuery(q): RawQuery) ->
         Ok(r) => r,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    let index = r
-        .blocking
-        .wait_for(&reg, |reg: &Registry| reg.catalog_index())
-        .await;
+    let index = r.blocking.wait_for(&reg, Registry::catalog_index).await;
     let m: Map<String, Value> = reg
         .services()
         .into_iter()
@@ -361,24 +372,19 @@ async fn service_read(
     q: Option<&str>,
     render: fn(&InstanceView) -> Value,
 ) -> Response {
-    let r = match ReadQuery::parse(q) {
-        Ok(r) => r,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
-    };
-    let index = r
-        .blocking
-        .wait_for(reg, |reg: &Registry| reg.service_index(name))
-        .await;
-    let list: Vec<Value> = reg
-        .service(name, r.passing)
-        .iter()
-        .filter(|i| r.keeps(i))
-        .map(render)
-        .collect();
-    match r.filtered(list) {
-        Ok(list) => indexed(index, Value::Array(list)),
-        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
-    }
+    list_read(
+        reg,
+        q,
+        |reg: &Registry| reg.service_index(name),
+        |r| {
+            reg.service(name, r.passing)
+                .iter()
+                .filter(|i| r.keeps(i))
+                .map(render)
+                .collect()
+        },
+    )
+    .await
 }
 
 async fn catalog_service(
@@ -404,27 +410,20 @@ async fn checks_read(
     q: Option<&str>,
     keep: impl Fn(&InstanceView, &crate::registry::CheckView) -> bool,
 ) -> Response {
-    let r = match ReadQuery::parse(q) {
-        Ok(r) => r,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
-    };
-    let index = r.blocking.wait_for(reg, Registry::index).await;
-    let list: Vec<Value> = reg
-        .instances()
-        .iter()
-        .filter(|_| r.node_meta.is_empty())
-        .flat_map(|i| {
-            i.checks
-                .iter()
-                .filter(|c| keep(i, c))
-                .map(move |c| check_json(i, c))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    match r.filtered(list) {
-        Ok(list) => indexed(index, Value::Array(list)),
-        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
-    }
+    list_read(reg, q, Registry::index, |r| {
+        reg.instances()
+            .iter()
+            .filter(|_| r.node_meta.is_empty())
+            .flat_map(|i| {
+                i.checks
+                    .iter()
+                    .filter(|c| keep(i, c))
+                    .map(move |c| check_json(i, c))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    })
+    .await
 }
 
 async fn health_checks(
@@ -467,23 +466,15 @@ async fn health_node(
 }
 
 async fn catalog_nodes(State(reg): State<Registry>, RawQuery(q): RawQuery) -> Response {
-    let r = match ReadQuery::parse(q.as_deref()) {
-        Ok(r) => r,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
-    };
-    let index = r
-        .blocking
-        .wait_for(&reg, |reg: &Registry| reg.catalog_index())
-        .await;
-    let nodes = if r.node_meta.is_empty() {
-        vec![node_json()]
-    } else {
-        Vec::new()
-    };
-    match r.filtered(nodes) {
-        Ok(list) => indexed(index, Value::Array(list)),
-        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
-    }
+    list_read(&reg, q.as_deref(), Registry::catalog_index, |r| {
+        // The one node has no meta: asked for some, none is kept.
+        if r.node_meta.is_empty() {
+            vec![node_json()]
+        } else {
+            Vec::new()
+        }
+    })
+    .await
 }
 
 async fn catalog_node(State(reg): State<Registry>, Path(node): Path<String>) -> Response {
